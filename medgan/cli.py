@@ -1,0 +1,149 @@
+"""The ``medgan`` command line (Typer).
+
+Errors caused by input print one line ``medgan: error: ...`` and exit with code 2;
+``--debug`` (anywhere on the command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from medgan import __version__
+from medgan.errors import MedganError
+
+app = typer.Typer(
+    name="medgan",
+    help="Synthesize lesion and healthy slices with MONAI GANs and measure whether they help a classifier.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Read, inspect and prepare labelled 2-D slices.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: $MEDGAN_DATA_DIR, else the user cache)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value, e.g. --set data.size=64 (repeatable)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medgan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """medgan: GAN-synthesized medical slices, honestly evaluated."""
+
+
+@data_app.command("inspect")
+def inspect_cmd(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="medmnist:NAME, a .npz, a labels CSV, a NIfTI/NRRD file, a DICOM file or folder, or a config YAML."
+        ),
+    ],
+    mask: Annotated[str | None, typer.Option("--mask", help="Mask: DICOM SEG or NIfTI/NRRD label volume.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    window: Annotated[
+        str | None, typer.Option("--window", help="CT window preset (abdomen, lung, brain, bone, ...).")
+    ] = None,
+    axis: Annotated[str | None, typer.Option("--axis", help="Slicing axis for NIfTI: axial|coronal|sagittal.")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Resize slices to SIZE x SIZE.")] = None,
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Print format, slice count, splits, labels, shape and intensity range of SOURCE."""
+    from medgan.data.detect import source_from_spec
+    from medgan.data.inspect import render_text, summarize
+    from medgan.data.sources import load_source
+    from medgan.paths import resolve_data_dir
+
+    ddir = resolve_data_dir(data_dir)
+    src_opts: dict = {}
+    if window is not None:
+        src_opts["intensity"] = {"window": window}
+    if axis is not None:
+        src_opts["axis"] = axis
+    data = source_from_spec(
+        source, ddir, mask=mask, overrides=overrides, source_options=src_opts, data_options={"size": size}
+    )
+    summary = summarize(load_source(data, ddir))
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(render_text(summary, source))
+
+
+@data_app.command("prepare")
+def prepare_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config YAML (its 'data' section is used).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")] = False,
+) -> None:
+    """Write the slices a config describes as NPZ shards plus manifest.csv."""
+    from medgan.config import load_config
+    from medgan.data.inspect import render_text, summarize
+    from medgan.data.prepare import write_prepared
+    from medgan.data.sources import load_source
+    from medgan.paths import resolve_data_dir
+
+    cfg = load_config(config, overrides)
+    ddir = resolve_data_dir(data_dir)
+    ss = load_source(cfg.data, ddir)
+    write_prepared(ss, out, cfg, overwrite=overwrite)
+    typer.echo(render_text(summarize(ss), str(config)))
+    typer.echo(f"wrote {len(ss)} slices to {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medgan`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="medgan", standalone_mode=False)
+        return 0
+    except MedganError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"medgan: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except click.exceptions.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("medgan: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        msg = " ".join(str(err).split())[:300]
+        print(f"medgan: internal error: {err.__class__.__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

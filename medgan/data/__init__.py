@@ -1,0 +1,1 @@
+"""Format-free data layer: slices, intensity normalisation, manifests, splits, sources."""

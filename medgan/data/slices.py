@@ -1,0 +1,308 @@
+"""Labelled 2-D slices: float32 in [-1, 1], shape (C, H, W), plus a manifest row per slice.
+
+Readers in :mod:`medgan.io` return either ready 2-D images (MedMNIST, image folders) or
+:class:`Volume` objects (DICOM series, NIfTI). :func:`volume_to_slices` turns a volume into
+labelled slices (lesion when the mask has at least ``min_lesion_px`` pixels), and
+:func:`build_sliceset` resizes, fixes channels, hashes and splits everything into a
+:class:`SliceSet`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from medgan.data.intensity import (
+    WINDOW_PRESETS,
+    IntensityRange,
+    dtype_range,
+    minmax_range,
+    normalize,
+    percentile_range,
+    window_range,
+)
+from medgan.data.manifest import make_manifest
+from medgan.data.splits import assign_splits
+from medgan.errors import InputError
+
+UNLABELLED = "unlabelled"
+
+
+@dataclass
+class Volume:
+    """A stack of 2-D slices from one file or series, in display orientation.
+
+    ``data`` is (Z, C, H, W) in raw units (HU for CT after RescaleSlope/Intercept);
+    ``mask`` is (Z, H, W) or None. Geometry follows DICOM's LPS patient convention.
+    """
+
+    data: np.ndarray
+    source_format: str
+    sources: list[str]
+    slice_index: list[int]
+    patient_id: str
+    mask: np.ndarray | None = None
+    mask_source: str | None = None
+    positions: np.ndarray | None = None  # (Z, 3) mm, first pixel centre
+    orientation: np.ndarray | None = None  # (6,) row then column direction cosines
+    spacing: tuple[float, float] | None = None  # (between rows, between columns) mm
+    thickness: float | None = None
+    modality: str | None = None
+    series_uid: str | None = None
+    sop_uids: list[str | None] | None = None
+    frames: list[int | None] | None = None
+    window_hint: tuple[float, float] | None = None
+    raw_dtype: str | None = None
+
+
+@dataclass
+class SliceSet:
+    """Labelled slices and their manifest; ``images[i]`` belongs to ``manifest.iloc[i]``."""
+
+    images: np.ndarray  # (N, C, H, W) float32 in [-1, 1]
+    manifest: pd.DataFrame
+    classes: list[str]
+    source_format: str
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Slice shape (C, H, W)."""
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    def split(self, name: str) -> SliceSet:
+        """The slices of one split (``train``, ``val`` or ``test``)."""
+        keep = (self.manifest["split"] == name).to_numpy(dtype=bool)
+        return SliceSet(
+            self.images[keep], self.manifest[keep].reset_index(drop=True), self.classes, self.source_format, self.info
+        )
+
+
+def resolve_intensity(
+    values: np.ndarray,
+    mode: str,
+    window: object | None,
+    percentiles: tuple[float, float],
+    *,
+    modality: str | None = None,
+    window_hint: tuple[float, float] | None = None,
+    raw_dtype: str | None = None,
+) -> IntensityRange:
+    """Choose the raw interval that maps to [-1, 1] (see :class:`medgan.config.IntensityConfig`)."""
+    if window is not None and mode in ("auto", "window"):
+        if isinstance(window, str):
+            c, w = WINDOW_PRESETS[window]
+            return window_range(c, w, window)
+        return window_range(float(window.center), float(window.width))  # type: ignore[attr-defined]
+    if mode == "auto":
+        if (modality or "").upper() == "CT" and window_hint is not None and window_hint[1] > 0:
+            return window_range(*window_hint, name="dicom")
+        if raw_dtype in ("uint8",):
+            return dtype_range(np.uint8)
+        mode = "percentile"
+    if mode == "percentile":
+        return percentile_range(values, *percentiles)
+    if mode == "minmax":
+        return minmax_range(values)
+    if mode == "dtype":
+        return dtype_range(np.dtype(raw_dtype or values.dtype))
+    raise ValueError(f"unknown intensity mode {mode!r}")
+
+
+def check_finite(data: np.ndarray, where: str) -> None:
+    """Raise :class:`InputError` when ``data`` has NaN or Inf values."""
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise InputError(where, f"contains {bad} NaN/Inf voxel(s); clean the file or mask them first")
+
+
+def _fmt(values: Sequence[float] | np.ndarray | None) -> str | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        return None
+    return "\\".join(f"{v:.6g}" for v in arr)
+
+
+def volume_to_slices(
+    vol: Volume,
+    *,
+    classes: Sequence[str],
+    min_lesion_px: int = 1,
+    empty_threshold: float | None = None,
+    min_body_fraction: float = 0.01,
+    intensity_mode: str = "auto",
+    window: object | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    unlabelled_class: str | None = None,
+) -> tuple[np.ndarray, list[dict], int]:
+    """Normalise and label the slices of one volume.
+
+    Returns ``(images (n, C, H, W) float32 in [-1, 1], manifest rows, n_dropped_empty)``.
+    A slice is ``classes[1]`` (lesion) when its mask has at least ``min_lesion_px`` pixels,
+    else ``classes[0]``; without a mask every slice is ``unlabelled_class`` (or ``unlabelled``).
+    With ``empty_threshold`` set, slices whose share of pixels above it is below
+    ``min_body_fraction`` are dropped and counted.
+    """
+    data = vol.data
+    check_finite(data, vol.sources[0])
+    if data.ndim != 4:
+        raise InputError(vol.sources[0], f"expected a (Z, C, H, W) volume, got shape {data.shape}")
+    z = data.shape[0]
+    if vol.mask is not None and (vol.mask.shape[0] != z or vol.mask.shape[1:] != data.shape[2:]):
+        raise InputError(
+            vol.mask_source or vol.sources[0],
+            f"mask shape {tuple(vol.mask.shape)} does not match image shape {(z, *data.shape[2:])}",
+        )
+    rng = resolve_intensity(
+        data,
+        intensity_mode,
+        window,
+        percentiles,
+        modality=vol.modality,
+        window_hint=vol.window_hint,
+        raw_dtype=vol.raw_dtype,
+    )
+    images = normalize(data, rng)
+    keep = np.ones(z, dtype=bool)
+    if empty_threshold is not None:
+        body = (data > empty_threshold).reshape(z, -1).mean(1)
+        keep = body >= min_body_fraction
+    mask_px = (
+        np.count_nonzero(vol.mask.reshape(z, -1) > 0, axis=1) if vol.mask is not None else np.full(z, -1)
+    )
+    rows: list[dict] = []
+    for i in np.flatnonzero(keep):
+        if vol.mask is not None:
+            lab = 1 if mask_px[i] >= min_lesion_px else 0
+            name = classes[lab]
+        elif unlabelled_class is not None:
+            lab = list(classes).index(unlabelled_class) if unlabelled_class in classes else -1
+            name = unlabelled_class
+        else:
+            lab, name = -1, UNLABELLED
+        rows.append(
+            {
+                "label": lab,
+                "label_name": name,
+                "patient_id": vol.patient_id,
+                "source": vol.sources[i],
+                "source_format": vol.source_format,
+                "slice_index": vol.slice_index[i],
+                "frame": None if vol.frames is None else vol.frames[i],
+                "series_uid": vol.series_uid,
+                "sop_instance_uid": None if vol.sop_uids is None else vol.sop_uids[i],
+                "modality": vol.modality,
+                "rows": data.shape[2],
+                "cols": data.shape[3],
+                "spacing_row": None if vol.spacing is None else vol.spacing[0],
+                "spacing_col": None if vol.spacing is None else vol.spacing[1],
+                "slice_thickness": vol.thickness,
+                "position": None if vol.positions is None else _fmt(vol.positions[i]),
+                "orientation": _fmt(vol.orientation),
+                "intensity_mode": rng.mode,
+                "intensity_lo": rng.lo,
+                "intensity_hi": rng.hi,
+                "mask_source": vol.mask_source,
+                "mask_px": None if vol.mask is None else int(mask_px[i]),
+            }
+        )
+    return images[keep], rows, int(z - keep.sum())
+
+
+def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
+    """Convert (N, C, H, W) to 1 or 3 channels (luminance / repetition); None keeps C."""
+    c = img.shape[1]
+    if channels is None or channels == c:
+        return img
+    if channels == 3 and c == 1:
+        return np.repeat(img, 3, axis=1)
+    if channels == 1 and c == 3:
+        w = np.array([0.299, 0.587, 0.114], dtype=np.float32)[None, :, None, None]
+        return (img * w).sum(1, keepdims=True).astype(np.float32)
+    raise ValueError(f"cannot convert {c} channels to {channels}")
+
+
+def resize_batch(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize (N, C, H, W) float images to ``hw``: antialiased bilinear (area-like when shrinking)."""
+    if tuple(img.shape[2:]) == tuple(hw):
+        return img
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    out = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    return out.clamp_(-1.0, 1.0).numpy()
+
+
+def image_sha1(img: np.ndarray) -> str:
+    """SHA-1 of a slice's float32 bytes: identical images share it."""
+    return hashlib.sha1(np.ascontiguousarray(img, dtype=np.float32).tobytes()).hexdigest()
+
+
+def build_sliceset(
+    images: Sequence[np.ndarray],
+    rows: list[dict],
+    classes: Sequence[str],
+    source_format: str,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    info: dict | None = None,
+    where: str = "data",
+) -> SliceSet:
+    """Assemble normalised slices from any reader into a :class:`SliceSet`.
+
+    ``images`` is a list of (n_i, C, H, W) arrays (one per file or volume) matching ``rows``.
+    Slices are resized to ``size`` and converted to ``channels``. Rows that already carry a
+    ``split`` (official splits) keep it; otherwise splits are assigned by
+    :func:`~medgan.data.splits.assign_splits`.
+    """
+    if not rows:
+        raise InputError(where, "no slices found")
+    chans = channels
+    if chans is None:
+        cs = {int(a.shape[1]) for a in images if len(a)}
+        chans = 3 if 3 in cs else 1
+    shapes = {tuple(a.shape[2:]) for a in images if len(a)}
+    if size is None and len(shapes) > 1:
+        raise InputError(where, f"slices have different sizes {sorted(shapes)[:4]}; set data.size to resize them")
+    target = size if size is not None else next(iter(shapes))
+    out = np.empty((len(rows), chans, *target), dtype=np.float32)
+    k = 0
+    for a in images:
+        if not len(a):
+            continue
+        b = resize_batch(to_channels(a.astype(np.float32, copy=False), chans), target)
+        out[k : k + len(b)] = b
+        k += len(b)
+    if k != len(rows):
+        raise AssertionError(f"{k} images for {len(rows)} manifest rows")
+    for i, r in enumerate(rows):
+        r["slice_id"] = i
+        r["sha1"] = image_sha1(out[i])
+    manifest = make_manifest(rows)
+    has_split = manifest["split"].notna()
+    if not has_split.all():
+        if has_split.any():
+            raise InputError(where, "some rows have a split and others do not; give a split for all or none")
+        pids = manifest["patient_id"].fillna("").astype(str).tolist()
+        pids = [p if p else f"__slice{i}" for i, p in enumerate(pids)]
+        manifest["split"] = pd.array(
+            assign_splits(manifest["label"].tolist(), pids, manifest["sha1"].tolist(), fractions, seed),
+            dtype="string",
+        )
+    info = dict(info or {})
+    per_hash = manifest.groupby("sha1")["split"].nunique()
+    info["cross_split_duplicates"] = int((per_hash > 1).sum())
+    return SliceSet(out, manifest, list(classes), source_format, info)

@@ -1,0 +1,35 @@
+"""medgan's error types.
+
+Every problem caused by the user's input (a file, a folder, a config key) is raised as a
+:class:`MedganError` whose message is one line naming the file or key and the problem.
+The CLI prints that line and exits with code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedganError(Exception):
+    """Base class for errors caused by user input. ``str(err)`` is a single line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputError(MedganError):
+    """A data file or folder is missing, unreadable or inconsistent."""
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class ConfigError(MedganError):
+    """A config file, key or value is invalid."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {problem}")

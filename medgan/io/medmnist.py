@@ -1,0 +1,280 @@
+"""MedMNIST ``.npz`` files (official keys ``{train,val,test}_{images,labels}``), any 2-D set.
+
+``medmnist:NAME`` resolves under the data directory; when the file is missing and the network
+is reachable it is downloaded from the official record with MD5 verification.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medgan.config import DataConfig, MedMNISTSource
+from medgan.data.intensity import dtype_range, normalize
+from medgan.data.slices import SliceSet, build_sliceset
+from medgan.errors import InputError
+from medgan.paths import display_path, user_cache_dir
+
+#: The official MedMNIST record (v3 on Zenodo; the 28-px files are byte-identical to v2).
+MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
+SPLIT_KEYS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class MedMNISTInfo:
+    """What medgan knows about one official 2-D MedMNIST set (28 px file)."""
+
+    md5: str
+    task: str
+    labels: tuple[str, ...]
+    n_channels: int
+
+
+_ORGAN = (
+    "bladder",
+    "femur-left",
+    "femur-right",
+    "heart",
+    "kidney-left",
+    "kidney-right",
+    "liver",
+    "lung-left",
+    "lung-right",
+    "pancreas",
+    "spleen",
+)
+
+#: Official 2-D MedMNIST sets: MD5 of the 28-px file, task, class names, channels (MedMNIST v2 INFO).
+MEDMNIST_INFO: dict[str, MedMNISTInfo] = {
+    "pathmnist": MedMNISTInfo(
+        "a8b06965200029087d5bd730944a56c1",
+        "multi-class",
+        (
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ),
+        3,
+    ),
+    "chestmnist": MedMNISTInfo("02c8a6516a18b556561a56cbdd36c4a8", "multi-label, binary-class", (), 1),
+    "dermamnist": MedMNISTInfo(
+        "0744692d530f8e62ec473284d019b0c7",
+        "multi-class",
+        (
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
+            "vascular lesions",
+        ),
+        3,
+    ),
+    "octmnist": MedMNISTInfo(
+        "c68d92d5b585d8d81f7112f81e2d0842",
+        "multi-class",
+        ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+        1,
+    ),
+    "pneumoniamnist": MedMNISTInfo("28209eda62fecd6e6a2d98b1501bb15f", "binary-class", ("normal", "pneumonia"), 1),
+    "retinamnist": MedMNISTInfo("bd4c0672f1bba3e3a89f0e4e876791e4", "ordinal-regression", ("0", "1", "2", "3", "4"), 3),
+    "breastmnist": MedMNISTInfo(
+        "750601b1f35ba3300ea97c75c52ff8f6", "binary-class", ("malignant", "normal, benign"), 1
+    ),
+    "bloodmnist": MedMNISTInfo(
+        "7053d0359d879ad8a5505303e11de1dc",
+        "multi-class",
+        (
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "immature granulocytes",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ),
+        3,
+    ),
+    "tissuemnist": MedMNISTInfo(
+        "ebe78ee8b05294063de985d821c1c34b",
+        "multi-class",
+        (
+            "Collecting Duct, Connecting Tubule",
+            "Distal Convoluted Tubule",
+            "Glomerular endothelial cells",
+            "Interstitial endothelial cells",
+            "Leukocytes",
+            "Podocytes",
+            "Proximal Tubule Segments",
+            "Thick Ascending Limb",
+        ),
+        1,
+    ),
+    "organamnist": MedMNISTInfo("866b832ed4eeba67bfb9edee1d5544e6", "multi-class", _ORGAN, 1),
+    "organcmnist": MedMNISTInfo("0afa5834fb105f7705a7d93372119a21", "multi-class", _ORGAN, 1),
+    "organsmnist": MedMNISTInfo("e5c39f1af030238290b9557d9503af9d", "multi-class", _ORGAN, 1),
+}
+
+
+def _base_name(name: str) -> str:
+    """``breastmnist_64`` -> ``breastmnist``."""
+    base, _, size = name.rpartition("_")
+    return base if base and size.isdigit() else name
+
+
+def candidate_paths(name: str, data_dir: Path) -> list[Path]:
+    """Where ``medmnist:NAME`` is looked for, in order."""
+    return [
+        data_dir / "medmnist" / f"{name}.npz",
+        data_dir / f"{name}.npz",
+        user_cache_dir() / "medmnist" / f"{name}.npz",
+    ]
+
+
+def _download_target(name: str, data_dir: Path) -> Path:
+    target = data_dir / "medmnist"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if os.access(target, os.W_OK):
+            return target / f"{name}.npz"
+    except OSError:
+        pass
+    return user_cache_dir() / "medmnist" / f"{name}.npz"
+
+
+def download_medmnist(name: str, dest: Path) -> Path:
+    """Download the official ``NAME.npz`` to ``dest``, verifying its MD5; one-line error when offline."""
+    info = MEDMNIST_INFO.get(name)
+    if info is None:
+        raise InputError(
+            dest, f"no checksum is known for MedMNIST '{name}', so it is not downloaded; put the .npz file there"
+        )
+    from monai.apps import download_url
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    url = MEDMNIST_URL.format(name=name)
+    try:
+        download_url(url, filepath=str(dest), hash_val=info.md5, hash_type="md5", progress=True)
+    except Exception as exc:  # network errors come in many types (URLError, HTTPError, timeouts, ...)
+        for tmp in dest.parent.glob(f"{dest.name}*"):
+            if tmp != dest:
+                tmp.unlink(missing_ok=True)
+        raise InputError(
+            dest,
+            f"MedMNIST '{name}' is not on disk and could not be downloaded ({exc.__class__.__name__}); "
+            f"download {url} and put it at {dest}, or set MEDGAN_DATA_DIR / --data-dir to a folder "
+            f"holding medmnist/{name}.npz",
+        ) from None
+    return dest
+
+
+def resolve_medmnist(name: str, data_dir: Path, path: Path | None = None, download: bool = True) -> Path:
+    """The ``.npz`` file for ``medmnist:NAME``: explicit path, data dir, user cache, else download."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise InputError(path, "MedMNIST file not found")
+        return Path(path)
+    name = name.lower().removesuffix(".npz")
+    for p in candidate_paths(name, data_dir):
+        if p.is_file():
+            return p
+    if _base_name(name) not in MEDMNIST_INFO:
+        known = ", ".join(sorted(MEDMNIST_INFO))
+        raise InputError(f"medmnist:{name}", f"unknown MedMNIST set and no file found (known 2-D sets: {known})")
+    dest = _download_target(name, data_dir)
+    if not download:
+        raise InputError(dest, f"MedMNIST '{name}' not found and download is off; put {name}.npz there")
+    return download_medmnist(name, dest)
+
+
+def read_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read the official keys: split -> (images (N, H, W[, 3]) uint8, labels (N,) int64)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            present = [s for s in SPLIT_KEYS if f"{s}_images" in keys]
+            if not present:
+                raise InputError(path, f"not a MedMNIST file: no '<split>_images' keys (found {sorted(keys)[:6]})")
+            out = {}
+            for s in present:
+                if f"{s}_labels" not in keys:
+                    raise InputError(path, f"'{s}_images' has no matching '{s}_labels' key")
+                imgs, labs = z[f"{s}_images"], z[f"{s}_labels"]
+                out[s] = (imgs, labs)
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise InputError(path, f"not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    for s, (imgs, labs) in out.items():
+        if imgs.ndim not in (3, 4) or (imgs.ndim == 4 and imgs.shape[-1] not in (1, 3)):
+            raise InputError(path, f"'{s}_images' has shape {imgs.shape}; expected (N, H, W) or (N, H, W, 3)")
+        labs = np.asarray(labs)
+        if labs.ndim == 2 and labs.shape[1] > 1:
+            raise InputError(
+                path, f"'{s}_labels' is multi-label {labs.shape}; medgan needs one class per image"
+            )
+        labs = labs.reshape(-1)
+        if labs.shape[0] != imgs.shape[0]:
+            raise InputError(path, f"'{s}' has {imgs.shape[0]} images but {labs.shape[0]} labels")
+        out[s] = (imgs, labs.astype(np.int64))
+    return out
+
+
+def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> SliceSet:
+    """Read a MedMNIST set with its official splits into a :class:`SliceSet`."""
+    path = resolve_medmnist(src.name, data_dir, src.path, src.download)
+    splits = read_medmnist_npz(path)
+    info = MEDMNIST_INFO.get(_base_name(src.name.lower().removesuffix(".npz")))
+    n_classes = int(max(int(lab.max()) for _, lab in splits.values() if lab.size) + 1)
+    classes = list(info.labels) if info and len(info.labels) >= n_classes else [str(i) for i in range(n_classes)]
+    shown = display_path(path, data_dir)
+    images, rows = [], []
+    raw_lo, raw_hi = 255, 0
+    for split, (imgs, labs) in splits.items():
+        if imgs.dtype != np.uint8:
+            raise InputError(path, f"'{split}_images' has dtype {imgs.dtype}; MedMNIST images are uint8")
+        if labs.size and (labs.min() < 0 or labs.max() >= len(classes)):
+            raise InputError(path, f"'{split}_labels' has values outside 0..{len(classes) - 1}")
+        arr = imgs[:, None] if imgs.ndim == 3 else np.moveaxis(imgs, -1, 1)
+        rng = dtype_range(np.uint8)
+        images.append(normalize(arr, rng))
+        if imgs.size:
+            raw_lo, raw_hi = min(raw_lo, int(imgs.min())), max(raw_hi, int(imgs.max()))
+        for i, lab in enumerate(labs.tolist()):
+            rows.append(
+                {
+                    "label": lab,
+                    "label_name": classes[lab],
+                    "split": split,
+                    "source": shown,
+                    "source_format": "medmnist",
+                    "slice_index": i,
+                    "rows": arr.shape[2],
+                    "cols": arr.shape[3],
+                    "intensity_mode": rng.mode,
+                    "intensity_lo": rng.lo,
+                    "intensity_hi": rng.hi,
+                }
+            )
+    return build_sliceset(
+        images,
+        rows,
+        classes,
+        "medmnist",
+        size=data.hw(),
+        channels=data.channels,
+        info={"file": shown, "task": info.task if info else None, "raw_range": [raw_lo, raw_hi]},
+        where=str(path),
+    )

@@ -1,0 +1,155 @@
+"""NIfTI (and NRRD / MetaImage) volumes with optional label volumes, sliced into display-oriented 2-D slices.
+
+Volumes are reoriented to the closest canonical RAS orientation, cut along the requested
+anatomical axis, and each slice is laid out as a radiologist views it (DICOM LPS convention:
+axial rows run anterior -> posterior and columns right -> left of the patient). The manifest
+keeps the slice's index along the *file's own* voxel axis, so ``slice_index`` matches what a
+viewer shows for the original file, and the slice geometry in patient (LPS) coordinates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+from medgan.config import NiftiCase
+from medgan.data.slices import Volume, check_finite
+from medgan.errors import InputError
+
+_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in (".nii.gz", ".nii", *_ITK_SUFFIXES, ".gz"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return path.stem
+
+
+def read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read a volume as ``(array in voxel order, 4x4 RAS affine, stored dtype name)``.
+
+    NIfTI goes through nibabel (scaling applied); NRRD / MHA / MHD through SimpleITK, whose
+    LPS geometry is converted to a RAS affine in (x, y, z) voxel order.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected a NIfTI / NRRD file")
+    lower = path.name.lower()
+    if lower.endswith(_ITK_SUFFIXES):
+        import SimpleITK as sitk
+
+        try:
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "unreadable"
+            raise InputError(path, f"not a readable volume ({first})") from None
+        arr = sitk.GetArrayFromImage(img)  # (z, y, x)
+        if img.GetNumberOfComponentsPerPixel() > 1:
+            raise InputError(path, "vector-valued volumes are not supported")
+        arr = np.transpose(arr, tuple(range(arr.ndim))[::-1])  # (x, y, z[, t])
+        d = img.GetDimension()
+        direction = np.array(img.GetDirection()).reshape(d, d)[:3, :3]
+        spacing = np.array(img.GetSpacing())[:3]
+        origin = np.array(img.GetOrigin())[:3]
+        aff = np.eye(4)
+        aff[:3, :3] = _RAS_TO_LPS @ direction @ np.diag(spacing)
+        aff[:3, 3] = _RAS_TO_LPS @ origin
+        return arr, aff, arr.dtype.name
+    try:
+        img = nib.load(str(path))
+        arr = np.asanyarray(img.dataobj)
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, Exception) as exc:
+        msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(path, f"not a readable NIfTI file ({msg})") from None
+    if not hasattr(img, "affine") or img.affine is None:
+        raise InputError(path, "image has no affine / orientation")
+    return np.asarray(arr), np.asarray(img.affine, dtype=float), img.get_data_dtype().name
+
+
+def _to_3d(arr: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:
+    while arr.ndim > 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim == 4:
+        n = arr.shape[3]
+        if volume_index is None:
+            raise InputError(path, f"is 4-D with {n} volumes; choose one with data.source.volume_index (0..{n - 1})")
+        if volume_index >= n:
+            raise InputError(path, f"volume_index {volume_index} is out of range (the file has {n} volumes)")
+        arr = arr[..., volume_index]
+    elif volume_index not in (None, 0):
+        raise InputError(path, f"volume_index {volume_index} given but the image is 3-D")
+    if arr.ndim != 3:
+        raise InputError(path, f"expected a 3-D volume, got shape {arr.shape}")
+    return arr
+
+
+def _slices(canon: np.ndarray, axis: int) -> np.ndarray:
+    """(Z, H, W) display slices from a canonical RAS array cut along ``axis``."""
+    moved = np.moveaxis(canon, axis, 0)  # (Z, u, v): u, v the remaining axes in RAS order
+    return np.ascontiguousarray(np.transpose(moved, (0, 2, 1))[:, ::-1, ::-1])
+
+
+def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = None) -> Volume:
+    """Read one image (and its optional mask) into a :class:`Volume` of display-oriented slices."""
+    img_path = Path(case.image)
+    arr, aff, dtype_name = read_array(img_path)
+    arr = _to_3d(arr, img_path, volume_index)
+    check_finite(np.asarray(arr), str(img_path))
+    ornt = io_orientation(aff)
+    canon = apply_orientation(arr, ornt)
+    caff = aff @ inv_ornt_aff(ornt, arr.shape)
+    a = _AXES[axis]
+    data = _slices(canon, a).astype(np.float32)[:, None]
+
+    mask = None
+    if case.mask is not None:
+        mpath = Path(case.mask)
+        marr, _, _ = read_array(mpath)
+        marr = _to_3d(marr, mpath, volume_index if marr.ndim == 4 else None)
+        if marr.shape != arr.shape:
+            raise InputError(mpath, f"mask shape {marr.shape} does not match image shape {arr.shape} ({img_path.name})")
+        check_finite(np.asarray(marr), str(mpath))
+        mask = _slices(apply_orientation(np.asarray(marr), ornt), a) > 0
+
+    # index along the file's own voxel axis for every canonical slice
+    n = canon.shape[a]
+    orig_axis = int(np.flatnonzero(ornt[:, 0] == a)[0])
+    flipped = ornt[orig_axis, 1] < 0
+    slice_index = [n - 1 - k if flipped else k for k in range(n)]
+
+    u, v = (x for x in range(3) if x != a)  # columns follow u (reversed), rows follow v (reversed)
+    col_vec, row_vec = caff[:3, u], caff[:3, v]
+    nu, nv = canon.shape[u], canon.shape[v]
+    positions = np.empty((n, 3))
+    for k in range(n):
+        idx = np.zeros(4)
+        idx[u], idx[v], idx[a], idx[3] = nu - 1, nv - 1, k, 1.0
+        positions[k] = _RAS_TO_LPS @ (caff @ idx)[:3]
+    row_dir = _RAS_TO_LPS @ (-col_vec / np.linalg.norm(col_vec))  # direction along a row (columns increase)
+    col_dir = _RAS_TO_LPS @ (-row_vec / np.linalg.norm(row_vec))  # direction down a column (rows increase)
+    return Volume(
+        data=data,
+        source_format="nifti",
+        sources=[str(img_path)] * n,
+        slice_index=slice_index,
+        patient_id=case.patient_id or _stem(img_path),
+        mask=None if mask is None else mask.astype(np.uint8),
+        mask_source=None if case.mask is None else str(case.mask),
+        positions=positions,
+        orientation=np.concatenate([row_dir, col_dir]),
+        spacing=(float(np.linalg.norm(row_vec)), float(np.linalg.norm(col_vec))),
+        thickness=float(np.linalg.norm(caff[:3, a])),
+        modality=None,
+        raw_dtype=dtype_name,
+    )

@@ -1,0 +1,43 @@
+"""Where medgan looks for data and keeps caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "MEDGAN_DATA_DIR"
+CACHE_DIR_ENV = "MEDGAN_CACHE_DIR"
+
+
+def user_cache_dir() -> Path:
+    """The per-user cache folder: ``$MEDGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/medgan``, else ``~/.cache/medgan``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "medgan"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: the explicit argument, else ``$MEDGAN_DATA_DIR``, else the user cache."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    return user_cache_dir() / "data"
+
+
+def resolve_under(path: str | Path, data_dir: Path) -> Path:
+    """Resolve ``path``: absolute paths stay, relative ones are taken under ``data_dir``."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (data_dir / p)
+
+
+def display_path(path: str | Path, data_dir: Path | None) -> str:
+    """``path`` relative to ``data_dir`` when it lies inside it (stable manifests), else absolute."""
+    p = Path(path).resolve()
+    if data_dir is not None:
+        try:
+            return p.relative_to(Path(data_dir).resolve()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
