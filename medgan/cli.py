@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from medgan import __version__
@@ -129,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"medgan: error: {err}", file=sys.stderr)
         return err.exit_code
-    except click.exceptions.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.Exit as err:
+        return int(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         print("medgan: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        if hasattr(err, "show") and hasattr(err, "exit_code"):  # click / typer usage errors
+            err.show()
+            return int(err.exit_code)
         if debug:
             raise
         msg = " ".join(str(err).split())[:300]
