@@ -61,12 +61,16 @@ def inspect_cmd(
             help="medmnist:NAME, a .npz, a labels CSV, a NIfTI/NRRD file, a DICOM file or folder, or a config YAML."
         ),
     ],
-    mask: Annotated[str | None, typer.Option("--mask", help="Mask: DICOM SEG or NIfTI/NRRD label volume.")] = None,
+    mask: Annotated[
+        str | None, typer.Option("--mask", help="Mask: DICOM SEG or NIfTI/NRRD label volume.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     window: Annotated[
         str | None, typer.Option("--window", help="CT window preset (abdomen, lung, brain, bone, ...).")
     ] = None,
-    axis: Annotated[str | None, typer.Option("--axis", help="Slicing axis for NIfTI: axial|coronal|sagittal.")] = None,
+    axis: Annotated[
+        str | None, typer.Option("--axis", help="Slicing axis for NIfTI: axial|coronal|sagittal.")
+    ] = None,
     size: Annotated[int | None, typer.Option("--size", help="Resize slices to SIZE x SIZE.")] = None,
     data_dir: DataDirOpt = None,
     overrides: SetOpt = None,
@@ -99,7 +103,9 @@ def prepare_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
     data_dir: DataDirOpt = None,
     overrides: SetOpt = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")
+    ] = False,
 ) -> None:
     """Write the slices a config describes as NPZ shards plus manifest.csv."""
     from medgan.config import load_config
@@ -140,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = " ".join(str(err).split())[:300]
-        print(f"medgan: internal error: {err.__class__.__name__}: {msg} (rerun with --debug for details)", file=sys.stderr)
+        print(
+            f"medgan: internal error: {err.__class__.__name__}: {msg} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -36,8 +36,9 @@ class IntensityConfig(StrictModel):
     """How raw intensities map onto [-1, 1].
 
     ``auto``: a CT window when one is given (or, for DICOM CT, the file's own
-    WindowCenter/WindowWidth), ``dtype`` for 8/16-bit images, otherwise per-volume
-    percentiles (the usual choice for MR).
+    WindowCenter/WindowWidth); the full dtype range for image files (8 / 16 bit) and for
+    uint8 volumes; otherwise per-volume percentiles (the usual choice for MR, whatever the
+    stored integer type).
     """
 
     mode: Literal["auto", "window", "percentile", "minmax", "dtype"] = "auto"
@@ -83,7 +84,9 @@ class MedMNISTSource(StrictModel):
         """Absolute paths under ``data_dir`` (the .npz may be downloaded later)."""
         if self.path is None:
             return self
-        return self.model_copy(update={"path": _check_exists(resolve_under(self.path, data_dir), f"{key}.path")})
+        return self.model_copy(
+            update={"path": _check_exists(resolve_under(self.path, data_dir), f"{key}.path")}
+        )
 
 
 class ImageFolderSource(StrictModel):
@@ -98,7 +101,11 @@ class ImageFolderSource(StrictModel):
     def resolved(self, data_dir: Path, key: str = "data.source") -> ImageFolderSource:
         """Absolute, existing paths."""
         csv = _check_exists(resolve_under(self.labels_csv, data_dir), f"{key}.labels_csv")
-        root = csv.parent if self.root is None else _check_exists(resolve_under(self.root, data_dir), f"{key}.root")
+        root = (
+            csv.parent
+            if self.root is None
+            else _check_exists(resolve_under(self.root, data_dir), f"{key}.root")
+        )
         return self.model_copy(update={"labels_csv": csv, "root": root})
 
 
@@ -181,14 +188,18 @@ class NiftiSource(VolumeOptions):
             cases.append(
                 NiftiCase(
                     image=_check_exists(resolve_under(c.image, data_dir), f"{k}.image"),
-                    mask=None if c.mask is None else _check_exists(resolve_under(c.mask, data_dir), f"{k}.mask"),
+                    mask=None
+                    if c.mask is None
+                    else _check_exists(resolve_under(c.mask, data_dir), f"{k}.mask"),
                     patient_id=c.patient_id,
                 )
             )
         return self.model_copy(update={"cases": cases, "image": None, "mask": None})
 
 
-Source = Annotated[MedMNISTSource | ImageFolderSource | DicomSource | NiftiSource, Field(discriminator="kind")]
+Source = Annotated[
+    MedMNISTSource | ImageFolderSource | DicomSource | NiftiSource, Field(discriminator="kind")
+]
 
 
 class SplitConfig(StrictModel):
@@ -227,7 +238,9 @@ class DataConfig(StrictModel):
         """The configured (H, W), or None to keep the native size."""
         if self.size is None:
             return None
-        return (self.size, self.size) if isinstance(self.size, int) else (int(self.size[0]), int(self.size[1]))
+        return (
+            (self.size, self.size) if isinstance(self.size, int) else (int(self.size[0]), int(self.size[1]))
+        )
 
 
 class RunConfig(StrictModel):
@@ -317,7 +330,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{p}:{line + 1}" if line is not None else str(p)
-        raise ConfigError(where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})") from None
+        raise ConfigError(
+            where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

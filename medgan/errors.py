@@ -16,7 +16,7 @@ class MedganError(Exception):
     exit_code = 2
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
 
 
 class InputError(MedganError):

@@ -34,10 +34,10 @@ def resolve_under(path: str | Path, data_dir: Path) -> Path:
 
 def display_path(path: str | Path, data_dir: Path | None) -> str:
     """``path`` relative to ``data_dir`` when it lies inside it (stable manifests), else absolute."""
-    p = Path(path).resolve()
+    p = Path(os.path.abspath(path))
     if data_dir is not None:
         try:
-            return p.relative_to(Path(data_dir).resolve()).as_posix()
+            return p.relative_to(Path(os.path.abspath(data_dir))).as_posix()
         except ValueError:
             pass
     return p.as_posix()

@@ -81,12 +81,14 @@ def test_text_output_and_env_data_dir(
 
 
 @pytest.mark.integration
-def test_prepare_writes_shards_and_manifest(capsys: pytest.CaptureFixture[str], data_dir: Path, tmp_path: Path) -> None:
+def test_prepare_writes_shards_and_manifest(
+    capsys: pytest.CaptureFixture[str], data_dir: Path, tmp_path: Path
+) -> None:
     from medgan.data.prepare import load_prepared
 
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "prepared"
-    code, stdout, err = run(
+    code, _, err = run(
         capsys, "data", "prepare", repo / "configs/nifti_lesions.yaml", "--out", out, "--data-dir", data_dir
     )
     assert code == 0, err
@@ -103,7 +105,14 @@ def test_prepare_writes_shards_and_manifest(capsys: pytest.CaptureFixture[str], 
     assert not list(tmp_path.glob(".*partial"))
     # the same config prepares the same slices
     code, _, _ = run(
-        capsys, "data", "prepare", repo / "configs/nifti_lesions.yaml", "--out", tmp_path / "again", "--data-dir", data_dir
+        capsys,
+        "data",
+        "prepare",
+        repo / "configs/nifti_lesions.yaml",
+        "--out",
+        tmp_path / "again",
+        "--data-dir",
+        data_dir,
     )
     again = load_prepared(tmp_path / "again")
     assert np.array_equal(again.images, ss.images)
@@ -265,7 +274,9 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 
 def test_console_script_help_and_usage_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "medgan.cli", "--help"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medgan.cli", "--help"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0 and "data" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "medgan.cli", "data", "inspect"], capture_output=True, text=True, check=False

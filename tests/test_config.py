@@ -54,7 +54,7 @@ def test_set_overrides_nested_values(tmp_path: Path) -> None:
     assert cfg.data.hw() == (64, 64)
     assert cfg.data.source.axis == "coronal"
     assert cfg.data.splits.seed == 7 and cfg.seed == 3
-    with pytest.raises(ConfigError, match="data.sise: unknown key"):
+    with pytest.raises(ConfigError, match=r"data\.sise: unknown key"):
         load_config(p, ["data.sise=64"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides({}, ["data.size"])

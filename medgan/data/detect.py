@@ -42,7 +42,9 @@ def _kind_of(path: Path) -> str:
         files = [f for f in path.rglob("*") if f.is_file()]
         if not files:
             raise InputError(path, "folder is empty")
-        if any(f.name.lower().endswith(_NIFTI) for f in files) and not any(is_dicom_file(f) for f in files[:200]):
+        if any(f.name.lower().endswith(_NIFTI) for f in files) and not any(
+            is_dicom_file(f) for f in files[:200]
+        ):
             raise InputError(path, "is a folder of volumes; give one NIfTI file (or a config with 'cases')")
         csvs = [f for f in path.iterdir() if f.suffix.lower() == ".csv"]
         if csvs and not any(is_dicom_file(f) for f in files[:200]):
@@ -57,11 +59,14 @@ def _kind_of(path: Path) -> str:
     if name.endswith(_NIFTI):
         return "nifti"
     if name.endswith(_IMAGES):
-        raise InputError(path, "a single image has no label; list images in a CSV (path,label) and give the CSV")
+        raise InputError(
+            path, "a single image has no label; list images in a CSV (path,label) and give the CSV"
+        )
     if is_dicom_file(path):
         return "dicom"
     raise InputError(
-        path, "unrecognised input; expected medmnist:NAME, .npz, labels .csv, NIfTI/NRRD, DICOM file/folder or .yaml"
+        path,
+        "unrecognised input; expected medmnist:NAME, .npz, labels .csv, NIfTI/NRRD, DICOM file/folder or .yaml",
     )
 
 

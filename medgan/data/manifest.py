@@ -86,7 +86,9 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if not p.is_file():
         raise InputError(p, "manifest not found")
     try:
-        df = pd.read_csv(p, dtype={"patient_id": "string", "series_uid": "string", "sop_instance_uid": "string"})
+        df = pd.read_csv(
+            p, dtype={"patient_id": "string", "series_uid": "string", "sop_instance_uid": "string"}
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(p, f"not a readable manifest CSV ({exc.__class__.__name__})") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]

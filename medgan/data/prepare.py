@@ -21,7 +21,9 @@ MANIFEST = "manifest.csv"
 META = "prepared.json"
 
 
-def write_prepared(ss: SliceSet, out: str | Path, cfg: RunConfig | None = None, overwrite: bool = False) -> Path:
+def write_prepared(
+    ss: SliceSet, out: str | Path, cfg: RunConfig | None = None, overwrite: bool = False
+) -> Path:
     """Write ``ss`` to ``out``: ``slices-00000.npz`` shards (key ``images``, float32 (N, C, H, W)),
     ``manifest.csv`` (with ``shard`` / ``shard_row`` columns), ``prepared.json`` and the resolved config.
 
@@ -34,7 +36,9 @@ def write_prepared(ss: SliceSet, out: str | Path, cfg: RunConfig | None = None, 
         for k, start in enumerate(range(0, max(len(ss), 1), SHARD_SIZE)):
             name = f"slices-{k:05d}.npz"
             chunk = ss.images[start : start + SHARD_SIZE]
-            np.savez(tmp / name, images=chunk, slice_id=manifest["slice_id"].to_numpy()[start : start + SHARD_SIZE])
+            np.savez(
+                tmp / name, images=chunk, slice_id=manifest["slice_id"].to_numpy()[start : start + SHARD_SIZE]
+            )
             shards.append({"file": name, "n": len(chunk)})
         manifest["shard"] = [f"slices-{i // SHARD_SIZE:05d}.npz" for i in range(len(ss))]
         manifest["shard_row"] = [i % SHARD_SIZE for i in range(len(ss))]

@@ -83,7 +83,11 @@ class SliceSet:
         """The slices of one split (``train``, ``val`` or ``test``)."""
         keep = (self.manifest["split"] == name).to_numpy(dtype=bool)
         return SliceSet(
-            self.images[keep], self.manifest[keep].reset_index(drop=True), self.classes, self.source_format, self.info
+            self.images[keep],
+            self.manifest[keep].reset_index(drop=True),
+            self.classes,
+            self.source_format,
+            self.info,
         )
 
 
@@ -276,7 +280,9 @@ def build_sliceset(
         chans = 3 if 3 in cs else 1
     shapes = {tuple(a.shape[2:]) for a in images if len(a)}
     if size is None and len(shapes) > 1:
-        raise InputError(where, f"slices have different sizes {sorted(shapes)[:4]}; set data.size to resize them")
+        raise InputError(
+            where, f"slices have different sizes {sorted(shapes)[:4]}; set data.size to resize them"
+        )
     target = size if size is not None else next(iter(shapes))
     out = np.empty((len(rows), chans, *target), dtype=np.float32)
     k = 0

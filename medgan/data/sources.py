@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.config import DataConfig, DicomSource, ImageFolderSource, MedMNISTSource, NiftiSource, VolumeOptions
+from medgan.config import (
+    DataConfig,
+    DicomSource,
+    ImageFolderSource,
+    MedMNISTSource,
+    NiftiSource,
+    VolumeOptions,
+)
 from medgan.data.slices import SliceSet, Volume, build_sliceset, volume_to_slices
 from medgan.paths import display_path
 

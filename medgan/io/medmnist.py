@@ -87,8 +87,12 @@ MEDMNIST_INFO: dict[str, MedMNISTInfo] = {
         ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
         1,
     ),
-    "pneumoniamnist": MedMNISTInfo("28209eda62fecd6e6a2d98b1501bb15f", "binary-class", ("normal", "pneumonia"), 1),
-    "retinamnist": MedMNISTInfo("bd4c0672f1bba3e3a89f0e4e876791e4", "ordinal-regression", ("0", "1", "2", "3", "4"), 3),
+    "pneumoniamnist": MedMNISTInfo(
+        "28209eda62fecd6e6a2d98b1501bb15f", "binary-class", ("normal", "pneumonia"), 1
+    ),
+    "retinamnist": MedMNISTInfo(
+        "bd4c0672f1bba3e3a89f0e4e876791e4", "ordinal-regression", ("0", "1", "2", "3", "4"), 3
+    ),
     "breastmnist": MedMNISTInfo(
         "750601b1f35ba3300ea97c75c52ff8f6", "binary-class", ("malignant", "normal, benign"), 1
     ),
@@ -159,7 +163,8 @@ def download_medmnist(name: str, dest: Path) -> Path:
     info = MEDMNIST_INFO.get(name)
     if info is None:
         raise InputError(
-            dest, f"no checksum is known for MedMNIST '{name}', so it is not downloaded; put the .npz file there"
+            dest,
+            f"no checksum is known for MedMNIST '{name}', so it is not downloaded; put the .npz file there",
         )
     from monai.apps import download_url
 
@@ -192,7 +197,9 @@ def resolve_medmnist(name: str, data_dir: Path, path: Path | None = None, downlo
             return p
     if _base_name(name) not in MEDMNIST_INFO:
         known = ", ".join(sorted(MEDMNIST_INFO))
-        raise InputError(f"medmnist:{name}", f"unknown MedMNIST set and no file found (known 2-D sets: {known})")
+        raise InputError(
+            f"medmnist:{name}", f"unknown MedMNIST set and no file found (known 2-D sets: {known})"
+        )
     dest = _download_target(name, data_dir)
     if not download:
         raise InputError(dest, f"MedMNIST '{name}' not found and download is off; put {name}.npz there")
@@ -206,7 +213,9 @@ def read_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             keys = set(z.files)
             present = [s for s in SPLIT_KEYS if f"{s}_images" in keys]
             if not present:
-                raise InputError(path, f"not a MedMNIST file: no '<split>_images' keys (found {sorted(keys)[:6]})")
+                raise InputError(
+                    path, f"not a MedMNIST file: no '<split>_images' keys (found {sorted(keys)[:6]})"
+                )
             out = {}
             for s in present:
                 if f"{s}_labels" not in keys:
@@ -238,7 +247,9 @@ def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> Slic
     splits = read_medmnist_npz(path)
     info = MEDMNIST_INFO.get(_base_name(src.name.lower().removesuffix(".npz")))
     n_classes = int(max(int(lab.max()) for _, lab in splits.values() if lab.size) + 1)
-    classes = list(info.labels) if info and len(info.labels) >= n_classes else [str(i) for i in range(n_classes)]
+    classes = (
+        list(info.labels) if info and len(info.labels) >= n_classes else [str(i) for i in range(n_classes)]
+    )
     shown = display_path(path, data_dir)
     images, rows = [], []
     raw_lo, raw_hi = 255, 0

@@ -83,7 +83,9 @@ def _to_3d(arr: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:
     if arr.ndim == 4:
         n = arr.shape[3]
         if volume_index is None:
-            raise InputError(path, f"is 4-D with {n} volumes; choose one with data.source.volume_index (0..{n - 1})")
+            raise InputError(
+                path, f"is 4-D with {n} volumes; choose one with data.source.volume_index (0..{n - 1})"
+            )
         if volume_index >= n:
             raise InputError(path, f"volume_index {volume_index} is out of range (the file has {n} volumes)")
         arr = arr[..., volume_index]
@@ -118,7 +120,9 @@ def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = N
         marr, _, _ = read_array(mpath)
         marr = _to_3d(marr, mpath, volume_index if marr.ndim == 4 else None)
         if marr.shape != arr.shape:
-            raise InputError(mpath, f"mask shape {marr.shape} does not match image shape {arr.shape} ({img_path.name})")
+            raise InputError(
+                mpath, f"mask shape {marr.shape} does not match image shape {arr.shape} ({img_path.name})"
+            )
         check_finite(np.asarray(marr), str(mpath))
         mask = _slices(apply_orientation(np.asarray(marr), ornt), a) > 0
 

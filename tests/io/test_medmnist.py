@@ -45,9 +45,12 @@ def test_rgb_set_gives_three_channels_and_known_class_names(tmp_path: Path) -> N
     ss = load_source(_data("bloodmnist"), tmp_path)
     assert ss.shape == (3, 28, 28)
     assert ss.classes[0] == "basophil" and len(ss.classes) == 8
-    grey = load_source(config_from_dict(
-        {"data": {"source": {"kind": "medmnist", "name": "bloodmnist"}, "channels": 1, "size": 32}}
-    ).data, tmp_path)
+    grey = load_source(
+        config_from_dict(
+            {"data": {"source": {"kind": "medmnist", "name": "bloodmnist"}, "channels": 1, "size": 32}}
+        ).data,
+        tmp_path,
+    )
     assert grey.shape == (1, 32, 32)
 
 

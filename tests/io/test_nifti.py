@@ -50,7 +50,9 @@ def test_min_lesion_px_and_empty_threshold(tmp_path: Path) -> None:
     arr = nib.load(str(img)).get_fdata()
     arr[:, :, [0, 7]] = 0
     _save(tmp_path / "img2.nii.gz", arr.astype(np.int16))
-    ss = load_source(_cfg(image=str(tmp_path / "img2.nii.gz"), empty_threshold=50, min_body_fraction=0.1), tmp_path)
+    ss = load_source(
+        _cfg(image=str(tmp_path / "img2.nii.gz"), empty_threshold=50, min_body_fraction=0.1), tmp_path
+    )
     assert len(ss) == 6 and ss.info["n_dropped_empty"] == 2
 
 
@@ -74,7 +76,9 @@ def test_coronal_and_sagittal_shapes(tmp_path: Path) -> None:
 
 def test_four_d_needs_volume_index(tmp_path: Path) -> None:
     p = _save(tmp_path / "dwi.nii.gz", np.zeros((6, 6, 4, 3), np.float32))
-    with pytest.raises(InputError, match=r"dwi\.nii\.gz: is 4-D with 3 volumes; choose one with data\.source\.volume_index"):
+    with pytest.raises(
+        InputError, match=r"dwi\.nii\.gz: is 4-D with 3 volumes; choose one with data\.source\.volume_index"
+    ):
         read_case(NiftiCase(image=p))
     assert read_case(NiftiCase(image=p), volume_index=2).data.shape == (4, 1, 6, 6)
 
@@ -82,7 +86,9 @@ def test_four_d_needs_volume_index(tmp_path: Path) -> None:
 def test_mask_shape_mismatch(tmp_path: Path) -> None:
     img, _ = _pair(tmp_path)
     bad = _save(tmp_path / "bad_mask.nii.gz", np.zeros((12, 10, 7), np.uint8))
-    with pytest.raises(InputError, match=r"bad_mask\.nii\.gz: mask shape \(12, 10, 7\) does not match image shape"):
+    with pytest.raises(
+        InputError, match=r"bad_mask\.nii\.gz: mask shape \(12, 10, 7\) does not match image shape"
+    ):
         read_case(NiftiCase(image=img, mask=bad))
 
 
@@ -118,7 +124,9 @@ def test_nrrd_label_volume_via_simpleitk(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_brain1_defaults_give_7_lesion_and_18_healthy(data_dir: Path) -> None:
     ss = load_source(
-        _cfg(image="nifti/lesion_volumes/brain1_image.nii.gz", mask="nifti/lesion_volumes/brain1_label.nii.gz"),
+        _cfg(
+            image="nifti/lesion_volumes/brain1_image.nii.gz", mask="nifti/lesion_volumes/brain1_label.nii.gz"
+        ),
         data_dir,
     )
     m = ss.manifest

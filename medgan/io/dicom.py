@@ -1,0 +1,743 @@
+"""DICOM reader: files, multi-frame files and folders -> one :class:`~medgan.data.slices.Volume` per series.
+
+Conventions (all in one place):
+
+* **Files.** A folder is searched recursively; files of any name are tried. Files that are not
+  DICOM (no ``DICM`` marker and no plausible raw DICOM start) are skipped quietly; a DICOM file
+  that cannot be read or decoded raises :class:`~medgan.errors.InputError` naming that file.
+  Non-image objects (SEG, RTSTRUCT, SR, files without pixel data) are not images; a SEG is
+  only used through ``mask``.
+* **Series.** Image files are grouped by SeriesInstanceUID, volumes ordered by that UID.
+* **Slice order.** Ascending ImagePositionPatient projected on the slice normal (row cosine x
+  column cosine); without complete geometry by InstanceNumber; then by file name and frame.
+  Ties keep InstanceNumber / file-name order. Every frame of a multi-frame file is one slice.
+* **Intensities.** float32 after the modality transform (RescaleSlope / RescaleIntercept, also
+  from the PixelValueTransformationSequence of enhanced files; HU for CT). MONOCHROME1 is
+  inverted inside the range of representable values, ``y' = (lo + hi) - y``, so that higher
+  is brighter; the file's window centre is mirrored the same way. Colour images (RGB, YBR
+  converted to RGB by pydicom, PALETTE COLOR through its lookup table) have 3 channels.
+* **Masks.** A DICOM SEG is mapped onto the slices it references (by SOPInstanceUID and frame,
+  else by ImagePositionPatient); a NIfTI / NRRD / MHA label volume must have the series' shape
+  (Z, rows, cols) in the same slice order (ITK's order for a DICOM series).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, get_decoder
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from medgan.data.slices import Volume
+from medgan.errors import InputError
+
+__all__ = ["read_dicom_volumes"]
+
+#: Suffixes of label volumes read with SimpleITK instead of as DICOM SEG.
+LABEL_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_NON_IMAGE_MODALITIES = {
+    "SEG",
+    "RTSTRUCT",
+    "RTPLAN",
+    "RTRECORD",
+    "SR",
+    "KO",
+    "PR",
+    "REG",
+    "FID",
+    "RWV",
+    "DOC",
+}
+_SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_DEFER_SIZE = 64 * 1024  # pixel data of unselected files stays on disk until decoded
+_PLUGIN_HINT = "install a pydicom pixel-data plugin such as pylibjpeg / pylibjpeg-openjpeg / python-gdcm"
+_TS_NAMES = {  # newer transfer syntaxes pydicom may not name yet
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+}
+
+
+@dataclass
+class _Slice:
+    """One 2-D image: a single-frame file or one frame of a multi-frame file."""
+
+    path: Path
+    ds: Dataset
+    frame: int | None  # 0-based frame number in a multi-frame file, else None
+    position: np.ndarray | None
+    orientation: np.ndarray | None
+    instance: int | None
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def read_dicom_volumes(
+    path: Path,
+    series: str | None = None,
+    mask: Path | None = None,
+    segments: list[int] | None = None,
+) -> list[Volume]:
+    """Read a DICOM file, multi-frame file or folder into one :class:`Volume` per series.
+
+    ``series`` keeps only that SeriesInstanceUID. ``mask`` is a DICOM SEG (frames mapped onto
+    the slices they reference; ``segments`` picks segment numbers, default all, union) or a
+    NIfTI / NRRD / MHA label volume (``segments`` picks label values, default every label > 0)
+    for a single series. With a SEG, only the series it references are returned. Volumes are
+    ordered by SeriesInstanceUID; every problem with the input raises a one-line
+    :class:`~medgan.errors.InputError` naming the file.
+    """
+    path = Path(path)
+    if segments is not None and mask is None:
+        raise InputError(path, "'segments' needs a mask (a DICOM SEG or a label volume)")
+    groups = _series_groups(_image_slices(path))
+    if series is not None:
+        if series not in groups:
+            raise InputError(path, f"series {series} not found; available: {_describe_series(groups)}")
+        groups = {series: groups[series]}
+    volumes = [_build_volume(uid, groups[uid]) for uid in sorted(groups)]
+    if mask is not None:
+        mask = Path(mask)
+        if _is_label_volume(mask):
+            _attach_label_volume(volumes, mask, segments, path)
+        else:
+            volumes = _attach_seg(volumes, mask, segments, series)
+    return volumes
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding and reading files
+# ----------------------------------------------------------------------------------------------
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A dataset written without preamble starts with a little-endian group 0002 or 0008 tag."""
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    elem = int.from_bytes(head[2:4], "little")
+    return elem < 0x1000
+
+
+def _read_header(f: Path) -> Dataset | None:
+    """The dataset of ``f`` (large pixel data deferred), or None when ``f`` is not DICOM."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise InputError(f, f"cannot read file ({exc.strerror or _short(exc)})") from None
+    magic = len(head) == 132 and head[128:132] == b"DICM"
+    if not magic and not _looks_like_raw_dicom(head):
+        return None
+    try:
+        ds, truncated = _dcmread(f, force=not magic)
+        if not magic:
+            # forced read: accept only what clearly is a DICOM dataset
+            if "SOPClassUID" not in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
+                return None
+            _set_transfer_syntax(ds)
+        if truncated:
+            raise InputError(f, f"not a readable DICOM file (file is truncated: {truncated})")
+        _check_truncated(ds, f)
+    except InputError:
+        raise
+    except Exception as exc:  # pydicom raises many types for broken files
+        if not magic:
+            return None
+        raise InputError(f, f"not a readable DICOM file ({_short(exc)})") from None
+    return ds
+
+
+def _dcmread(f: Path, force: bool) -> tuple[Dataset, str | None]:
+    """``pydicom.dcmread`` and its end-of-file warning, if any (pydicom then drops what it read)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(f, force=force, defer_size=_DEFER_SIZE)
+    truncated = None
+    for w in caught:
+        text = str(w.message)
+        if "end of file" in text.lower() or "truncated" in text.lower():
+            truncated = truncated or text
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds, truncated
+
+
+def _set_transfer_syntax(ds: Dataset) -> None:
+    """Files without file meta: record the encoding pydicom detected, so pixels can be decoded."""
+    if "TransferSyntaxUID" in ds.file_meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _check_truncated(ds: Dataset, f: Path) -> None:
+    """pydicom silently keeps the short value of an element cut off by the end of the file."""
+    tags = list(ds.keys())
+    if not tags:
+        raise InputError(f, "not a readable DICOM file (no data elements; truncated or empty)")
+    last = ds.get_item(max(tags))
+    if (
+        isinstance(last, RawDataElement)
+        and last.value is not None
+        and last.length != _UNDEFINED_LENGTH
+        and len(last.value) < last.length
+    ):
+        if int(last.tag) in _PIXEL_TAGS:
+            raise InputError(f, "pixel data is truncated or corrupt")
+        raise InputError(f, "not a readable DICOM file (file is truncated)")
+
+
+def _sop_class(ds: Dataset) -> UID:
+    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or ""
+    return UID(str(uid))
+
+
+def _non_image_kind(ds: Dataset, f: Path) -> str | None:
+    """None for an image; else what the object is (SEG, SR, ...). Raises for a truncated image."""
+    sop = _sop_class(ds)
+    modality = str(ds.get("Modality", "") or "").upper()
+    if modality in _NON_IMAGE_MODALITIES or str(sop) in _SEG_SOP_CLASSES:
+        return modality or sop.name
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        if "Image Storage" in sop.name:
+            raise InputError(f, "pixel data is missing (the file is truncated or corrupt)")
+        return f"{sop.name or modality or 'DICOM'} object without pixel data"
+    return None
+
+
+def _walk(folder: Path) -> list[Path]:
+    out: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        out.extend(Path(root) / name for name in sorted(files))
+    return out
+
+
+def _image_slices(path: Path) -> list[_Slice]:
+    """Every image slice under ``path`` (a file or a folder)."""
+    if not path.exists():
+        raise InputError(path, "file or folder not found")
+    if path.is_dir():
+        files = _walk(path)
+        if not files:
+            raise InputError(path, "folder is empty")
+        slices: list[_Slice] = []
+        n_dicom = 0
+        for f in files:
+            ds = _read_header(f)
+            if ds is None:
+                continue
+            n_dicom += 1
+            if _non_image_kind(ds, f) is None:
+                slices.extend(_file_slices(f, ds))
+        if not slices:
+            what = f"{n_dicom} DICOM non-image object(s) and " if n_dicom else ""
+            raise InputError(path, f"no DICOM images found ({what}{len(files) - n_dicom} other file(s))")
+        return slices
+    ds = _read_header(path)
+    if ds is None:
+        raise InputError(path, "not a DICOM file")
+    kind = _non_image_kind(ds, path)
+    if kind is not None:
+        raise InputError(path, f"is a DICOM {kind}, not an image (a SEG goes in 'mask')")
+    return _file_slices(path, ds)
+
+
+# ----------------------------------------------------------------------------------------------
+# Header values (top level or enhanced functional groups)
+# ----------------------------------------------------------------------------------------------
+
+
+def _values(value: Any) -> list[Any]:
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    """``n`` finite floats from a DS / FD value, else None."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray([float(v) for v in _values(value)], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.size != n or not np.all(np.isfinite(arr)):
+        return None
+    return arr
+
+
+def _first_float(value: Any) -> float | None:
+    """The first value of a (possibly multi-valued) number, when finite."""
+    if value is None:
+        return None
+    try:
+        out = float(_values(value)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _n_frames(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _group_value(ds: Dataset, frame: int | None, seq: str, keyword: str) -> Any:
+    """``keyword`` from functional group ``seq``: per-frame first, then shared; None if absent."""
+    places = []
+    index = 0 if frame is None else frame  # a single-frame enhanced file keeps its group in item 0
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per is not None and index < len(per):
+        places.append(per[index])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        places.append(shared[0])
+    for item in places:
+        inner = item.get(seq)
+        if inner:
+            value = inner[0].get(keyword)
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _attr(ds: Dataset, frame: int | None, seq: str, keyword: str) -> Any:
+    """A functional-group value, else the top-level attribute of the same name."""
+    value = _group_value(ds, frame, seq, keyword)
+    if value is None:
+        value = ds.get(keyword)
+    return None if value == "" else value
+
+
+def _normal(orientation: np.ndarray) -> np.ndarray:
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def _file_slices(f: Path, ds: Dataset) -> list[_Slice]:
+    """The slices of one image file: one, or one per frame of a multi-frame file."""
+    try:
+        n = _n_frames(ds)
+        instance = ds.get("InstanceNumber")
+        instance = int(instance) if instance not in (None, "") else None
+        out = []
+        offsets = _floats(ds.get("GridFrameOffsetVector"), n) if n > 1 else None
+        for i in range(n):
+            frame = i if n > 1 else None
+            orient = _floats(_attr(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+            pos = _floats(_group_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            if pos is None:
+                top = _floats(ds.get("ImagePositionPatient"), 3)
+                if n == 1:
+                    pos = top
+                elif top is not None and offsets is not None and orient is not None:
+                    pos = top + offsets[i] * _normal(orient)
+            out.append(_Slice(f, ds, frame, pos, orient, instance))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f, f"not a readable DICOM file ({_short(exc)})") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Series assembly
+# ----------------------------------------------------------------------------------------------
+
+
+def _series_groups(slices: list[_Slice]) -> dict[str, list[_Slice]]:
+    groups: dict[str, list[_Slice]] = defaultdict(list)
+    for s in slices:
+        groups[str(s.ds.get("SeriesInstanceUID", "") or "")].append(s)
+    return dict(groups)
+
+
+def _describe_series(groups: dict[str, list[_Slice]]) -> str:
+    return ", ".join(
+        f"{uid or '(no SeriesInstanceUID)'} ({len(groups[uid])} slices)" for uid in sorted(groups)
+    )
+
+
+def _sort_slices(items: list[_Slice]) -> tuple[list[_Slice], np.ndarray | None, np.ndarray | None]:
+    """Slices in ascending order along the normal (see module doc), their projections on it
+    (None without complete geometry) and the series orientation."""
+    items = sorted(items, key=lambda s: (str(s.path), -1 if s.frame is None else s.frame))
+    instances = [s.instance for s in items]
+    if all(i is not None for i in instances):
+        order = sorted(range(len(items)), key=lambda k: instances[k])  # type: ignore[arg-type,return-value]
+        items = [items[k] for k in order]
+    orient = next((s.orientation for s in items if s.orientation is not None), None)
+    positions = [s.position for s in items]
+    if orient is None or any(p is None for p in positions):
+        return items, None, orient
+    normal = _normal(orient)
+    proj = [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
+    order = sorted(range(len(items)), key=lambda k: proj[k])
+    return [items[k] for k in order], np.asarray([proj[k] for k in order]), orient
+
+
+def _check_sizes(items: list[_Slice], uid: str) -> tuple[int, int, int]:
+    first = items[0]
+    ref = _size(first)
+    for s in items[1:]:
+        size = _size(s)
+        if size != ref:
+            raise InputError(
+                s.path,
+                f"has a different size ({size[1]}x{size[2]}, {size[0]} channel(s)) from {first.path.name} "
+                f"({ref[1]}x{ref[2]}, {ref[0]} channel(s)) in series {uid or '(no SeriesInstanceUID)'}",
+            )
+    return ref
+
+
+def _size(s: _Slice) -> tuple[int, int, int]:
+    try:
+        spp = int(s.ds.get("SamplesPerPixel", 1) or 1)
+        if str(s.ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+            spp = 3
+        return spp, int(s.ds.Rows), int(s.ds.Columns)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError(s.path, f"not a readable DICOM file ({_short(exc)})") from None
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    return UID(str(ts)) if ts else ImplicitVRLittleEndian
+
+
+def _no_decoder(f: Path, ts: UID) -> InputError:
+    name = _TS_NAMES.get(str(ts), ts.name)
+    return InputError(f, f"cannot decode transfer syntax {name} ({ts}); {_PLUGIN_HINT}")
+
+
+def _decode(ds: Dataset, f: Path) -> np.ndarray:
+    """``ds.pixel_array`` with one-line errors for missing decoders and broken pixel data."""
+    ts = _transfer_syntax(ds)
+    if not ts.is_transfer_syntax:
+        raise _no_decoder(f, ts)
+    if ts.is_compressed:
+        try:
+            available = get_decoder(ts).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            raise _no_decoder(f, ts)
+    try:
+        return np.asarray(ds.pixel_array)
+    except NotImplementedError:
+        raise _no_decoder(f, ts) from None
+    except Exception as exc:  # decoders raise many types for damaged data
+        if isinstance(exc, RuntimeError) and "missing dependencies" in str(exc):
+            raise _no_decoder(f, ts) from None
+        raise InputError(f, f"pixel data is truncated or corrupt ({_short(exc)})") from None
+
+
+def _stored_range(ds: Dataset, arr: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest value the stored pixels can take."""
+    if np.issubdtype(arr.dtype, np.floating):
+        return float(np.nanmin(arr)), float(np.nanmax(arr))
+    bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    return 0.0, float(2**bits - 1)
+
+
+def _rescale(ds: Dataset, frame: int | None) -> tuple[float, float]:
+    slope = _first_float(_attr(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = _first_float(_attr(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
+    return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
+
+
+def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | None]]:
+    """Decoded frames of a file: (F, C, H, W) float32 in modality units, stored dtype, and per
+    frame the MONOCHROME1 mirror sum ``lo + hi`` (None when not inverted)."""
+    arr = _decode(ds, f)
+    n = _n_frames(ds)
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        try:
+            arr = np.asarray(apply_color_lut(arr, ds))
+        except Exception as exc:
+            raise InputError(f, f"cannot apply the palette colour lookup table ({_short(exc)})") from None
+    raw_dtype = arr.dtype.name
+    spp = 3 if photometric == "PALETTE COLOR" else int(ds.get("SamplesPerPixel", 1) or 1)
+    if n == 1:
+        arr = arr[None]
+    if spp > 1:
+        arr = np.moveaxis(arr.reshape(n, *arr.shape[-3:]), -1, 1)
+    else:
+        arr = arr.reshape(n, 1, *arr.shape[-2:])
+    out = np.empty(arr.shape, dtype=np.float32)
+    sums: list[float | None] = []
+    for i in range(n):
+        frame = i if n > 1 else None
+        values = arr[i].astype(np.float64)
+        mirror: float | None = None
+        if spp == 1:
+            slope, intercept = _rescale(ds, frame)
+            values = values * slope + intercept
+            if photometric == "MONOCHROME1":
+                lo, hi = _stored_range(ds, arr[i])
+                mirror = (lo + hi) * slope + 2.0 * intercept
+                values = mirror - values
+        out[i] = values
+        sums.append(mirror)
+    return out, raw_dtype, sums
+
+
+def _window_hint(s: _Slice, mirror: float | None) -> tuple[float, float] | None:
+    center = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowCenter"))
+    width = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowWidth"))
+    if center is None or width is None:
+        return None
+    return (mirror - center if mirror is not None else center), width
+
+
+def _build_volume(uid: str, items: list[_Slice]) -> Volume:
+    """Sort, decode and stack the slices of one series."""
+    _, rows, cols = _check_sizes(items, uid)
+    items, proj, orientation = _sort_slices(items)
+    decoded: dict[Path, tuple[np.ndarray, str, list[float | None]]] = {}
+    data = None
+    for z, s in enumerate(items):
+        if s.path not in decoded:
+            decoded[s.path] = _file_pixels(s.path, s.ds)
+        frames = decoded[s.path][0]
+        if data is None:
+            data = np.empty((len(items), frames.shape[1], rows, cols), dtype=np.float32)
+        data[z] = frames[0 if s.frame is None else s.frame]
+    assert data is not None
+    first = items[0]
+    ds = first.ds
+    first_pixels = decoded[first.path]
+    positions = np.stack([s.position for s in items]) if proj is not None else None  # type: ignore[misc]
+    spacing_v = _floats(_attr(ds, first.frame, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    if spacing_v is None:
+        spacing_v = _floats(ds.get("ImagerPixelSpacing"), 2)
+    thickness = _first_float(_attr(ds, first.frame, "PixelMeasuresSequence", "SliceThickness"))
+    if proj is not None and len(proj) > 1:
+        steps = np.abs(np.diff(proj))
+        steps = steps[steps > 1e-6]
+        if steps.size:
+            thickness = round(float(np.median(steps)), 6)
+    patient = ds.get("PatientID")
+    modality = ds.get("Modality")
+    return Volume(
+        data=data,
+        source_format="dicom",
+        sources=[str(s.path) for s in items],
+        slice_index=list(range(len(items))),
+        patient_id=str(patient) if patient else "",
+        positions=positions,
+        orientation=orientation,
+        spacing=None if spacing_v is None else (float(spacing_v[0]), float(spacing_v[1])),
+        thickness=thickness,
+        modality=str(modality) if modality else None,
+        series_uid=uid or None,
+        sop_uids=[str(s.ds.get("SOPInstanceUID")) if s.ds.get("SOPInstanceUID") else None for s in items],
+        frames=[s.frame for s in items],
+        window_hint=_window_hint(first, first_pixels[2][0 if first.frame is None else first.frame]),
+        raw_dtype=first_pixels[1],
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_label_volume(mask: Path) -> bool:
+    name = mask.name.lower()
+    return any(name.endswith(sfx) for sfx in LABEL_VOLUME_SUFFIXES)
+
+
+def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] | None, path: Path) -> None:
+    """A NIfTI / NRRD / MHA label volume for the single series."""
+    import SimpleITK as sitk
+
+    if len(volumes) != 1:
+        raise InputError(
+            mask,
+            f"a label volume needs exactly one series, but {path} has {len(volumes)}; pick one with 'series'",
+        )
+    vol = volumes[0]
+    if not mask.is_file():
+        raise InputError(mask, "mask file not found")
+    try:
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
+    except Exception as exc:  # SimpleITK raises RuntimeError with a long multi-line text
+        raise InputError(mask, f"cannot read label volume ({_short(exc)})") from None
+    if labels.ndim == 2:
+        labels = labels[None]
+    expected = (vol.data.shape[0], *vol.data.shape[2:])
+    if labels.shape != expected:
+        raise InputError(mask, f"mask shape {tuple(labels.shape)} does not match image shape {expected}")
+    if segments is None:
+        binary = labels > 0
+    else:
+        present = np.unique(labels)
+        present = present[present != 0]
+        unknown = sorted(set(segments) - {int(v) for v in present})
+        if unknown:
+            avail = ", ".join(str(int(v)) for v in present[:20]) or "none"
+            raise InputError(mask, f"unknown label value(s) {unknown}; available: {avail}")
+        binary = np.isin(labels, segments)
+    vol.mask = binary.astype(np.uint8)
+    vol.mask_source = str(mask)
+
+
+def _read_seg(mask: Path) -> Dataset:
+    if not mask.is_file():
+        raise InputError(mask, "mask file not found")
+    ds = _read_header(mask)
+    if ds is None:
+        raise InputError(mask, f"not a DICOM SEG nor a label volume ({', '.join(LABEL_VOLUME_SUFFIXES)})")
+    modality = str(ds.get("Modality", "") or "")
+    if modality != "SEG" and str(_sop_class(ds)) not in _SEG_SOP_CLASSES:
+        raise InputError(
+            mask, f"is a DICOM {modality or _sop_class(ds).name} object, not a segmentation (SEG)"
+        )
+    return ds
+
+
+def _seg_frames(seg: Dataset, mask: Path, selected: set[int]) -> np.ndarray:
+    """SEG frames as (F, rows, cols) bool, True where the frame's segment is selected and set."""
+    arr = _decode(seg, mask)
+    n = _n_frames(seg)
+    arr = arr.reshape(n, *arr.shape[-2:])
+    kind = str(seg.get("SegmentationType", "BINARY")).upper()
+    if kind == "FRACTIONAL":
+        top = _first_float(seg.get("MaximumFractionalValue")) or 255.0
+        return arr > 0.5 * top
+    if kind == "LABELMAP":
+        return np.isin(arr, sorted(selected))
+    return arr > 0
+
+
+def _seg_segment(seg: Dataset, frame: int, numbers: list[int]) -> int | None:
+    value = _group_value(seg, frame, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
+    if value is None:
+        return numbers[0] if len(numbers) == 1 else None
+    return int(_first_float(value) or 0)
+
+
+def _seg_reference(seg: Dataset, frame: int) -> tuple[str | None, list[int] | None]:
+    """Referenced source SOPInstanceUID and 0-based frame numbers of one SEG frame."""
+    per = seg.get("PerFrameFunctionalGroupsSequence")
+    if not per or frame >= len(per):
+        return None, None
+    for group in (per[frame].get("DerivationImageSequence") or [])[:1]:
+        for src in (group.get("SourceImageSequence") or [])[:1]:
+            uid = src.get("ReferencedSOPInstanceUID")
+            ref = src.get("ReferencedFrameNumber")
+            frames = None
+            if ref not in (None, ""):
+                frames = [int(v) - 1 for v in _values(ref)]
+            return (str(uid) if uid else None), frames
+    return None, None
+
+
+def _match_frame(
+    vol: Volume,
+    by_sop: dict[str, list[int]],
+    uid: str | None,
+    ref_frames: list[int] | None,
+    pos: np.ndarray | None,
+) -> list[int]:
+    """Slices of ``vol`` one SEG frame belongs to: by SOPInstanceUID (and frame), else by position."""
+    frames = vol.frames or [None] * vol.data.shape[0]
+    if uid is not None and uid in by_sop:
+        cands = by_sop[uid]
+        if ref_frames is not None:
+            cands = [i for i in cands if (frames[i] if frames[i] is not None else 0) in ref_frames]
+        if len(cands) == 1 or (ref_frames is not None and cands):
+            return cands
+    if pos is not None and vol.positions is not None:
+        step = min(vol.spacing) if vol.spacing else 1.0
+        dist = np.linalg.norm(vol.positions - pos[None, :], axis=1)
+        return [int(i) for i in np.flatnonzero(dist <= 1e-3 * step)]
+    return []
+
+
+def _attach_seg(
+    volumes: list[Volume], mask: Path, segments: list[int] | None, series: str | None
+) -> list[Volume]:
+    """Map a DICOM SEG onto the series it references; returns those volumes."""
+    seg = _read_seg(mask)
+    labels: dict[int, str] = {}
+    for item in seg.get("SegmentSequence") or []:
+        if item.get("SegmentNumber") is not None:
+            labels[int(item.SegmentNumber)] = str(item.get("SegmentLabel", "") or "")
+    numbers = sorted(labels)
+    if segments is not None:
+        unknown = sorted(set(segments) - set(numbers))
+        if unknown:
+            avail = ", ".join(f"{k} ({labels[k] or 'no label'})" for k in numbers) or "none"
+            raise InputError(mask, f"unknown segment number(s) {unknown}; available: {avail}")
+    selected = set(numbers if segments is None else segments)
+    rows, cols = int(seg.get("Rows", 0) or 0), int(seg.get("Columns", 0) or 0)
+    frames = _seg_frames(seg, mask, selected)
+    n = frames.shape[0]
+    kind = str(seg.get("SegmentationType", "BINARY")).upper()
+    refs = [_seg_reference(seg, i) for i in range(n)]
+    positions = [
+        _floats(_group_value(seg, i, "PlanePositionSequence", "ImagePositionPatient"), 3) for i in range(n)
+    ]
+    segs = [_seg_segment(seg, i, numbers) for i in range(n)]
+    kept: list[Volume] = []
+    for vol in volumes:
+        by_sop: dict[str, list[int]] = defaultdict(list)
+        for i, uid in enumerate(vol.sop_uids or []):
+            if uid is not None:
+                by_sop[uid].append(i)
+        out = np.zeros((vol.data.shape[0], *vol.data.shape[2:]), dtype=np.uint8)
+        matched = 0
+        for i in range(n):
+            targets = _match_frame(vol, by_sop, refs[i][0], refs[i][1], positions[i])
+            if not targets:
+                continue
+            matched += 1
+            if (rows, cols) != tuple(vol.data.shape[2:]):
+                raise InputError(
+                    mask,
+                    f"SEG frame size {rows}x{cols} is different from the image size "
+                    f"{vol.data.shape[2]}x{vol.data.shape[3]} of series {vol.series_uid}",
+                )
+            if kind == "LABELMAP" or segs[i] in selected:
+                out[targets] |= frames[i].astype(np.uint8)
+        if matched:
+            vol.mask = out
+            vol.mask_source = str(mask)
+            kept.append(vol)
+    if not kept:
+        which = f"series {series}" if series else ", ".join(str(v.series_uid) for v in volumes)
+        raise InputError(mask, f"SEG references no slice of the series ({which})")
+    return kept

@@ -1,0 +1,479 @@
+"""Ordinary image files (PNG, JPEG, TIFF, BMP) listed in a labels CSV.
+
+:func:`read_image` returns a file's raw values as (C, H, W) with C = 1 or 3 in the file's own
+dtype (16-bit PNG stays uint16); :func:`read_labels_csv` checks a ``path,label[,patient_id][,split]``
+CSV; :func:`load_image_folder` turns both into a :class:`~medgan.data.slices.SliceSet`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from medgan.config import DataConfig, ImageFolderSource
+from medgan.data.intensity import normalize
+from medgan.data.slices import (
+    SliceSet,
+    build_sliceset,
+    check_finite,
+    resize_batch,
+    resolve_intensity,
+    to_channels,
+)
+from medgan.errors import InputError
+from medgan.paths import display_path
+
+#: Columns a labels CSV may have; ``path`` and ``label`` are required.
+CSV_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split")
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+_FORMAT_NAMES = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "BMP": "bmp", "DIB": "bmp"}
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+    (b"BM", "bmp"),
+    (b"GIF8", "gif"),
+)
+_PROGRESS_MIN = 200
+
+
+# --------------------------------------------------------------------------- reading one image
+
+
+def _sniff(path: Path) -> str | None:
+    """The image format the first bytes of ``path`` announce, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    return None
+
+
+def _bits(im: Image.Image, fmt: str, path: Path) -> int:
+    """Bits per sample the file declares (TIFF tag or PNG header), 8 when unknown."""
+    try:
+        if fmt == "tiff":
+            bits = im.tag_v2.get(258, 8)  # type: ignore[attr-defined]
+            return int(max(bits)) if isinstance(bits, tuple) else int(bits)
+        if fmt == "png":
+            with open(path, "rb") as fh:
+                return int(fh.read(25)[24])  # IHDR bit depth
+    except (AttributeError, OSError, ValueError, TypeError, IndexError):
+        pass
+    return 8
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected an image file")
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, full: float) -> np.ndarray:
+    """RGB (H, W, 3) composited onto black with ``alpha`` (H, W) where ``full`` is opaque; dtype kept."""
+    out = rgb.astype(np.float64) * (alpha.astype(np.float64) / full)[..., None]
+    if np.issubdtype(rgb.dtype, np.integer):
+        return np.rint(out).astype(rgb.dtype)
+    return out.astype(rgb.dtype)
+
+
+def _grey_palette(im: Image.Image) -> bool:
+    """True when every palette entry the image uses is grey (R == G == B)."""
+    pal = im.getpalette("RGB")
+    if not pal:
+        return False
+    pal_arr = np.asarray(pal, dtype=np.int32).reshape(-1, 3)
+    used = np.unique(np.asarray(im))
+    used = used[used < len(pal_arr)]
+    sub = pal_arr[used]
+    return bool(np.all(sub[:, 0] == sub[:, 1]) and np.all(sub[:, 1] == sub[:, 2]))
+
+
+def _pillow_to_array(im: Image.Image, fmt: str) -> np.ndarray:
+    """Pixel values of an opened, loaded Pillow image as (H, W) or (H, W, 3)."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode == "L":
+        return np.asarray(im, dtype=np.uint8)
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel("L"), dtype=np.uint8)
+    if mode.startswith("I;16"):
+        signed = mode.startswith("I;16S")
+        return np.asarray(im).astype(np.int16 if signed else np.uint16)
+    if mode == "I":
+        arr = np.asarray(im).astype(np.int32)
+        if fmt == "png" and (not arr.size or (arr.min() >= 0 and arr.max() <= 65535)):
+            return arr.astype(np.uint16)  # 16-bit PNG opened as "I" by some Pillow versions
+        return arr
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    if mode in ("P", "PA"):
+        transparent = mode == "PA" or "transparency" in im.info
+        if not transparent and _grey_palette(im):
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+        im = im.convert("RGBA" if transparent else "RGB")
+        mode = im.mode
+    if mode == "RGBA":
+        arr = np.asarray(im, dtype=np.uint8)
+        return _composite(arr[..., :3], arr[..., 3], 255.0)
+    if mode in ("RGB", "RGBX", "RGBa"):
+        return np.asarray(im, dtype=np.uint8)[..., :3]
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)  # CMYK, YCbCr, LAB, HSV, ...
+
+
+def _fix_dtype(arr: np.ndarray) -> np.ndarray:
+    """Map any dtype onto uint8, uint16, int32 or float32."""
+    dt = arr.dtype
+    if dt == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if dt in (np.uint8, np.uint16, np.int32, np.float32):
+        return arr
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        if info.min >= np.iinfo(np.int32).min and info.max <= np.iinfo(np.int32).max:
+            return arr.astype(np.int32)
+        if arr.size and arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max:
+            return arr.astype(np.int32)
+        return arr.astype(np.float32)
+    if np.issubdtype(dt, np.floating):
+        return arr.astype(np.float32)
+    raise ValueError(f"unsupported pixel type {dt}")
+
+
+def _tifffile_to_array(path: Path) -> np.ndarray:
+    """First page of a TIFF that Pillow cannot decode, as (H, W) or (H, W, 3)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise InputError(path, "TIFF file has no pages")
+            page = tif.pages[0]
+            arr = page.asarray()
+            axes = getattr(page, "axes", "")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"image file is truncated or corrupt ({exc.__class__.__name__})") from None
+    if len(axes) != arr.ndim:
+        axes = "YX" if arr.ndim == 2 else "YXS"
+    while arr.ndim > 2 and arr.shape[0] == 1 and axes[0] not in "YXS":
+        arr, axes = arr[0], axes[1:]  # e.g. a depth axis of length 1
+    if arr.ndim == 3 and axes.startswith("S") and arr.shape[0] <= 4:
+        arr = np.moveaxis(arr, 0, -1)  # planar (S, Y, X) -> (Y, X, S)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim != 3 or arr.shape[-1] not in (2, 3, 4):
+        raise InputError(path, f"unsupported TIFF page shape {tuple(arr.shape)}; expected grey or RGB(A)")
+    c = arr.shape[-1]
+    if c == 2:
+        return arr[..., 0]
+    if c == 4:
+        full = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
+        return _composite(arr[..., :3], arr[..., 3], full)
+    return arr
+
+
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    """Read one image: ((C, H, W) array, format name such as ``png``)."""
+    path = Path(path)
+    _check_readable(path)
+    sniffed = _sniff(path)
+    deep_colour = False
+    try:
+        with Image.open(path) as im:
+            fmt = _FORMAT_NAMES.get(im.format or "", (im.format or sniffed or "image").lower())
+            bits = _bits(im, fmt, path)
+            im.load()
+            orientation = im.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                im = ImageOps.exif_transpose(im)
+            arr = _pillow_to_array(im, fmt)
+            deep_colour = bits > 8 and im.mode not in ("I", "F") and not im.mode.startswith("I;16")
+    except UnidentifiedImageError:
+        if sniffed == "tiff":
+            arr, fmt = _tifffile_to_array(path), "tiff"
+        elif sniffed is not None:
+            raise InputError(path, "image file is truncated or corrupt") from None
+        else:
+            raise InputError(path, "not an image file (expected PNG, JPEG, TIFF or BMP)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(path, f"image is too large to read safely ({exc})") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if sniffed == "tiff" and "truncated" not in str(exc):
+            arr, fmt = _tifffile_to_array(path), "tiff"
+        else:
+            raise InputError(path, "image file is truncated or corrupt") from None
+    if deep_colour and fmt == "tiff":
+        with contextlib.suppress(InputError):  # keep Pillow's 8-bit values if tifffile cannot decode it
+            arr = _tifffile_to_array(path)
+    elif deep_colour:
+        warnings.warn(f"{path}: 16-bit colour or alpha image read as 8-bit (a Pillow limit)", stacklevel=3)
+    try:
+        arr = _fix_dtype(arr)
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    return np.ascontiguousarray(arr), fmt
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a PNG / JPEG / TIFF / BMP file as raw values, shape (C, H, W) with C = 1 or 3.
+
+    The dtype is the file's: uint8, uint16 (16-bit PNG / TIFF), int32 or float32. Alpha is
+    dropped from grey images and composited onto black for colour ones; palettes become grey
+    or RGB; bilevel images become 0/255. TIFFs Pillow cannot decode (float64, multi-sample
+    float, ...) are read with ``tifffile`` (first page). Problems raise :class:`InputError`.
+    """
+    return _read(Path(path))[0]
+
+
+# --------------------------------------------------------------------------- the labels CSV
+
+
+def _natural_key(s: str) -> tuple:
+    parts = re.split(r"(\d+)", s)
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), s
+
+
+def sort_labels(labels: Iterable[str]) -> list[str]:
+    """Unique labels in a numeric-aware order: by value when all are numbers, else natural order."""
+    uniq = set(labels)
+    try:
+        values = {u: float(u) for u in uniq}
+    except ValueError:
+        return sorted(uniq, key=_natural_key)
+    if all(math.isfinite(v) for v in values.values()):
+        return sorted(uniq, key=lambda u: (values[u], u))
+    return sorted(uniq, key=_natural_key)
+
+
+def _csv_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header (stripped, lower-case) and data rows (stripped cells), skipping blank lines."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(csv_path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(csv_path, "is a folder, expected a labels CSV file") from None
+    except UnicodeDecodeError:
+        raise InputError(csv_path, "not a UTF-8 text CSV file") from None
+    try:
+        rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines())]
+    except csv.Error as exc:
+        raise InputError(csv_path, f"not a readable CSV file ({exc})") from None
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        raise InputError(csv_path, "empty file; expected a header line 'path,label[,patient_id][,split]'")
+    return [c.lower() for c in rows[0]], rows[1:]
+
+
+def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
+
+    Paths are relative to ``root`` (absolute paths are allowed; a relative path may not leave
+    ``root`` through ``..``) and must exist. Labels are class names as written; with ``classes``
+    given they must be among them, otherwise the classes are the sorted unique labels. A
+    ``split`` column (train / val / test) that is entirely empty counts as absent.
+
+    Returns ``(frame, classes)``: the frame has ``row`` (1-based data row), ``path`` (absolute),
+    ``label`` (index into ``classes``), ``label_name`` and, when present, ``patient_id`` and ``split``.
+    """
+    csv_path = Path(csv)
+    header, rows = _csv_rows(csv_path)
+    extra = [c for c in header if c not in CSV_COLUMNS]
+    if extra:
+        raise InputError(csv_path, f"unknown column(s) {extra}; allowed columns are {list(CSV_COLUMNS)}")
+    missing_cols = [c for c in ("path", "label") if c not in header]
+    if missing_cols:
+        raise InputError(
+            csv_path,
+            f"missing column(s) {missing_cols}; the first line must be the header "
+            "'path,label[,patient_id][,split]'",
+        )
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise InputError(csv_path, f"column(s) {dup} appear more than once in the header")
+    if not rows:
+        raise InputError(csv_path, "no rows: the CSV has a header but lists no images")
+    col = {name: i for i, name in enumerate(header)}
+    root_abs = Path(os.path.normpath(Path(root).absolute()))
+
+    records: list[dict] = []
+    missing: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for n, cells in enumerate(rows, start=1):
+        if len(cells) > len(header):
+            problem = f"row {n}: {len(cells)} cells but the header has {len(header)} columns"
+            raise InputError(csv_path, problem)
+        cells = cells + [""] * (len(header) - len(cells))
+        rec = {name: cells[i] for name, i in col.items()}
+        rel = rec["path"]
+        if not rel:
+            raise InputError(csv_path, f"row {n}: empty path")
+        if not rec["label"]:
+            raise InputError(csv_path, f"row {n}: empty label for {rel}")
+        p = Path(rel)
+        if p.is_absolute():
+            full = Path(os.path.normpath(p))
+        else:
+            full = Path(os.path.normpath(root_abs / p))
+            if full != root_abs and root_abs not in full.parents:
+                raise InputError(csv_path, f"row {n}: path {rel!r} leads outside the root folder {root_abs}")
+        key = str(full)
+        if key in seen:
+            raise InputError(csv_path, f"row {n}: {rel} is listed again (first on row {seen[key]})")
+        seen[key] = n
+        if not full.is_file():
+            missing.append((n, rel))
+        out = {"row": n, "path": key, "label_name": rec["label"]}
+        if "patient_id" in col:
+            out["patient_id"] = rec["patient_id"]
+        if "split" in col:
+            out["split"] = rec["split"].lower()
+        records.append(out)
+
+    if missing:
+        n, rel = missing[0]
+        more = f" ({len(missing)} of {len(records)} listed files are missing)" if len(missing) > 1 else ""
+        raise InputError(csv_path, f"row {n}: file not found: {rel}{more}")
+
+    if "split" in col:
+        splits = [r["split"] for r in records]
+        if not any(splits):
+            for r in records:
+                del r["split"]
+        else:
+            for r in records:
+                if not r["split"]:
+                    raise InputError(
+                        csv_path, f"row {r['row']}: empty split; give train/val/test on every row or on none"
+                    )
+                if r["split"] not in SPLIT_NAMES:
+                    n, allowed = r["row"], ", ".join(SPLIT_NAMES)
+                    raise InputError(csv_path, f"row {n}: split {r['split']!r} is not one of {allowed}")
+
+    if classes is not None:
+        class_list = [str(c) for c in classes]
+        for r in records:
+            if r["label_name"] not in class_list:
+                n, label = r["row"], r["label_name"]
+                raise InputError(
+                    csv_path, f"row {n}: label {label!r} is not one of the configured classes {class_list}"
+                )
+    else:
+        class_list = sort_labels(r["label_name"] for r in records)
+    index = {c: i for i, c in enumerate(class_list)}
+    for r in records:
+        r["label"] = index[r["label_name"]]
+
+    columns = ["row", "path", "label", "label_name"] + [c for c in ("patient_id", "split") if c in records[0]]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame["row"] = frame["row"].astype("int64")
+    frame["label"] = frame["label"].astype("int64")
+    return frame, class_list
+
+
+# --------------------------------------------------------------------------- the whole folder
+
+
+def _progress(items: list, description: str) -> Iterator:
+    """``items`` with a progress bar on stderr when there are many and stderr is a terminal."""
+    if len(items) <= _PROGRESS_MIN or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    yield from track(items, description=description, console=Console(stderr=True), transient=True)
+
+
+def _auto_mode(mode: str, window: object | None, dtype: np.dtype) -> str:
+    """For images, ``auto`` means the dtype range for 8/16-bit files and min-max otherwise."""
+    if mode != "auto" or window is not None:
+        return mode
+    return "dtype" if dtype in (np.uint8, np.uint16) else "minmax"
+
+
+def load_image_folder(src: ImageFolderSource, data: DataConfig, data_dir: Path) -> SliceSet:
+    """Read every image a labels CSV lists into a :class:`SliceSet` (``src`` already resolved).
+
+    Each image is normalised to [-1, 1] on its own (``auto``: 0..255 for 8-bit, 0..65535 for
+    16-bit, min-max for float files), then resized to ``data.size`` and converted to
+    ``data.channels`` (default: 3 when any image is colour). Splits come from the CSV's ``split``
+    column when present, else they are assigned grouped by ``patient_id`` (each image its own
+    group without it) with identical images kept together.
+    """
+    csv_path = Path(src.labels_csv)
+    root = Path(src.root) if src.root is not None else csv_path.parent
+    frame, classes = read_labels_csv(csv_path, root, src.classes)
+    icfg = src.intensity
+    size = data.hw()
+    images: list[np.ndarray] = []
+    rows: list[dict] = []
+    raw_lo, raw_hi = math.inf, -math.inf
+    for rec in _progress(frame.to_dict("records"), f"reading {csv_path.name}"):
+        file = Path(rec["path"])
+        raw, fmt = _read(file)
+        check_finite(raw, str(file))
+        mode = _auto_mode(icfg.mode, icfg.window, raw.dtype)
+        rng = resolve_intensity(raw, mode, icfg.window, tuple(icfg.percentiles), raw_dtype=raw.dtype.name)
+        img = normalize(raw, rng)[None]
+        if data.channels is not None:
+            img = to_channels(img, data.channels)
+        if size is not None:
+            img = resize_batch(img, size)  # early, so that memory follows the target size
+        images.append(img)
+        raw_lo, raw_hi = min(raw_lo, float(raw.min())), max(raw_hi, float(raw.max()))
+        row = {
+            "label": int(rec["label"]),
+            "label_name": rec["label_name"],
+            "source": display_path(file, data_dir),
+            "source_format": fmt,
+            "rows": int(raw.shape[1]),
+            "cols": int(raw.shape[2]),
+            "intensity_mode": rng.mode,
+            "intensity_lo": rng.lo,
+            "intensity_hi": rng.hi,
+        }
+        if rec.get("split"):
+            row["split"] = rec["split"]
+        if rec.get("patient_id"):
+            row["patient_id"] = rec["patient_id"]
+        rows.append(row)
+    info = {"n_files": len(rows), "raw_range": [raw_lo, raw_hi]}
+    return build_sliceset(
+        images,
+        rows,
+        classes,
+        "images",
+        size=size,
+        channels=data.channels,
+        fractions=(data.splits.train, data.splits.val, data.splits.test),
+        seed=data.splits.seed,
+        info=info,
+        where=str(csv_path),
+    )
