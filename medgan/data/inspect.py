@@ -43,13 +43,15 @@ def summarize(ss: SliceSet) -> dict[str, Any]:
         sp = m[["spacing_row", "spacing_col", "slice_thickness"]].dropna()
         if len(sp):
             out["spacing_mm"] = [float(x) for x in np.round(sp.iloc[0].to_numpy(dtype=float), 4)]
-        out["native_shape"] = [int(m["rows"].iloc[0]), int(m["cols"].iloc[0])]
+        shapes = sorted({(int(r), int(c)) for r, c in zip(m["rows"], m["cols"], strict=True)})
+        out["native_shape"] = list(shapes[0]) if len(shapes) == 1 else [list(s) for s in shapes]
         if ss.info.get("has_mask"):
             lesion = int((m["label"] == 1).sum())
             out["lesion_slices"] = lesion
             out["healthy_slices"] = int((m["label"] == 0).sum())
-            idx = m.loc[m["label"] == 1, "slice_index"].dropna().astype(int).tolist()
-            out["lesion_slice_index"] = sorted(idx)
+            if ss.info.get("n_volumes") == 1:
+                idx = m.loc[m["label"] == 1, "slice_index"].dropna().astype(int).tolist()
+                out["lesion_slice_index"] = sorted(idx)
     return out
 
 
@@ -58,8 +60,11 @@ def render_text(summary: dict[str, Any], source: str) -> str:
     lines = [f"source       {source}", f"format       {summary['format']}"]
     c, h, w = summary["shape"]
     lines.append(f"slices       {summary['n_slices']}  shape (C, H, W) = ({c}, {h}, {w})")
-    if "native_shape" in summary:
-        lines.append(f"native       {summary['native_shape'][0]} x {summary['native_shape'][1]} px")
+    native = summary.get("native_shape")
+    if native and isinstance(native[0], int):
+        lines.append(f"native       {native[0]} x {native[1]} px")
+    elif native:
+        lines.append("native       " + ", ".join(f"{r} x {c}" for r, c in native) + " px")
     if summary.get("spacing_mm"):
         r, cc, t = summary["spacing_mm"]
         lines.append(f"spacing      {r:g} x {cc:g} mm, slice {t:g} mm")
@@ -74,11 +79,10 @@ def render_text(summary: dict[str, Any], source: str) -> str:
     for n in names:
         cells = "  ".join(f"{summary['per_split_label'][s][n]:>6}" for s in summary["per_split"])
         lines.append(f"  {n:<{width}}  {cells}  {summary['per_label'][n]:>6}")
-    if summary.get("lesion_slice_index") is not None:
-        lines.append(
-            f"lesion       {summary['lesion_slices']} slices (index {_ranges(summary['lesion_slice_index'])}), "
-            f"healthy {summary['healthy_slices']}"
-        )
+    if "lesion_slices" in summary:
+        where = summary.get("lesion_slice_index")
+        at = f" (index {_ranges(where)})" if where is not None else ""
+        lines.append(f"lesion       {summary['lesion_slices']} slices{at}, healthy {summary['healthy_slices']}")
     if summary.get("n_dropped_empty"):
         lines.append(f"dropped      {summary['n_dropped_empty']} empty slices (below the body threshold)")
     raw = summary.get("raw_intensity_range")
