@@ -82,7 +82,9 @@ def render_text(summary: dict[str, Any], source: str) -> str:
     if "lesion_slices" in summary:
         where = summary.get("lesion_slice_index")
         at = f" (index {_ranges(where)})" if where is not None else ""
-        lines.append(f"lesion       {summary['lesion_slices']} slices{at}, healthy {summary['healthy_slices']}")
+        lines.append(
+            f"lesion       {summary['lesion_slices']} slices{at}, healthy {summary['healthy_slices']}"
+        )
     if summary.get("n_dropped_empty"):
         lines.append(f"dropped      {summary['n_dropped_empty']} empty slices (below the body threshold)")
     raw = summary.get("raw_intensity_range")
