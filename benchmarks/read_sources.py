@@ -7,7 +7,9 @@ split, manifest) and for a baseline in the same run:
 - MedMNIST: ``np.load`` + scaling to [-1, 1] (no manifest, no hashing);
 - NIfTI + mask: MONAI ``LoadImage`` + ``EnsureChannelFirst`` + ``Orientation('RAS')`` on image and
   mask, ``ScaleIntensityRangePercentiles``, and per-slice lesion counting;
-- DICOM series: MONAI ``LoadImage(reader='PydicomReader')`` on the folder + ``ScaleIntensityRange``.
+- DICOM series: SimpleITK ``ImageSeriesReader`` (GDCM series sorting) + a window. (MONAI's
+  ``LoadImage(reader='PydicomReader')`` cannot be the baseline: it fails on the CT folder because
+  the folder also holds the SEG object.)
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ def _monai_nifti(img: Path, mask: Path) -> int:
     return int(x.shape[-1] + 0 * lesion.sum())
 
 
-def _monai_dicom(folder: Path) -> int:
-    from monai.transforms import EnsureChannelFirst, LoadImage, ScaleIntensityRange
+def _sitk_dicom(folder: Path) -> int:
+    import SimpleITK as sitk
 
-    x = EnsureChannelFirst()(LoadImage(image_only=True, reader="PydicomReader")(str(folder)))
-    x = ScaleIntensityRange(-160, 240, -1.0, 1.0, clip=True)(x)
-    return int(x.shape[-1])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    x = sitk.GetArrayFromImage(reader.Execute()).astype(np.float32)
+    x = np.clip((x + 160.0) / 200.0 - 1.0, -1.0, 1.0)
+    return int(x.shape[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,14 +98,14 @@ def main(argv: list[str] | None = None) -> None:
         (
             "DICOM CT series (3 slices, 512 px)",
             lambda: _medgan({"kind": "dicom", "path": "dicom/ct_liver_3slice"}, d),
-            "MONAI LoadImage(PydicomReader)+window",
-            lambda: _monai_dicom(d / "dicom/ct_liver_3slice"),
+            "SimpleITK ImageSeriesReader+window",
+            lambda: _sitk_dicom(d / "dicom/ct_liver_3slice"),
         ),
         (
             "DICOM MR series (17 slices, 128x88)",
             lambda: _medgan({"kind": "dicom", "path": "dicom/mr_brain_17slice"}, d),
-            "MONAI LoadImage(PydicomReader)+window",
-            lambda: _monai_dicom(d / "dicom/mr_brain_17slice"),
+            "SimpleITK ImageSeriesReader+window",
+            lambda: _sitk_dicom(d / "dicom/mr_brain_17slice"),
         ),
     ]
     rows = []
