@@ -39,6 +39,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from medgan.data.slices import Volume
 from medgan.errors import InputError
+from medgan.progress import progress
 
 __all__ = ["read_dicom_volumes"]
 
@@ -249,7 +250,7 @@ def _image_slices(path: Path) -> list[_Slice]:
             raise InputError(path, "folder is empty")
         slices: list[_Slice] = []
         n_dicom = 0
-        for f in files:
+        for f in progress(files, f"scanning {path.name}"):
             ds = _read_header(f)
             if ds is None:
                 continue

@@ -12,9 +12,8 @@ import csv
 import math
 import os
 import re
-import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from medgan.data.slices import (
 )
 from medgan.errors import InputError
 from medgan.paths import display_path
+from medgan.progress import progress
 
 #: Columns a labels CSV may have; ``path`` and ``label`` are required.
 CSV_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split")
@@ -49,7 +49,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"BM", "bmp"),
     (b"GIF8", "gif"),
 )
-_PROGRESS_MIN = 200
 
 
 # --------------------------------------------------------------------------- reading one image
@@ -400,17 +399,6 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
 # --------------------------------------------------------------------------- the whole folder
 
 
-def _progress(items: list, description: str) -> Iterator:
-    """``items`` with a progress bar on stderr when there are many and stderr is a terminal."""
-    if len(items) <= _PROGRESS_MIN or not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import track
-
-    yield from track(items, description=description, console=Console(stderr=True), transient=True)
-
-
 def _auto_mode(mode: str, window: object | None, dtype: np.dtype) -> str:
     """For images, ``auto`` means the dtype range for 8/16-bit files and min-max otherwise."""
     if mode != "auto" or window is not None:
@@ -435,7 +423,7 @@ def load_image_folder(src: ImageFolderSource, data: DataConfig, data_dir: Path) 
     images: list[np.ndarray] = []
     rows: list[dict] = []
     raw_lo, raw_hi = math.inf, -math.inf
-    for rec in _progress(frame.to_dict("records"), f"reading {csv_path.name}"):
+    for rec in progress(frame.to_dict("records"), f"reading {csv_path.name}"):
         file = Path(rec["path"])
         raw, fmt = _read(file)
         check_finite(raw, str(file))

@@ -152,3 +152,19 @@ def test_slice_geometry_agrees_with_simpleitk(data_dir: Path) -> None:
         p = vol.positions[k] + c * vol.spacing[1] * row_dir + r * vol.spacing[0] * col_dir
         i, j, kk = ref.TransformPhysicalPointToIndex(tuple(float(x) for x in p))
         assert ref_arr[kk, j, i] == vol.data[k, 0, r, c]
+
+
+def test_monai_synthetic_volume_lesion_slices_match_its_segmentation(tmp_path: Path) -> None:
+    """A MONAI synthetic volume with spheres: lesion slices are exactly those where the seg is non-empty."""
+    from monai.data import create_test_image_3d
+
+    img, seg = create_test_image_3d(
+        40, 36, 30, num_objs=3, rad_max=6, noise_max=0.1, random_state=np.random.RandomState(7)
+    )
+    ip = _save(tmp_path / "syn.nii.gz", img.astype(np.float32))
+    sp = _save(tmp_path / "syn_seg.nii.gz", seg.astype(np.uint8))
+    ss = load_source(_cfg(image=str(ip), mask=str(sp)), tmp_path)
+    expected = sorted(int(z) for z in np.flatnonzero((seg > 0).sum(axis=(0, 1))))
+    got = sorted(ss.manifest.loc[ss.manifest.label == 1, "slice_index"].astype(int))
+    assert got == expected and 0 < len(got) < 30
+    assert ss.shape == (1, 36, 40)
