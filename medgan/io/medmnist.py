@@ -148,13 +148,13 @@ def candidate_paths(name: str, data_dir: Path) -> list[Path]:
 
 
 def _download_target(name: str, data_dir: Path) -> Path:
+    """``DATA_DIR/medmnist/NAME.npz`` when that folder can be written, else the user cache (nothing is created)."""
     target = data_dir / "medmnist"
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        if os.access(target, os.W_OK):
-            return target / f"{name}.npz"
-    except OSError:
-        pass
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK):
+        return target / f"{name}.npz"
     return user_cache_dir() / "medmnist" / f"{name}.npz"
 
 
@@ -166,22 +166,36 @@ def download_medmnist(name: str, dest: Path) -> Path:
             dest,
             f"no checksum is known for MedMNIST '{name}', so it is not downloaded; put the .npz file there",
         )
+    import logging
+    import sys
+
     from monai.apps import download_url
 
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     url = MEDMNIST_URL.format(name=name)
+    monai_log = logging.getLogger("monai.apps")
+    level = monai_log.level
+    monai_log.setLevel(logging.CRITICAL)  # our one-line error replaces MONAI's log lines
     try:
-        download_url(url, filepath=str(dest), hash_val=info.md5, hash_type="md5", progress=True)
+        download_url(
+            url, filepath=str(dest), hash_val=info.md5, hash_type="md5", progress=sys.stderr.isatty()
+        )
     except Exception as exc:  # network errors come in many types (URLError, HTTPError, timeouts, ...)
         for tmp in dest.parent.glob(f"{dest.name}*"):
             if tmp != dest:
                 tmp.unlink(missing_ok=True)
+        for folder in created:  # innermost first; only folders this call made, only if empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise InputError(
             dest,
             f"MedMNIST '{name}' is not on disk and could not be downloaded ({exc.__class__.__name__}); "
             f"download {url} and put it at {dest}, or set MEDGAN_DATA_DIR / --data-dir to a folder "
             f"holding medmnist/{name}.npz",
         ) from None
+    finally:
+        monai_log.setLevel(level)
     return dest
 
 

@@ -103,6 +103,7 @@ def test_offline_error_says_where_to_put_the_file(tmp_path: Path, monkeypatch: p
     msg = str(ei.value)
     assert "could not be downloaded" in msg and str(tmp_path / "medmnist" / "pneumoniamnist.npz") in msg
     assert "zenodo.org" in msg and "\n" not in msg
+    assert not (tmp_path / "medmnist").exists()  # nothing half-made
     with pytest.raises(InputError, match="unknown MedMNIST set"):
         load_source(_data("nosuchmnist"), tmp_path)
 
