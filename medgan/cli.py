@@ -122,6 +122,69 @@ def prepare_cmd(
     typer.echo(f"wrote {len(ss)} slices to {out}")
 
 
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config YAML.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default: runs/<config name>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Train the config's synthesizer on its train split (checkpoints, samples, stats in the run folder)."""
+    from medgan.config import load_config
+    from medgan.paths import resolve_data_dir
+    from medgan.train import train
+
+    cfg = load_config(config, overrides)
+    run_dir = out if out is not None else Path("runs") / cfg.name
+    ckpt = train(cfg, run_dir, resolve_data_dir(data_dir), resume=resume)
+    typer.echo(f"trained {cfg.train.steps} steps; checkpoint {ckpt}")
+
+
+@app.command("generate")
+def generate_cmd(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="Checkpoint .safetensors, or a run folder (latest).")
+    ],
+    n_per_class: Annotated[int, typer.Option("--n-per-class", help="Images per class.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (re-running the same command resumes).")],
+    fmt: Annotated[str, typer.Option("--format", help="png | nifti | npz | dicom")] = "png",
+    classes: Annotated[
+        list[str] | None, typer.Option("--classes", help="Class names or indices (repeatable; default all).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Run seed; image k of class c uses a seed derived from (S, c, k).")
+    ] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per generator call.")] = 256,
+    bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 8 or 16.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a different generation in --out.")
+    ] = False,
+) -> None:
+    """Generate synthetic slices from a checkpoint, with a manifest of (label, seed, checkpoint sha256)."""
+    from medgan.generate import generate
+
+    names = [c for item in (classes or []) for c in item.split(",") if c]
+    m = generate(
+        checkpoint,
+        out,
+        n_per_class,
+        classes=names or None,
+        fmt=fmt,
+        seed=seed,
+        batch_size=batch_size,
+        bits=bits,
+        device=device,
+        overwrite=overwrite,
+    )
+    typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medgan`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -243,12 +243,73 @@ class DataConfig(StrictModel):
         )
 
 
+class SpectralNormConfig(StrictModel):
+    """Where spectral normalisation wraps conv / linear / embedding weights."""
+
+    generator: bool = False
+    discriminator: bool = True
+
+
+class CGANConfig(StrictModel):
+    """Class-conditional GAN: noise + class -> slice (see docs/synthesis.md for every option)."""
+
+    kind: Literal["cgan"] = "cgan"
+    z_dim: int = Field(128, ge=1)
+    embed_dim: int = Field(64, ge=1)
+    g_channels: int = Field(128, ge=8)
+    d_channels: int = Field(32, ge=8)
+    g_max_channels: int = Field(512, ge=8)
+    d_max_channels: int = Field(512, ge=8)
+    g_norm: Literal["group", "batch", "instance", "none"] = "group"
+    g_res_units: int = Field(1, ge=0, le=4)
+    d_res_units: int = Field(1, ge=0, le=4)
+    spectral_norm: SpectralNormConfig = Field(default_factory=SpectralNormConfig)
+    init: Literal["xavier", "he", "normal", "default"] = "xavier"
+
+
+class TrainConfig(StrictModel):
+    """Optimisation, logging and checkpointing of the shared fit loop."""
+
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    loss: Literal["hinge", "nonsaturating", "wgan-gp"] = "hinge"
+    gp_weight: float = Field(10.0, ge=0.0)
+    d_steps: int = Field(1, ge=1)
+    lr_g: float = Field(2e-4, gt=0.0)
+    lr_d: float = Field(2e-4, gt=0.0)
+    betas: tuple[float, float] = (0.0, 0.99)
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    ema_start: int = Field(0, ge=0)
+    diffaugment: list[Literal["translation", "cutout", "color"]] = Field(
+        default_factory=lambda: ["translation", "cutout", "color"]
+    )
+    class_balance: bool = False
+    sample_every: int = Field(250, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_last: int = Field(3, ge=1)
+    log_every: int = Field(10, ge=1)
+    samples_per_class: int = Field(8, ge=1, le=64)
+    device: str = "auto"
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu") and not v.startswith("cuda") and v != "mps":
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return v
+
+
 class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
     name: str = "medgan"
     seed: int = 0
     data: DataConfig
+    model: CGANConfig = Field(default_factory=CGANConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 _TYPE_NAMES = {"int", "float", "str", "bool", "none", "Window", "list", "tuple", "dict"}

@@ -15,6 +15,7 @@ from medgan.data.manifest import read_manifest, write_manifest
 from medgan.data.slices import SliceSet
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_dir
+from medgan.io.npz import read_npz
 
 SHARD_SIZE = 8192
 MANIFEST = "manifest.csv"
@@ -73,11 +74,10 @@ def load_prepared(path: str | Path) -> SliceSet:
     parts = []
     for shard in meta["shards"]:
         f = path / shard["file"]
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                parts.append(z["images"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f, f"unreadable shard ({exc.__class__.__name__})") from None
+        arrays = read_npz(f)
+        if "images" not in arrays:
+            raise InputError(f, "shard has no 'images' array")
+        parts.append(arrays["images"])
     images = np.concatenate(parts) if parts else np.zeros((0, *meta["shape"]), np.float32)
     if len(images) != len(manifest):
         raise InputError(path, f"{len(images)} slices in shards but {len(manifest)} manifest rows")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import os
 import re
@@ -31,6 +32,7 @@ from medgan.data.slices import (
     to_channels,
 )
 from medgan.errors import InputError
+from medgan.io.atomic import atomic_write_bytes
 from medgan.paths import display_path
 from medgan.progress import progress
 
@@ -465,3 +467,49 @@ def load_image_folder(src: ImageFolderSource, data: DataConfig, data_dir: Path) 
         info=info,
         where=str(csv_path),
     )
+
+
+# --------------------------------------------------------------------------- writing PNG
+
+
+def _check_chw(image: np.ndarray) -> np.ndarray:
+    """A generated slice as float64 (C, H, W) with C = 1 or 3; (H, W) counts as grey."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
+        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"expected a real-valued image, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image has NaN or infinite values")
+    return arr
+
+
+def write_png(path: Path, image: np.ndarray, bits: int = 8) -> Path:
+    """Write a generated slice (C, H, W) in [-1, 1] as an 8- or 16-bit PNG; returns ``path``.
+
+    Values map to ``rint((x + 1) / 2 * (2**bits - 1))`` (clipped). Grey becomes mode ``L``
+    (8-bit) or ``I;16`` (16-bit), RGB becomes 8-bit ``RGB``; 16-bit RGB raises ValueError
+    (Pillow cannot write it). The file carries no text chunks or other metadata, is written
+    atomically, and the same array always gives the same bytes.
+    """
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    arr = _check_chw(image)
+    if bits == 16 and arr.shape[0] == 3:
+        raise ValueError("16-bit RGB PNG is not supported (Pillow limit); use bits=8 or a grey image")
+    maxval = float(2**bits - 1)
+    q = np.clip(np.rint((arr + 1.0) / 2.0 * maxval), 0.0, maxval)
+    if arr.shape[0] == 1:
+        if bits == 8:
+            im = Image.fromarray(np.ascontiguousarray(q[0].astype(np.uint8)))
+        else:
+            im = Image.frombytes("I;16", (q.shape[2], q.shape[1]), q[0].astype("<u2").tobytes())
+    else:
+        im = Image.fromarray(np.ascontiguousarray(np.moveaxis(q, 0, -1).astype(np.uint8)))
+    im.info.clear()
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False, compress_level=6)
+    return atomic_write_bytes(path, buf.getvalue())

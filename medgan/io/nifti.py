@@ -9,6 +9,8 @@ viewer shows for the original file, and the slice geometry in patient (LPS) coor
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -16,8 +18,10 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
 from medgan.config import NiftiCase
+from medgan.data.intensity import denormalize
 from medgan.data.slices import Volume, check_finite
 from medgan.errors import InputError
+from medgan.io.atomic import atomic_write_bytes
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -157,3 +161,79 @@ def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = N
         modality=None,
         raw_dtype=dtype_name,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing one generated slice
+# ----------------------------------------------------------------------------------------------
+
+
+def _positive(value: float, what: str) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive number, got {value}")
+    return value
+
+
+def write_nifti(
+    path: Path,
+    image: np.ndarray,
+    *,
+    spacing: tuple[float, float] | None = None,
+    thickness: float | None = None,
+    intensity: tuple[float, float] | None = None,
+    description: str = "",
+) -> Path:
+    """Write one generated grey slice (1, H, W) in [-1, 1] as a NIfTI-1 volume (W, H, 1); returns ``path``.
+
+    Voxels are float32: ``denormalize(x, lo, hi)`` with ``intensity=(lo, hi)``, else the
+    [-1, 1] values. ``spacing`` is (row, column) in mm and ``thickness`` the slice thickness
+    (default 1 mm each). The affine is RAS, laid out so that :func:`read_case` gives back the
+    same slice in the same orientation (rows anterior -> posterior, columns right -> left).
+    Colour images (C = 3) raise ValueError; use PNG or DICOM for them. ``descrip`` holds
+    ``description`` (at most 79 bytes), qform / sform codes are 2 (aligned); nothing else
+    identifying is written. ``.nii.gz`` is gzipped with a zero timestamp and no file name, so
+    the same input gives the same bytes; ``.nii`` is written uncompressed. The write is atomic.
+    """
+    path = Path(path)
+    lower = path.name.lower()
+    if not lower.endswith((".nii.gz", ".nii")):
+        raise ValueError(f"{path}: a NIfTI file name must end in .nii.gz or .nii")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] < 1 or arr.shape[2] < 1:
+        raise ValueError(f"expected an image of shape (1, H, W), got {arr.shape}")
+    if arr.shape[0] != 1:
+        raise ValueError(f"NIfTI output takes grey images (1, H, W); got {arr.shape[0]} channels")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise ValueError("image must hold finite real numbers")
+    values = np.asarray(arr[0], dtype=np.float64)
+    if intensity is not None:
+        lo, hi = (float(v) for v in intensity)
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ValueError(f"intensity must be (lo, hi) with lo < hi, got {intensity}")
+        values = denormalize(values, lo, hi)
+    row_sp, col_sp = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+    row_sp, col_sp = _positive(row_sp, "row spacing"), _positive(col_sp, "column spacing")
+    dz = 1.0 if thickness is None else _positive(thickness, "thickness")
+
+    # inverse of _slices for the axial axis: display[r, c] = canon[W-1-c, H-1-r, 0]
+    vol = np.ascontiguousarray(values[::-1, ::-1].T[:, :, None].astype(np.float32))
+    affine = np.diag([col_sp, row_sp, dz, 1.0])  # x: columns (R), y: rows (A), z: S
+    img = nib.Nifti1Image(vol, affine)
+    hdr = img.header
+    hdr.set_data_dtype(np.float32)
+    hdr.set_xyzt_units("mm")
+    img.set_qform(affine, code=2)
+    img.set_sform(affine, code=2)
+    hdr["descrip"] = description.encode("utf-8")[:79].decode("utf-8", "ignore").encode("utf-8")
+    hdr["aux_file"] = b""
+    hdr["db_name"] = b""
+    data = img.to_bytes()
+    if lower.endswith(".gz"):
+        buf = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=6) as gz:
+            gz.write(data)
+        data = buf.getvalue()
+    return atomic_write_bytes(path, data)

@@ -1,0 +1,1 @@
+"""Synthesizers composed from ``monai.networks``: the class-conditional GAN (and, later, CycleGAN)."""

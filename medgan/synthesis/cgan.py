@@ -1,0 +1,287 @@
+"""The class-conditional GAN: networks, optimizers, one training step, EMA, and generation.
+
+:class:`ConditionalGAN` is the training-time object the shared fit loop drives
+(:mod:`medgan.training.loop`); :class:`CGANSynthesizer` is the inference-time object loaded
+from a checkpoint: ``generate(labels, seeds)`` returns images in [-1, 1], each image a pure
+function of (checkpoint, label, seed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgan.config import CGANConfig, TrainConfig
+from medgan.errors import InputError
+from medgan.synthesis.diffaugment import diff_augment
+from medgan.synthesis.losses import accuracy, d_loss, g_loss, gradient_penalty
+from medgan.synthesis.networks import build_cgan
+from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
+from medgan.training.ema import make_ema, update_ema
+from medgan.training.seeding import make_generator
+
+
+class BatchSampler:
+    """Seeded, resumable batches from an in-memory tensor: shuffled epochs, or class-balanced draws."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, balanced: bool
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size = min(batch_size, len(images))
+        self.balanced = balanced
+        self.gen = make_generator(seed, "cpu")
+        self.order = torch.empty(0, dtype=torch.long)
+        self.pos = 0
+        counts = torch.bincount(labels.cpu(), minlength=int(labels.max()) + 1).double()
+        self.weights = (1.0 / counts.clamp(min=1))[labels.cpu()]
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch (images, labels), on the images' device."""
+        if self.balanced:
+            idx = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.gen)
+        else:
+            if self.pos + self.batch_size > len(self.order):
+                self.order = torch.randperm(len(self.images), generator=self.gen)
+                self.pos = 0
+            idx = self.order[self.pos : self.pos + self.batch_size]
+            self.pos += self.batch_size
+        idx = idx.to(self.images.device)
+        return self.images[idx], self.labels[idx]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors that restore the exact position in the stream."""
+        return {"gen": self.gen.get_state(), "order": self.order.clone(), "pos": torch.tensor(self.pos)}
+
+    def load(self, st: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`."""
+        self.gen.set_state(st["gen"])
+        self.order = st["order"].clone()
+        self.pos = int(st["pos"])
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class ConditionalGAN:
+    """Generator, discriminator, EMA generator, their optimizers and the training step."""
+
+    kind = "cgan"
+
+    def __init__(
+        self,
+        model_cfg: CGANConfig,
+        train_cfg: TrainConfig,
+        n_classes: int,
+        shape: Sequence[int],
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.n_classes, self.shape, self.device = n_classes, tuple(int(s) for s in shape), device
+        torch.manual_seed(seed)
+        self.g, self.d = build_cgan(model_cfg, n_classes, self.shape)
+        self.g.to(device)
+        self.d.to(device)
+        self.channels_last = (
+            device.type == "cuda" and train_cfg.channels_last != "off"
+        ) or train_cfg.channels_last == "on"
+        if self.channels_last:
+            self.g.to(memory_format=torch.channels_last)
+            self.d.to(memory_format=torch.channels_last)
+        self.g_ema = make_ema(self.g)
+        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=train_cfg.lr_g, betas=train_cfg.betas, **fused)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas, **fused)
+        self.gen = make_generator(seed + 1, device)  # noise and augmentation
+        self.sampler: BatchSampler | None = None
+        self.d_forward = self.d
+        if train_cfg.compile:
+            self.d_forward = torch.compile(self.d)  # type: ignore[assignment]
+
+    def attach_data(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> None:
+        """Give the training images (N, C, H, W) in [-1, 1] and labels (N,)."""
+        self.sampler = BatchSampler(
+            images.to(self.device),
+            labels.to(self.device),
+            self.train_cfg.batch_size,
+            seed + 2,
+            self.train_cfg.class_balance,
+        )
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.train_cfg.diffaugment, self.gen)
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn((n, self.model_cfg.z_dim), generator=self.gen, device=self.device)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One discriminator update (``d_steps`` of them) and one generator update; returns scalars to log."""
+        assert self.sampler is not None, "attach_data() first"
+        tc = self.train_cfg
+        self.g.train()
+        self.d.train()
+        out: dict[str, float] = {}
+        for _ in range(tc.d_steps):
+            real, y = self.sampler.next()
+            if self.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            with _autocast(self.device, tc.amp):
+                with torch.no_grad():
+                    fake = self.g(self._noise(len(y)), y)
+                s_real = self.d_forward(self._aug(real), y).float()
+                s_fake = self.d_forward(self._aug(fake), y).float()
+                loss = d_loss(tc.loss, s_real, s_fake)
+            if tc.loss == "wgan-gp" and tc.gp_weight > 0:
+                gp = gradient_penalty(lambda x: self.d_forward(self._aug(x), y).float(), real, fake, self.gen)
+                loss = loss + tc.gp_weight * gp
+                out["gp"] = float(gp.detach())
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_d.step()
+        out["loss_d"] = float(loss.detach())
+        out["d_acc_real"], out["d_acc_fake"] = accuracy(s_real.detach(), s_fake.detach())
+        out["d_real"], out["d_fake"] = float(s_real.detach().mean()), float(s_fake.detach().mean())
+
+        with _autocast(self.device, tc.amp):
+            fake = self.g(self._noise(len(y)), y)
+            lg = g_loss(tc.loss, self.d_forward(self._aug(fake), y).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        self.opt_g.step()
+        out["loss_g"] = float(lg.detach())
+        decay = tc.ema_decay if step >= tc.ema_start else 0.0
+        update_ema(self.g_ema, self.g, decay)
+        out["lr_g"], out["lr_d"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
+        return out
+
+    @torch.no_grad()
+    def sample_grid(self, per_class: int, seed: int) -> np.ndarray:
+        """A (C, H, W) grid in [-1, 1]: one row per class, ``per_class`` EMA samples from fixed noise."""
+        labels = torch.arange(self.n_classes).repeat_interleave(per_class)
+        seeds = [seed * 1000 + i for i in range(per_class)] * self.n_classes
+        imgs = generate_images(self.g_ema, labels.tolist(), seeds, self.model_cfg.z_dim, self.device)
+        return make_grid(imgs.numpy(), per_class)
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to resume (or to generate): flat tensors + JSON-able info."""
+        t: dict[str, torch.Tensor] = {}
+        for prefix, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
+            t.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+        og, og_info = flatten_optimizer("opt_g", self.opt_g)
+        od, od_info = flatten_optimizer("opt_d", self.opt_d)
+        t.update(og)
+        t.update(od)
+        t["rng.train"] = self.gen.get_state()
+        if self.sampler is not None:
+            t.update({f"rng.sampler.{k}": v for k, v in self.sampler.state().items()})
+        return t, {"opt_g": og_info, "opt_d": od_info}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore :meth:`state_tensors` (for ``--resume``)."""
+        for prefix, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
+            sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            net.load_state_dict(sd)
+        restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
+        restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
+        self.gen.set_state(
+            tensors["rng.train"].cpu() if self.device.type == "cpu" else tensors["rng.train"].cpu()
+        )
+        if self.sampler is not None:
+            self.sampler.load(
+                {k.split(".", 2)[2]: v.cpu() for k, v in tensors.items() if k.startswith("rng.sampler.")}
+            )
+
+
+def make_grid(images: np.ndarray, ncol: int, pad: int = 2) -> np.ndarray:
+    """Tile (N, C, H, W) images into one (C, H', W') image, ``ncol`` per row, padded with -1."""
+    n, c, h, w = images.shape
+    nrow = (n + ncol - 1) // ncol
+    grid = np.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), -1.0, dtype=np.float32)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        grid[
+            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
+        ] = images[i]
+    return grid
+
+
+def noise_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """One standard-normal vector per seed, each from its own CPU generator: independent of batching."""
+    out = torch.empty((len(seeds), z_dim))
+    g = torch.Generator()
+    for i, s in enumerate(seeds):
+        g.manual_seed(int(s))
+        out[i] = torch.randn(z_dim, generator=g)
+    return out
+
+
+@torch.no_grad()
+def generate_images(
+    g: torch.nn.Module,
+    labels: Sequence[int],
+    seeds: Sequence[int],
+    z_dim: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Images (N, C, H, W) in [-1, 1] on the CPU from an (EMA) generator; image i depends only on (labels[i], seeds[i])."""
+    g.eval()
+    z = noise_for_seeds(seeds, z_dim)
+    y = torch.as_tensor(list(labels), dtype=torch.long)
+    outs = []
+    for s in range(0, len(y), batch_size):
+        outs.append(g(z[s : s + batch_size].to(device), y[s : s + batch_size].to(device)).float().cpu())
+    return torch.cat(outs) if outs else torch.empty((0, *getattr(g, "out_shape", (1, 1, 1))))
+
+
+class CGANSynthesizer:
+    """A trained conditional GAN loaded from a checkpoint, for generation."""
+
+    def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
+        tensors, meta = load_checkpoint(checkpoint)
+        if meta.get("model", {}).get("kind") != "cgan":
+            raise InputError(
+                checkpoint, f"is a {meta.get('model', {}).get('kind')!r} checkpoint, not a conditional GAN"
+            )
+        self.meta = meta
+        self.sha256: str = meta["sha256"]
+        self.classes: list[str] = list(meta["classes"])
+        self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
+        self.model_cfg = CGANConfig.model_validate(meta["model"])
+        self.device = torch.device(device)
+        g, _ = build_cgan(self.model_cfg, len(self.classes), self.shape)
+        sd = {k[len("g_ema.") :]: v for k, v in tensors.items() if k.startswith("g_ema.")}
+        try:
+            g.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise InputError(
+                checkpoint, f"generator weights do not fit the recorded model ({str(exc)[:120]})"
+            ) from None
+        self.g = g.to(self.device).eval()
+
+    def label_index(self, name_or_index: str | int) -> int:
+        """Class index from a class name or index; one-line error when absent from the checkpoint."""
+        if isinstance(name_or_index, int) or (
+            str(name_or_index).isdigit() and str(name_or_index) not in self.classes
+        ):
+            i = int(name_or_index)
+            if 0 <= i < len(self.classes):
+                return i
+        elif str(name_or_index) in self.classes:
+            return self.classes.index(str(name_or_index))
+        raise InputError(f"class {name_or_index!r}", f"not in the checkpoint's classes {self.classes}")
+
+    def generate(self, labels: Sequence[int], seeds: Sequence[int], batch_size: int = 256) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1]; image i is a pure function of (checkpoint, labels[i], seeds[i])."""
+        if len(labels) != len(seeds):
+            raise ValueError("labels and seeds must have the same length")
+        return generate_images(self.g, labels, seeds, self.model_cfg.z_dim, self.device, batch_size)

@@ -1,0 +1,1 @@
+"""Shared training infrastructure: the fit loop, checkpoints, EMA and seeding, for every synthesizer."""

@@ -1,0 +1,162 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; never a pickle.
+
+A checkpoint is a pair ``step-0000500.safetensors`` + ``step-0000500.json``. The JSON holds the
+metadata (config, step, class names, intensity normalisation, medgan version, ...) and the
+SHA-256 of the safetensors file; loading verifies the hash, so a tampered or truncated file is
+refused. Both files are written atomically (tensors first, JSON last: a checkpoint without its
+JSON is incomplete and ignored). Only the last ``keep_last`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from medgan import __version__
+from medgan.errors import InputError
+from medgan.io.atomic import atomic_path, atomic_write_text
+
+FORMAT = "medgan-checkpoint/1"
+_STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    folder: str | Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep_last: int = 3
+) -> Path:
+    """Write ``step-NNNNNNN.safetensors`` + ``.json`` atomically into ``folder``; prune old ones."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.safetensors"
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata={"format": FORMAT, "step": str(step)})
+        digest = sha256_file(tmp)
+    full = {**meta, "format": FORMAT, "step": step, "medgan_version": __version__, "sha256": digest}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(full, indent=2, sort_keys=True, default=str))
+    for old in list_checkpoints(folder)[:-keep_last]:
+        old.with_suffix(".json").unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Complete checkpoints in ``folder`` (those with their JSON), oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _STEP_RE.match(p.name)
+        if m and p.with_suffix(".json").is_file():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint's ``.safetensors`` path from the file itself, its JSON, a checkpoints folder or a run folder."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "checkpoint not found")
+    if p.is_dir():
+        for folder in (p / "checkpoints", p):
+            ckpts = list_checkpoints(folder)
+            if ckpts:
+                return ckpts[-1]
+        raise InputError(p, "no complete checkpoint (step-*.safetensors with its .json) in this folder")
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+        if not p.is_file():
+            raise InputError(p, "checkpoint tensors missing beside the JSON")
+    return p
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint (no tensors loaded, no hash check)."""
+    p = resolve_checkpoint(path)
+    meta_path = p.with_suffix(".json")
+    if not meta_path.is_file():
+        raise InputError(p, "no JSON metadata beside it; not a medgan checkpoint")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            meta_path, f"checkpoint metadata is not valid JSON ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(meta_path, f"not a medgan checkpoint (expected format {FORMAT!r})")
+    return meta
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04"
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load tensors + metadata, verifying the SHA-256. Pickles and foreign files are refused, never unpickled."""
+    p = resolve_checkpoint(path)
+    if _looks_like_pickle(p):
+        raise InputError(
+            p,
+            "is a pickle / torch.save file; medgan loads only its own safetensors checkpoints and never unpickles",
+        )
+    meta = read_checkpoint_meta(p)
+    digest = sha256_file(p)
+    if digest != meta.get("sha256"):
+        raise InputError(
+            p,
+            f"SHA-256 mismatch (file {digest[:12]}..., metadata {str(meta.get('sha256'))[:12]}...): tampered or truncated",
+        )
+    try:
+        tensors = load_file(str(p), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(p, f"not a readable safetensors file ({exc.__class__.__name__})") from None
+    return tensors, meta
+
+
+# ------------------------------------------------------------------ optimizer and RNG state <-> flat tensors
+
+
+def flatten_optimizer(
+    prefix: str, opt: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state as flat tensors (``prefix.state.<i>.<name>``) plus JSON-able param groups."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, st in sd["state"].items():
+        for name, value in st.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.state.{idx}.{name}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(
+    prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict
+) -> None:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    head = f"{prefix}.state."
+    for key, value in tensors.items():
+        if key.startswith(head):
+            idx, name = key[len(head) :].split(".", 1)
+            state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})

@@ -1,0 +1,27 @@
+"""Exponential moving average of a network's weights (used for the generator)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def make_ema(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` in eval mode, to be updated with :func:`update_ema`."""
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
+    ema_params = dict(ema.named_parameters())
+    for name, p in model.named_parameters():
+        ema_params[name].lerp_(p.detach(), 1.0 - decay)
+    ema_buffers = dict(ema.named_buffers())
+    for name, b in model.named_buffers():
+        ema_buffers[name].copy_(b)

@@ -1,0 +1,234 @@
+"""The shared fit loop: every synthesizer trains through :func:`fit`.
+
+It owns the run folder (``config.resolved.yaml``, ``stats.jsonl``, ``samples/``,
+``checkpoints/``), the progress display, periodic sample grids and checkpoints, ``--resume``
+(networks, optimizers, RNG streams and data position restored, so a resumed run continues to
+the same result as an uninterrupted one), and Ctrl-C (a checkpoint is written, then
+:class:`TrainingInterrupted` is raised).
+
+A *task* is any object with ``train_step(step) -> dict``, ``state_tensors() -> (tensors, info)``,
+``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from medgan.config import RunConfig, dump_config
+from medgan.errors import ConfigError, InputError, MedganError
+from medgan.io.atomic import atomic_write_text
+from medgan.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+#: Config keys that may change between a run and its ``--resume`` without changing the result
+#: of the steps already taken (``train.steps`` extends or shortens the run).
+RESUMABLE_KEYS = (
+    "train.steps",
+    "train.sample_every",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "train.log_every",
+    "train.device",
+    "train.samples_per_class",
+)
+
+
+class Task(Protocol):
+    """What :func:`fit` drives."""
+
+    def train_step(self, step: int) -> dict[str, float]: ...
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None: ...
+
+    def sample_grid(self, per_class: int, seed: int) -> np.ndarray: ...
+
+
+class TrainingInterrupted(MedganError):
+    """Ctrl-C during training: a checkpoint was written; exit code 130."""
+
+    exit_code = 130
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
+    a, b = _flat(saved), _flat(current)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
+    if changed:
+        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:4])
+        raise ConfigError(
+            str(where),
+            f"cannot resume: the config changed: {shown}; only {', '.join(RESUMABLE_KEYS)} may change",
+        )
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: drop it and everything after
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+
+class _Progress:
+    """A rich progress bar (TTY) or a few plain lines (logs, CI)."""
+
+    def __init__(self, total: int, start: int) -> None:
+        self.total, self.tty = total, sys.stderr.isatty()
+        self.every = max(1, (total - start) // 10)
+        self.bar = None
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task("train", total=total, completed=start, stats="")
+            self.bar.start()
+
+    def update(self, step: int, stats: dict[str, float]) -> None:
+        text = " ".join(f"{k} {stats[k]:.3f}" for k in ("loss_d", "loss_g") if k in stats)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, stats=text)
+        elif step % self.every == 0 or step == self.total:
+            print(f"step {step}/{self.total} {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def fit(
+    task: Task,
+    cfg: RunConfig,
+    run_dir: str | Path,
+    meta: dict[str, Any],
+    *,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Train ``task`` for ``cfg.train.steps`` steps into ``run_dir``; returns the last checkpoint.
+
+    ``meta`` (classes, shape, intensity, ...) goes into every checkpoint's JSON beside the config.
+    """
+    from medgan.io.images import write_png
+
+    tc = cfg.train
+    run_dir = Path(run_dir)
+    ckpt_dir, samples_dir, stats_path = run_dir / "checkpoints", run_dir / "samples", run_dir / "stats.jsonl"
+    config_dump = cfg.model_dump(mode="json")
+    existing = list_checkpoints(ckpt_dir)
+    start = 0
+    if resume:
+        if not existing:
+            raise InputError(run_dir, "nothing to resume: no checkpoint in this run folder")
+        tensors, saved = load_checkpoint(existing[-1], device)
+        check_resumable(saved["config"], config_dump, existing[-1])
+        task.load_state(tensors, saved["state_info"])
+        start = int(saved["step"])
+        _truncate_stats(stats_path, start)
+    elif existing:
+        raise InputError(
+            run_dir, "already holds checkpoints; pass --resume to continue it, or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+
+    stop = threading.Event()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def checkpoint(step: int) -> Path:
+        tensors, info = task.state_tensors()
+        full = {
+            **meta,
+            "config": config_dump,
+            "model": config_dump["model"],
+            "state_info": info,
+            "seed": cfg.seed,
+        }
+        return save_checkpoint(ckpt_dir, step, tensors, full, keep_last=tc.keep_last)
+
+    progress = _Progress(tc.steps, start)
+    last: Path | None = existing[-1] if resume else None
+    t_window, n_window = time.perf_counter(), 0
+    step = start
+    try:
+        with open(stats_path, "a", encoding="utf-8") as stats_file:
+            while step < tc.steps:
+                stats = task.train_step(step)
+                step += 1
+                n_window += 1
+                if not all(np.isfinite(v) for v in stats.values()):
+                    raise MedganError(
+                        f"{run_dir}: training diverged at step {step} (non-finite loss {stats})"
+                    )
+                if step % tc.log_every == 0 or step == tc.steps:
+                    now = time.perf_counter()
+                    rate = n_window * tc.batch_size / max(now - t_window, 1e-9)
+                    stats_file.write(
+                        json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n"
+                    )
+                    stats_file.flush()
+                    t_window, n_window = now, 0
+                progress.update(step, stats)
+                if step % tc.sample_every == 0 or step == tc.steps:
+                    grid = task.sample_grid(tc.samples_per_class, cfg.seed)
+                    write_png(samples_dir / f"step-{step:07d}.png", grid)
+                if step % tc.checkpoint_every == 0 or step == tc.steps:
+                    last = checkpoint(step)
+                if stop.is_set():
+                    if last is None or not last.name.endswith(f"{step:07d}.safetensors"):
+                        last = checkpoint(step)
+                    raise TrainingInterrupted(
+                        f"{run_dir}: interrupted at step {step}; checkpoint written ({last.name}); continue with --resume"
+                    )
+    finally:
+        progress.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    if last is None:  # resumed a run that was already complete
+        last = checkpoint(step)
+    return last
