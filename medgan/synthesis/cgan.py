@@ -141,7 +141,9 @@ class ConditionalGAN:
                 s_fake = self.d_forward(self._aug(fake), y).float()
                 loss = d_loss(tc.loss, s_real, s_fake)
             if tc.loss == "wgan-gp" and tc.gp_weight > 0:
-                gp = gradient_penalty(lambda x: self.d_forward(self._aug(x), y).float(), real, fake, self.gen)
+                gp = gradient_penalty(
+                    lambda x, y=y: self.d_forward(self._aug(x), y).float(), real, fake, self.gen
+                )
                 loss = loss + tc.gp_weight * gp
                 out["gp"] = float(gp.detach())
             self.opt_d.zero_grad(set_to_none=True)
@@ -192,9 +194,7 @@ class ConditionalGAN:
             net.load_state_dict(sd)
         restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
         restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
-        self.gen.set_state(
-            tensors["rng.train"].cpu() if self.device.type == "cpu" else tensors["rng.train"].cpu()
-        )
+        self.gen.set_state(tensors["rng.train"].cpu())
         if self.sampler is not None:
             self.sampler.load(
                 {k.split(".", 2)[2]: v.cpu() for k, v in tensors.items() if k.startswith("rng.sampler.")}

@@ -127,7 +127,7 @@ class ConditionalGenerator(nn.Module):
             kernel_size=3,
             num_res_units=cfg.g_res_units,
             act=("relu", {"inplace": False}),
-            norm=_norm(cfg.g_norm, min(chans[:-1] + [c0])),
+            norm=_norm(cfg.g_norm, min([*chans[:-1], c0])),
         )
         self.start_act = nn.ReLU()
 
