@@ -138,11 +138,11 @@ def generate(
         "classes": [synth.classes[i] for i in labels],
         "format": fmt,
         "bits": bits if fmt == "png" else None,
+        "batch_size": batch_size,
     }
     rec = _record(out, params, overwrite)
     items = plan(synth.classes, labels, n_per_class, seed, fmt)
     writer = _Writer(synth, out, fmt, bits, rec)
-    todo = [it for it in items if not (out / it.path).is_file()]
     if fmt == "npz":
         shards: dict[str, list[Item]] = {}
         for it in items:
@@ -153,11 +153,17 @@ def generate(
             imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size)
             writer.write_shard(shard, its, imgs.numpy())
     else:
-        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        # batches are fixed slices of the whole plan, so a resumed run computes every image in the
+        # same batch as an uninterrupted one (results are then bit-identical, not just close)
+        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+        batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for batch in progress(batches, "generating", minimum=1):
                 imgs = synth.generate([i.label for i in batch], [i.seed for i in batch], batch_size).numpy()
-                list(pool.map(writer.write_one, batch, imgs))
+                missing = [
+                    (it, img) for it, img in zip(batch, imgs, strict=True) if not (out / it.path).is_file()
+                ]
+                list(pool.map(lambda pair: writer.write_one(*pair), missing))
     manifest = pd.DataFrame(
         {
             "path": [it.path for it in items],

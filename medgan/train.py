@@ -12,7 +12,7 @@ import torch
 from medgan.config import RunConfig
 from medgan.data.slices import SliceSet
 from medgan.data.sources import load_source
-from medgan.errors import InputError
+from medgan.errors import ConfigError, InputError
 from medgan.training.loop import fit
 from medgan.training.seeding import resolve_device, seed_everything
 
@@ -63,7 +63,10 @@ def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = Fa
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
     ss = train_split(cfg, data_dir)
-    task = ConditionalGAN(cfg.model, cfg.train, len(ss.classes), ss.shape, device, cfg.seed)
+    try:
+        task = ConditionalGAN(cfg.model, cfg.train, len(ss.classes), ss.shape, device, cfg.seed)
+    except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
+        raise ConfigError("data.size", str(exc)) from None
     task.attach_data(
         torch.tensor(ss.images), torch.tensor(np.array(ss.manifest["label"], dtype=np.int64)), cfg.seed
     )

@@ -159,4 +159,8 @@ def restore_optimizer(
         if key.startswith(head):
             idx, name = key[len(head) :].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    groups = [
+        {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+        for g in info["param_groups"]
+    ]  # JSON turned tuples (betas) into lists
+    opt.load_state_dict({"state": state, "param_groups": groups})
