@@ -116,7 +116,7 @@ class ConditionalGenerator(nn.Module):
         n_up, sh, sw = plan_resolution((h, w))
         self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, (c, h, w)
         self.embed = nn.Embedding(n_classes, cfg.embed_dim)
-        c0 = min(cfg.g_channels, cfg.g_max_channels)
+        c0 = min(cfg.g_channels * 2 ** max(n_up - 2, 0), cfg.g_max_channels)  # deeper nets start wider
         chans = [max(c0 // 2 ** (i + 1), 32) for i in range(n_up)] + [c]
         strides = [2] * n_up + [1]
         self.body = UpsampleGenerator(
