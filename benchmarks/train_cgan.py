@@ -112,7 +112,8 @@ def measure(name: str, data_dir: str, repeats: int, steps: int) -> dict:
 
 
 def _fmt(d: dict) -> str:
-    return f"{d['median']:,.1f} ({d['min']:,.1f}-{d['max']:,.1f})"
+    lo, hi = sorted((d["min"], d["max"]))  # rates: the fastest run has the smallest time
+    return f"{d['median']:,.1f} ({lo:,.1f}-{hi:,.1f})"
 
 
 def main(argv: list[str] | None = None) -> None:
