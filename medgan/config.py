@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from medgan.data.intensity import WINDOW_PRESETS
 from medgan.errors import ConfigError
@@ -267,6 +276,38 @@ class CGANConfig(StrictModel):
     init: Literal["xavier", "he", "normal", "default"] = "xavier"
 
 
+class CycleGANConfig(StrictModel):
+    """Unpaired translation between two domains (healthy <-> lesion); see docs/synthesis.md."""
+
+    kind: Literal["cyclegan"]
+    domain_a: str | int = 0
+    domain_b: str | int = 1
+    generator: Literal["resnet", "unet"] = "resnet"
+    g_channels: int = Field(64, ge=4)
+    n_res_blocks: int | None = Field(None, ge=1)
+    n_downsampling: int = Field(2, ge=1, le=4)
+    d_channels: int = Field(64, ge=4)
+    d_layers: int | None = Field(None, ge=1, le=5)
+    d_scales: int = Field(1, ge=1, le=4)
+    norm: Literal["instance", "batch", "group"] = "instance"
+    lambda_cycle: float = Field(10.0, ge=0.0)
+    lambda_identity: float = Field(0.5, ge=0.0)
+    pool_size: int = Field(50, ge=0)
+    init: Literal["xavier", "he", "normal", "default"] = "normal"
+
+
+def _model_kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return v.get("kind", "cgan")
+    return getattr(v, "kind", "cgan")
+
+
+ModelConfig = Annotated[
+    Annotated[CGANConfig, Tag("cgan")] | Annotated[CycleGANConfig, Tag("cyclegan")],
+    Discriminator(_model_kind),
+]
+
+
 class TrainConfig(StrictModel):
     """Optimisation, logging and checkpointing of the shared fit loop."""
 
@@ -278,6 +319,8 @@ class TrainConfig(StrictModel):
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
     betas: tuple[float, float] = (0.0, 0.99)
+    lr_schedule: Literal["constant", "linear_decay"] = "constant"
+    decay_start: float = Field(0.5, ge=0.0, le=1.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(0, ge=0)
     diffaugment: list[Literal["translation", "cutout", "color"]] = Field(
@@ -302,24 +345,59 @@ class TrainConfig(StrictModel):
         return v
 
 
+class ClassifierConfig(StrictModel):
+    """A MONAI classifier trained on real slices (label-preservation checks, domain features, the study)."""
+
+    arch: Literal["resnet10", "resnet18", "densenet121"] = "resnet10"
+    width: int = Field(16, ge=4)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    patience: int = Field(8, ge=1)
+    class_weighted: bool = False
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+
 class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
     name: str = "medgan"
     seed: int = 0
     data: DataConfig
-    model: CGANConfig = Field(default_factory=CGANConfig)
+    data_b: DataConfig | None = None
+    model: ModelConfig = Field(default_factory=CGANConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+
+    @model_validator(mode="after")
+    def _model_defaults(self) -> RunConfig:
+        """Reference CycleGAN optimisation defaults where the config does not say otherwise."""
+        if self.model.kind == "cyclegan":
+            defaults = {
+                "betas": (0.5, 0.999),
+                "diffaugment": [],
+                "lr_schedule": "linear_decay",
+                "batch_size": 8,
+            }
+            for key, value in defaults.items():
+                if key not in self.train.model_fields_set:
+                    object.__setattr__(self.train, key, value)
+        elif self.data_b is not None:
+            raise ValueError("data_b (a second domain) is only used by model.kind: cyclegan")
+        return self
 
 
 _TYPE_NAMES = {"int", "float", "str", "bool", "none", "Window", "list", "tuple", "dict"}
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    tags = {"medmnist", "images", "dicom", "nifti"}
+    tags = {"medmnist", "images", "dicom", "nifti", "cgan", "cyclegan"}
     parts = []
     for i, p in enumerate(loc):
-        if i > 0 and loc[i - 1] == "source" and p in tags:
+        if i > 0 and loc[i - 1] in ("source", "model") and p in tags:
             continue  # the discriminator tag pydantic inserts
         if isinstance(p, str) and ("[" in p or p in _TYPE_NAMES):
             continue  # union member names pydantic inserts

@@ -56,12 +56,69 @@ def train_split(cfg: RunConfig, data_dir: Path) -> SliceSet:
     return ss
 
 
+def _domain_index(value: str | int, classes: list[str], key: str) -> int:
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and value not in classes):
+        i = int(value)
+        if 0 <= i < len(classes):
+            return i
+    elif value in classes:
+        return classes.index(value)
+    raise ConfigError(key, f"{value!r} is not one of the data's classes {classes}")
+
+
+def cyclegan_domains(
+    cfg: RunConfig, data_dir: Path
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], SliceSet]:
+    """Train images of domain A and B and their description: two labels of one dataset, or two datasets."""
+    ss = load_source(cfg.data, data_dir).split("train")
+    if cfg.data_b is not None:
+        sb = load_source(cfg.data_b, data_dir).split("train")
+        if sb.shape != ss.shape:
+            raise ConfigError(
+                "data_b", f"slices {sb.shape} differ from data's {ss.shape}; set the same size and channels"
+            )
+        a, b = ss.images, sb.images
+        domains = {"mode": "datasets", "a": "data", "b": "data_b"}
+    else:
+        mc = cfg.model
+        ia = _domain_index(mc.domain_a, ss.classes, "model.domain_a")
+        ib = _domain_index(mc.domain_b, ss.classes, "model.domain_b")
+        if ia == ib:
+            raise ConfigError("model.domain_b", "must differ from model.domain_a")
+        labels = ss.manifest["label"].to_numpy()
+        a, b = ss.images[labels == ia], ss.images[labels == ib]
+        domains = {"mode": "labels", "a": ss.classes[ia], "b": ss.classes[ib], "label_a": ia, "label_b": ib}
+    for name, arr in (("A", a), ("B", b)):
+        if len(arr) == 0:
+            raise InputError("data", f"domain {name} ({domains[name.lower()]}) has no train slices")
+    return a, b, domains, ss
+
+
 def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = False) -> Path:
     """Train the configured synthesizer on the train split; returns the last checkpoint path."""
-    from medgan.synthesis.cgan import ConditionalGAN
-
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
+    if cfg.model.kind == "cyclegan":
+        from medgan.synthesis.cyclegan import CycleGAN
+
+        a, b, domains, ss = cyclegan_domains(cfg, data_dir)
+        try:
+            task = CycleGAN(cfg.model, cfg.train, ss.shape, device, cfg.seed)
+        except ValueError as exc:
+            raise ConfigError("data.size", str(exc)) from None
+        task.attach_data(torch.tensor(a), torch.tensor(b), cfg.seed)
+        meta = {
+            "classes": list(ss.classes),
+            "shape": list(ss.shape),
+            "domains": domains,
+            "n_a": len(a),
+            "n_b": len(b),
+            "data": data_meta(ss),
+        }
+        return fit(task, cfg, run_dir, meta, resume=resume, device=device)
+
+    from medgan.synthesis.cgan import ConditionalGAN
+
     ss = train_split(cfg, data_dir)
     try:
         task = ConditionalGAN(cfg.model, cfg.train, len(ss.classes), ss.shape, device, cfg.seed)

@@ -117,6 +117,10 @@ class ConditionalGAN:
             self.train_cfg.class_balance,
         )
 
+    def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
+        """Optimizers with their base learning rates (the loop applies the schedule)."""
+        return [(self.opt_g, self.train_cfg.lr_g), (self.opt_d, self.train_cfg.lr_d)]
+
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.train_cfg.diffaugment, self.gen)
 

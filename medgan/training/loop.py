@@ -6,7 +6,8 @@ It owns the run folder (``config.resolved.yaml``, ``stats.jsonl``, ``samples/``,
 the same result as an uninterrupted one), and Ctrl-C (a checkpoint is written, then
 :class:`TrainingInterrupted` is raised).
 
-A *task* is any object with ``train_step(step) -> dict``, ``state_tensors() -> (tensors, info)``,
+A *task* is any object with ``train_step(step) -> dict``, ``optimizers() -> [(optimizer, base_lr)]``
+(the loop applies the learning-rate schedule), ``state_tensors() -> (tensors, info)``,
 ``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``.
 """
 
@@ -80,6 +81,16 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path)
             str(where),
             f"cannot resume: the config changed: {shown}; only {', '.join(RESUMABLE_KEYS)} may change",
         )
+
+
+def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
+    """Learning-rate multiplier: 1 (``constant``), or 1 until ``decay_start`` x total steps, then linear to 0."""
+    if schedule == "constant":
+        return 1.0
+    start = int(total * decay_start)
+    if step < start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / max(1, total - start))
 
 
 def _truncate_stats(path: Path, step: int) -> None:
@@ -198,6 +209,10 @@ def fit(
     try:
         with open(stats_path, "a", encoding="utf-8") as stats_file:
             while step < tc.steps:
+                factor = lr_factor(step, tc.steps, tc.lr_schedule, tc.decay_start)
+                for opt, base_lr in task.optimizers():
+                    for group in opt.param_groups:
+                        group["lr"] = base_lr * factor
                 stats = task.train_step(step)
                 step += 1
                 n_window += 1

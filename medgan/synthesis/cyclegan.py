@@ -1,0 +1,278 @@
+"""CycleGAN (Zhu et al., ICCV 2017): unpaired translation between domain A (e.g. healthy) and B (lesion).
+
+:class:`CycleGAN` is the training task the shared fit loop (:mod:`medgan.training.loop`)
+drives; :class:`CycleGANTranslator` loads a checkpoint and translates images A -> B or B -> A.
+
+Reference defaults (``junyanz/pytorch-CycleGAN-and-pix2pix``), kept unless noted in
+docs/synthesis.md: least-squares GAN loss (MONAI ``PatchAdversarialLoss(criterion=
+"least_squares", no_activation_leastsq=True)``), cycle L1 with lambda 10, identity L1 with
+0.5 x lambda, image pools of 50 generated images per discriminator, Adam 2e-4 with
+betas (0.5, 0.999), constant learning rate then linear decay to 0, instance norm,
+N(0, 0.02) init, ResNet generator and PatchGAN discriminators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import PatchAdversarialLoss
+
+from medgan.config import CycleGANConfig, TrainConfig
+from medgan.errors import InputError
+from medgan.synthesis.cgan import BatchSampler, make_grid
+from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
+from medgan.synthesis.diffaugment import diff_augment
+from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
+from medgan.training.seeding import make_generator
+
+
+class ImagePool:
+    """The reference history buffer: D sees a mix of current and up to ``size`` earlier fakes."""
+
+    def __init__(self, size: int, gen: torch.Generator) -> None:
+        self.size, self.gen = size, gen
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """For each image: fill the pool first; then with p = 0.5 swap it for a stored one."""
+        if self.size == 0:
+            return images
+        out = []
+        for img in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif float(torch.rand((), generator=self.gen)) > 0.5:
+                k = int(torch.randint(0, self.size, (), generator=self.gen))
+                out.append(self.images[k].clone())
+                self.images[k] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+    def state(self) -> torch.Tensor:
+        """Pool contents as one tensor (0 x ... when empty)."""
+        return torch.stack(self.images) if self.images else torch.empty(0)
+
+    def load(self, t: torch.Tensor, device: torch.device) -> None:
+        """Restore :meth:`state`."""
+        self.images = [x.to(device) for x in t] if t.numel() else []
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class CycleGAN:
+    """Two generators, two patch discriminators, their optimizers, pools and the training step."""
+
+    kind = "cyclegan"
+
+    def __init__(
+        self,
+        model_cfg: CycleGANConfig,
+        train_cfg: TrainConfig,
+        shape: Sequence[int],
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.shape, self.device = tuple(int(s) for s in shape), device
+        torch.manual_seed(seed)
+        nets = build_cyclegan(model_cfg, self.shape)
+        self.g_ab, self.g_ba, self.d_a, self.d_b = (n.to(device) for n in nets)
+        self.channels_last = (
+            device.type == "cuda" and train_cfg.channels_last != "off"
+        ) or train_cfg.channels_last == "on"
+        if self.channels_last:
+            for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+                n.to(memory_format=torch.channels_last)
+        fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        tc = train_cfg
+        self.opt_g = torch.optim.Adam(
+            chain(self.g_ab.parameters(), self.g_ba.parameters()), tc.lr_g, tc.betas, **fused
+        )
+        self.opt_d = torch.optim.Adam(
+            chain(self.d_a.parameters(), self.d_b.parameters()), tc.lr_d, tc.betas, **fused
+        )
+        self.adv = PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True)
+        self.gen = make_generator(seed + 1, device)  # augmentation
+        self.cpu_gen = make_generator(seed + 3, "cpu")  # image pools
+        self.pool_a = ImagePool(model_cfg.pool_size, self.cpu_gen)
+        self.pool_b = ImagePool(model_cfg.pool_size, self.cpu_gen)
+        self.sampler_a: BatchSampler | None = None
+        self.sampler_b: BatchSampler | None = None
+        self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def attach_data(self, a: torch.Tensor, b: torch.Tensor, seed: int) -> None:
+        """Unpaired training images of domain A and domain B, (N, C, H, W) in [-1, 1]."""
+        bs = self.train_cfg.batch_size
+        self.sampler_a = BatchSampler(
+            a.to(self.device), torch.zeros(len(a), dtype=torch.long), bs, seed + 2, False
+        )
+        self.sampler_b = BatchSampler(
+            b.to(self.device), torch.zeros(len(b), dtype=torch.long), bs, seed + 5, False
+        )
+        k = self.train_cfg.samples_per_class
+        self.fixed = (a[:k].to(self.device), b[:k].to(self.device))
+
+    def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
+        """Optimizers with their base learning rates (the loop applies the schedule)."""
+        return [(self.opt_g, self.train_cfg.lr_g), (self.opt_d, self.train_cfg.lr_d)]
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.train_cfg.diffaugment, self.gen)
+
+    def _batch(self, sampler: BatchSampler | None) -> torch.Tensor:
+        assert sampler is not None, "attach_data() first"
+        x, _ = sampler.next()
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One generator update (adversarial + cycle + identity) and one update of both discriminators."""
+        mc, tc = self.model_cfg, self.train_cfg
+        real_a, real_b = self._batch(self.sampler_a), self._batch(self.sampler_b)
+        for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            n.train()
+        for p in chain(self.d_a.parameters(), self.d_b.parameters()):
+            p.requires_grad_(False)
+        with _autocast(self.device, tc.amp):
+            fake_b = self.g_ab(real_a)
+            fake_a = self.g_ba(real_b)
+            rec_a = self.g_ba(fake_b)
+            rec_b = self.g_ab(fake_a)
+            adv = self.adv(patch_scores(self.d_b, self._aug(fake_b)), True, False) + self.adv(
+                patch_scores(self.d_a, self._aug(fake_a)), True, False
+            )
+            cyc = F.l1_loss(rec_a.float(), real_a) + F.l1_loss(rec_b.float(), real_b)
+            idt = torch.zeros((), device=self.device)
+            if mc.lambda_identity > 0:
+                idt = F.l1_loss(self.g_ab(real_b).float(), real_b) + F.l1_loss(
+                    self.g_ba(real_a).float(), real_a
+                )
+            loss_g = adv.float() + mc.lambda_cycle * cyc + mc.lambda_cycle * mc.lambda_identity * idt
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        for p in chain(self.d_a.parameters(), self.d_b.parameters()):
+            p.requires_grad_(True)
+        with _autocast(self.device, tc.amp):
+            pb, pa = self.pool_b.query(fake_b.float()), self.pool_a.query(fake_a.float())
+            s_rb, s_fb = patch_scores(self.d_b, self._aug(real_b)), patch_scores(self.d_b, self._aug(pb))
+            s_ra, s_fa = patch_scores(self.d_a, self._aug(real_a)), patch_scores(self.d_a, self._aug(pa))
+            loss_d_b = 0.5 * (self.adv(s_rb, True, True) + self.adv(s_fb, False, True))
+            loss_d_a = 0.5 * (self.adv(s_ra, True, True) + self.adv(s_fa, False, True))
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss_d_a.float() + loss_d_b.float()).backward()
+        self.opt_d.step()
+
+        def acc(real: list[torch.Tensor], fake: list[torch.Tensor]) -> tuple[float, float]:
+            r = torch.cat([t.detach().float().flatten() for t in real])
+            f = torch.cat([t.detach().float().flatten() for t in fake])
+            return float((r > 0.5).float().mean()), float((f < 0.5).float().mean())
+
+        acc_rb, acc_fb = acc(s_rb, s_fb)
+        acc_ra, acc_fa = acc(s_ra, s_fa)
+        return {
+            "loss_g": float(loss_g.detach()),
+            "loss_adv": float(adv.detach()),
+            "loss_cycle": float(cyc.detach()),
+            "loss_identity": float(idt.detach()),
+            "loss_d": float((loss_d_a + loss_d_b).detach()),
+            "loss_d_a": float(loss_d_a.detach()),
+            "loss_d_b": float(loss_d_b.detach()),
+            "d_acc_real": (acc_ra + acc_rb) / 2,
+            "d_acc_fake": (acc_fa + acc_fb) / 2,
+            "lr_g": self.opt_g.param_groups[0]["lr"],
+            "lr_d": self.opt_d.param_groups[0]["lr"],
+        }
+
+    @torch.no_grad()
+    def sample_grid(self, per_class: int, seed: int) -> np.ndarray:
+        """Rows: real A, A->B, A->B->A, real B, B->A, B->A->B (fixed training images)."""
+        assert self.fixed is not None
+        a, b = self.fixed
+        self.g_ab.eval()
+        self.g_ba.eval()
+        ab, ba = self.g_ab(a), self.g_ba(b)
+        rows = [a, ab, self.g_ba(ab), b, ba, self.g_ab(ba)]
+        n = min(len(a), len(b))
+        imgs = torch.cat([r[:n].float().cpu() for r in rows]).numpy()
+        return make_grid(imgs, n)
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to resume or translate."""
+        t: dict[str, torch.Tensor] = {}
+        for prefix, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba), ("d_a", self.d_a), ("d_b", self.d_b)):
+            t.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+        og, og_info = flatten_optimizer("opt_g", self.opt_g)
+        od, od_info = flatten_optimizer("opt_d", self.opt_d)
+        t.update(og)
+        t.update(od)
+        t["rng.train"] = self.gen.get_state()
+        t["rng.cpu"] = self.cpu_gen.get_state()
+        t["pool.a"], t["pool.b"] = self.pool_a.state(), self.pool_b.state()
+        for name, s in (("a", self.sampler_a), ("b", self.sampler_b)):
+            if s is not None:
+                t.update({f"rng.sampler_{name}.{k}": v for k, v in s.state().items()})
+        return t, {"opt_g": og_info, "opt_d": od_info}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore :meth:`state_tensors`."""
+        for prefix, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba), ("d_a", self.d_a), ("d_b", self.d_b)):
+            net.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            )
+        restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
+        restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
+        self.gen.set_state(tensors["rng.train"].cpu())
+        self.cpu_gen.set_state(tensors["rng.cpu"].cpu())
+        self.pool_a.load(tensors["pool.a"], self.device)
+        self.pool_b.load(tensors["pool.b"], self.device)
+        for name, s in (("a", self.sampler_a), ("b", self.sampler_b)):
+            if s is not None:
+                head = f"rng.sampler_{name}."
+                s.load({k[len(head) :]: v.cpu() for k, v in tensors.items() if k.startswith(head)})
+
+
+class CycleGANTranslator:
+    """A trained CycleGAN loaded from a checkpoint: ``translate(images, "A2B" | "B2A")``."""
+
+    def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
+        tensors, meta = load_checkpoint(checkpoint)
+        if meta.get("model", {}).get("kind") != "cyclegan":
+            raise InputError(
+                checkpoint, f"is a {meta.get('model', {}).get('kind')!r} checkpoint, not a CycleGAN"
+            )
+        self.meta, self.sha256 = meta, meta["sha256"]
+        self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
+        self.domains: dict[str, str] = meta["domains"]
+        self.model_cfg = CycleGANConfig.model_validate(meta["model"])
+        self.device = torch.device(device)
+        g_ab, g_ba, _, _ = build_cyclegan(self.model_cfg, self.shape)
+        for prefix, net in (("g_ab", g_ab), ("g_ba", g_ba)):
+            net.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            )
+        self.g = {"A2B": g_ab.to(self.device).eval(), "B2A": g_ba.to(self.device).eval()}
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str, batch_size: int = 64) -> torch.Tensor:
+        """Translate (N, C, H, W) images in [-1, 1]; deterministic (no noise, eval mode)."""
+        if direction not in self.g:
+            raise InputError("--translate", f"must be A2B or B2A (got {direction!r})")
+        outs = [
+            self.g[direction](images[i : i + batch_size].to(self.device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(outs) if outs else images[:0]
