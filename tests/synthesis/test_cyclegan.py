@@ -46,7 +46,7 @@ def tiny_cycle_config(steps: int = 6, **train_kw: object) -> dict:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shape_table(size: int, kw: dict, channels: int) -> None:
     cfg = CycleGANConfig(kind="cyclegan", g_channels=8, d_channels=8, **kw)
-    g_ab, g_ba, d_a, d_b = build_cyclegan(cfg, (channels, size, size))
+    g_ab, _, _, d_b = build_cyclegan(cfg, (channels, size, size))
     x = torch.rand(2, channels, size, size) * 2 - 1
     with torch.no_grad():
         y = g_ab(x)
