@@ -150,8 +150,25 @@ def generate_cmd(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="Checkpoint .safetensors, or a run folder (latest).")
     ],
-    n_per_class: Annotated[int, typer.Option("--n-per-class", help="Images per class.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-running the same command resumes).")],
+    n_per_class: Annotated[
+        int | None, typer.Option("--n-per-class", help="Images per class (conditional GAN).")
+    ] = None,
+    translate: Annotated[
+        str | None, typer.Option("--translate", help="A2B or B2A: translate real slices with a CycleGAN.")
+    ] = None,
+    input_spec: Annotated[
+        str | None,
+        typer.Option("--input", help="Slices to translate: medmnist:NAME, a file/folder, or a config."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Split of --input to translate: train|val|test|all.")
+    ] = "train",
+    min_target_prob: Annotated[
+        float | None,
+        typer.Option("--min-target-prob", help="Drop translations the classifier scores below p."),
+    ] = None,
+    data_dir: DataDirOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="png | nifti | npz | dicom")] = "png",
     classes: Annotated[
         list[str] | None, typer.Option("--classes", help="Class names or indices (repeatable; default all).")
@@ -166,9 +183,36 @@ def generate_cmd(
         bool, typer.Option("--overwrite", help="Replace a different generation in --out.")
     ] = False,
 ) -> None:
-    """Generate synthetic slices from a checkpoint, with a manifest of (label, seed, checkpoint sha256)."""
+    """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
+    from medgan.errors import InputError
     from medgan.generate import generate
 
+    if translate is not None:
+        from medgan.paths import resolve_data_dir
+        from medgan.translate import translate as run_translate
+
+        if input_spec is None:
+            raise InputError("--input", "--translate needs --input (the slices to translate)")
+        m = run_translate(
+            checkpoint,
+            out,
+            translate,
+            input_spec,
+            resolve_data_dir(data_dir),
+            split=split,
+            fmt=fmt,
+            bits=bits,
+            batch_size=min(batch_size, 64),
+            device=device,
+            min_target_prob=min_target_prob,
+            overwrite=overwrite,
+        )
+        typer.echo(
+            f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
+        )
+        return
+    if n_per_class is None:
+        raise InputError("--n-per-class", "required to generate from a conditional GAN (or use --translate)")
     names = [c for item in (classes or []) for c in item.split(",") if c]
     m = generate(
         checkpoint,

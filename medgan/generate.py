@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,23 @@ def generate(
     }
     rec = _record(out, params, overwrite)
     items = plan(synth.classes, labels, n_per_class, seed, fmt)
-    writer = _Writer(synth, out, fmt, bits, rec)
+    writer = OutputWriter(
+        out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.get("data", {}).get("modality")
+    )
+    geometry = _checkpoint_geometry(synth.meta)
+
+    def write_one(it: Item, img: np.ndarray) -> None:
+        writer.write(
+            it.path,
+            img,
+            uid_key=(it.seed, it.label, it.index),
+            instance_number=it.index + 1,
+            series_number=it.label + 1,
+            series_description=f"medgan synthetic {it.label_name}",
+            derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
+            **geometry,
+        )
+
     if fmt == "npz":
         shards: dict[str, list[Item]] = {}
         for it in items:
@@ -151,7 +168,13 @@ def generate(
         for shard in progress(todo_shards, "generating", minimum=0):
             its = shards[shard]
             imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size)
-            writer.write_shard(shard, its, imgs.numpy())
+            writer.write_shard(
+                shard,
+                images=imgs.numpy().astype(np.float32),
+                labels=np.array([i.label for i in its], dtype=np.int64),
+                seeds=np.array([i.seed for i in its], dtype=np.int64),
+                index=np.array([i.index for i in its], dtype=np.int64),
+            )
     else:
         # batches are fixed slices of the whole plan, so a resumed run computes every image in the
         # same batch as an uninterrupted one (results are then bit-identical, not just close)
@@ -163,7 +186,7 @@ def generate(
                 missing = [
                     (it, img) for it, img in zip(batch, imgs, strict=True) if not (out / it.path).is_file()
                 ]
-                list(pool.map(lambda pair: writer.write_one(*pair), missing))
+                list(pool.map(lambda pair: write_one(*pair), missing))
     manifest = pd.DataFrame(
         {
             "path": [it.path for it in items],
@@ -182,31 +205,33 @@ def generate(
     return manifest
 
 
-class _Writer:
-    """Writes one generated image in the chosen format, with the checkpoint's geometry and intensity."""
+class OutputWriter:
+    """Writes generated or translated slices in one format, marked synthetic, with geometry and raw units."""
 
-    def __init__(self, synth: Any, out: Path, fmt: str, bits: int, rec: dict[str, Any]) -> None:
-        self.synth, self.out, self.fmt, self.bits = synth, out, fmt, bits
-        data = synth.meta.get("data", {})
-        inten = data.get("intensity", {})
-        self.intensity = (
-            (inten["lo"], inten["hi"])
-            if inten.get("lo") is not None and inten.get("hi") is not None
-            else None
-        )
-        sp = data.get("spacing") or [None, None]
-        self.spacing = (float(sp[0]), float(sp[1])) if sp[0] and sp[1] else None
-        self.thickness = data.get("thickness")
-        self.modality = data.get("modality") or "OT"
-        self.created = rec["created_utc"]
-        self.sha = synth.sha256
-        self.study_uid = generate_uid(entropy_srcs=[self.sha, str(rec["seed"]), "study"])
+    def __init__(
+        self, out: Path, fmt: str, bits: int, sha256: str, created_utc: str, seed: int, modality: str | None
+    ) -> None:
+        self.out, self.fmt, self.bits, self.sha = out, fmt, bits, sha256
+        self.created, self.modality = created_utc, modality or "OT"
+        self.study_uid = generate_uid(entropy_srcs=[sha256, str(seed), "study"])
 
-    def _derivation(self, it: Item) -> str:
-        return f"medgan conditional GAN; checkpoint sha256 {self.sha}; seed {it.seed}; class {it.label_name}"
-
-    def write_one(self, it: Item, img: np.ndarray) -> None:
-        path = self.out / it.path
+    def write(
+        self,
+        rel: str,
+        img: np.ndarray,
+        *,
+        uid_key: Sequence[object],
+        instance_number: int,
+        series_number: int,
+        series_description: str,
+        derivation: str,
+        spacing: tuple[float, float] | None = None,
+        thickness: float | None = None,
+        intensity: tuple[float, float] | None = None,
+        source_images: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Write one image to ``out / rel`` (atomic)."""
+        path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "png":
             from medgan.io.images import write_png
@@ -218,39 +243,48 @@ class _Writer:
             write_nifti(
                 path,
                 img,
-                spacing=self.spacing,
-                thickness=self.thickness,
-                intensity=self.intensity,
-                description=f"synthetic medgan seed {it.seed}",
+                spacing=spacing,
+                thickness=thickness,
+                intensity=intensity,
+                description=derivation[:79],
             )
         else:
             from medgan.io.dicom import SyntheticDicomMeta, write_dicom
 
             meta = SyntheticDicomMeta(
                 study_uid=self.study_uid,
-                series_uid=generate_uid(entropy_srcs=[self.sha, self.study_uid, str(it.label), "series"]),
-                sop_uid=generate_uid(
-                    entropy_srcs=[self.sha, str(it.seed), str(it.label), str(it.index), "sop"]
+                series_uid=generate_uid(
+                    entropy_srcs=[self.sha, self.study_uid, str(series_number), "series"]
                 ),
-                instance_number=it.index + 1,
-                series_number=it.label + 1,
+                sop_uid=generate_uid(entropy_srcs=[self.sha, *map(str, uid_key), "sop"]),
+                instance_number=instance_number,
+                series_number=series_number,
                 modality=self.modality,
-                spacing=self.spacing,
-                intensity=self.intensity,
-                derivation=self._derivation(it)[:1024],
-                series_description=f"medgan synthetic {it.label_name}"[:64],
+                spacing=spacing,
+                intensity=intensity,
+                derivation=derivation[:1024],
+                series_description=series_description[:64],
                 content_datetime=self.created,
+                source_images=source_images,
             )
             write_dicom(path, img, meta)
 
-    def write_shard(self, rel: str, items: list[Item], imgs: np.ndarray) -> None:
+    def write_shard(self, rel: str, **arrays: np.ndarray) -> None:
+        """Write one NPZ shard (deterministic bytes, atomic)."""
         from medgan.io.npz import write_npz
 
         (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
-        write_npz(
-            self.out / rel,
-            images=imgs.astype(np.float32),
-            labels=np.array([i.label for i in items], dtype=np.int64),
-            seeds=np.array([i.seed for i in items], dtype=np.int64),
-            index=np.array([i.index for i in items], dtype=np.int64),
-        )
+        write_npz(self.out / rel, **arrays)
+
+
+def _checkpoint_geometry(meta: dict[str, Any]) -> dict[str, Any]:
+    data = meta.get("data", {})
+    inten = data.get("intensity", {})
+    sp = data.get("spacing") or [None, None]
+    return {
+        "intensity": (inten["lo"], inten["hi"])
+        if inten.get("lo") is not None and inten.get("hi") is not None
+        else None,
+        "spacing": (float(sp[0]), float(sp[1])) if sp[0] and sp[1] else None,
+        "thickness": data.get("thickness"),
+    }

@@ -1,0 +1,322 @@
+"""Train a MONAI classifier on labelled slices; keep the best-validation-AUC weights; save / load them.
+
+Training is seeded end to end (weight init, batch order and flips come from ``cfg.seed``), so on
+CPU the same seed gives the same weights. Checkpoints reuse :mod:`medgan.training.checkpoint`
+(safetensors + JSON with a SHA-256, never a pickle).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.metrics import compute_roc_auc
+from pydantic import ValidationError
+
+from medgan.classifier.model import Classifier, build_classifier
+from medgan.config import ClassifierConfig
+from medgan.errors import ConfigError, InputError
+from medgan.progress import progress
+from medgan.training.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+from medgan.training.seeding import make_generator, resolve_device
+
+KIND = "classifier"
+_WHERE = "classifier"
+
+
+class TrainedClassifier:
+    """A trained classifier with its validation scores, history and config; predicts on numpy arrays."""
+
+    def __init__(
+        self,
+        model: Classifier,
+        *,
+        arch: str,
+        n_classes: int,
+        classes: list[str],
+        shape: tuple[int, int, int],
+        val_auc: float,
+        val_acc: float,
+        best_epoch: int,
+        history: list[dict[str, float]],
+        config: ClassifierConfig,
+    ) -> None:
+        self.model = model
+        self.arch = arch
+        self.n_classes = n_classes
+        self.classes = list(classes)
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.val_auc = float(val_auc)
+        self.val_acc = float(val_acc)
+        self.best_epoch = int(best_epoch)
+        self.history = history
+        self.config = config
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainedClassifier(arch={self.arch!r}, classes={self.classes}, shape={self.shape}, "
+            f"val_auc={self.val_auc:.4f}, val_acc={self.val_acc:.4f}, best_epoch={self.best_epoch})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live."""
+        return next(self.model.parameters()).device
+
+    def _batches(self, x: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+        x = _check_images(x, "input", self.shape)
+        self.model.eval()
+        for i in range(0, x.shape[0], max(1, int(batch_size))):
+            yield torch.from_numpy(x[i : i + batch_size]).to(self.device)
+
+    @torch.no_grad()
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities ``(N, n_classes)`` (softmax, eval mode) for images ``(N, C, H, W)`` in [-1, 1]."""
+        out = [torch.softmax(self.model(b).float(), dim=1).cpu() for b in self._batches(x, batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
+
+    @torch.no_grad()
+    def features(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Penultimate-layer features ``(N, D)`` (eval mode) for images ``(N, C, H, W)`` in [-1, 1]."""
+        out = [self.model.features(b).float().cpu() for b in self._batches(x, batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.model.feature_dim), np.float32)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the weights + metadata into ``folder`` (its own folder: other classifier checkpoints there are replaced)."""
+        folder = Path(folder)
+        old = list_checkpoints(folder)
+        for p in old:
+            if read_checkpoint_meta(p).get("kind") != KIND:
+                raise InputError(
+                    folder,
+                    "holds checkpoints that are not classifiers; save the classifier in its own folder",
+                )
+        meta: dict[str, Any] = {
+            "kind": KIND,
+            "arch": self.arch,
+            "width": self.config.width,
+            "n_classes": self.n_classes,
+            "classes": self.classes,
+            "shape": list(self.shape),
+            "val_auc": self.val_auc,
+            "val_acc": self.val_acc,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "config": self.config.model_dump(mode="json"),
+        }
+        # keep_last covers the old ones too: an older checkpoint with a higher step must not prune this one
+        path = save_checkpoint(folder, self.best_epoch, self.model.state_dict(), meta, keep_last=len(old) + 1)
+        for p in old:
+            if p != path:
+                p.with_suffix(".json").unlink(missing_ok=True)
+                p.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
+        """Load a classifier saved by :meth:`save` (a file, its JSON or its folder); hash-verified."""
+        tensors, meta = load_checkpoint(path, device=device)
+        if meta.get("kind") != KIND:
+            raise InputError(path, "is not a medgan classifier checkpoint")
+        try:
+            config = ClassifierConfig.model_validate(meta["config"])
+            shape = tuple(int(s) for s in meta["shape"])
+            model = build_classifier(
+                meta["arch"], shape[0], int(meta["n_classes"]), (shape[1], shape[2]), int(meta["width"])
+            )
+            model.load_state_dict(tensors)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, ValidationError) as exc:
+            raise InputError(
+                path, f"classifier checkpoint metadata does not match its weights ({exc.__class__.__name__})"
+            ) from None
+        model.to(device).eval()
+        return cls(
+            model,
+            arch=meta["arch"],
+            n_classes=int(meta["n_classes"]),
+            classes=list(meta["classes"]),
+            shape=shape,  # type: ignore[arg-type]
+            val_auc=float(meta["val_auc"]),
+            val_acc=float(meta["val_acc"]),
+            best_epoch=int(meta["best_epoch"]),
+            history=list(meta["history"]),
+            config=config,
+        )
+
+
+# ------------------------------------------------------------------ input checks
+
+
+def _check_images(x: np.ndarray, name: str, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise InputError(_WHERE, f"{name} images must be (N, C, H, W), got shape {x.shape}")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise InputError(
+            _WHERE, f"{name} images are {tuple(x.shape[1:])} but the classifier expects {tuple(shape)}"
+        )
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _check_labels(y: np.ndarray, n: int, n_classes: int, name: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if y.shape[0] != n:
+        raise InputError(_WHERE, f"{name} has {n} images but {y.shape[0]} labels")
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        raise InputError(_WHERE, f"{name} labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        raise InputError(
+            _WHERE,
+            f"{name} labels must lie in 0..{n_classes - 1}; found {sorted(set(y[bad].tolist()))[:5]}"
+            f" ({int(bad.sum())} labels)",
+        )
+    return y
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def val_metrics(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(AUC, accuracy)``: binary AUC of class 1, else macro one-vs-rest AUC over the classes present."""
+    acc = float((proba.argmax(1) == y).mean())
+    n_classes = proba.shape[1]
+    p = torch.as_tensor(proba, dtype=torch.float64)
+    t = torch.as_tensor(y)
+    if n_classes == 2:
+        return float(compute_roc_auc(p[:, 1], t)), acc
+    present = [c for c in range(n_classes) if 0 < int((t == c).sum()) < len(t)]
+    onehot = F.one_hot(t, n_classes)[:, present]
+    return float(compute_roc_auc(p[:, present], onehot, average="macro")), acc
+
+
+# ------------------------------------------------------------------ training
+
+
+def _batch_starts(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch bounds; a lone trailing sample joins the previous batch (BatchNorm cannot train on one)."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def train_classifier(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    n_classes: int,
+    cfg: ClassifierConfig,
+    classes: list[str] | None = None,
+) -> TrainedClassifier:
+    """Train ``cfg.arch`` on float32 ``(N, C, H, W)`` images in [-1, 1] with integer labels.
+
+    Adam + cross-entropy (inverse-frequency class weights when ``cfg.class_weighted``), seeded
+    shuffling and horizontal flips (``cfg.augment``); validation AUC / accuracy after every epoch;
+    early stopping after ``cfg.patience`` epochs without a better AUC; the best weights are restored.
+    """
+    if n_classes < 2:
+        raise InputError(_WHERE, f"need at least 2 classes, got n_classes={n_classes}")
+    if classes is None:
+        classes = [str(i) for i in range(n_classes)]
+    if len(classes) != n_classes:
+        raise InputError(_WHERE, f"{len(classes)} class names given for n_classes={n_classes}")
+    train_x = _check_images(train_x, "train")
+    val_x = _check_images(val_x, "val", tuple(train_x.shape[1:]))  # type: ignore[arg-type]
+    if train_x.shape[0] == 0:
+        raise InputError(_WHERE, "the training set is empty")
+    if val_x.shape[0] == 0:
+        raise InputError(_WHERE, "the validation set is empty")
+    train_y = _check_labels(train_y, train_x.shape[0], n_classes, "train")
+    val_y = _check_labels(val_y, val_x.shape[0], n_classes, "val")
+    if len(np.unique(val_y)) < 2:
+        raise InputError(
+            _WHERE, f"the validation set holds only class {int(val_y[0])}; AUC needs at least two classes"
+        )
+    shape: tuple[int, int, int] = (int(train_x.shape[1]), int(train_x.shape[2]), int(train_x.shape[3]))
+
+    device = resolve_device(cfg.device)
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        try:
+            model = build_classifier(cfg.arch, shape[0], n_classes, (shape[1], shape[2]), cfg.width)
+        except ValueError as exc:
+            raise ConfigError("classifier.arch", str(exc)) from None
+    model.to(device)
+
+    weight = None
+    if cfg.class_weighted:
+        counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
+        w = np.where(counts > 0, len(train_y) / (n_classes * np.maximum(counts, 1)), 0.0)
+        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = make_generator(cfg.seed)  # on CPU: the same draws whatever the training device
+
+    xs, ys = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    result = TrainedClassifier(
+        model,
+        arch=cfg.arch,
+        n_classes=n_classes,
+        classes=classes,
+        shape=shape,
+        val_auc=-math.inf,
+        val_acc=0.0,
+        best_epoch=0,
+        history=[],
+        config=cfg,
+    )
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best = 0
+    epochs = progress(range(1, cfg.epochs + 1), f"classifier {cfg.arch}", minimum=0)
+    try:
+        for epoch in epochs:
+            model.train()
+            perm = torch.randperm(len(xs), generator=gen)
+            total, seen = 0.0, 0
+            for lo, hi in _batch_starts(len(xs), cfg.batch_size):
+                idx = perm[lo:hi]
+                xb, yb = xs[idx], ys[idx]
+                if cfg.augment:
+                    flip = torch.rand(len(idx), generator=gen) < 0.5
+                    xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                loss = F.cross_entropy(model(xb), yb, weight=weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # MONAI's "all one class" NaN warnings
+                auc, acc = val_metrics(result.predict_proba(val_x), val_y)
+            result.history.append({"epoch": epoch, "loss": total / seen, "val_auc": auc, "val_acc": acc})
+            if auc > result.val_auc:
+                result.val_auc, result.val_acc, result.best_epoch = auc, acc, epoch
+                best_state = copy.deepcopy(model.state_dict())
+                since_best = 0
+            else:
+                since_best += 1
+                if since_best >= cfg.patience:
+                    break
+    finally:
+        close = getattr(epochs, "close", None)
+        if close is not None:
+            close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result

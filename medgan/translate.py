@@ -1,0 +1,272 @@
+"""``medgan generate --translate A2B|B2A``: real slices through a CycleGAN, traced to their sources,
+with a label-preservation check by a classifier trained on the real train split.
+
+CycleGAN can add or remove findings that the labels do not show (Cohen, Luck & Honari, MICCAI
+2018), so every output is scored by a MONAI classifier (:mod:`medgan.classifier`) trained on
+the real train split to tell domain A from domain B (validation split for early stopping). The
+share of outputs classified as the target domain — next to the same share for the untranslated
+sources — goes into ``metrics.json``; ``--min-target-prob p`` drops outputs below ``p``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medgan.config import RunConfig
+from medgan.errors import InputError
+from medgan.generate import OutputWriter, _check_writable, _record, _slug
+from medgan.io.atomic import atomic_write_text
+from medgan.progress import progress
+
+CLASSIFIER_DIR = "classifier"
+MANIFEST_COLUMNS = [
+    "path",
+    "row_in_shard",
+    "direction",
+    "target_domain",
+    "target_prob",
+    "source_target_prob",
+    "source",
+    "source_slice_id",
+    "source_slice_index",
+    "source_frame",
+    "source_sop_instance_uid",
+    "source_label_name",
+    "source_split",
+    "source_patient_id",
+    "checkpoint_sha256",
+    "format",
+]
+
+
+def _run_dir(checkpoint: Path) -> Path:
+    p = Path(checkpoint)
+    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
+
+
+def domain_classifier(
+    checkpoint: Path, meta: dict[str, Any], data_dir: Path, fallback: Path
+) -> tuple[Any, Path]:
+    """The run's A-vs-B classifier (``<run>/classifier``), trained on the real train split the first time."""
+    from medgan.classifier import TrainedClassifier, train_classifier
+    from medgan.training.checkpoint import list_checkpoints
+
+    for folder in (_run_dir(checkpoint) / CLASSIFIER_DIR, fallback / CLASSIFIER_DIR):
+        if list_checkpoints(folder):
+            return TrainedClassifier.load(folder), folder
+    cfg = RunConfig.model_validate(meta["config"])
+    from medgan.data.sources import load_source
+    from medgan.train import cyclegan_domains
+
+    a, b, domains, _ = cyclegan_domains(cfg, data_dir)
+
+    def val_split() -> tuple[np.ndarray, np.ndarray]:
+        va = load_source(cfg.data, data_dir).split("val")
+        if domains["mode"] == "datasets":
+            assert cfg.data_b is not None
+            vb = load_source(cfg.data_b, data_dir).split("val")
+            return va.images, vb.images
+        lab = va.manifest["label"].to_numpy()
+        return va.images[lab == domains["label_a"]], va.images[lab == domains["label_b"]]
+
+    va, vb = val_split()
+    if len(va) == 0 or len(vb) == 0:
+        raise InputError(
+            "data",
+            "the validation split lacks one of the domains; the label-preservation classifier needs both",
+        )
+    x = np.concatenate([a, b])
+    y = np.concatenate([np.zeros(len(a), np.int64), np.ones(len(b), np.int64)])
+    vx = np.concatenate([va, vb])
+    vy = np.concatenate([np.zeros(len(va), np.int64), np.ones(len(vb), np.int64)])
+    clf = train_classifier(x, y, vx, vy, 2, cfg.classifier, classes=[str(domains["a"]), str(domains["b"])])
+    target = _run_dir(checkpoint) / CLASSIFIER_DIR
+    if not os.access(_run_dir(checkpoint), os.W_OK):
+        target = fallback / CLASSIFIER_DIR
+    clf.save(target)
+    return clf, target
+
+
+def translate(
+    checkpoint: str | Path,
+    out: str | Path,
+    direction: str,
+    source: str,
+    data_dir: Path,
+    *,
+    split: str = "train",
+    fmt: str = "png",
+    bits: int = 8,
+    batch_size: int = 64,
+    device: str = "auto",
+    min_target_prob: float | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Translate the slices of ``source`` (``split``) with a CycleGAN checkpoint; returns the manifest."""
+    from medgan.data.detect import source_from_spec
+    from medgan.data.sources import load_source
+    from medgan.generate import FORMATS
+    from medgan.synthesis.cyclegan import CycleGANTranslator
+    from medgan.training.checkpoint import resolve_checkpoint
+    from medgan.training.seeding import resolve_device
+
+    if direction not in ("A2B", "B2A"):
+        raise InputError("--translate", f"must be A2B or B2A (got {direction!r})")
+    if fmt not in FORMATS:
+        raise InputError("--format", f"must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    if split not in ("train", "val", "test", "all"):
+        raise InputError("--split", f"must be train, val, test or all (got {split!r})")
+    if min_target_prob is not None and not 0.0 <= min_target_prob <= 1.0:
+        raise InputError("--min-target-prob", "must be between 0 and 1")
+    ckpt = resolve_checkpoint(checkpoint)
+    tr = CycleGANTranslator(ckpt, resolve_device(device))
+    c, h, w = tr.shape
+    data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
+    ss = load_source(data, data_dir)
+    if split != "all":
+        ss = ss.split(split)
+    src_name, dst_name = (
+        (tr.domains["a"], tr.domains["b"]) if direction == "A2B" else (tr.domains["b"], tr.domains["a"])
+    )
+    filtered = False
+    if tr.domains.get("mode") == "labels" and str(src_name) in ss.classes:
+        keep = (ss.manifest["label_name"].astype(str) == str(src_name)).to_numpy()
+        ss.images, ss.manifest = ss.images[keep], ss.manifest[keep].reset_index(drop=True)
+        filtered = True
+    if len(ss) == 0:
+        raise InputError(source, f"no {split} slices of domain {src_name!r} to translate")
+
+    out = Path(out)
+    _check_writable(out)
+    params = {
+        "checkpoint_sha256": tr.sha256,
+        "translate": direction,
+        "source": source,
+        "split": split,
+        "format": fmt,
+        "bits": bits if fmt == "png" else None,
+        "min_target_prob": min_target_prob,
+        "batch_size": batch_size,
+    }
+    rec = _record(out, params, overwrite)
+
+    translated = tr.translate(
+        torch.from_numpy(np.ascontiguousarray(ss.images)), direction, batch_size
+    ).numpy()
+    clf, clf_dir = domain_classifier(ckpt, tr.meta, data_dir, out)
+    target_col = 1 if direction == "A2B" else 0
+    p_out = clf.predict_proba(translated)[:, target_col]
+    p_src = clf.predict_proba(ss.images)[:, target_col]
+    kept = np.ones(len(ss), bool) if min_target_prob is None else p_out >= min_target_prob
+
+    m = ss.manifest
+    ext = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm", "npz": ".npz"}[fmt]
+    rows = []
+    writer = OutputWriter(
+        out, fmt, bits, tr.sha256, rec["created_utc"], 0, tr.meta.get("data", {}).get("modality")
+    )
+    keep_idx = np.flatnonzero(kept)
+    if fmt == "npz":
+        rel = f"shards/translated-{direction}.npz"
+        if not (out / rel).is_file():
+            writer.write_shard(
+                rel,
+                images=translated[keep_idx].astype(np.float32),
+                source_slice_id=m["slice_id"].to_numpy()[keep_idx].astype(np.int64),
+                target_prob=p_out[keep_idx].astype(np.float32),
+            )
+    for j, i in enumerate(progress(list(keep_idx), "writing", minimum=200)):
+        row = m.iloc[i]
+        rel = (
+            rel
+            if fmt == "npz"
+            else f"images/{direction}-{_slug(str(dst_name))}-{int(row['slice_id']):06d}{ext}"
+        )
+        if fmt != "npz" and not (out / rel).is_file():
+            spacing = None
+            if pd.notna(row["spacing_row"]) and pd.notna(row["spacing_col"]):
+                spacing = (float(row["spacing_row"]), float(row["spacing_col"]))
+            intensity = None
+            if pd.notna(row["intensity_lo"]) and pd.notna(row["intensity_hi"]):
+                intensity = (float(row["intensity_lo"]), float(row["intensity_hi"]))
+            writer.write(
+                rel,
+                translated[i],
+                uid_key=(direction, row["source"], int(row["slice_id"])),
+                instance_number=j + 1,
+                series_number=1 if direction == "A2B" else 2,
+                series_description=f"medgan CycleGAN {direction} {dst_name}",
+                derivation=(
+                    f"medgan CycleGAN {direction} ({src_name} -> {dst_name}); checkpoint sha256 {tr.sha256}; "
+                    f"source {row['source']} slice {row['slice_index']}"
+                ),
+                spacing=spacing,
+                thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
+                intensity=intensity,
+                source_images=_source_reference(row, data_dir),
+            )
+        rows.append(
+            {
+                "path": rel,
+                "row_in_shard": j if fmt == "npz" else None,
+                "direction": direction,
+                "target_domain": dst_name,
+                "target_prob": round(float(p_out[i]), 6),
+                "source_target_prob": round(float(p_src[i]), 6),
+                "source": row["source"],
+                "source_slice_id": int(row["slice_id"]),
+                "source_slice_index": row["slice_index"],
+                "source_frame": row["frame"],
+                "source_sop_instance_uid": row["sop_instance_uid"],
+                "source_label_name": row["label_name"],
+                "source_split": row["split"],
+                "source_patient_id": row["patient_id"],
+                "checkpoint_sha256": tr.sha256,
+                "format": fmt,
+            }
+        )
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
+    metrics = {
+        "direction": direction,
+        "source_domain": src_name,
+        "target_domain": dst_name,
+        "n_sources": len(ss),
+        "filtered_to_source_domain": filtered,
+        "share_classified_as_target": float((p_out > 0.5).mean()),
+        "mean_target_prob": float(p_out.mean()),
+        "share_sources_classified_as_target": float((p_src > 0.5).mean()),
+        "min_target_prob": min_target_prob,
+        "n_dropped": int((~kept).sum()),
+        "n_written": int(kept.sum()),
+        "classifier": {
+            "path": str(clf_dir),
+            "arch": clf.arch,
+            "val_auc": clf.val_auc,
+            "val_acc": clf.val_acc,
+        },
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    return manifest
+
+
+def _source_reference(row: pd.Series, data_dir: Path) -> tuple[tuple[str, str], ...]:
+    """(SOPClassUID, SOPInstanceUID) of a DICOM source slice, for the output's SourceImageSequence."""
+    if row["source_format"] != "dicom" or pd.isna(row["sop_instance_uid"]):
+        return ()
+    import pydicom
+
+    path = Path(str(row["source"]))
+    path = path if path.is_absolute() else data_dir / path
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        return ((str(ds.SOPClassUID), str(row["sop_instance_uid"])),)
+    except Exception:  # the source moved: the manifest still names it
+        return ()
