@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -101,4 +100,3 @@ def test_bad_input(
     assert code == 2 and "--input" in err
     code = main(["generate", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "z")])
     assert code == 2 and "--n-per-class" in capsys.readouterr().err
-    assert pd.isna(pd.NA)
