@@ -225,6 +225,25 @@ def volume_to_slices(
     return images[keep], rows, int(z - keep.sum())
 
 
+def as_chw(image: np.ndarray) -> np.ndarray:
+    """A slice to be written, as float64 (C, H, W) with C = 1 or 3; (H, W) counts as grey.
+
+    Raises ``ValueError`` for other shapes, non-real dtypes and NaN / Inf values. Every writer
+    (PNG, NIfTI, DICOM) checks its input through this one function.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
+        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"expected a real-valued image, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image has NaN or infinite values")
+    return arr
+
+
 def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
     """Convert (N, C, H, W) to 1 or 3 channels (luminance / repetition); None keeps C."""
     c = img.shape[1]

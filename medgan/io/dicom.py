@@ -840,19 +840,12 @@ def _check_meta(meta: SyntheticDicomMeta) -> None:
 
 
 def _pixels(image: np.ndarray) -> np.ndarray:
-    """A generated slice as float64 (C, H, W), C = 1 or 3; (H, W) counts as grey."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
-        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {arr.shape}")
+    """A generated slice as float64 (C, H, W) (see :func:`~medgan.data.slices.as_chw`), within DICOM's size limit."""
+    from medgan.data.slices import as_chw
+
+    arr = as_chw(image)
     if arr.shape[1] > 65535 or arr.shape[2] > 65535:
         raise ValueError(f"image of {arr.shape[1]}x{arr.shape[2]} pixels is too large for DICOM")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"expected a real-valued image, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("image has NaN or infinite values")
     return arr
 
 

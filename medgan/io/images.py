@@ -25,6 +25,7 @@ from medgan.config import DataConfig, ImageFolderSource
 from medgan.data.intensity import normalize
 from medgan.data.slices import (
     SliceSet,
+    as_chw,
     build_sliceset,
     check_finite,
     resize_batch,
@@ -472,21 +473,6 @@ def load_image_folder(src: ImageFolderSource, data: DataConfig, data_dir: Path) 
 # --------------------------------------------------------------------------- writing PNG
 
 
-def _check_chw(image: np.ndarray) -> np.ndarray:
-    """A generated slice as float64 (C, H, W) with C = 1 or 3; (H, W) counts as grey."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
-        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"expected a real-valued image, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("image has NaN or infinite values")
-    return arr
-
-
 def write_png(path: Path, image: np.ndarray, bits: int = 8) -> Path:
     """Write a generated slice (C, H, W) in [-1, 1] as an 8- or 16-bit PNG; returns ``path``.
 
@@ -497,7 +483,7 @@ def write_png(path: Path, image: np.ndarray, bits: int = 8) -> Path:
     """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    arr = _check_chw(image)
+    arr = as_chw(image)
     if bits == 16 and arr.shape[0] == 3:
         raise ValueError("16-bit RGB PNG is not supported (Pillow limit); use bits=8 or a grey image")
     maxval = float(2**bits - 1)

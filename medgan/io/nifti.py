@@ -199,15 +199,11 @@ def write_nifti(
     lower = path.name.lower()
     if not lower.endswith((".nii.gz", ".nii")):
         raise ValueError(f"{path}: a NIfTI file name must end in .nii.gz or .nii")
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1] < 1 or arr.shape[2] < 1:
-        raise ValueError(f"expected an image of shape (1, H, W), got {arr.shape}")
+    from medgan.data.slices import as_chw
+
+    arr = as_chw(image)
     if arr.shape[0] != 1:
         raise ValueError(f"NIfTI output takes grey images (1, H, W); got {arr.shape[0]} channels")
-    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-        raise ValueError("image must hold finite real numbers")
     values = np.asarray(arr[0], dtype=np.float64)
     if intensity is not None:
         lo, hi = (float(v) for v in intensity)

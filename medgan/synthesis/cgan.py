@@ -8,7 +8,6 @@ function of (checkpoint, label, seed).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from medgan.synthesis.losses import accuracy, d_loss, g_loss, gradient_penalty
 from medgan.synthesis.networks import build_cgan
 from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
 from medgan.training.ema import make_ema, update_ema
-from medgan.training.seeding import make_generator
+from medgan.training.seeding import autocast, make_generator
 
 
 class BatchSampler:
@@ -63,12 +62,6 @@ class BatchSampler:
         self.gen.set_state(st["gen"])
         self.order = st["order"].clone()
         self.pos = int(st["pos"])
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and amp in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class ConditionalGAN:
@@ -138,7 +131,7 @@ class ConditionalGAN:
             real, y = self.sampler.next()
             if self.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device, tc.amp):
+            with autocast(self.device, tc.amp):
                 with torch.no_grad():
                     fake = self.g(self._noise(len(y)), y)
                 s_real = self.d_forward(self._aug(real), y).float()
@@ -157,7 +150,7 @@ class ConditionalGAN:
         out["d_acc_real"], out["d_acc_fake"] = accuracy(s_real.detach(), s_fake.detach())
         out["d_real"], out["d_fake"] = float(s_real.detach().mean()), float(s_fake.detach().mean())
 
-        with _autocast(self.device, tc.amp):
+        with autocast(self.device, tc.amp):
             fake = self.g(self._noise(len(y)), y)
             lg = g_loss(tc.loss, self.d_forward(self._aug(fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)

@@ -13,7 +13,6 @@ N(0, 0.02) init, ResNet generator and PatchGAN discriminators.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -30,7 +29,7 @@ from medgan.synthesis.cgan import BatchSampler, make_grid
 from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
 from medgan.synthesis.diffaugment import diff_augment
 from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
-from medgan.training.seeding import make_generator
+from medgan.training.seeding import autocast, make_generator
 
 
 class ImagePool:
@@ -64,12 +63,6 @@ class ImagePool:
     def load(self, t: torch.Tensor, device: torch.device) -> None:
         """Restore :meth:`state`."""
         self.images = [x.to(device) for x in t] if t.numel() else []
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and amp in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class CycleGAN:
@@ -145,7 +138,7 @@ class CycleGAN:
             n.train()
         for p in chain(self.d_a.parameters(), self.d_b.parameters()):
             p.requires_grad_(False)
-        with _autocast(self.device, tc.amp):
+        with autocast(self.device, tc.amp):
             fake_b = self.g_ab(real_a)
             fake_a = self.g_ba(real_b)
             rec_a = self.g_ba(fake_b)
@@ -166,7 +159,7 @@ class CycleGAN:
 
         for p in chain(self.d_a.parameters(), self.d_b.parameters()):
             p.requires_grad_(True)
-        with _autocast(self.device, tc.amp):
+        with autocast(self.device, tc.amp):
             pb, pa = self.pool_b.query(fake_b.float()), self.pool_a.query(fake_a.float())
             s_rb, s_fb = patch_scores(self.d_b, self._aug(real_b)), patch_scores(self.d_b, self._aug(pb))
             s_ra, s_fa = patch_scores(self.d_a, self._aug(real_a)), patch_scores(self.d_a, self._aug(pa))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -40,3 +41,10 @@ def resolve_device(name: str) -> torch.device:
 
         raise ConfigError("train.device", f"{name} requested but no CUDA device is available")
     return dev
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``amp`` is ``auto`` or ``bf16``; a no-op elsewhere (CPU trains in fp32)."""
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
