@@ -229,6 +229,63 @@ def generate_cmd(
     typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    real: Annotated[
+        str, typer.Option("--real", help="Real slices: SOURCE[:split], e.g. medmnist:breastmnist:test.")
+    ],
+    synthetic: Annotated[
+        str, typer.Option("--synthetic", help="A generation folder (PNG/NPZ) or any source.")
+    ],
+    features: Annotated[
+        str, typer.Option("--features", help="inception | domain | path to a TorchScript feature network.")
+    ] = "inception",
+    classifier: Annotated[
+        Path | None,
+        typer.Option("--classifier", help="Classifier for --features domain (e.g. RUN/classifier)."),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Training run folder: adds discriminator accuracy.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for metrics.json and closest_pairs.png.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CIs.")] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """FID, KID, precision/recall, diversity and memorization of synthetic slices, with N and the real-real floor."""
+    from medgan.metrics.evaluate import evaluate
+    from medgan.metrics.features import get_extractor
+    from medgan.paths import resolve_data_dir
+    from medgan.training.seeding import resolve_device
+
+    ext = get_extractor(features, resolve_device(device), classifier)
+    m = evaluate(
+        real, synthetic, ext, resolve_data_dir(data_dir), out=out, n_boot=n_boot, seed=seed, run_dir=run
+    )
+    if as_json:
+        typer.echo(json.dumps(m, default=float))
+        return
+    floor = m.get("floor_fid")
+    lines = [
+        f"features      {m['features']}",
+        f"N             real {m['n_real']} ({real}), synthetic {m['n_synthetic']}",
+        f"FID           {m['fid']:.2f}  95% CI [{m['fid_ci'][0]:.2f}, {m['fid_ci'][1]:.2f}]"
+        + (f"   floor (real train vs real, N={m['floor_n']}) {floor:.2f}" if floor is not None else ""),
+        f"KID           {m['kid_mean']:.4f} +/- {m['kid_std']:.4f} (subsets of {m['kid_subset_size']})",
+        f"precision     {m['precision']:.3f}   recall {m['recall']:.3f}  (k = 3)",
+        f"MS-SSIM       {m['ms_ssim']:.3f} within class (real: {m['ms_ssim_real']:.3f}; lower = more diverse)",
+        f"memorized     {m['memorized_count']} of {m['n_synthetic']} flagged as near-copies of training images",
+    ]
+    if m.get("discriminator_accuracy"):
+        da = m["discriminator_accuracy"]
+        lines.append(f"D accuracy    real {da['real']:.2f}, fake {da['fake']:.2f} (end of training)")
+    typer.echo("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medgan`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

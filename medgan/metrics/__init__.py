@@ -1,0 +1,1 @@
+"""Evaluation metrics: FID / KID / precision-recall on Inception and domain features, diversity, memorization."""

@@ -1,0 +1,137 @@
+"""Distribution metrics on feature vectors: FID, KID, precision/recall, bootstrap confidence intervals.
+
+All functions take two float arrays of shape (N, D) (rows = images). FID uses the exact
+low-rank form of trace(sqrtm(S1 S2)) when N < D (the usual case for medical sets), which equals
+the ``scipy.linalg.sqrtm`` route but costs O(N^2 D) instead of O(D^3), so a bootstrap CI is
+affordable on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from medgan.errors import InputError
+
+
+def check_features(f: np.ndarray, name: str) -> np.ndarray:
+    """Validate a feature array: 2-D, at least 2 rows, finite; returns float64."""
+    a = np.asarray(f)
+    if a.ndim != 2:
+        raise InputError(name, f"features must be a 2-D array (N, D), got shape {a.shape}")
+    if a.shape[0] < 2:
+        raise InputError(name, f"needs at least 2 samples, got {a.shape[0]}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise InputError(name, f"{int(np.size(a) - np.isfinite(a).sum())} NaN/Inf feature values")
+    return a
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = check_features(a, "features (set 1)"), check_features(b, "features (set 2)")
+    if a.shape[1] != b.shape[1]:
+        raise InputError("features", f"dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    return a, b
+
+
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians: ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))``."""
+    eig = np.linalg.eigvals(s1 @ s2)
+    tr_sqrt = float(np.sqrt(np.clip(eig.real, 0, None)).sum())
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+
+
+def fid(a: np.ndarray, b: np.ndarray) -> float:
+    """FID between two feature sets (unbiased covariances, ddof = 1)."""
+    a, b = _pair(a, b)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    x1, x2 = a - mu1, b - mu2
+    n1, n2, d = len(a), len(b), a.shape[1]
+    if min(n1, n2) > d:
+        return frechet_distance(mu1, np.cov(a, rowvar=False), mu2, np.cov(b, rowvar=False))
+    # eigenvalues of S1 S2 are those of (X1^T X2)(X2^T X1) / ((n1-1)(n2-1)): an n1 x n1 symmetric PSD matrix
+    c = x1 @ x2.T
+    lam = np.linalg.eigvalsh(c @ c.T / ((n1 - 1) * (n2 - 1)))
+    tr_sqrt = float(np.sqrt(np.clip(lam, 0, None)).sum())
+    tr1 = float((x1**2).sum() / (n1 - 1))
+    tr2 = float((x2**2).sum() / (n2 - 1))
+    return float(((mu1 - mu2) ** 2).sum() + tr1 + tr2 - 2.0 * tr_sqrt)
+
+
+def _poly_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    kxx = (x @ x.T / d + 1) ** 3
+    kyy = (y @ y.T / d + 1) ** 3
+    kxy = (x @ y.T / d + 1) ** 3
+    m, n = len(x), len(y)
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+        - 2 * kxy.mean()
+    )
+
+
+def kid(
+    a: np.ndarray, b: np.ndarray, subset_size: int | None = None, n_subsets: int = 100, seed: int = 0
+) -> tuple[float, float, int]:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel ``(x.y / d + 1)^3``.
+
+    Averaged over ``n_subsets`` random subsets of ``subset_size`` (default ``min(1000, N_a, N_b)``,
+    so small medical sets use all they have). Returns (mean, std, subset size).
+    """
+    a, b = _pair(a, b)
+    m = int(subset_size or min(1000, len(a), len(b)))
+    m = max(2, min(m, len(a), len(b)))
+    rng = np.random.default_rng(seed)
+    vals = [
+        _poly_mmd2(a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)])
+        for _ in range(n_subsets)
+    ]
+    return float(np.mean(vals)), float(np.std(vals)), m
+
+
+def _knn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    d = torch.cdist(x, x)
+    return d.kthvalue(k + 1, dim=1).values  # +1: the point itself is at distance 0
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): k-NN balls around each set's points."""
+    real, fake = _pair(real, fake)
+    if min(len(real), len(fake)) <= k:
+        raise InputError("precision/recall", f"needs more than k = {k} samples per set")
+    r, f = torch.from_numpy(real), torch.from_numpy(fake)
+    rr, rf = _knn_radius(r, k), _knn_radius(f, k)
+    d = torch.cdist(f, r)  # (n_fake, n_real)
+    precision = float((d <= rr[None, :]).any(dim=1).double().mean())
+    recall = float((rf[None, :] >= d.T).any(dim=1).double().mean())
+    return precision, recall
+
+
+def bootstrap_ci(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    a: np.ndarray,
+    b: np.ndarray,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Bootstrap interval of ``metric(a, b)``: the resamples' percentile spread, shifted onto the estimate.
+
+    Resampling with replacement duplicates images, which inflates FID-like statistics (fewer
+    distinct samples), so the plain percentile interval may not even contain the estimate ``t``.
+    The interval returned is ``[t - (mean - q_lo), t + (q_hi - mean)]``: the sampling spread at
+    this N around ``t``. (FID is also biased by N itself; compare only at equal N, see the floor.)
+    """
+    rng = np.random.default_rng(seed)
+    t = metric(a, b)
+    vals = []
+    for _ in range(n_boot):
+        ia = rng.integers(0, len(a), len(a))
+        ib = rng.integers(0, len(b), len(b))
+        vals.append(metric(a[ia], b[ib]))
+    q_lo, q_hi = np.percentile(vals, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    mean = float(np.mean(vals))
+    return float(t - (mean - q_lo)), float(t + (q_hi - mean))

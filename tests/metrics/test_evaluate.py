@@ -1,0 +1,196 @@
+"""Feature extractors, diversity, memorization and the whole evaluation (CLI included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medgan.cli import main
+from medgan.errors import InputError
+from medgan.metrics.diversity import memorization, ms_ssim_params, within_class_ms_ssim
+from medgan.metrics.evaluate import evaluate, split_spec
+from medgan.metrics.features import InceptionExtractor, TorchScriptExtractor, get_extractor, inception_path
+
+
+class _Pool(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def pool_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny TorchScript feature network (4x4 average pooling): fast stand-in for Inception."""
+    path = tmp_path_factory.mktemp("ts") / "pool.pt"
+    torch.jit.script(_Pool()).save(str(path))
+    return path
+
+
+def test_inception_weights_found_offline_and_preprocessing() -> None:
+    path = inception_path()
+    assert path.name == "default_1.pt" and path.stat().st_size > 80_000_000
+    ext = InceptionExtractor("cpu")
+    x = torch.linspace(-1, 1, 28 * 28).reshape(1, 1, 28, 28)
+    y = ext.preprocess(x)
+    assert y.shape == (1, 3, 299, 299)
+    assert y.min() >= -1.0 and y.max() <= 0.9921875 + 1e-6
+    feats = ext(np.zeros((2, 1, 28, 28), np.float32))
+    assert feats.shape == (2, 2048) and np.isfinite(feats).all()
+
+
+def test_registry(pool_features: Path) -> None:
+    assert isinstance(get_extractor(str(pool_features)), TorchScriptExtractor)
+    with pytest.raises(InputError, match="unknown extractor"):
+        get_extractor("vgg")
+    with pytest.raises(InputError, match="needs a trained classifier"):
+        get_extractor("domain")
+
+
+def test_ms_ssim_valid_at_28px() -> None:
+    k, w = ms_ssim_params((28, 28))
+    assert k == 3 and len(w) == 4 and abs(sum(w) - 1) < 1e-9  # 5 scales need > 32 px
+    rng = np.random.default_rng(0)
+    same = np.repeat(rng.uniform(-1, 1, (1, 1, 28, 28)), 6, axis=0).astype(np.float32)
+    noise = rng.uniform(-1, 1, (6, 1, 28, 28)).astype(np.float32)
+    labels = np.zeros(6, np.int64)
+    assert within_class_ms_ssim(same, labels)["mean"] > 0.99
+    assert within_class_ms_ssim(noise, labels)["mean"] < 0.3
+
+
+def test_memorization_flags_a_copy_not_a_held_out_image() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.uniform(-1, 1, (200, 1, 8, 8)).astype(np.float32)
+    held_out = rng.uniform(-1, 1, (1, 1, 8, 8)).astype(np.float32)
+    syn = np.concatenate([train[17:18], held_out])  # an exact copy, then a new real image
+    feat = lambda x: x.reshape(len(x), -1)[:, :16].astype(np.float64)  # noqa: E731
+    res = memorization(syn, feat(syn), train, feat(train))
+    assert list(res["flagged"]) == [True, False] and res["count"] == 1
+    assert res["pixel"]["nn_index"][0] == 17
+
+
+def test_split_spec() -> None:
+    assert split_spec("medmnist:breastmnist:test") == ("medmnist:breastmnist", "test")
+    assert split_spec("medmnist:breastmnist") == ("medmnist:breastmnist", "test")
+    assert split_spec("configs/x.yaml:val") == ("configs/x.yaml", "val")
+
+
+def test_evaluate_end_to_end_and_cache(
+    tiny_checkpoint: Path, tiny_data_dir: Path, pool_features: Path, tmp_path: Path
+) -> None:
+    from medgan.generate import generate
+
+    generate(tiny_checkpoint, tmp_path / "gen", 6, fmt="npz")
+    ext = TorchScriptExtractor(pool_features)
+    calls = {"n": 0}
+    original = ext.__call__
+
+    class Counting:
+        name, key = ext.name, ext.key
+
+        def __call__(self, images: np.ndarray) -> np.ndarray:
+            calls["n"] += len(images)
+            return original(images)
+
+    m = evaluate(
+        "medmnist:tinymnist:val",
+        str(tmp_path / "gen"),
+        Counting(),
+        tiny_data_dir,
+        out=tmp_path / "ev",
+        n_boot=20,
+        cache=tmp_path / "cache",
+    )
+    keys = {
+        "fid",
+        "fid_ci",
+        "kid_mean",
+        "kid_std",
+        "precision",
+        "recall",
+        "ms_ssim",
+        "memorized_count",
+        "n_real",
+        "n_synthetic",
+        "floor_fid",
+        "features",
+    }
+    assert keys <= set(m)
+    assert m["n_real"] == 8 and m["n_synthetic"] == 12 and m["floor_n"] == 12
+    assert m["fid_ci"][0] <= m["fid"] <= m["fid_ci"][1]
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["fid"] == pytest.approx(m["fid"])
+    assert (tmp_path / "ev" / "closest_pairs.png").is_file()
+    first = calls["n"]
+    m2 = evaluate(
+        "medmnist:tinymnist:val",
+        str(tmp_path / "gen"),
+        Counting(),
+        tiny_data_dir,
+        n_boot=20,
+        cache=tmp_path / "cache",
+    )
+    assert (
+        calls["n"] - first == 12
+    )  # real val and train features came from the cache; only synthetic recomputed
+    assert m2["fid"] == pytest.approx(m["fid"])  # reproducible
+
+
+def test_cli_evaluate_json_and_errors(
+    tiny_checkpoint: Path,
+    tiny_data_dir: Path,
+    pool_features: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from medgan.generate import generate
+
+    generate(tiny_checkpoint, tmp_path / "gen", 3, fmt="png")
+    args = [
+        "evaluate",
+        "--real",
+        "medmnist:tinymnist:test",
+        "--synthetic",
+        str(tmp_path / "gen"),
+        "--features",
+        str(pool_features),
+    ]
+    code = main([*args, "--json", "--n-boot", "10", "--data-dir", str(tiny_data_dir)])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out)["n_synthetic"] == 6
+    generate(tiny_checkpoint, tmp_path / "one", 1, fmt="png", classes=["0"])
+    code = main(
+        [*args[:4], str(tmp_path / "one"), "--features", str(pool_features), "--data-dir", str(tiny_data_dir)]
+    )
+    assert code == 2 and "at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_evaluate_breastmnist_with_inception(data_dir: Path, tmp_path: Path) -> None:
+    """BreastMNIST real val against a (briefly trained) cGAN's samples, TF-Inception features, offline."""
+    from medgan.config import config_from_dict
+    from medgan.generate import generate
+    from medgan.train import train
+
+    cfg = {
+        "data": {"source": {"kind": "medmnist", "name": "breastmnist"}},
+        "model": {"g_channels": 32, "d_channels": 16},
+        "train": {"steps": 2, "batch_size": 16},
+    }
+    ckpt = train(config_from_dict(cfg), tmp_path / "run", data_dir)
+    generate(ckpt, tmp_path / "gen", 20, fmt="npz")
+    m = evaluate(
+        "medmnist:breastmnist:val",
+        str(tmp_path / "gen"),
+        InceptionExtractor("cpu"),
+        data_dir,
+        n_boot=20,
+        run_dir=tmp_path / "run",
+        cache=tmp_path / "cache",
+    )
+    assert m["n_real"] == 78 and m["n_synthetic"] == 40 and m["features"] == "inception"
+    assert m["floor_fid"] < m["fid"]  # 2 training steps cannot beat real data
+    assert m["discriminator_accuracy"]["real"] >= 0.0
