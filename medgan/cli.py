@@ -262,6 +262,12 @@ def evaluate_cmd(
     from medgan.paths import resolve_data_dir
     from medgan.training.seeding import resolve_device
 
+    ddir = resolve_data_dir(data_dir)
+    if features == "domain" and classifier is None:
+        from medgan.metrics.evaluate import ensure_domain_classifier
+
+        base = run if run is not None else (out if out is not None else Path("."))
+        classifier = ensure_domain_classifier(real, ddir, base / "classifier")
     ext = get_extractor(features, resolve_device(device), classifier)
     m = evaluate(
         real, synthetic, ext, resolve_data_dir(data_dir), out=out, n_boot=n_boot, seed=seed, run_dir=run

@@ -92,6 +92,38 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec, "test"
 
 
+def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Path:
+    """The classifier for ``--features domain``: ``folder`` if it holds one, else trained on the real train split.
+
+    Trained with the default :class:`~medgan.config.ClassifierConfig` (early stopping on the
+    validation split) and saved in ``folder`` (safetensors + JSON), so later evaluations reuse it.
+    """
+    from medgan.classifier import train_classifier
+    from medgan.config import ClassifierConfig
+    from medgan.data.detect import source_from_spec
+    from medgan.data.sources import load_source
+    from medgan.training.checkpoint import list_checkpoints
+
+    if list_checkpoints(folder):
+        return folder
+    src, _ = split_spec(real_spec)
+    ss = load_source(source_from_spec(src, data_dir), data_dir)
+    tr, va = ss.split("train"), ss.split("val")
+    if (tr.manifest["label"] < 0).any():
+        raise InputError(src, "domain features need a labelled source (a classifier is trained on it)")
+    clf = train_classifier(
+        tr.images,
+        tr.manifest["label"].to_numpy(),
+        va.images,
+        va.manifest["label"].to_numpy(),
+        len(ss.classes),
+        ClassifierConfig(),
+        classes=list(ss.classes),
+    )
+    clf.save(folder)
+    return folder
+
+
 def evaluate(
     real_spec: str,
     synthetic_spec: str,

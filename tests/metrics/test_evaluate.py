@@ -194,3 +194,35 @@ def test_evaluate_breastmnist_with_inception(data_dir: Path, tmp_path: Path) -> 
     assert m["n_real"] == 78 and m["n_synthetic"] == 40 and m["features"] == "inception"
     assert m["floor_fid"] < m["fid"]  # 2 training steps cannot beat real data
     assert m["discriminator_accuracy"]["real"] >= 0.0
+
+
+def test_domain_features_train_and_reuse_a_classifier(
+    tiny_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from medgan.generate import generate
+
+    generate(tiny_checkpoint, tmp_path / "gen", 4, fmt="npz")
+    run = tmp_path / "run"
+    args = [
+        "evaluate",
+        "--real",
+        "medmnist:tinymnist:val",
+        "--synthetic",
+        str(tmp_path / "gen"),
+        "--features",
+        "domain",
+    ]
+    args += [
+        "--run",
+        str(tiny_checkpoint.parents[1]),
+        "--json",
+        "--n-boot",
+        "5",
+        "--data-dir",
+        str(tiny_data_dir),
+    ]
+    code = main(args)
+    m = json.loads(capsys.readouterr().out)
+    assert code == 0 and m["features"].startswith("domain:resnet10")
+    assert (tiny_checkpoint.parents[1] / "classifier").is_dir()
+    assert not run.exists()
