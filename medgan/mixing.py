@@ -1,0 +1,151 @@
+"""Mixing synthetic slices into real training sets: policies, loss weights, confidence filtering, subsampling.
+
+:class:`MixedDataset` is the one place where real and synthetic training samples meet (the
+study and, later, the MONAI plug-in use it). Policies:
+
+* ``add``: real plus ``ratio`` x |real| synthetic, drawn per class in the real class proportions;
+* ``balance``: synthetic samples of the minority classes up to the majority count (``ratio``
+  scales the gap: 1 closes it);
+* ``replace``: a fraction ``ratio`` of each class's real samples is swapped for synthetic ones.
+
+Each item carries ``synthetic`` and a loss ``weight`` (``synthetic_weight`` for synthetic
+samples, 1 for real), so a training loop can down-weight synthetic data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medgan.errors import ConfigError, InputError
+
+POLICIES = ("add", "balance", "replace")
+
+
+def stratified_subsample(
+    labels: np.ndarray, fraction: float, seed: int, min_per_class: int = 2
+) -> np.ndarray:
+    """Indices of a seeded, class-stratified subsample keeping ``fraction`` of each class (sorted)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError("fraction", f"must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n = max(round(fraction * len(idx)), 0)
+        if n < min_per_class:
+            raise InputError(
+                "data",
+                f"class {int(c)} keeps {n} slices at fraction {fraction:g} (needs at least {min_per_class})",
+            )
+        keep.append(rng.choice(idx, n, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def filter_by_confidence(
+    images: np.ndarray, labels: np.ndarray, predict_proba: Callable[[np.ndarray], np.ndarray], min_prob: float
+) -> np.ndarray:
+    """Boolean mask of synthetic samples whose intended class a real-trained classifier gives >= ``min_prob``."""
+    p = predict_proba(images)
+    return p[np.arange(len(labels)), labels] >= min_prob
+
+
+class MixedDataset(Dataset):
+    """Real and synthetic slices under a mixing policy; items are MONAI-style dicts.
+
+    ``real`` and ``synthetic`` are ``(images (N, C, H, W) float32 in [-1, 1], labels (N,))``.
+    Items: ``{"image": Tensor (C, H, W), "label": int, "synthetic": bool, "weight": float}``.
+    The selection is fixed at construction (seeded), so every epoch sees the same mixture.
+    """
+
+    def __init__(
+        self,
+        real: tuple[np.ndarray, np.ndarray],
+        synthetic: tuple[np.ndarray, np.ndarray] | None,
+        ratio: float = 1.0,
+        policy: str = "add",
+        synthetic_weight: float = 1.0,
+        seed: int = 0,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
+        if ratio <= 0:
+            raise ConfigError("ratio", f"must be > 0 (got {ratio})")
+        if policy == "replace" and ratio > 1:
+            raise ConfigError(
+                "ratio", f"'replace' swaps a fraction of the real data: ratio must be <= 1 (got {ratio})"
+            )
+        if synthetic_weight < 0:
+            raise ConfigError("synthetic_weight", "must be >= 0")
+        rx, ry = np.asarray(real[0]), np.asarray(real[1]).astype(np.int64)
+        if len(rx) != len(ry) or len(rx) == 0:
+            raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
+        self.transform = transform
+        rng = np.random.default_rng(seed)
+        real_idx = np.arange(len(rx))
+        syn_take: dict[int, int] = {}
+        classes, counts = np.unique(ry, return_counts=True)
+        if synthetic is not None:
+            if policy == "add":
+                syn_take = {int(c): round(ratio * n) for c, n in zip(classes, counts, strict=True)}
+            elif policy == "balance":
+                top = counts.max()
+                syn_take = {int(c): round(ratio * (top - n)) for c, n in zip(classes, counts, strict=True)}
+            else:  # replace
+                drop = []
+                for c, n in zip(classes, counts, strict=True):
+                    k = round(ratio * n)
+                    syn_take[int(c)] = k
+                    drop.append(rng.choice(np.flatnonzero(ry == c), k, replace=False))
+                real_idx = np.setdiff1d(real_idx, np.concatenate(drop))
+        sx = sy = None
+        syn_idx = np.zeros(0, np.int64)
+        if synthetic is not None and sum(syn_take.values()) > 0:
+            sx, sy = np.asarray(synthetic[0]), np.asarray(synthetic[1]).astype(np.int64)
+            if sx.shape[1:] != rx.shape[1:]:
+                raise InputError("synthetic", f"slices {sx.shape[1:]} differ from real {rx.shape[1:]}")
+            picks = []
+            for c, k in syn_take.items():
+                pool = np.flatnonzero(sy == c)
+                if k > len(pool):
+                    raise InputError(
+                        "synthetic",
+                        f"class {c} needs {k} synthetic slices but only {len(pool)} were generated",
+                    )
+                picks.append(rng.choice(pool, k, replace=False))
+            syn_idx = np.sort(np.concatenate(picks))
+        self.images = np.concatenate(
+            [rx[real_idx]] + ([sx[syn_idx]] if sx is not None and len(syn_idx) else [])
+        )
+        self.labels = np.concatenate(
+            [ry[real_idx]] + ([sy[syn_idx]] if sy is not None and len(syn_idx) else [])
+        )
+        n_real = len(real_idx)
+        self.synthetic = np.arange(len(self.labels)) >= n_real
+        self.weights = np.where(self.synthetic, float(synthetic_weight), 1.0).astype(np.float32)
+        self.n_real, self.n_synthetic = n_real, int(self.synthetic.sum())
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(self.images[i], dtype=np.float32)),
+            "label": int(self.labels[i]),
+            "synthetic": bool(self.synthetic[i]),
+            "weight": float(self.weights[i]),
+        }
+        return self.transform(item) if self.transform is not None else item
+
+    def class_counts(self) -> dict[str, dict[int, int]]:
+        """Per-class counts of real and synthetic samples."""
+        out: dict[str, dict[int, int]] = {"real": {}, "synthetic": {}}
+        for name, mask in (("real", ~self.synthetic), ("synthetic", self.synthetic)):
+            vals, cnt = np.unique(self.labels[mask], return_counts=True)
+            out[name] = {int(v): int(c) for v, c in zip(vals, cnt, strict=True)}
+        return out
