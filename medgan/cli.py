@@ -229,6 +229,34 @@ def generate_cmd(
     typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
 
 
+@app.command("study")
+def study_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config YAML with a 'study' section.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Study folder (default: runs/<name>/study).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Augmentation-benefit study: classifier metrics with CIs for each arm, paired with real-only."""
+    from medgan.config import load_config
+    from medgan.paths import resolve_data_dir
+    from medgan.study import run_study
+
+    cfg = load_config(config, overrides)
+    folder = out if out is not None else Path("runs") / cfg.name / "study"
+    report = run_study(cfg, resolve_data_dir(data_dir), folder)
+    for rec in report["summary"]:
+        ratio = "" if rec["ratio"] is None else f" ratio {rec['ratio']:g}"
+        lo, hi = rec["auc_ci"]
+        line = f"{rec['arm']:<15}{ratio:<10} fraction {rec['fraction']:g}  AUC {rec['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+        if "auc_diff_vs_real" in rec:
+            dlo, dhi = rec["auc_diff_ci"]
+            line += f"  vs real {rec['auc_diff_vs_real']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] {rec['verdict']}"
+        typer.echo(line)
+    typer.echo(f"results in {folder}")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     real: Annotated[

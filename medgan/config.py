@@ -361,6 +361,47 @@ class ClassifierConfig(StrictModel):
     device: str = "auto"
 
 
+class StudyConfig(StrictModel):
+    """The augmentation-benefit study: arms x synthetic ratios x real-data fractions x seeds."""
+
+    arms: list[Literal["real", "classical", "cgan", "cyclegan", "cgan+classical"]] = Field(
+        default_factory=lambda: ["real", "classical", "cgan", "cyclegan", "cgan+classical"]
+    )
+    ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0])
+    fractions: list[float] = Field(default_factory=lambda: [1.0])
+    seeds: int = Field(5, ge=1)
+    policy: Literal["add", "balance", "replace"] = "add"
+    synthetic_weight: float = Field(1.0, ge=0.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    pretrain: bool = False
+    cgan_steps: int | None = Field(None, ge=1)
+    cyclegan_steps: int | None = Field(None, ge=1)
+    cyclegan: dict[str, Any] = Field(default_factory=dict)
+    n_boot: int = Field(1000, ge=10)
+    min_per_class: int = Field(2, ge=1)
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or any(r <= 0 for r in v):
+            raise ValueError("ratios must be a non-empty list of values > 0")
+        return v
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < f <= 1 for f in v):
+            raise ValueError("fractions must be a non-empty list of values in (0, 1]")
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str]) -> list[str]:
+        if "real" not in v:
+            raise ValueError("arms must include 'real' (every arm is compared with it)")
+        return list(dict.fromkeys(v))
+
+
 class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
@@ -371,6 +412,7 @@ class RunConfig(StrictModel):
     model: ModelConfig = Field(default_factory=CGANConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
     @model_validator(mode="after")
     def _model_defaults(self) -> RunConfig:

@@ -59,7 +59,9 @@ class MixedDataset(Dataset):
 
     ``real`` and ``synthetic`` are ``(images (N, C, H, W) float32 in [-1, 1], labels (N,))``.
     Items: ``{"image": Tensor (C, H, W), "label": int, "synthetic": bool, "weight": float}``.
-    The selection is fixed at construction (seeded), so every epoch sees the same mixture.
+    The selection is fixed at construction (seeded), so every epoch sees the same mixture. With
+    ``cap``, a class whose synthetic pool is too small contributes all it has (``shortfall``
+    records how many were missing) instead of raising.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class MixedDataset(Dataset):
         synthetic_weight: float = 1.0,
         seed: int = 0,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cap: bool = False,
     ) -> None:
         if policy not in POLICIES:
             raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
@@ -86,6 +89,7 @@ class MixedDataset(Dataset):
         if len(rx) != len(ry) or len(rx) == 0:
             raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
         self.transform = transform
+        self.shortfall: dict[int, int] = {}
         rng = np.random.default_rng(seed)
         real_idx = np.arange(len(rx))
         syn_take: dict[int, int] = {}
@@ -112,6 +116,9 @@ class MixedDataset(Dataset):
             picks = []
             for c, k in syn_take.items():
                 pool = np.flatnonzero(sy == c)
+                if k > len(pool) and cap:
+                    self.shortfall[c] = k - len(pool)
+                    k = len(pool)
                 if k > len(pool):
                     raise InputError(
                         "synthetic",

@@ -94,19 +94,47 @@ def cyclegan_domains(
     return a, b, domains, ss
 
 
-def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = False) -> Path:
-    """Train the configured synthesizer on the train split; returns the last checkpoint path."""
+def train_cgan_arrays(
+    cfg: RunConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    meta: dict[str, Any],
+    run_dir: Path,
+    resume: bool = False,
+) -> Path:
+    """Fit the conditional GAN on given slices (e.g. a study's real subset); returns the last checkpoint."""
+    from medgan.synthesis.cgan import ConditionalGAN
+
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
-    if cfg.model.kind == "cyclegan":
-        from medgan.synthesis.cyclegan import CycleGAN
+    try:
+        task = ConditionalGAN(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)
+    except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
+        raise ConfigError("data.size", str(exc)) from None
+    task.attach_data(torch.tensor(images), torch.tensor(np.asarray(labels, dtype=np.int64)), cfg.seed)
+    return fit(task, cfg, run_dir, meta, resume=resume, device=device)
 
+
+def train_cyclegan_arrays(
+    cfg: RunConfig, a: np.ndarray, b: np.ndarray, meta: dict[str, Any], run_dir: Path, resume: bool = False
+) -> Path:
+    """Fit the CycleGAN on given domain-A and domain-B slices; returns the last checkpoint."""
+    from medgan.synthesis.cyclegan import CycleGAN
+
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    try:
+        task = CycleGAN(cfg.model, cfg.train, a.shape[1:], device, cfg.seed)
+    except ValueError as exc:
+        raise ConfigError("data.size", str(exc)) from None
+    task.attach_data(torch.tensor(a), torch.tensor(b), cfg.seed)
+    return fit(task, cfg, run_dir, meta, resume=resume, device=device)
+
+
+def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = False) -> Path:
+    """Train the configured synthesizer on the train split; returns the last checkpoint path."""
+    if cfg.model.kind == "cyclegan":
         a, b, domains, ss = cyclegan_domains(cfg, data_dir)
-        try:
-            task = CycleGAN(cfg.model, cfg.train, ss.shape, device, cfg.seed)
-        except ValueError as exc:
-            raise ConfigError("data.size", str(exc)) from None
-        task.attach_data(torch.tensor(a), torch.tensor(b), cfg.seed)
         meta = {
             "classes": list(ss.classes),
             "shape": list(ss.shape),
@@ -115,17 +143,7 @@ def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = Fa
             "n_b": len(b),
             "data": data_meta(ss),
         }
-        return fit(task, cfg, run_dir, meta, resume=resume, device=device)
-
-    from medgan.synthesis.cgan import ConditionalGAN
-
+        return train_cyclegan_arrays(cfg, a, b, meta, Path(run_dir), resume)
     ss = train_split(cfg, data_dir)
-    try:
-        task = ConditionalGAN(cfg.model, cfg.train, len(ss.classes), ss.shape, device, cfg.seed)
-    except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
-        raise ConfigError("data.size", str(exc)) from None
-    task.attach_data(
-        torch.tensor(ss.images), torch.tensor(np.array(ss.manifest["label"], dtype=np.int64)), cfg.seed
-    )
     meta = {"classes": list(ss.classes), "shape": list(ss.shape), "data": data_meta(ss)}
-    return fit(task, cfg, run_dir, meta, resume=resume, device=device)
+    return train_cgan_arrays(cfg, ss.images, ss.manifest["label"].to_numpy(), meta, Path(run_dir), resume)

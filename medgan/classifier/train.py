@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,12 +222,19 @@ def train_classifier(
     n_classes: int,
     cfg: ClassifierConfig,
     classes: list[str] | None = None,
+    *,
+    sample_weight: np.ndarray | None = None,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainedClassifier:
     """Train ``cfg.arch`` on float32 ``(N, C, H, W)`` images in [-1, 1] with integer labels.
 
     Adam + cross-entropy (inverse-frequency class weights when ``cfg.class_weighted``), seeded
     shuffling and horizontal flips (``cfg.augment``); validation AUC / accuracy after every epoch;
     early stopping after ``cfg.patience`` epochs without a better AUC; the best weights are restored.
+    ``sample_weight`` scales each sample's loss (e.g. < 1 for synthetic samples);
+    ``batch_transform`` augments each training batch on the CPU (classical augmentation);
+    ``init_state`` starts from given weights (pre-train on synthetic, fine-tune on real).
     """
     if n_classes < 2:
         raise InputError(_WHERE, f"need at least 2 classes, got n_classes={n_classes}")
@@ -256,7 +263,20 @@ def train_classifier(
             model = build_classifier(cfg.arch, shape[0], n_classes, (shape[1], shape[2]), cfg.width)
         except ValueError as exc:
             raise ConfigError("classifier.arch", str(exc)) from None
+    if init_state is not None:
+        model.load_state_dict(init_state)
     model.to(device)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if (
+            sample_weight.shape != (train_x.shape[0],)
+            or not np.all(np.isfinite(sample_weight))
+            or (sample_weight < 0).any()
+        ):
+            raise InputError(
+                _WHERE, "sample_weight must be one finite, non-negative weight per training image"
+            )
+    ws = torch.from_numpy(sample_weight) if sample_weight is not None else None
 
     weight = None
     if cfg.class_weighted:
@@ -293,8 +313,15 @@ def train_classifier(
                 if cfg.augment:
                     flip = torch.rand(len(idx), generator=gen) < 0.5
                     xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                if batch_transform is not None:
+                    xb = batch_transform(xb)
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                loss = F.cross_entropy(model(xb), yb, weight=weight)
+                if ws is None:
+                    loss = F.cross_entropy(model(xb), yb, weight=weight)
+                else:
+                    wb = ws[idx].to(device)
+                    per = F.cross_entropy(model(xb), yb, weight=weight, reduction="none")
+                    loss = (per * wb).sum() / wb.sum().clamp(min=1e-8)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -1,0 +1,35 @@
+"""Classical augmentation for the study's comparison arm, from MONAI transforms (seeded, per sample)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def classical_augmentation(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A batch transform: random flip, rotation (+-15 deg), scaling (+-10 %), translation (+-2 px),
+    intensity scale and shift (+-10 %), as MONAI ``Rand*`` transforms with a fixed random state."""
+    from monai.transforms import Compose, RandAffine, RandFlip, RandScaleIntensity, RandShiftIntensity
+
+    t = Compose(
+        [
+            RandFlip(prob=0.5, spatial_axis=1),
+            RandAffine(
+                prob=0.8,
+                rotate_range=(0.26,),
+                scale_range=(0.1, 0.1),
+                translate_range=(2, 2),
+                padding_mode="border",
+            ),
+            RandScaleIntensity(factors=0.1, prob=0.5),
+            RandShiftIntensity(offsets=0.1, prob=0.5),
+        ]
+    )
+    t.set_random_state(seed)
+
+    def apply(batch: torch.Tensor) -> torch.Tensor:
+        out = [torch.as_tensor(t(x)).as_subclass(torch.Tensor).float() for x in batch]
+        return torch.stack(out).clamp_(-1.0, 1.0)
+
+    return apply

@@ -1,0 +1,256 @@
+"""``medgan study``: does adding synthetic slices make a diagnostic classifier better, by how much, how surely?
+
+For each real-data fraction and seed, a stratified real subset is drawn; the synthesizers of the
+arms that need them are trained on **that subset only** (no held-back real image leaks in);
+each arm's training set is built with :class:`~medgan.mixing.MixedDataset`; a MONAI classifier
+(:mod:`medgan.classifier`) is trained with early stopping on the real validation split, and scored
+on the same real test split for every arm. Each arm is paired with ``real`` on the same seed.
+
+Arms: ``real`` (real only), ``classical`` (MONAI flip/rotation/affine/intensity augmentation),
+``cgan`` (conditional GAN samples), ``cyclegan`` (CycleGAN translations of the real subset into
+the other class), ``cgan+classical``. Options: mixing ``policy`` and ``ratios``,
+``synthetic_weight`` (loss weight of synthetic samples), ``min_confidence`` (keep synthetic
+samples that the real-only classifier gives at least this probability of their intended class),
+``pretrain`` (train on synthetic only, then fine-tune on the real subset).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medgan.config import CycleGANConfig, RunConfig
+from medgan.data.sources import load_source
+from medgan.errors import ConfigError, InputError
+from medgan.io.atomic import atomic_write_text
+from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsample
+from medgan.training.seeding import derive_seed
+
+SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
+
+
+def _plan(cfg: RunConfig, labels: np.ndarray, classes: list[str]) -> list[tuple[float, int, np.ndarray]]:
+    """All (fraction, seed, subset indices), validated before any training starts."""
+    st = cfg.study
+    if "cyclegan" in st.arms and len(classes) != 2 and not st.cyclegan.get("domain_a"):
+        raise ConfigError(
+            "study.arms", "the cyclegan arm needs two classes (or study.cyclegan.domain_a/domain_b)"
+        )
+    if len(np.unique(labels)) < 2:
+        raise InputError("data", "the train split holds a single class; a diagnostic study needs two or more")
+    plan = []
+    for f in st.fractions:
+        for s in range(st.seeds):
+            idx = np.arange(len(labels)) if f == 1.0 else stratified_subsample(labels, f, s, st.min_per_class)
+            counts = np.bincount(labels[idx], minlength=len(classes))
+            if (counts[counts > 0] < st.min_per_class).any() or (counts == 0).any():
+                raise InputError(
+                    "data", f"fraction {f:g}, seed {s}: too few slices per class ({counts.tolist()})"
+                )
+            plan.append((f, s, idx))
+    return plan
+
+
+def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
+    return out / "synthesizers" / (f"{kind}-f{f:g}" if f == 1.0 else f"{kind}-f{f:g}-s{s}")
+
+
+def _cgan_pool(
+    cfg: RunConfig, x: np.ndarray, y: np.ndarray, meta: dict, folder: Path, n_per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    from medgan.synthesis.cgan import CGANSynthesizer
+    from medgan.train import train_cgan_arrays
+    from medgan.training.checkpoint import list_checkpoints
+
+    c = cfg.model_copy(deep=True)
+    if cfg.study.cgan_steps:
+        c.train.steps = cfg.study.cgan_steps
+    ckpts = list_checkpoints(folder / "checkpoints")
+    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else None
+    if ckpt is None:
+        ckpt = train_cgan_arrays(c, x, y, meta, folder, resume=bool(ckpts))
+    synth = CGANSynthesizer(ckpt)
+    labels = [lab for lab in range(len(meta["classes"])) for _ in range(n_per_class)]
+    seeds = [derive_seed(seed, lab, k) for lab in range(len(meta["classes"])) for k in range(n_per_class)]
+    return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+
+
+def _cyclegan_pool(
+    cfg: RunConfig, x: np.ndarray, y: np.ndarray, meta: dict, folder: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from medgan.synthesis.cyclegan import CycleGANTranslator
+    from medgan.train import train_cyclegan_arrays
+    from medgan.training.checkpoint import list_checkpoints
+
+    opts = {"kind": "cyclegan", "g_channels": 32, "n_res_blocks": 6, **cfg.study.cyclegan}
+    mc = CycleGANConfig.model_validate(opts)
+    ia, ib = int(mc.domain_a), int(mc.domain_b)
+    raw = cfg.model_dump(mode="json")
+    raw["model"] = mc.model_dump(mode="json")
+    raw["train"] = {k: v for k, v in raw["train"].items() if k in cfg.train.model_fields_set}
+    raw["train"]["steps"] = cfg.study.cyclegan_steps or cfg.train.steps
+    c = RunConfig.model_validate(raw)
+    domains = {
+        "mode": "labels",
+        "a": meta["classes"][ia],
+        "b": meta["classes"][ib],
+        "label_a": ia,
+        "label_b": ib,
+    }
+    ckpts = list_checkpoints(folder / "checkpoints")
+    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else None
+    if ckpt is None:
+        ckpt = train_cyclegan_arrays(
+            c, x[y == ia], x[y == ib], {**meta, "domains": domains}, folder, resume=bool(ckpts)
+        )
+    tr = CycleGANTranslator(ckpt)
+    to_b = tr.translate(torch.from_numpy(x[y == ia]), "A2B").numpy()
+    to_a = tr.translate(torch.from_numpy(x[y == ib]), "B2A").numpy()
+    return np.concatenate([to_b, to_a]), np.concatenate(
+        [np.full(len(to_b), ib), np.full(len(to_a), ia)]
+    ).astype(np.int64)
+
+
+def run_study(cfg: RunConfig, data_dir: Path, out: Path) -> dict[str, Any]:
+    """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``."""
+    from medgan.classifier import train_classifier
+    from medgan.classifier.augment import classical_augmentation
+    from medgan.classifier.metrics import (
+        bootstrap_metrics,
+        delong_test,
+        diagnostic_metrics,
+        summarize_over_seeds,
+    )
+    from medgan.train import data_meta
+
+    st = cfg.study
+    ss = load_source(cfg.data, data_dir)
+    tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
+    for name, part in (("train", tr), ("val", va), ("test", te)):
+        if len(part) == 0:
+            raise InputError("data", f"the {name} split is empty; the study needs train, val and test slices")
+        if (part.manifest["label"] < 0).any():
+            raise InputError("data", f"{name} slices are unlabelled; a diagnostic study needs labels")
+    ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
+    classes = list(ss.classes)
+    plan = _plan(cfg, ty, classes)  # every error before any training
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"classes": classes, "shape": list(ss.shape), "data": data_meta(tr)}
+    positive = 1 if len(classes) == 2 else None
+    rows: list[dict[str, Any]] = []
+    probas: dict[tuple, np.ndarray] = {}
+    for f, s, idx in plan:
+        x, y = tr.images[idx], ty[idx]
+        sub_meta = {
+            **meta,
+            "data": {**meta["data"], "n_train": len(idx)},
+            "real_subset": {"fraction": f, "seed": s},
+        }
+        clf_cfg = cfg.classifier.model_copy(update={"seed": s})
+        pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        need = max(st.ratios) * np.bincount(y).max()
+        if {"cgan", "cgan+classical"} & set(st.arms):
+            pools["cgan"] = _cgan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cgan", f, s), math.ceil(need), s)
+        if "cyclegan" in st.arms:
+            pools["cyclegan"] = _cyclegan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cyclegan", f, s))
+        real_clf = None
+        for arm in st.arms:
+            for ratio in [None] if arm in ("real", "classical") else st.ratios:
+                pool_name = "cgan" if arm.startswith("cgan") else arm
+                pool = pools.get(pool_name)
+                if pool is not None and st.min_confidence is not None and real_clf is not None:
+                    keep = filter_by_confidence(pool[0], pool[1], real_clf.predict_proba, st.min_confidence)
+                    pool = (pool[0][keep], pool[1][keep])
+                ds = MixedDataset(
+                    (x, y),
+                    pool if arm in SYNTH_ARMS else None,
+                    ratio=ratio or 1.0,
+                    policy=st.policy,
+                    synthetic_weight=st.synthetic_weight,
+                    seed=s,
+                    cap=arm == "cyclegan",
+                )
+                aug = classical_augmentation(s) if arm in ("classical", "cgan+classical") else None
+                init = None
+                if st.pretrain and arm in SYNTH_ARMS and ds.n_synthetic:
+                    syn = ds.synthetic
+                    pre = train_classifier(
+                        ds.images[syn], ds.labels[syn], va.images, vy, len(classes), clf_cfg, classes
+                    )
+                    init = pre.model.state_dict()
+                    ds_x, ds_y, w = x, y, None
+                else:
+                    ds_x, ds_y, w = ds.images, ds.labels, ds.weights
+                clf = train_classifier(
+                    ds_x,
+                    ds_y,
+                    va.images,
+                    vy,
+                    len(classes),
+                    clf_cfg,
+                    classes,
+                    sample_weight=w,
+                    batch_transform=aug,
+                    init_state=init,
+                )
+                if arm == "real":
+                    real_clf = clf
+                p = clf.predict_proba(te.images)
+                probas[(arm, ratio, f, s)] = p
+                m = diagnostic_metrics(sy, p, **({"positive": positive} if positive is not None else {}))
+                ci = bootstrap_metrics(sy, p, n_boot=st.n_boot, seed=s)
+                row = {
+                    "arm": arm,
+                    "ratio": ratio,
+                    "fraction": f,
+                    "seed": s,
+                    "n_real": ds.n_real,
+                    "n_synthetic": ds.n_synthetic,
+                }
+                row.update({k: v for k, v in m.items() if isinstance(v, int | float)})
+                row.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
+                row.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
+                row["val_auc"], row["best_epoch"] = clf.val_auc, clf.best_epoch
+                if arm != "real" and positive is not None:
+                    d = delong_test(sy, probas[("real", None, f, s)][:, positive], p[:, positive])
+                    row["auc_diff_vs_real"] = -d["diff"]  # arm - real
+                    row["delong_p"] = d["p_value"]
+                rows.append(row)
+                atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
+    results = pd.DataFrame(rows)
+    summary = []
+    for (arm, ratio, f), g in results.groupby(["arm", "ratio", "fraction"], dropna=False, sort=False):
+        rec: dict[str, Any] = {
+            "arm": arm,
+            "ratio": None if pd.isna(ratio) else ratio,
+            "fraction": f,
+            "seeds": len(g),
+        }
+        for metric in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1"):
+            if metric in g:
+                sm = summarize_over_seeds(g[metric].tolist())
+                rec[metric], rec[f"{metric}_ci"] = sm["mean"], list(sm["ci"])
+        if "auc_diff_vs_real" in g:
+            sm = summarize_over_seeds(g["auc_diff_vs_real"].dropna().tolist())
+            rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
+            lo, hi = sm["ci"]
+            rec["verdict"] = "helped" if lo > 0 else ("hurt" if hi < 0 else "no clear difference")
+        summary.append(rec)
+    atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
+    report = {
+        "classes": classes,
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(te),
+        "study": st.model_dump(mode="json"),
+        "summary": summary,
+    }
+    atomic_write_text(out / "study.json", json.dumps(report, indent=2, default=float))
+    return report
