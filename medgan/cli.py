@@ -229,6 +229,26 @@ def generate_cmd(
     typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
 
 
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config YAML.")] = Path("configs/quickstart.yaml"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default: runs/<config name>).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """The main job: data, conditional GAN, samples, metrics, study and report in one run folder (resumable)."""
+    from medgan.config import load_config
+    from medgan.paths import resolve_data_dir
+    from medgan.run import run
+
+    cfg = load_config(config, overrides)
+    folder = out if out is not None else Path("runs") / cfg.name
+    run(cfg, folder, resolve_data_dir(data_dir), log=lambda msg: typer.echo(msg, err=True))
+    typer.echo(f"report: {folder / 'report.html'}")
+
+
 @app.command("study")
 def study_cmd(
     config: Annotated[Path, typer.Argument(help="Run config YAML with a 'study' section.")],

@@ -402,6 +402,15 @@ class StudyConfig(StrictModel):
         return list(dict.fromkeys(v))
 
 
+class PipelineConfig(StrictModel):
+    """What ``medgan run`` does after training the conditional GAN."""
+
+    evaluate: bool = True
+    features: str = "inception"
+    eval_per_class: int = Field(100, ge=2)
+    study: bool = True
+
+
 class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
@@ -413,6 +422,7 @@ class RunConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @model_validator(mode="after")
     def _model_defaults(self) -> RunConfig:

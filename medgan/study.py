@@ -61,7 +61,14 @@ def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
 
 
 def _cgan_pool(
-    cfg: RunConfig, x: np.ndarray, y: np.ndarray, meta: dict, folder: Path, n_per_class: int, seed: int
+    cfg: RunConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    meta: dict,
+    folder: Path,
+    n_per_class: int,
+    seed: int,
+    reuse: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     from medgan.synthesis.cgan import CGANSynthesizer
     from medgan.train import train_cgan_arrays
@@ -71,7 +78,7 @@ def _cgan_pool(
     if cfg.study.cgan_steps:
         c.train.steps = cfg.study.cgan_steps
     ckpts = list_checkpoints(folder / "checkpoints")
-    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else None
+    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else reuse
     if ckpt is None:
         ckpt = train_cgan_arrays(c, x, y, meta, folder, resume=bool(ckpts))
     synth = CGANSynthesizer(ckpt)
@@ -118,8 +125,14 @@ def _cyclegan_pool(
     ).astype(np.int64)
 
 
-def run_study(cfg: RunConfig, data_dir: Path, out: Path) -> dict[str, Any]:
-    """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``."""
+def run_study(
+    cfg: RunConfig, data_dir: Path, out: Path, cgan_checkpoint: Path | None = None
+) -> dict[str, Any]:
+    """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``.
+
+    ``cgan_checkpoint``: a conditional GAN already trained on the whole train split (``medgan run``'s),
+    reused for the 100 % fraction instead of training the same model again.
+    """
     from medgan.classifier import train_classifier
     from medgan.classifier.augment import classical_augmentation
     from medgan.classifier.metrics import (

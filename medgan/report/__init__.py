@@ -1,0 +1,302 @@
+"""Run reports: ``report.md`` and a self-contained ``report.html`` (figures embedded as PNG data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medgan.io.atomic import atomic_write_text
+
+
+def _versions() -> dict[str, str]:
+    import monai
+    import torch
+
+    from medgan import __version__
+
+    return {
+        "medgan": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def _savefig(fig: Any, path: Path) -> Path:
+    from medgan.io.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def real_vs_synthetic_figure(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    syn: np.ndarray,
+    syn_labels: np.ndarray,
+    classes: list[str],
+    path: Path,
+    k: int = 8,
+) -> Path:
+    """Per class: a row of real slices above a row of synthetic ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for c, name in enumerate(classes):
+        for kind, imgs, labs in (("real", real, real_labels), ("synthetic", syn, syn_labels)):
+            sel = imgs[labs == c][:k]
+            rows.append((f"{name}\n{kind}", sel))
+    fig, axes = plt.subplots(len(rows), k, figsize=(k * 1.1, len(rows) * 1.2), squeeze=False)
+    for r, (title, sel) in enumerate(rows):
+        for j in range(k):
+            ax = axes[r][j]
+            ax.axis("off")
+            if j < len(sel):
+                img = sel[j]
+                ax.imshow(
+                    img[0] if img.shape[0] == 1 else np.moveaxis((img + 1) / 2, 0, -1),
+                    cmap="gray",
+                    vmin=-1,
+                    vmax=1,
+                )
+            if j == 0:
+                ax.set_title(title, fontsize=7, loc="left")
+    return _savefig(fig, path)
+
+
+def auc_plot(summary: pd.DataFrame, x: str, path: Path) -> Path | None:
+    """Test AUC (mean and 95 % CI over seeds) against ``x`` (``ratio`` or ``fraction``), one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if summary.empty or x not in summary:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for arm, g in summary.groupby("arm", sort=False):
+        g = g.dropna(subset=[x]) if x == "ratio" and g[x].notna().any() else g
+        if x == "ratio" and g[x].isna().all():
+            lo, hi = zip(*g["auc_ci"], strict=True)
+            ax.axhspan(float(np.nanmean(lo)), float(np.nanmean(hi)), alpha=0.15, label=f"{arm} (CI)")
+            ax.axhline(float(g["auc"].mean()), lw=1)
+            continue
+        g = g.sort_values(x)
+        lo = np.array([c[0] for c in g["auc_ci"]])
+        hi = np.array([c[1] for c in g["auc_ci"]])
+        ax.errorbar(g[x], g["auc"], yerr=[g["auc"] - lo, hi - g["auc"]], marker="o", capsize=3, label=arm)
+    ax.set_xlabel("synthetic ratio" if x == "ratio" else "real-data fraction")
+    ax.set_ylabel("test AUC (mean, 95% CI over seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _savefig(fig, path)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.3f}"
+        if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(t, float) for t in v):
+            return f"[{v[0]:.3f}, {v[1]:.3f}]"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.md`` (figures as files) and ``report.html`` (figures embedded) into ``run_dir``.
+
+    ``sections`` may hold: ``data`` (inspect summary), ``metrics`` (metrics.json dict),
+    ``study`` (study.json dict), ``figures`` (caption -> PNG path), ``config`` (YAML text).
+    """
+    md: list[str] = [f"# {title}", ""]
+    if "data" in sections:
+        d = sections["data"]
+        md += [
+            "## Data",
+            "",
+            f"{d['format']}: {d['n_slices']} slices of shape {tuple(d['shape'])}; splits {d['per_split']}; labels {d['per_label']}.",
+            "",
+        ]
+    if "metrics" in sections:
+        m = sections["metrics"]
+        md += [
+            "## Synthetic data quality",
+            "",
+            f"Features: {m['features']}. N real = {m['n_real']}, N synthetic = {m['n_synthetic']}.",
+            "",
+            _table(
+                [
+                    {
+                        "metric": "FID",
+                        "value": m["fid"],
+                        "95% CI": m["fid_ci"],
+                        "real-real floor": m.get("floor_fid"),
+                    },
+                    {
+                        "metric": "KID",
+                        "value": m["kid_mean"],
+                        "95% CI": m.get("kid_ci"),
+                        "real-real floor": m.get("floor_kid_mean"),
+                    },
+                    {
+                        "metric": "precision",
+                        "value": m["precision"],
+                        "real-real floor": m.get("floor_precision"),
+                    },
+                    {"metric": "recall", "value": m["recall"], "real-real floor": m.get("floor_recall")},
+                    {
+                        "metric": "MS-SSIM within class (lower = more diverse)",
+                        "value": m["ms_ssim"],
+                        "real-real floor": m.get("ms_ssim_real"),
+                    },
+                    {
+                        "metric": "memorized (near-copies of training images)",
+                        "value": m.get("memorized_count"),
+                    },
+                ],
+                ["metric", "value", "95% CI", "real-real floor"],
+            ),
+            "",
+            "The floor is the same metric between real training and real evaluation images at the synthetic set's N: "
+            "real data cannot do better. See docs/metrics.md for how to read these numbers.",
+            "",
+        ]
+    if "study" in sections:
+        st = sections["study"]
+        summary = st["summary"]
+        md += [
+            "## Does synthetic data help the classifier?",
+            "",
+            f"Test set: {st['n_test']} real slices (the same for every arm); train {st['n_train']}, val {st['n_val']}. "
+            f"Seeds: {st['study']['seeds']}. AUC is the mean over seeds with its 95% CI; the difference is paired "
+            "with the real-only arm on the same seed.",
+            "",
+            _table(
+                summary,
+                [
+                    "arm",
+                    "ratio",
+                    "fraction",
+                    "auc",
+                    "auc_ci",
+                    "acc",
+                    "sensitivity",
+                    "specificity",
+                    "auc_diff_vs_real",
+                    "auc_diff_ci",
+                    "verdict",
+                ],
+            ),
+            "",
+        ]
+        verdicts = [r for r in summary if r.get("verdict")]
+        helped = [r for r in verdicts if r["verdict"] == "helped"]
+        hurt = [r for r in verdicts if r["verdict"] == "hurt"]
+        if helped:
+            md.append(
+                "Augmentation helped (the 95% CI of the paired AUC difference lies above 0) for: "
+                + ", ".join(f"{r['arm']} (ratio {r['ratio']}, fraction {r['fraction']})" for r in helped)
+                + "."
+            )
+        if hurt:
+            md.append(
+                "It hurt (CI below 0) for: "
+                + ", ".join(f"{r['arm']} (ratio {r['ratio']}, fraction {r['fraction']})" for r in hurt)
+                + "."
+            )
+        if not helped:
+            md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
+        md.append("")
+    figures = sections.get("figures", {})
+    if figures:
+        md += ["## Figures", ""]
+        for caption, path in figures.items():
+            md += [f"![{caption}]({Path(path).relative_to(run_dir).as_posix()})", "", f"*{caption}*", ""]
+    md += ["## Software", "", _table([_versions()], list(_versions())), ""]
+    if "config" in sections:
+        md += ["## Config", "", "```yaml", sections["config"].rstrip(), "```", ""]
+    text = "\n".join(md)
+    md_path = run_dir / "report.md"
+    atomic_write_text(md_path, text)
+    html_path = run_dir / "report.html"
+    atomic_write_text(html_path, _to_html(text, run_dir, title))
+    return md_path, html_path
+
+
+def _to_html(md: str, run_dir: Path, title: str) -> str:
+    """A small, dependency-free Markdown-to-HTML conversion for the report's own constructs."""
+    out: list[str] = []
+    in_table = in_code = False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>")
+                in_table = True
+            else:
+                out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("!["):
+            caption, _, rest = line[2:].partition("](")
+            path = run_dir / rest.rstrip(")")
+            data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
+            out.append(
+                f'<figure><img class="fig" alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
+            )
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.strip():
+            t = html.escape(line)
+            t = t.replace("**", "<b>", 1).replace("**", "</b>", 1) if t.count("**") >= 2 else t
+            out.append(f"<p>{t}</p>")
+    if in_table:
+        out.append("</table>")
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "img.fig{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}"
+    )
+    script = (
+        "<script>window.addEventListener('load',()=>{const ok=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
+        "document.body.dataset.figures=ok+'/'+document.images.length;});</script>"
+    )
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>{script}</head><body>{''.join(out)}</body></html>"
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON file's content."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
