@@ -67,10 +67,9 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
         from medgan.metrics.features import get_extractor
         from medgan.training.seeding import resolve_device
 
-        source = _source_spec(cfg)
         ext = get_extractor(cfg.pipeline.features, resolve_device(cfg.train.device))
         metrics = evaluate(
-            f"{source}:test",
+            cfg.data,
             str(samples),
             ext,
             data_dir,
@@ -108,11 +107,3 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
     _, html = build_report(out, f"medgan run: {cfg.name}", sections)
     log(f"report: {html} ({time.perf_counter() - t0:.0f} s)")
     return html
-
-
-def _source_spec(cfg: RunConfig) -> str:
-    """A SOURCE string for the config's data (``medmnist:NAME`` or the config-equivalent path)."""
-    src = cfg.data.source
-    if src.kind == "medmnist":
-        return f"medmnist:{src.name}"
-    raise NotImplementedError("medgan run's evaluation stage reads MedMNIST sources so far")

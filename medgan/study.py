@@ -170,7 +170,10 @@ def run_study(
         pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         need = max(st.ratios) * np.bincount(y).max()
         if {"cgan", "cgan+classical"} & set(st.arms):
-            pools["cgan"] = _cgan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cgan", f, s), math.ceil(need), s)
+            reuse = cgan_checkpoint if f == 1.0 and not st.cgan_steps else None
+            pools["cgan"] = _cgan_pool(
+                cfg, x, y, sub_meta, _synth_dir(out, "cgan", f, s), math.ceil(need), s, reuse=reuse
+            )
         if "cyclegan" in st.arms:
             pools["cyclegan"] = _cyclegan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cyclegan", f, s))
         real_clf = None
@@ -250,7 +253,7 @@ def run_study(
             if metric in g:
                 sm = summarize_over_seeds(g[metric].tolist())
                 rec[metric], rec[f"{metric}_ci"] = sm["mean"], list(sm["ci"])
-        if "auc_diff_vs_real" in g:
+        if arm != "real" and "auc_diff_vs_real" in g:
             sm = summarize_over_seeds(g["auc_diff_vs_real"].dropna().tolist())
             rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
             lo, hi = sm["ci"]

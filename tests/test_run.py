@@ -97,3 +97,7 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r'data-figures="(\d+)/(\d+)"', proc.stdout)
     assert m and m.group(1) == m.group(2) == "3", proc.stdout[:500]
+
+
+def test_study_reuses_the_runs_cgan_at_full_fraction(tiny_run: Path) -> None:
+    assert not (tiny_run / "study" / "synthesizers" / "cgan-f1").exists()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medgan.config import DataConfig
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_text
 from medgan.metrics.diversity import (
@@ -125,7 +126,7 @@ def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Pa
 
 
 def evaluate(
-    real_spec: str,
+    real_spec: str | DataConfig,
     synthetic_spec: str,
     extractor: FeatureExtractor,
     data_dir: Path,
@@ -140,8 +141,13 @@ def evaluate(
     from medgan.data.detect import source_from_spec
     from medgan.data.sources import load_source
 
-    src, split = split_spec(real_spec)
-    ss = load_source(source_from_spec(src, data_dir), data_dir)
+    if isinstance(real_spec, DataConfig):  # a config's data section: evaluate against its test split
+        src, split = real_spec.model_dump_json(), "test"
+        ss = load_source(real_spec, data_dir)
+        real_spec = f"{real_spec.source.kind} source from the config:test"
+    else:
+        src, split = split_spec(real_spec)
+        ss = load_source(source_from_spec(src, data_dir), data_dir)
     real = ss if split == "all" else ss.split(split)
     train = ss.split("train")
     if len(real) < 2:

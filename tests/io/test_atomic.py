@@ -46,3 +46,18 @@ def test_atomic_dir_only_appears_complete(tmp_path: Path) -> None:
         (tmp / "v2.txt").write_text("y")
     assert [x.name for x in out.iterdir()] == ["v2.txt"]
     assert [x.name for x in tmp_path.iterdir()] == ["out"]
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "f.txt", "x")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("y")
+        assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    finally:
+        os.umask(old)
