@@ -212,18 +212,19 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
         verdicts = [r for r in summary if r.get("verdict")]
         helped = [r for r in verdicts if r["verdict"] == "helped"]
         hurt = [r for r in verdicts if r["verdict"] == "hurt"]
+
+        def where(r: dict[str, Any]) -> str:
+            ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
+            return f"{r['arm']} ({ratio}real fraction {r['fraction']:g})"
+
         if helped:
             md.append(
                 "Augmentation helped (the 95% CI of the paired AUC difference lies above 0) for: "
-                + ", ".join(f"{r['arm']} (ratio {r['ratio']}, fraction {r['fraction']})" for r in helped)
+                + ", ".join(where(r) for r in helped)
                 + "."
             )
         if hurt:
-            md.append(
-                "It hurt (CI below 0) for: "
-                + ", ".join(f"{r['arm']} (ratio {r['ratio']}, fraction {r['fraction']})" for r in hurt)
-                + "."
-            )
+            md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
         if not helped:
             md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
         md.append("")
