@@ -101,8 +101,12 @@ def _cyclegan_pool(
     ia, ib = int(mc.domain_a), int(mc.domain_b)
     raw = cfg.model_dump(mode="json")
     raw["model"] = mc.model_dump(mode="json")
-    raw["train"] = {k: v for k, v in raw["train"].items() if k in cfg.train.model_fields_set}
+    # the CycleGAN keeps its own reference defaults (batch 8, no DiffAugment, linear decay);
+    # only the length and the device settings come from the run's config
+    keep = ("device", "amp", "channels_last", "log_every", "samples_per_class")
+    raw["train"] = {k: raw["train"][k] for k in keep}
     raw["train"]["steps"] = cfg.study.cyclegan_steps or cfg.train.steps
+    raw["train"]["checkpoint_every"] = raw["train"]["sample_every"] = raw["train"]["steps"]
     c = RunConfig.model_validate(raw)
     domains = {
         "mode": "labels",
