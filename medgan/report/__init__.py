@@ -276,6 +276,8 @@ def _to_html(md: str, run_dir: Path, title: str) -> str:
             out.append(
                 f'<figure><img class="fig" alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
             )
+        elif line.startswith("*") and line.endswith("*") and not line.startswith("**"):
+            out.append(f"<p><em>{html.escape(line.strip('*'))}</em></p>")
         elif line.startswith("## "):
             out.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("# "):
@@ -289,13 +291,14 @@ def _to_html(md: str, run_dir: Path, title: str) -> str:
     style = (
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "img.fig{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}"
+        "img.fig{max-width:100%;min-width:50%;image-rendering:pixelated}pre{background:#f5f5f5;padding:1em;overflow:auto}"
     )
     script = (
         "<script>window.addEventListener('load',()=>{const ok=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
         "document.body.dataset.figures=ok+'/'+document.images.length;});</script>"
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>{script}</head><body>{''.join(out)}</body></html>"
+    body = "\n".join(out)
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>{script}</head><body>{body}</body></html>"
 
 
 def load_json(path: Path) -> dict[str, Any]:
