@@ -20,7 +20,12 @@ from medgan.errors import InputError
 from medgan.synthesis.diffaugment import diff_augment
 from medgan.synthesis.losses import accuracy, d_loss, g_loss, gradient_penalty
 from medgan.synthesis.networks import build_cgan
-from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
+from medgan.training.checkpoint import (
+    flatten_optimizer,
+    load_model_checkpoint,
+    restore_optimizer,
+    state_dict_of,
+)
 from medgan.training.ema import make_ema, update_ema
 from medgan.training.seeding import autocast, make_generator
 
@@ -187,8 +192,7 @@ class ConditionalGAN:
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Restore :meth:`state_tensors` (for ``--resume``)."""
         for prefix, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
-            sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            net.load_state_dict(sd)
+            net.load_state_dict(state_dict_of(tensors, prefix))
         restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
         restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
         self.gen.set_state(tensors["rng.train"].cpu())
@@ -244,11 +248,7 @@ class CGANSynthesizer:
     """A trained conditional GAN loaded from a checkpoint, for generation."""
 
     def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
-        tensors, meta = load_checkpoint(checkpoint)
-        if meta.get("model", {}).get("kind") != "cgan":
-            raise InputError(
-                checkpoint, f"is a {meta.get('model', {}).get('kind')!r} checkpoint, not a conditional GAN"
-            )
+        tensors, meta = load_model_checkpoint(checkpoint, "cgan", "conditional GAN")
         self.meta = meta
         self.sha256: str = meta["sha256"]
         self.classes: list[str] = list(meta["classes"])
@@ -256,7 +256,7 @@ class CGANSynthesizer:
         self.model_cfg = CGANConfig.model_validate(meta["model"])
         self.device = torch.device(device)
         g, _ = build_cgan(self.model_cfg, len(self.classes), self.shape)
-        sd = {k[len("g_ema.") :]: v for k, v in tensors.items() if k.startswith("g_ema.")}
+        sd = state_dict_of(tensors, "g_ema")
         try:
             g.load_state_dict(sd)
         except RuntimeError as exc:

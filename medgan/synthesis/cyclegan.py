@@ -28,7 +28,11 @@ from medgan.errors import InputError
 from medgan.synthesis.cgan import BatchSampler, make_grid
 from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
 from medgan.synthesis.diffaugment import diff_augment
-from medgan.training.checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer
+from medgan.training.checkpoint import (
+    flatten_optimizer,
+    load_model_checkpoint,
+    restore_optimizer,
+)
 from medgan.training.seeding import autocast, make_generator
 
 
@@ -242,11 +246,7 @@ class CycleGANTranslator:
     """A trained CycleGAN loaded from a checkpoint: ``translate(images, "A2B" | "B2A")``."""
 
     def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
-        tensors, meta = load_checkpoint(checkpoint)
-        if meta.get("model", {}).get("kind") != "cyclegan":
-            raise InputError(
-                checkpoint, f"is a {meta.get('model', {}).get('kind')!r} checkpoint, not a CycleGAN"
-            )
+        tensors, meta = load_model_checkpoint(checkpoint, "cyclegan", "CycleGAN")
         self.meta, self.sha256 = meta, meta["sha256"]
         self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
         self.domains: dict[str, str] = meta["domains"]

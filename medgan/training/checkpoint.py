@@ -133,6 +133,23 @@ def load_checkpoint(
     return tensors, meta
 
 
+def load_model_checkpoint(
+    path: str | Path, kind: str, what: str, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`load_checkpoint`, refusing a checkpoint of another model kind (``what`` names the expected one)."""
+    tensors, meta = load_checkpoint(path, device)
+    found = meta.get("model", {}).get("kind")
+    if found != kind:
+        raise InputError(path, f"is a {found!r} checkpoint, not a {what}")
+    return tensors, meta
+
+
+def state_dict_of(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a flat checkpoint under ``prefix.`` with the prefix removed (one network's state dict)."""
+    head = prefix + "."
+    return {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
+
+
 # ------------------------------------------------------------------ optimizer and RNG state <-> flat tensors
 
 
