@@ -227,9 +227,7 @@ class CycleGAN:
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Restore :meth:`state_tensors`."""
         for prefix, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba), ("d_a", self.d_a), ("d_b", self.d_b)):
-            net.load_state_dict(
-                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            )
+            net.load_state_dict(state_dict_of(tensors, prefix))
         restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
         restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
         self.gen.set_state(tensors["rng.train"].cpu())
@@ -238,8 +236,7 @@ class CycleGAN:
         self.pool_b.load(tensors["pool.b"], self.device)
         for name, s in (("a", self.sampler_a), ("b", self.sampler_b)):
             if s is not None:
-                head = f"rng.sampler_{name}."
-                s.load({k[len(head) :]: v.cpu() for k, v in tensors.items() if k.startswith(head)})
+                s.load({k: v.cpu() for k, v in state_dict_of(tensors, f"rng.sampler_{name}").items()})
 
 
 class CycleGANTranslator:
@@ -254,9 +251,7 @@ class CycleGANTranslator:
         self.device = torch.device(device)
         g_ab, g_ba, _, _ = build_cyclegan(self.model_cfg, self.shape)
         for prefix, net in (("g_ab", g_ab), ("g_ba", g_ba)):
-            net.load_state_dict(
-                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            )
+            net.load_state_dict(state_dict_of(tensors, prefix))
         self.g = {"A2B": g_ab.to(self.device).eval(), "B2A": g_ba.to(self.device).eval()}
 
     @torch.no_grad()
