@@ -32,6 +32,7 @@ from medgan.training.checkpoint import (
     flatten_optimizer,
     load_model_checkpoint,
     restore_optimizer,
+    state_dict_of,
 )
 from medgan.training.seeding import autocast, make_generator
 
