@@ -21,9 +21,9 @@ from medgan.synthesis.diffaugment import diff_augment
 from medgan.synthesis.losses import accuracy, d_loss, g_loss, gradient_penalty
 from medgan.synthesis.networks import build_cgan
 from medgan.training.checkpoint import (
-    flatten_optimizer,
+    flatten_training_state,
     load_model_checkpoint,
-    restore_optimizer,
+    restore_training_state,
     state_dict_of,
 )
 from medgan.training.ema import make_ema, update_ema
@@ -177,24 +177,21 @@ class ConditionalGAN:
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Everything needed to resume (or to generate): flat tensors + JSON-able info."""
-        t: dict[str, torch.Tensor] = {}
-        for prefix, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
-            t.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
-        og, og_info = flatten_optimizer("opt_g", self.opt_g)
-        od, od_info = flatten_optimizer("opt_d", self.opt_d)
-        t.update(og)
-        t.update(od)
+        t, info = flatten_training_state(self._nets(), self._opts())
         t["rng.train"] = self.gen.get_state()
         if self.sampler is not None:
             t.update({f"rng.sampler.{k}": v for k, v in self.sampler.state().items()})
-        return t, {"opt_g": og_info, "opt_d": od_info}
+        return t, info
+
+    def _nets(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.g, "d": self.d, "g_ema": self.g_ema}
+
+    def _opts(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Restore :meth:`state_tensors` (for ``--resume``)."""
-        for prefix, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
-            net.load_state_dict(state_dict_of(tensors, prefix))
-        restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
-        restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
+        restore_training_state(tensors, info, self._nets(), self._opts())
         self.gen.set_state(tensors["rng.train"].cpu())
         if self.sampler is not None:
             self.sampler.load(

@@ -29,9 +29,9 @@ from medgan.synthesis.cgan import BatchSampler, make_grid
 from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
 from medgan.synthesis.diffaugment import diff_augment
 from medgan.training.checkpoint import (
-    flatten_optimizer,
+    flatten_training_state,
     load_model_checkpoint,
-    restore_optimizer,
+    restore_training_state,
     state_dict_of,
 )
 from medgan.training.seeding import autocast, make_generator
@@ -210,27 +210,24 @@ class CycleGAN:
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Everything needed to resume or translate."""
-        t: dict[str, torch.Tensor] = {}
-        for prefix, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba), ("d_a", self.d_a), ("d_b", self.d_b)):
-            t.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
-        og, og_info = flatten_optimizer("opt_g", self.opt_g)
-        od, od_info = flatten_optimizer("opt_d", self.opt_d)
-        t.update(og)
-        t.update(od)
+        t, info = flatten_training_state(self._nets(), self._opts())
         t["rng.train"] = self.gen.get_state()
         t["rng.cpu"] = self.cpu_gen.get_state()
         t["pool.a"], t["pool.b"] = self.pool_a.state(), self.pool_b.state()
         for name, s in (("a", self.sampler_a), ("b", self.sampler_b)):
             if s is not None:
                 t.update({f"rng.sampler_{name}.{k}": v for k, v in s.state().items()})
-        return t, {"opt_g": og_info, "opt_d": od_info}
+        return t, info
+
+    def _nets(self) -> dict[str, torch.nn.Module]:
+        return {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}
+
+    def _opts(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Restore :meth:`state_tensors`."""
-        for prefix, net in (("g_ab", self.g_ab), ("g_ba", self.g_ba), ("d_a", self.d_a), ("d_b", self.d_b)):
-            net.load_state_dict(state_dict_of(tensors, prefix))
-        restore_optimizer("opt_g", self.opt_g, tensors, info["opt_g"])
-        restore_optimizer("opt_d", self.opt_d, tensors, info["opt_d"])
+        restore_training_state(tensors, info, self._nets(), self._opts())
         self.gen.set_state(tensors["rng.train"].cpu())
         self.cpu_gen.set_state(tensors["rng.cpu"].cpu())
         self.pool_a.load(tensors["pool.a"], self.device)

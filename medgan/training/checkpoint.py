@@ -181,3 +181,30 @@ def restore_optimizer(
         for g in info["param_groups"]
     ]  # JSON turned tuples (betas) into lists
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def flatten_training_state(
+    nets: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Networks (``name.<param>``) and optimizers (``name.state.<i>.<x>``) as flat tensors + JSON info."""
+    t: dict[str, torch.Tensor] = {}
+    info: dict[str, Any] = {}
+    for name, net in nets.items():
+        t.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
+    for name, opt in optimizers.items():
+        ot, info[name] = flatten_optimizer(name, opt)
+        t.update(ot)
+    return t, info
+
+
+def restore_training_state(
+    tensors: dict[str, torch.Tensor],
+    info: dict[str, Any],
+    nets: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+) -> None:
+    """Inverse of :func:`flatten_training_state`."""
+    for name, net in nets.items():
+        net.load_state_dict(state_dict_of(tensors, name))
+    for name, opt in optimizers.items():
+        restore_optimizer(name, opt, tensors, info[name])
