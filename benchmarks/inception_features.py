@@ -54,18 +54,48 @@ def main(argv: list[str] | None = None) -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    t_ours = time_runs(lambda: ours(imgs), args.repeats)
-    t_tm = time_runs(run_tm, args.repeats)
-    rate = lambda t: {k: args.n / v for k, v in t.items() if k != "n"}  # noqa: E731
-    a, b = rate(t_ours), rate(t_tm)
     fmt = lambda d: f"{d['median']:.1f} ({min(d['min'], d['max']):.1f}-{max(d['min'], d['max']):.1f})"  # noqa: E731
+    rate = lambda t: {k: args.n / v for k, v in t.items() if k != "n"}  # noqa: E731
+    variants = {f"medgan, batch {args.batch} (same as baseline)": ours}
+    if dev.type == "cuda":  # medgan's CUDA defaults, then bf16
+        variants["medgan CUDA default: batch 256, channels-last, fp32"] = InceptionExtractor(dev)
+        variants["medgan --precision bf16, batch 256"] = InceptionExtractor(dev, precision="bf16")
+
+    def sync_call(ext: InceptionExtractor) -> None:
+        ext(imgs)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    t_tm = time_runs(run_tm, args.repeats)
+    rows = []
+    b = rate(t_tm)
+    for name, ext in variants.items():
+        a = rate(time_runs(lambda ext=ext: sync_call(ext), args.repeats))
+        rows.append([str(args.n), name, fmt(a), fmt(b), f"{a['median'] / b['median']:.2f}x"])
+    notes = (
+        "Same TorchScript module, same preprocessing and device; the baseline uses the same batches. "
+        "Median (min-max) of the repeats after a warm-up."
+    )
+    if dev.type == "cuda":  # what bf16 does to FID: real test vs real train features, both precisions
+        from medgan.metrics.stats import fid
+
+        with np.load(Path(args.data_dir) / "medmnist/breastmnist.npz") as z:
+            other = (z["test_images"][:, None].astype(np.float32) / 127.5 - 1.0).astype(np.float32)
+        f32 = next(variants[k] for k in variants if "fp32" in k)
+        bf = next(variants[k] for k in variants if "bf16" in k)
+        fid32 = fid(f32(imgs), f32(other))
+        fid16 = fid(bf(imgs), bf(other))
+        notes += (
+            f" FID(train[:{args.n}], test) with fp32 features {fid32:.3f}, with bf16 features "
+            f"{fid16:.3f} (difference {fid16 - fid32:+.3f})."
+        )
     print(
         append_section(
             "Inception feature extraction (TF-FID TorchScript, 28-px slices resized to 299)",
             f"python -m benchmarks.inception_features --n {args.n} --repeats {args.repeats} --batch {args.batch}",
-            ["N", "medgan images/s", "torchmetrics FID.update images/s", "ratio"],
-            [[str(args.n), fmt(a), fmt(b), f"{a['median'] / b['median']:.2f}x"]],
-            notes="Same TorchScript module, same preprocessing, same batches and device; median (min-max) of the repeats after a warm-up.",
+            ["N", "medgan setting", "medgan images/s", "torchmetrics FID.update images/s", "ratio"],
+            rows,
+            notes=notes,
         )
     )
 

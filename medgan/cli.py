@@ -182,6 +182,9 @@ def generate_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a different generation in --out.")
     ] = False,
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32 (reproducible reference) or bf16 (CUDA; faster).")
+    ] = "fp32",
 ) -> None:
     """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
     from medgan.errors import InputError
@@ -225,6 +228,7 @@ def generate_cmd(
         bits=bits,
         device=device,
         overwrite=overwrite,
+        precision=precision,
     )
     typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
 
@@ -302,6 +306,12 @@ def evaluate_cmd(
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CIs.")] = 200,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="Inception on CUDA: fp32 (reference) or bf16 (faster; see docs/metrics.md)."
+        ),
+    ] = "fp32",
     data_dir: DataDirOpt = None,
 ) -> None:
     """FID, KID, precision/recall, diversity and memorization of synthetic slices, with N and the real-real floor."""
@@ -316,7 +326,7 @@ def evaluate_cmd(
 
         base = run if run is not None else (out if out is not None else Path("."))
         classifier = ensure_domain_classifier(real, ddir, base / "classifier")
-    ext = get_extractor(features, resolve_device(device), classifier)
+    ext = get_extractor(features, resolve_device(device), classifier, precision)
     m = evaluate(
         real, synthetic, ext, resolve_data_dir(data_dir), out=out, n_boot=n_boot, seed=seed, run_dir=run
     )

@@ -71,17 +71,34 @@ def _load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModul
 
 
 class InceptionExtractor:
-    """2048-d pool features of the TF-FID Inception-v3."""
+    """2048-d pool features of the TF-FID Inception-v3.
+
+    ``precision="bf16"`` runs the network under bf16 autocast on CUDA (about 2-3x faster on
+    recent GPUs; FID moves by a small amount, measured in docs/benchmarks.md); the default
+    ``fp32`` is the reference. On CUDA the network runs channels-last, batches are uploaded from
+    pinned memory without blocking, and features stay on the device until the end, so the host
+    never waits for a batch to finish before queuing the next.
+    """
 
     name = "inception"
     resize = "bilinear, align_corners=False, no antialias, to 299x299 after uint8 quantisation"
 
-    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, device: torch.device | str = "cpu", batch_size: int | None = None, precision: str = "fp32"
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise InputError("precision", f"unknown feature precision {precision!r}; use fp32 or bf16")
         self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.precision = precision if self.cuda else "fp32"
         self.path = inception_path()
         self.model = _load_torchscript(self.path, self.device)
-        self.batch_size = batch_size
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size = batch_size or (256 if self.cuda else 64)
         self.key = f"inception-tf-20151205:{_file_key(self.path)}:{self.resize}"
+        if self.precision != "fp32":
+            self.key += f":{self.precision}"
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[-1, 1] slices -> the network's input (B, 3, 299, 299) in [-1, 0.9921875]."""
@@ -96,9 +113,17 @@ class InceptionExtractor:
         """Features (N, 2048), float64."""
         out = []
         for i in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
-            out.append(self.model(self.preprocess(x)).double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 2048))
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size], dtype=np.float32))
+            if self.cuda:
+                x = x.pin_memory().to(self.device, non_blocking=True)
+                x = self.preprocess(x).contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    out.append(self.model(x).float())
+            else:
+                out.append(self.model(self.preprocess(x)))
+        if not out:
+            return np.zeros((0, 2048))
+        return torch.cat(out).double().cpu().numpy()
 
 
 class TorchScriptExtractor:
@@ -143,11 +168,17 @@ class DomainExtractor:
 
 
 def get_extractor(
-    name: str, device: torch.device | str = "cpu", classifier: str | Path | None = None
+    name: str,
+    device: torch.device | str = "cpu",
+    classifier: str | Path | None = None,
+    precision: str = "fp32",
 ) -> FeatureExtractor:
-    """The registry: ``inception``, ``domain`` (needs ``classifier``), or a path to a TorchScript file."""
+    """The registry: ``inception``, ``domain`` (needs ``classifier``), or a path to a TorchScript file.
+
+    ``precision`` (``fp32`` or ``bf16``) applies to Inception on CUDA; see :class:`InceptionExtractor`.
+    """
     if name == "inception":
-        return InceptionExtractor(device)
+        return InceptionExtractor(device, precision=precision)
     if name == "domain":
         if classifier is None:
             raise InputError(

@@ -125,13 +125,17 @@ class ConditionalGAN:
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn((n, self.model_cfg.z_dim), generator=self.gen, device=self.device)
 
-    def train_step(self, step: int) -> dict[str, float]:
-        """One discriminator update (``d_steps`` of them) and one generator update; returns scalars to log."""
+    def train_step(self, step: int) -> dict[str, float | torch.Tensor]:
+        """One discriminator update (``d_steps`` of them) and one generator update.
+
+        Returns the scalars to log as 0-d tensors (floats for learning rates): the loop reads them
+        back in one transfer when it logs, so a GPU step never waits for the host.
+        """
         assert self.sampler is not None, "attach_data() first"
         tc = self.train_cfg
         self.g.train()
         self.d.train()
-        out: dict[str, float] = {}
+        out: dict[str, float | torch.Tensor] = {}
         for _ in range(tc.d_steps):
             real, y = self.sampler.next()
             if self.channels_last:
@@ -147,13 +151,13 @@ class ConditionalGAN:
                     lambda x, y=y: self.d_forward(self._aug(x), y).float(), real, fake, self.gen
                 )
                 loss = loss + tc.gp_weight * gp
-                out["gp"] = float(gp.detach())
+                out["gp"] = gp.detach()
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
-        out["loss_d"] = float(loss.detach())
+        out["loss_d"] = loss.detach()
         out["d_acc_real"], out["d_acc_fake"] = accuracy(s_real.detach(), s_fake.detach())
-        out["d_real"], out["d_fake"] = float(s_real.detach().mean()), float(s_fake.detach().mean())
+        out["d_real"], out["d_fake"] = s_real.detach().mean(), s_fake.detach().mean()
 
         with autocast(self.device, tc.amp):
             fake = self.g(self._noise(len(y)), y)
@@ -161,7 +165,7 @@ class ConditionalGAN:
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()
-        out["loss_g"] = float(lg.detach())
+        out["loss_g"] = lg.detach()
         decay = tc.ema_decay if step >= tc.ema_start else 0.0
         update_ema(self.g_ema, self.g, decay)
         out["lr_g"], out["lr_d"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
@@ -212,14 +216,38 @@ def make_grid(images: np.ndarray, ncol: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def noise_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
-    """One standard-normal vector per seed, each from its own CPU generator: independent of batching."""
-    out = torch.empty((len(seeds), z_dim))
-    g = torch.Generator()
-    for i, s in enumerate(seeds):
-        g.manual_seed(int(s))
-        out[i] = torch.randn(z_dim, generator=g)
-    return out
+_GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # SplitMix64 constants as signed int64
+_MIX1 = 0xBF58476D1CE4E5B9 - 2**64
+_MIX2 = 0x94D049BB133111EB - 2**64
+
+
+def _mix64(z: torch.Tensor) -> torch.Tensor:
+    """The SplitMix64 finaliser on int64 tensors (wrapping multiply, logical shifts)."""
+    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _MIX1
+    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _MIX2
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def noise_for_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """One standard-normal vector per seed, a pure function of (seed, z_dim): independent of batching.
+
+    Counter-based and vectorised (no per-seed Python loop, so it keeps up with a GPU): the j-th
+    uniform of seed s is SplitMix64(SplitMix64(s) + j x golden ratio), 53 bits, and pairs of
+    uniforms become normals by Box-Muller in float64. Integer hashing is exact everywhere, so
+    CPU and CUDA draw the same vectors (float64 transcendentals agree to well below float32).
+    """
+    dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda"):  # float64 is not available everywhere (e.g. MPS)
+        return noise_for_seeds(seeds, z_dim, "cpu").to(dev)
+    s = torch.as_tensor(list(seeds) if not isinstance(seeds, torch.Tensor) else seeds, dtype=torch.int64)
+    s = s.to(dev)
+    half = (z_dim + 1) // 2
+    j = torch.arange(1, 2 * half + 1, dtype=torch.int64, device=dev)
+    x = _mix64(_mix64(s)[:, None] + j[None, :] * _GOLDEN)
+    u = (((x >> 11) & ((1 << 53) - 1)).double() + 0.5) * (1.0 / 2**53)  # in (0, 1)
+    r = torch.sqrt(-2.0 * torch.log(u[:, :half]))
+    theta = (2.0 * torch.pi) * u[:, half:]
+    return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :z_dim].float()
 
 
 @torch.no_grad()
@@ -229,16 +257,29 @@ def generate_images(
     seeds: Sequence[int],
     z_dim: int,
     device: torch.device,
-    batch_size: int = 256,
+    batch_size: int | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Images (N, C, H, W) in [-1, 1] on the CPU from an (EMA) generator; image i depends only on (labels[i], seeds[i])."""
+    """Images (N, C, H, W) in [-1, 1] on the CPU from an (EMA) generator; image i depends only on (labels[i], seeds[i]).
+
+    ``batch_size`` defaults to 4096 on CUDA and 256 elsewhere; for bit-identical results across
+    runs keep it fixed (cuDNN may pick other kernels for other batch sizes). ``precision="bf16"``
+    runs the generator under bf16 autocast on CUDA (faster, not bit-identical to fp32). On CUDA
+    the noise is drawn on the device and results are copied back once, at the end.
+    """
     g.eval()
-    z = noise_for_seeds(seeds, z_dim)
-    y = torch.as_tensor(list(labels), dtype=torch.long)
+    cuda = device.type == "cuda"
+    bs = batch_size or (4096 if cuda else 256)
+    z = noise_for_seeds(seeds, z_dim, device if cuda else "cpu")
+    y = torch.as_tensor(list(labels), dtype=torch.long, device=z.device)
     outs = []
-    for s in range(0, len(y), batch_size):
-        outs.append(g(z[s : s + batch_size].to(device), y[s : s + batch_size].to(device)).float().cpu())
-    return torch.cat(outs) if outs else torch.empty((0, *getattr(g, "out_shape", (1, 1, 1))))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and precision == "bf16"):
+        for s in range(0, len(y), bs):
+            out = g(z[s : s + bs].to(device), y[s : s + bs].to(device)).float()
+            outs.append(out if cuda else out.cpu())
+    if not outs:
+        return torch.empty((0, *getattr(g, "out_shape", (1, 1, 1))))
+    return torch.cat(outs).cpu()
 
 
 class CGANSynthesizer:
@@ -261,6 +302,8 @@ class CGANSynthesizer:
                 checkpoint, f"generator weights do not fit the recorded model ({str(exc)[:120]})"
             ) from None
         self.g = g.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.g = self.g.to(memory_format=torch.channels_last)
 
     def label_index(self, name_or_index: str | int) -> int:
         """Class index from a class name or index; one-line error when absent from the checkpoint."""
@@ -274,8 +317,19 @@ class CGANSynthesizer:
             return self.classes.index(str(name_or_index))
         raise InputError(f"class {name_or_index!r}", f"not in the checkpoint's classes {self.classes}")
 
-    def generate(self, labels: Sequence[int], seeds: Sequence[int], batch_size: int = 256) -> torch.Tensor:
-        """Images (N, C, H, W) in [-1, 1]; image i is a pure function of (checkpoint, labels[i], seeds[i])."""
+    def generate(
+        self,
+        labels: Sequence[int],
+        seeds: Sequence[int],
+        batch_size: int | None = None,
+        precision: str = "fp32",
+    ) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1]; image i is a pure function of (checkpoint, labels[i], seeds[i]).
+
+        See :func:`generate_images` for ``batch_size`` and ``precision``.
+        """
         if len(labels) != len(seeds):
             raise ValueError("labels and seeds must have the same length")
-        return generate_images(self.g, labels, seeds, self.model_cfg.z_dim, self.device, batch_size)
+        return generate_images(
+            self.g, labels, seeds, self.model_cfg.z_dim, self.device, batch_size, precision
+        )

@@ -135,8 +135,11 @@ class CycleGAN:
         x, _ = sampler.next()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def train_step(self, step: int) -> dict[str, float]:
-        """One generator update (adversarial + cycle + identity) and one update of both discriminators."""
+    def train_step(self, step: int) -> dict[str, float | torch.Tensor]:
+        """One generator update (adversarial + cycle + identity) and one update of both discriminators.
+
+        Returns 0-d tensors (floats for learning rates); the loop reads them back when it logs.
+        """
         mc, tc = self.model_cfg, self.train_cfg
         real_a, real_b = self._batch(self.sampler_a), self._batch(self.sampler_b)
         for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
@@ -174,21 +177,21 @@ class CycleGAN:
         (loss_d_a.float() + loss_d_b.float()).backward()
         self.opt_d.step()
 
-        def acc(real: list[torch.Tensor], fake: list[torch.Tensor]) -> tuple[float, float]:
+        def acc(real: list[torch.Tensor], fake: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             r = torch.cat([t.detach().float().flatten() for t in real])
             f = torch.cat([t.detach().float().flatten() for t in fake])
-            return float((r > 0.5).float().mean()), float((f < 0.5).float().mean())
+            return (r > 0.5).float().mean(), (f < 0.5).float().mean()
 
         acc_rb, acc_fb = acc(s_rb, s_fb)
         acc_ra, acc_fa = acc(s_ra, s_fa)
         return {
-            "loss_g": float(loss_g.detach()),
-            "loss_adv": float(adv.detach()),
-            "loss_cycle": float(cyc.detach()),
-            "loss_identity": float(idt.detach()),
-            "loss_d": float((loss_d_a + loss_d_b).detach()),
-            "loss_d_a": float(loss_d_a.detach()),
-            "loss_d_b": float(loss_d_b.detach()),
+            "loss_g": loss_g.detach(),
+            "loss_adv": adv.detach(),
+            "loss_cycle": cyc.detach(),
+            "loss_identity": idt.detach(),
+            "loss_d": (loss_d_a + loss_d_b).detach(),
+            "loss_d_a": loss_d_a.detach(),
+            "loss_d_b": loss_d_b.detach(),
             "d_acc_real": (acc_ra + acc_rb) / 2,
             "d_acc_fake": (acc_fa + acc_fb) / 2,
             "lr_g": self.opt_g.param_groups[0]["lr"],

@@ -42,6 +42,9 @@ def gradient_penalty(
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 
-def accuracy(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
-    """Share of real scored > 0 and of fake scored < 0 (the decision boundary of every loss here)."""
-    return float((real > 0).float().mean()), float((fake < 0).float().mean())
+def accuracy(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Share of real scored > 0 and of fake scored < 0 (the decision boundary of every loss here).
+
+    0-d tensors on the scores' device, so that a training step does not wait for the GPU.
+    """
+    return (real > 0).float().mean(), (fake < 0).float().mean()

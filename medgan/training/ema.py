@@ -20,8 +20,11 @@ def make_ema(model: nn.Module) -> nn.Module:
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
     ema_params = dict(ema.named_parameters())
-    for name, p in model.named_parameters():
-        ema_params[name].lerp_(p.detach(), 1.0 - decay)
+    names = [name for name, _ in model.named_parameters()]
+    # one fused multi-tensor kernel instead of one launch per parameter
+    torch._foreach_lerp_(
+        [ema_params[n] for n in names], [p.detach() for _, p in model.named_parameters()], 1.0 - decay
+    )
     ema_buffers = dict(ema.named_buffers())
     for name, b in model.named_buffers():
         ema_buffers[name].copy_(b)

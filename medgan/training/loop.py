@@ -6,7 +6,8 @@ It owns the run folder (``config.resolved.yaml``, ``stats.jsonl``, ``samples/``,
 the same result as an uninterrupted one), and Ctrl-C (a checkpoint is written, then
 :class:`TrainingInterrupted` is raised).
 
-A *task* is any object with ``train_step(step) -> dict``, ``optimizers() -> [(optimizer, base_lr)]``
+A *task* is any object with ``train_step(step) -> dict`` (floats or 0-d tensors; tensors are read
+back in one transfer per step, so a GPU step does not stall on each scalar), ``optimizers() -> [(optimizer, base_lr)]``
 (the loop applies the learning-rate schedule), ``state_tensors() -> (tensors, info)``,
 ``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``.
 """
@@ -81,6 +82,16 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path)
             str(where),
             f"cannot resume: the config changed: {shown}; only {', '.join(RESUMABLE_KEYS)} may change",
         )
+
+
+def scalars(stats: dict[str, Any]) -> dict[str, float]:
+    """A step's stats as floats: all tensor values are stacked and read back in one transfer."""
+    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in stats.items() if k not in keys}
+    if keys:
+        values = torch.stack([stats[k].detach().float().reshape(()) for k in keys]).tolist()
+        out.update(zip(keys, values, strict=True))
+    return {k: out[k] for k in stats}
 
 
 def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
@@ -213,7 +224,7 @@ def fit(
                 for opt, base_lr in task.optimizers():
                     for group in opt.param_groups:
                         group["lr"] = base_lr * factor
-                stats = task.train_step(step)
+                stats = scalars(task.train_step(step))
                 step += 1
                 n_window += 1
                 if not all(np.isfinite(v) for v in stats.values()):

@@ -37,4 +37,7 @@ def test_gradient_penalty_of_a_linear_critic() -> None:
 
 
 def test_accuracy() -> None:
-    assert accuracy(torch.tensor([1.0, -1.0]), torch.tensor([-1.0, -2.0])) == (0.5, 1.0)
+    assert tuple(float(a) for a in accuracy(torch.tensor([1.0, -1.0]), torch.tensor([-1.0, -2.0]))) == (
+        0.5,
+        1.0,
+    )
