@@ -36,7 +36,7 @@ class BatchSampler:
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, balanced: bool
     ) -> None:
-        self.images, self.labels = images, labels
+        self.images, self.labels = images, labels.to(images.device)
         self.batch_size = min(batch_size, len(images))
         self.balanced = balanced
         self.gen = make_generator(seed, "cpu")

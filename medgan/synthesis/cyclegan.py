@@ -115,10 +115,10 @@ class CycleGAN:
         """Unpaired training images of domain A and domain B, (N, C, H, W) in [-1, 1]."""
         bs = self.train_cfg.batch_size
         self.sampler_a = BatchSampler(
-            a.to(self.device), torch.zeros(len(a), dtype=torch.long), bs, seed + 2, False
+            a.to(self.device), torch.zeros(len(a), dtype=torch.long, device=self.device), bs, seed + 2, False
         )
         self.sampler_b = BatchSampler(
-            b.to(self.device), torch.zeros(len(b), dtype=torch.long), bs, seed + 5, False
+            b.to(self.device), torch.zeros(len(b), dtype=torch.long, device=self.device), bs, seed + 5, False
         )
         k = self.train_cfg.samples_per_class
         self.fixed = (a[:k].to(self.device), b[:k].to(self.device))
