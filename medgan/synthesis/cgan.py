@@ -27,7 +27,7 @@ from medgan.training.checkpoint import (
     state_dict_of,
 )
 from medgan.training.ema import make_ema, update_ema
-from medgan.training.seeding import autocast, make_generator
+from medgan.training.seeding import autocast, fast_paths, make_generator
 
 
 class BatchSampler:
@@ -89,9 +89,7 @@ class ConditionalGAN:
         self.g, self.d = build_cgan(model_cfg, n_classes, self.shape)
         self.g.to(device)
         self.d.to(device)
-        self.channels_last = (
-            device.type == "cuda" and train_cfg.channels_last != "off"
-        ) or train_cfg.channels_last == "on"
+        self.amp, self.channels_last = fast_paths(device, train_cfg.amp, train_cfg.channels_last, self.shape)
         if self.channels_last:
             self.g.to(memory_format=torch.channels_last)
             self.d.to(memory_format=torch.channels_last)
@@ -140,7 +138,7 @@ class ConditionalGAN:
             real, y = self.sampler.next()
             if self.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, tc.amp):
+            with autocast(self.device, self.amp):
                 with torch.no_grad():
                     fake = self.g(self._noise(len(y)), y)
                 s_real = self.d_forward(self._aug(real), y).float()
@@ -159,7 +157,7 @@ class ConditionalGAN:
         out["d_acc_real"], out["d_acc_fake"] = accuracy(s_real.detach(), s_fake.detach())
         out["d_real"], out["d_fake"] = s_real.detach().mean(), s_fake.detach().mean()
 
-        with autocast(self.device, tc.amp):
+        with autocast(self.device, self.amp):
             fake = self.g(self._noise(len(y)), y)
             lg = g_loss(tc.loss, self.d_forward(self._aug(fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)

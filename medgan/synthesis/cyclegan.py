@@ -34,7 +34,7 @@ from medgan.training.checkpoint import (
     restore_training_state,
     state_dict_of,
 )
-from medgan.training.seeding import autocast, make_generator
+from medgan.training.seeding import autocast, fast_paths, make_generator
 
 
 class ImagePool:
@@ -88,9 +88,7 @@ class CycleGAN:
         torch.manual_seed(seed)
         nets = build_cyclegan(model_cfg, self.shape)
         self.g_ab, self.g_ba, self.d_a, self.d_b = (n.to(device) for n in nets)
-        self.channels_last = (
-            device.type == "cuda" and train_cfg.channels_last != "off"
-        ) or train_cfg.channels_last == "on"
+        self.amp, self.channels_last = fast_paths(device, train_cfg.amp, train_cfg.channels_last, self.shape)
         if self.channels_last:
             for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
                 n.to(memory_format=torch.channels_last)
@@ -146,7 +144,7 @@ class CycleGAN:
             n.train()
         for p in chain(self.d_a.parameters(), self.d_b.parameters()):
             p.requires_grad_(False)
-        with autocast(self.device, tc.amp):
+        with autocast(self.device, self.amp):
             fake_b = self.g_ab(real_a)
             fake_a = self.g_ba(real_b)
             rec_a = self.g_ba(fake_b)
@@ -167,7 +165,7 @@ class CycleGAN:
 
         for p in chain(self.d_a.parameters(), self.d_b.parameters()):
             p.requires_grad_(True)
-        with autocast(self.device, tc.amp):
+        with autocast(self.device, self.amp):
             pb, pa = self.pool_b.query(fake_b.float()), self.pool_a.query(fake_a.float())
             s_rb, s_fb = patch_scores(self.d_b, self._aug(real_b)), patch_scores(self.d_b, self._aug(pb))
             s_ra, s_fa = patch_scores(self.d_a, self._aug(real_a)), patch_scores(self.d_a, self._aug(pa))
