@@ -14,7 +14,7 @@ samples, 1 for real), so a training loop can down-weight synthetic data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,20 +54,51 @@ def filter_by_confidence(
     return p[np.arange(len(labels)), labels] >= min_prob
 
 
+def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
+    """Class indices of every sample of ``source`` without loading images where possible.
+
+    ``source`` is ``(images, labels)``, a dataset with a ``labels`` array (``SyntheticDataset``),
+    a MONAI ``Dataset`` / ``CacheDataset`` (labels read from its ``data`` list of dicts, before
+    any transform), or any sequence of dicts (each item is loaded once).
+    """
+    if isinstance(source, tuple):
+        return np.asarray(source[1]).astype(np.int64).reshape(-1)
+    if hasattr(source, "labels") and not callable(source.labels):
+        return np.asarray(source.labels).astype(np.int64).reshape(-1)
+    rows = getattr(source, "data", None)
+    if (
+        not isinstance(rows, Sequence)
+        or len(rows) != len(source)
+        or not all(isinstance(r, Mapping) for r in rows)
+    ):
+        rows = [source[i] for i in range(len(source))]
+    out = []
+    for i, r in enumerate(rows):
+        if label_key not in r:
+            raise InputError(name, f"item {i} has no {label_key!r} key")
+        t = torch.as_tensor(np.asarray(r[label_key]))
+        out.append(int(t.argmax()) if t.numel() > 1 else int(t.reshape(())))
+    return np.asarray(out, dtype=np.int64)
+
+
 class MixedDataset(Dataset):
     """Real and synthetic slices under a mixing policy; items are MONAI-style dicts.
 
-    ``real`` and ``synthetic`` are ``(images (N, C, H, W) float32 in [-1, 1], labels (N,))``.
-    Items: ``{"image": Tensor (C, H, W), "label": int, "synthetic": bool, "weight": float}``.
-    The selection is fixed at construction (seeded), so every epoch sees the same mixture. With
-    ``cap``, a class whose synthetic pool is too small contributes all it has (``shortfall``
-    records how many were missing) instead of raising.
+    ``real`` and ``synthetic`` are ``(images (N, C, H, W) float32 in [-1, 1], labels (N,))``, or
+    datasets of dicts with an ``"image"`` and a ``"label"`` key: a MONAI ``Dataset`` /
+    ``CacheDataset`` (with its transforms), a :class:`~medgan.monai.SyntheticDataset`, any
+    sequence of dicts. Items: the source's dict (or, for arrays, ``{"image": Tensor (C, H, W),
+    "label": int}``) plus ``"synthetic": bool`` and ``"weight": float``. The selection is
+    fixed at construction (seeded), so every epoch sees the same mixture; with datasets only the
+    labels are read for it (from a MONAI dataset's ``data`` list when it has one). With ``cap``, a
+    class whose synthetic pool is too small contributes all it has (``shortfall`` records how
+    many were missing) instead of raising. ``images`` exists when both sources are arrays.
     """
 
     def __init__(
         self,
-        real: tuple[np.ndarray, np.ndarray],
-        synthetic: tuple[np.ndarray, np.ndarray] | None,
+        real: tuple[np.ndarray, np.ndarray] | Sequence[Mapping[str, Any]],
+        synthetic: tuple[np.ndarray, np.ndarray] | Sequence[Mapping[str, Any]] | None,
         ratio: float = 1.0,
         policy: str = "add",
         synthetic_weight: float = 1.0,
@@ -85,13 +116,19 @@ class MixedDataset(Dataset):
             )
         if synthetic_weight < 0:
             raise ConfigError("synthetic_weight", "must be >= 0")
-        rx, ry = np.asarray(real[0]), np.asarray(real[1]).astype(np.int64)
-        if len(rx) != len(ry) or len(rx) == 0:
-            raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
+        arrays = isinstance(real, tuple) and (synthetic is None or isinstance(synthetic, tuple))
+        self._sources = (real, synthetic)
+        ry = labels_of(real, "real")
+        if isinstance(real, tuple):
+            rx = np.asarray(real[0])
+            if len(rx) != len(ry) or len(rx) == 0:
+                raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
+        elif len(ry) == 0:
+            raise InputError("real", "the dataset is empty")
         self.transform = transform
         self.shortfall: dict[int, int] = {}
         rng = np.random.default_rng(seed)
-        real_idx = np.arange(len(rx))
+        real_idx = np.arange(len(ry))
         syn_take: dict[int, int] = {}
         classes, counts = np.unique(ry, return_counts=True)
         if synthetic is not None:
@@ -110,9 +147,11 @@ class MixedDataset(Dataset):
         sx = sy = None
         syn_idx = np.zeros(0, np.int64)
         if synthetic is not None and sum(syn_take.values()) > 0:
-            sx, sy = np.asarray(synthetic[0]), np.asarray(synthetic[1]).astype(np.int64)
-            if sx.shape[1:] != rx.shape[1:]:
-                raise InputError("synthetic", f"slices {sx.shape[1:]} differ from real {rx.shape[1:]}")
+            sy = labels_of(synthetic, "synthetic")
+            if arrays:
+                sx = np.asarray(synthetic[0])
+                if sx.shape[1:] != rx.shape[1:]:
+                    raise InputError("synthetic", f"slices {sx.shape[1:]} differ from real {rx.shape[1:]}")
             picks = []
             for c, k in syn_take.items():
                 pool = np.flatnonzero(sy == c)
@@ -126,12 +165,14 @@ class MixedDataset(Dataset):
                     )
                 picks.append(rng.choice(pool, k, replace=False))
             syn_idx = np.sort(np.concatenate(picks))
-        self.images = np.concatenate(
-            [rx[real_idx]] + ([sx[syn_idx]] if sx is not None and len(syn_idx) else [])
-        )
+        if arrays:
+            self.images = np.concatenate(
+                [rx[real_idx]] + ([sx[syn_idx]] if sx is not None and len(syn_idx) else [])
+            )
         self.labels = np.concatenate(
             [ry[real_idx]] + ([sy[syn_idx]] if sy is not None and len(syn_idx) else [])
         )
+        self.source_index = np.concatenate([real_idx, syn_idx]).astype(np.int64)
         n_real = len(real_idx)
         self.synthetic = np.arange(len(self.labels)) >= n_real
         self.weights = np.where(self.synthetic, float(synthetic_weight), 1.0).astype(np.float32)
@@ -141,12 +182,28 @@ class MixedDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {
-            "image": torch.from_numpy(np.ascontiguousarray(self.images[i], dtype=np.float32)),
-            "label": int(self.labels[i]),
-            "synthetic": bool(self.synthetic[i]),
-            "weight": float(self.weights[i]),
-        }
+        syn = bool(self.synthetic[i])
+        if hasattr(self, "images"):
+            item: dict[str, Any] = {
+                "image": torch.from_numpy(np.ascontiguousarray(self.images[i], dtype=np.float32)),
+                "label": int(self.labels[i]),
+            }
+        else:
+            src = self._sources[1 if syn else 0]
+            j = int(self.source_index[i])
+            if isinstance(src, tuple):
+                item = {
+                    "image": torch.from_numpy(np.ascontiguousarray(src[0][j], dtype=np.float32)),
+                    "label": int(np.asarray(src[1])[j]),
+                }
+            else:
+                got = src[j]
+                if not isinstance(got, Mapping):
+                    raise InputError("synthetic" if syn else "real", f"item {j} is not a dict")
+                item = dict(got)
+            item.setdefault("seed", -1)  # real samples: so real and synthetic dicts collate together
+        item["synthetic"] = syn
+        item["weight"] = float(self.weights[i])
         return self.transform(item) if self.transform is not None else item
 
     def class_counts(self) -> dict[str, dict[int, int]]:

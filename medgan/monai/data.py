@@ -1,0 +1,127 @@
+"""``SyntheticDataset``: conditional-GAN slices as a lazy, index-deterministic MONAI dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from torch.utils.data import Dataset
+
+from medgan.errors import InputError
+from medgan.training.seeding import derive_seed
+
+
+def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Map generator output in [-1, 1] linearly to ``value_range`` (``(-1, 1)`` leaves it as is)."""
+    lo, hi = value_range
+    if (lo, hi) == (-1.0, 1.0):
+        return images
+    return (images + 1.0) * ((hi - lo) / 2.0) + lo
+
+
+def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Any:
+    """A :class:`~medgan.synthesis.cgan.CGANSynthesizer` from a checkpoint path (or pass one through)."""
+    from medgan.synthesis.cgan import CGANSynthesizer
+    from medgan.training.seeding import resolve_device
+
+    if isinstance(checkpoint, CGANSynthesizer):
+        return checkpoint
+    return CGANSynthesizer(checkpoint, resolve_device(str(device) if device is not None else "auto"))
+
+
+class SyntheticDataset(Dataset):
+    """Synthetic slices from a conditional-GAN checkpoint as MONAI dicts, generated lazily in batches.
+
+    Item ``i`` is ``{"image": MetaTensor (C, H, W), "label": int, "synthetic": True, "seed": int}``
+    (then ``transform``, a MONAI dictionary transform, if given). The plan is the one
+    ``medgan generate --seed S`` uses: class-major, image ``k`` of class ``c`` seeded with
+    ``derive_seed(S, c, k)``, so ``SyntheticDataset(ckpt, n_per_class=n, seed=S)[i]`` is the
+    ``i``-th image that command writes. Images are computed a batch at a time (fixed slices of the
+    plan, so an item does not depend on access order) and the last batch is kept.
+
+    Args:
+        checkpoint: a conditional-GAN checkpoint (file or run folder) or a loaded ``CGANSynthesizer``.
+        n_per_class: images per class: an int for every class, or ``{class name or index: n}``.
+        labels: instead of ``n_per_class``, one label (name or index) per item.
+        transform: applied to each item dict.
+        seed: the generation seed ``S``.
+        value_range: intensity range of the images; ``(0, 1)`` matches ``ScaleIntensityd``'s
+            default, ``(-1, 1)`` is medgan's native range.
+        device: ``auto`` (GPU when present), ``cpu`` or ``cuda[:N]``. With a GPU, use
+            ``num_workers=0`` (CUDA cannot start in forked DataLoader workers) or write the set
+            to disk once with ``medgan augment``.
+        batch_size: images per generator call.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Any,
+        n_per_class: int | Mapping[str | int, int] | None = None,
+        labels: Sequence[str | int] | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+        seed: int = 0,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        device: str | torch.device | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        if (n_per_class is None) == (labels is None):
+            raise InputError("SyntheticDataset", "give exactly one of n_per_class and labels")
+        if batch_size < 1:
+            raise InputError("batch_size", "must be at least 1")
+        self.synth = load_synthesizer(checkpoint, device)
+        self.classes: list[str] = list(self.synth.classes)
+        self.seed, self.value_range, self.batch_size = int(seed), tuple(value_range), batch_size
+        self.transform = transform
+        if labels is not None:
+            lab = [self.synth.label_index(v) for v in labels]
+            counters: dict[int, int] = {}
+            ks = []
+            for c in lab:
+                ks.append(counters.get(c, 0))
+                counters[c] = ks[-1] + 1
+        else:
+            if isinstance(n_per_class, Mapping):
+                want = {self.synth.label_index(c): int(n) for c, n in n_per_class.items()}
+            else:
+                want = dict.fromkeys(range(len(self.classes)), int(n_per_class))  # type: ignore[arg-type]
+            if any(n < 0 for n in want.values()):
+                raise InputError("n_per_class", "counts must be >= 0")
+            lab = [c for c in sorted(want) for _ in range(want[c])]
+            ks = [k for c in sorted(want) for k in range(want[c])]
+        self.labels = np.asarray(lab, dtype=np.int64)
+        self.seeds = np.asarray(
+            [derive_seed(self.seed, c, k) for c, k in zip(lab, ks, strict=True)], np.int64
+        )
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _batch(self, b: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != b:
+            s = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            imgs = self.synth.generate(self.labels[s].tolist(), self.seeds[s].tolist(), self.batch_size)
+            self._cache = (b, to_range(imgs, self.value_range))
+        return self._cache[1]
+
+    def __getitem__(self, i: int) -> Any:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        b, r = divmod(i, self.batch_size)
+        img = self._batch(b)[r].clone()
+        meta = {
+            "filename_or_obj": f"synthetic:{self.synth.sha256[:12]}:{int(self.labels[i])}:{int(self.seeds[i])}",
+            "synthetic": True,
+            "checkpoint_sha256": self.synth.sha256,
+        }
+        item = {
+            "image": MetaTensor(img, meta=meta),
+            "label": int(self.labels[i]),
+            "synthetic": True,
+            "seed": int(self.seeds[i]),
+        }
+        return self.transform(item) if self.transform is not None else item

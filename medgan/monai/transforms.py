@@ -1,0 +1,101 @@
+"""``RandSyntheticReplaced``: swap a training sample for a synthetic one of the same label."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import TransformBackends
+
+from medgan.errors import InputError
+from medgan.monai.data import load_synthesizer, to_range
+
+
+class RandSyntheticReplaced(RandomizableTransform, MapTransform):
+    """With probability ``prob``, replace ``keys`` of a sample with a synthetic slice of its label.
+
+    The seed of each synthetic slice is drawn from the transform's random state, so a pipeline
+    seeded with ``Compose(...).set_random_state(seed)`` or ``monai.utils.set_determinism`` gives
+    the same replacements every run. The label is read from ``label_key`` (an int, a 0-d or
+    one-element tensor, or a one-hot vector); labels the synthesizer does not know are left alone.
+    Replaced samples get ``synthetic_key`` = True (False otherwise) so a loss can weight them.
+
+    Args:
+        keys: image key(s) to replace (usually ``"image"``).
+        synthesizer: a conditional-GAN checkpoint path or a loaded ``CGANSynthesizer``.
+        prob: probability of replacing a sample.
+        label_key: where the sample's class index is.
+        value_range: intensity range the synthetic slice is mapped to (match your pipeline's
+            intensity scaling at this point of the Compose: ``(0, 1)`` after ``ScaleIntensityd``).
+        synthetic_key: the flag written into the dict (``None`` to write nothing).
+        device: generator device (``cpu`` by default: the transform runs in DataLoader workers).
+    """
+
+    backend: ClassVar[list[TransformBackends]] = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        synthesizer: Any,
+        prob: float = 0.1,
+        label_key: str = "label",
+        value_range: tuple[float, float] = (0.0, 1.0),
+        synthetic_key: str | None = "synthetic",
+        device: str | torch.device = "cpu",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        if not 0.0 <= prob <= 1.0:
+            raise InputError("prob", f"must be in [0, 1] (got {prob})")
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.synth = load_synthesizer(synthesizer, device)
+        self.label_key, self.value_range, self.synthetic_key = label_key, tuple(value_range), synthetic_key
+        self._seed = 0
+
+    def randomize(self, data: Any = None) -> None:
+        """Decide whether to replace, and draw the synthetic slice's seed."""
+        super().randomize(None)
+        self._seed = int(self.R.randint(0, 2**31 - 1))
+
+    def _label(self, d: Mapping[Hashable, Any]) -> int | None:
+        v = d.get(self.label_key)
+        if v is None:
+            return None
+        t = torch.as_tensor(v)
+        if t.numel() > 1:  # one-hot
+            return int(t.argmax())
+        c = int(t.reshape(()))
+        return c if 0 <= c < len(self.synth.classes) else None
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        label = self._label(d)
+        replace = self._do_transform and label is not None
+        if replace:
+            img = to_range(self.synth.generate([label], [self._seed], 1)[0], self.value_range)
+            for key in self.key_iterator(d):
+                ref = d[key]
+                new = img.to(dtype=torch.as_tensor(ref).dtype)
+                if tuple(new.shape) != tuple(ref.shape):
+                    raise InputError(
+                        key, f"synthetic slice {tuple(new.shape)} differs from the sample {tuple(ref.shape)}"
+                    )
+                if isinstance(ref, MetaTensor):
+                    new = MetaTensor(new, meta={**ref.meta, "synthetic": True, "seed": self._seed})
+                d[key] = new
+        if self.synthetic_key is not None:
+            d[self.synthetic_key] = bool(replace) or bool(d.get(self.synthetic_key, False))
+        return d
+
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> RandSyntheticReplaced:
+        """Seed the transform (as MONAI's ``Compose.set_random_state`` does)."""
+        super().set_random_state(seed, state)
+        return self
+
+
+__all__: Sequence[str] = ["RandSyntheticReplaced"]

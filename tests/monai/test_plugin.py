@@ -1,0 +1,150 @@
+"""The MONAI plug-in: SyntheticDataset, MixedDataset over MONAI datasets, RandSyntheticReplaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset, DataLoader, Dataset, MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityd
+from PIL import Image
+
+from medgan.errors import InputError
+from medgan.monai import MixedDataset, RandSyntheticReplaced, SyntheticDataset
+from medgan.synthesis.cgan import CGANSynthesizer
+from medgan.training.seeding import derive_seed
+
+
+@pytest.fixture()
+def png_files(tmp_path: Path) -> list[dict]:
+    """12 real 16-px PNG slices, labels 0/1 alternating (8 of class 0, 4 of class 1)."""
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(12):
+        p = tmp_path / f"real {i}.png"
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(p)
+        files.append({"image": str(p), "label": 0 if i % 3 else 1})
+    return files
+
+
+REAL_TF = Compose([LoadImaged("image"), EnsureChannelFirstd("image"), ScaleIntensityd("image")])
+
+
+def test_synthetic_dataset_is_medgan_generates_plan(tiny_checkpoint: Path) -> None:
+    ds = SyntheticDataset(tiny_checkpoint, n_per_class=3, seed=7, device="cpu")
+    assert len(ds) == 6 and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    item = ds[4]
+    assert set(item) == {"image", "label", "synthetic", "seed"}
+    assert isinstance(item["image"], MetaTensor) and item["image"].shape == (1, 16, 16)
+    assert item["label"] == 1 and item["synthetic"] is True and item["seed"] == derive_seed(7, 1, 1)
+    assert item["image"].meta["synthetic"] is True
+    ref = CGANSynthesizer(tiny_checkpoint).generate([1], [derive_seed(7, 1, 1)])[0]
+    torch.testing.assert_close(item["image"].as_tensor(), (ref + 1) / 2)  # (0, 1) by default
+    native = SyntheticDataset(tiny_checkpoint, n_per_class=3, seed=7, value_range=(-1.0, 1.0), device="cpu")
+    torch.testing.assert_close(native[4]["image"].as_tensor(), ref)
+
+
+def test_synthetic_dataset_is_deterministic_by_index(tiny_checkpoint: Path) -> None:
+    a = SyntheticDataset(tiny_checkpoint, n_per_class=5, batch_size=4, device="cpu")
+    b = SyntheticDataset(tiny_checkpoint, n_per_class=5, batch_size=4, device="cpu")
+    forward = [a[i]["image"] for i in range(len(a))]
+    backward = [b[i]["image"] for i in reversed(range(len(b)))][::-1]
+    for x, y in zip(forward, backward, strict=True):
+        assert torch.equal(x.as_tensor(), y.as_tensor())
+    assert not torch.equal(forward[0].as_tensor(), forward[1].as_tensor())
+
+
+def test_synthetic_dataset_labels_and_bad_input(tiny_checkpoint: Path) -> None:
+    classes = CGANSynthesizer(tiny_checkpoint).classes
+    ds = SyntheticDataset(tiny_checkpoint, labels=[classes[1], 0, 1], device="cpu")
+    assert ds.labels.tolist() == [1, 0, 1]
+    assert ds.seeds.tolist() == [derive_seed(0, 1, 0), derive_seed(0, 0, 0), derive_seed(0, 1, 1)]
+    per = SyntheticDataset(tiny_checkpoint, n_per_class={1: 2}, device="cpu")
+    assert per.labels.tolist() == [1, 1]
+    with pytest.raises(InputError, match="exactly one"):
+        SyntheticDataset(tiny_checkpoint, device="cpu")
+    with pytest.raises(InputError, match="not in the checkpoint's classes"):
+        SyntheticDataset(tiny_checkpoint, labels=["no such class"], device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("policy", "ratio", "real", "synthetic"),
+    [
+        ("add", 0.5, {0: 8, 1: 4}, {0: 4, 1: 2}),
+        ("balance", 1.0, {0: 8, 1: 4}, {1: 4}),
+        ("replace", 0.25, {0: 6, 1: 3}, {0: 2, 1: 1}),
+    ],
+)
+def test_mixed_dataset_over_a_monai_dataset(
+    tiny_checkpoint: Path, png_files: list[dict], policy: str, ratio: float, real: dict, synthetic: dict
+) -> None:
+    real_ds = CacheDataset(png_files, REAL_TF, progress=False)
+    syn = SyntheticDataset(tiny_checkpoint, n_per_class=10, device="cpu")
+    mix = MixedDataset(real_ds, syn, ratio=ratio, policy=policy, synthetic_weight=0.5, seed=1)
+    counts = mix.class_counts()
+    assert counts["real"] == real and counts["synthetic"] == synthetic
+    batches = list(DataLoader(mix, batch_size=5, shuffle=True))
+    flags = torch.cat([b["synthetic"] for b in batches])
+    weights = torch.cat([b["weight"] for b in batches])
+    assert int(flags.sum()) == sum(synthetic.values()) and len(flags) == len(mix)
+    assert torch.all(weights[flags] == 0.5) and torch.all(weights[~flags] == 1.0)
+    for b in batches:  # real and synthetic slices share the intensity convention (ScaleIntensityd -> [0, 1])
+        assert b["image"].shape[1:] == (1, 16, 16)
+        assert float(b["image"].min()) >= 0.0 and float(b["image"].max()) <= 1.0
+    # the same seed gives the same mixture
+    again = MixedDataset(real_ds, syn, ratio=ratio, policy=policy, synthetic_weight=0.5, seed=1)
+    assert np.array_equal(again.source_index, mix.source_index)
+
+
+def test_rand_synthetic_replaced_inside_compose(tiny_checkpoint: Path, png_files: list[dict]) -> None:
+    synth = CGANSynthesizer(tiny_checkpoint)
+
+    def pipeline(prob: float, seed: int) -> list[dict]:
+        tf = Compose([*REAL_TF.transforms, RandSyntheticReplaced("image", synth, prob=prob)])
+        tf.set_random_state(seed)
+        return [tf(dict(f)) for f in png_files]
+
+    none = pipeline(0.0, 0)
+    assert not any(d["synthetic"] for d in none)
+    every = pipeline(1.0, 0)
+    assert all(d["synthetic"] for d in every)
+    for d in every:  # a synthetic slice of the sample's own label, from the drawn seed
+        seed = d["image"].meta["seed"]
+        ref = (synth.generate([d["label"]], [seed])[0] + 1) / 2
+        torch.testing.assert_close(d["image"].as_tensor(), ref)
+    half_a, half_b = pipeline(0.5, 3), pipeline(0.5, 3)
+    assert [d["synthetic"] for d in half_a] == [d["synthetic"] for d in half_b]
+    assert 0 < sum(d["synthetic"] for d in half_a) < len(half_a)
+    for x, y in zip(half_a, half_b, strict=True):
+        assert torch.equal(torch.as_tensor(x["image"]), torch.as_tensor(y["image"]))
+    with pytest.raises(InputError, match="prob"):
+        RandSyntheticReplaced("image", synth, prob=1.5)
+
+
+def test_supervised_trainer_trains_on_a_mixed_dataset(tiny_checkpoint: Path, png_files: list[dict]) -> None:
+    from ignite.engine import Events
+    from monai.engines import SupervisedTrainer
+    from monai.networks.nets import DenseNet
+
+    torch.manual_seed(0)
+    real_ds = Dataset(png_files, REAL_TF)
+    mix = MixedDataset(real_ds, SyntheticDataset(tiny_checkpoint, n_per_class=8, device="cpu"), ratio=1.0)
+    net = DenseNet(2, 1, 2, init_features=8, growth_rate=8, block_config=(2, 2))
+    losses: list[float] = []
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=DataLoader(mix, batch_size=8, shuffle=True),
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), 1e-3),
+        loss_function=torch.nn.CrossEntropyLoss(),
+        prepare_batch=lambda b, device, non_blocking, **_: (b["image"].to(device), b["label"].to(device)),
+        iteration_update=None,
+    )
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"]))
+    )
+    trainer.run()
+    assert len(losses) == 3 and all(np.isfinite(losses))
