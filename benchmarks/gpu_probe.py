@@ -29,7 +29,7 @@ def _sync() -> None:
     torch.cuda.synchronize()
 
 
-def _rate(fn, n: int, repeats: int = 3) -> str:  # noqa: ANN001 - zero-argument callable
+def _rate(fn, n: int, repeats: int = 3) -> str:
     fn()
     _sync()
     times = []
@@ -51,7 +51,7 @@ def cgan_steps(size: int, amp: str, cl: str, steps: int = 40) -> tuple[str, obje
     return _rate(run, steps), run
 
 
-def profile_step(run) -> str:  # noqa: ANN001 - the runner from cgan_steps (one call = 40 steps)
+def profile_step(run) -> str:
     """Kernels, host time and device time per step."""
     from torch.profiler import ProfilerActivity, profile
 

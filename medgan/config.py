@@ -411,6 +411,34 @@ class PipelineConfig(StrictModel):
     study: bool = True
 
 
+class AugmentConfig(StrictModel):
+    """``medgan augment``: a ready-to-train dataset of real training slices plus synthetic ones.
+
+    Synthetic counts come from ``n_per_class`` (exact counts per class name) or else from
+    ``policy`` and ``ratio`` as in the study (``add``: ratio x each class's real count;
+    ``balance``: ratio x the gap to the largest class; ``replace``: that fraction of each class's
+    real slices is swapped for synthetic ones). With several checkpoints, each class's synthetic
+    count is split between them as evenly as possible. Validation and test stay real-only.
+    """
+
+    checkpoints: list[str] = Field(default_factory=list)
+    policy: Literal["add", "balance", "replace"] = "add"
+    ratio: float = Field(1.0, gt=0)
+    n_per_class: dict[str, int] | None = None
+    format: Literal["png", "nifti"] = "png"
+    bits: Literal[8, 16] = 8
+    seed: int = 0
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AugmentConfig:
+        if self.policy == "replace" and self.ratio > 1:
+            raise ValueError("'replace' swaps a fraction of the real slices: ratio must be <= 1")
+        if self.n_per_class is not None and any(v < 0 for v in self.n_per_class.values()):
+            raise ValueError("n_per_class counts must be >= 0")
+        return self
+
+
 class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
@@ -423,6 +451,7 @@ class RunConfig(StrictModel):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="after")
     def _model_defaults(self) -> RunConfig:

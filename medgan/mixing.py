@@ -54,6 +54,35 @@ def filter_by_confidence(
     return p[np.arange(len(labels)), labels] >= min_prob
 
 
+def plan_mix(
+    labels: np.ndarray, ratio: float, policy: str, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Which real samples stay and how many synthetic ones each class gets, under ``policy``.
+
+    Returns (sorted indices of the real samples kept, {class: number of synthetic samples}).
+    ``add``: all real, ``round(ratio * n_c)`` synthetic; ``balance``: all real,
+    ``round(ratio * (n_max - n_c))`` synthetic; ``replace``: ``round(ratio * n_c)`` real samples
+    of each class (drawn with ``rng``) are dropped and as many synthetic ones take their place.
+    """
+    if policy not in POLICIES:
+        raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
+    labels = np.asarray(labels).astype(np.int64)
+    real_idx = np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    if policy == "add":
+        return real_idx, {int(c): round(ratio * n) for c, n in zip(classes, counts, strict=True)}
+    if policy == "balance":
+        top = counts.max()
+        return real_idx, {int(c): round(ratio * (top - n)) for c, n in zip(classes, counts, strict=True)}
+    take: dict[int, int] = {}
+    drop = []
+    for c, n in zip(classes, counts, strict=True):
+        k = round(ratio * n)
+        take[int(c)] = k
+        drop.append(rng.choice(np.flatnonzero(labels == c), k, replace=False))
+    return np.setdiff1d(real_idx, np.concatenate(drop)), take
+
+
 def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
     """Class indices of every sample of ``source`` without loading images where possible.
 
@@ -130,20 +159,8 @@ class MixedDataset(Dataset):
         rng = np.random.default_rng(seed)
         real_idx = np.arange(len(ry))
         syn_take: dict[int, int] = {}
-        classes, counts = np.unique(ry, return_counts=True)
         if synthetic is not None:
-            if policy == "add":
-                syn_take = {int(c): round(ratio * n) for c, n in zip(classes, counts, strict=True)}
-            elif policy == "balance":
-                top = counts.max()
-                syn_take = {int(c): round(ratio * (top - n)) for c, n in zip(classes, counts, strict=True)}
-            else:  # replace
-                drop = []
-                for c, n in zip(classes, counts, strict=True):
-                    k = round(ratio * n)
-                    syn_take[int(c)] = k
-                    drop.append(rng.choice(np.flatnonzero(ry == c), k, replace=False))
-                real_idx = np.setdiff1d(real_idx, np.concatenate(drop))
+            real_idx, syn_take = plan_mix(ry, ratio, policy, rng)
         sx = sy = None
         syn_idx = np.zeros(0, np.int64)
         if synthetic is not None and sum(syn_take.values()) > 0:
@@ -173,6 +190,10 @@ class MixedDataset(Dataset):
             [ry[real_idx]] + ([sy[syn_idx]] if sy is not None and len(syn_idx) else [])
         )
         self.source_index = np.concatenate([real_idx, syn_idx]).astype(np.int64)
+        if synthetic is not None and hasattr(synthetic, "subset") and len(syn_idx):
+            # a lazy synthetic dataset: generate only the selected slices, in batches of their own
+            self._sources = (real, synthetic.subset(syn_idx))
+            self.source_index[len(real_idx) :] = np.arange(len(syn_idx))
         n_real = len(real_idx)
         self.synthetic = np.arange(len(self.labels)) >= n_real
         self.weights = np.where(self.synthetic, float(synthetic_weight), 1.0).astype(np.float32)

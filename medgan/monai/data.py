@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,7 +42,8 @@ class SyntheticDataset(Dataset):
     ``medgan generate --seed S`` uses: class-major, image ``k`` of class ``c`` seeded with
     ``derive_seed(S, c, k)``, so ``SyntheticDataset(ckpt, n_per_class=n, seed=S)[i]`` is the
     ``i``-th image that command writes. Images are computed a batch at a time (fixed slices of the
-    plan, so an item does not depend on access order) and the last batch is kept.
+    plan, so an item does not depend on access order); the last ``max_cached_batches`` batches
+    are kept in memory.
 
     Args:
         checkpoint: a conditional-GAN checkpoint (file or run folder) or a loaded ``CGANSynthesizer``.
@@ -66,6 +69,7 @@ class SyntheticDataset(Dataset):
         value_range: tuple[float, float] = (0.0, 1.0),
         device: str | torch.device | None = None,
         batch_size: int = 256,
+        max_cached_batches: int = 64,
     ) -> None:
         if (n_per_class is None) == (labels is None):
             raise InputError("SyntheticDataset", "give exactly one of n_per_class and labels")
@@ -95,17 +99,35 @@ class SyntheticDataset(Dataset):
         self.seeds = np.asarray(
             [derive_seed(self.seed, c, k) for c, k in zip(lab, ks, strict=True)], np.int64
         )
-        self._cache: tuple[int, torch.Tensor] | None = None
+        self.max_cached_batches = max_cached_batches
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SyntheticDataset:
+        """The items at ``indices`` as a dataset of their own (same synthesizer, batches re-formed).
+
+        :class:`~medgan.mixing.MixedDataset` uses it so that only the selected slices are ever
+        generated, a batch at a time. An image depends only on its (label, seed) up to floating
+        point rounding, which can differ with batch composition.
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        sub = copy.copy(self)
+        sub.labels, sub.seeds = self.labels[idx], self.seeds[idx]
+        sub._cache = OrderedDict()
+        return sub
+
     def _batch(self, b: int) -> torch.Tensor:
-        if self._cache is None or self._cache[0] != b:
-            s = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            imgs = self.synth.generate(self.labels[s].tolist(), self.seeds[s].tolist(), self.batch_size)
-            self._cache = (b, to_range(imgs, self.value_range))
-        return self._cache[1]
+        if b in self._cache:
+            self._cache.move_to_end(b)
+            return self._cache[b]
+        s = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        imgs = self.synth.generate(self.labels[s].tolist(), self.seeds[s].tolist(), self.batch_size)
+        self._cache[b] = to_range(imgs, self.value_range)
+        while len(self._cache) > max(1, self.max_cached_batches):
+            self._cache.popitem(last=False)
+        return self._cache[b]
 
     def __getitem__(self, i: int) -> Any:
         if not -len(self) <= i < len(self):

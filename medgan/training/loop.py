@@ -42,6 +42,9 @@ RESUMABLE_KEYS = (
     "train.samples_per_class",
 )
 
+#: Config sections that never shape a training run (``medgan augment``'s settings), ignored on resume.
+IGNORED_SECTIONS = ("augment.",)
+
 
 class Task(Protocol):
     """What :func:`fit` drives."""
@@ -75,7 +78,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
     a, b = _flat(saved), _flat(current)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
+    changed = sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS and not k.startswith(IGNORED_SECTIONS)
+    )
     if changed:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:4])
         raise ConfigError(

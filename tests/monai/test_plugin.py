@@ -148,3 +148,22 @@ def test_supervised_trainer_trains_on_a_mixed_dataset(tiny_checkpoint: Path, png
     )
     trainer.run()
     assert len(losses) == 3 and all(np.isfinite(losses))
+
+
+def test_mixed_dataset_generates_only_the_selected_synthetic_slices(
+    tiny_checkpoint: Path, png_files: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syn = SyntheticDataset(tiny_checkpoint, n_per_class=1000, batch_size=4, device="cpu")
+    made: list[int] = []
+    original = syn.synth.generate
+
+    def counting(labels, seeds, *a, **k):
+        made.append(len(labels))
+        return original(labels, seeds, *a, **k)
+
+    monkeypatch.setattr(syn.synth, "generate", counting)
+    mix = MixedDataset(Dataset(png_files, REAL_TF), syn, ratio=0.5, seed=0)
+    assert mix.n_synthetic == 6
+    for i in np.random.default_rng(0).permutation(len(mix)):  # shuffled access, as a DataLoader does
+        mix[int(i)]
+    assert sum(made) == 6  # two batches of 4 and 2, each generated once; not 2,000 slices

@@ -1,0 +1,226 @@
+"""``medgan augment``: a ready-to-train augmented dataset on disk, with a MONAI datalist.
+
+From a run config's ``data`` (the real slices and their splits) and ``augment`` section (the
+conditional-GAN checkpoint(s), the mixing policy or per-class counts, the format), it writes::
+
+    OUT/
+      real/{train,val,test}/<label>-<class>/<slice_id>.png|.nii.gz   real slices (train: those kept)
+      synthetic/<k>-<label>-<class>/images/...                      ``medgan generate`` output per
+                                                                    (checkpoint k, class), each with
+                                                                    its own manifest.csv
+      manifest.csv    one row per file: path, split, label, source = real | synthetic, and for
+                      synthetic files the checkpoint, its SHA-256 and the seed; for real files
+                      where they came from (source file, slice index)
+      datalist.json   MONAI Decathlon-style datalist: "training" (real + synthetic),
+                      "validation" and "test" (real only), loadable with
+                      ``monai.data.load_decathlon_datalist``
+      augment.json    the parameters, for resuming and for refusing a different dataset
+
+Every file is written atomically and skipped when it already exists, so an interrupted run
+resumes where it stopped; the same config gives the same dataset (seeded selection, per-image
+seeds as in ``medgan generate``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medgan.config import RunConfig
+from medgan.errors import ConfigError, InputError
+from medgan.io.atomic import atomic_write_text
+from medgan.mixing import plan_mix
+from medgan.progress import progress
+
+DATALIST = "datalist.json"
+MANIFEST = "manifest.csv"
+RECORD = "augment.json"
+SPLIT_KEYS = {"train": "training", "val": "validation", "test": "test"}
+_EXT = {"png": ".png", "nifti": ".nii.gz"}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "class"
+
+
+def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> list[Any]:
+    from medgan.synthesis.cgan import CGANSynthesizer
+
+    if not cfg.augment.checkpoints:
+        raise ConfigError("augment.checkpoints", "name at least one conditional-GAN checkpoint")
+    out = []
+    for ck in cfg.augment.checkpoints:
+        synth = CGANSynthesizer(ck, "cpu")
+        if list(synth.classes) != list(classes):
+            raise InputError(ck, f"was trained on classes {synth.classes}, the data has {classes}")
+        if tuple(synth.shape) != tuple(shape):
+            raise InputError(ck, f"generates slices {tuple(synth.shape)}, the data has {tuple(shape)}")
+        out.append(synth)
+    return out
+
+
+def synthetic_counts(
+    cfg: RunConfig, labels: np.ndarray, classes: list[str]
+) -> tuple[np.ndarray, dict[int, int]]:
+    """(indices of the real training slices kept, {class index: synthetic count}) for ``cfg.augment``."""
+    ac = cfg.augment
+    if ac.n_per_class is not None:
+        unknown = sorted(set(ac.n_per_class) - set(classes))
+        if unknown:
+            raise ConfigError("augment.n_per_class", f"unknown class(es) {unknown}; the data has {classes}")
+        return np.arange(len(labels)), {classes.index(c): int(n) for c, n in ac.n_per_class.items()}
+    return plan_mix(labels, ac.ratio, ac.policy, np.random.default_rng(ac.seed))
+
+
+def _split_counts(n: int, parts: int) -> list[int]:
+    base, extra = divmod(n, parts)
+    return [base + (1 if k < extra else 0) for k in range(parts)]
+
+
+def _record(out: Path, params: dict[str, Any], overwrite: bool) -> None:
+    path = out / RECORD
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = [k for k in params if old.get(k) != params[k]]
+        if diff and not overwrite:
+            raise InputError(
+                out,
+                f"holds a different augmented dataset ({', '.join(diff)} differ); use another --out or --overwrite",
+            )
+        if not diff:
+            return
+    elif out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not overwrite:
+        raise InputError(out, "is not empty and holds no augmented dataset; choose an empty or new folder")
+    rec = {**params, "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    atomic_write_text(path, json.dumps(rec, indent=2) + "\n")
+
+
+def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool = False) -> pd.DataFrame:
+    """Write the augmented dataset described by ``cfg`` into ``out``; returns the manifest."""
+    from medgan.data.sources import load_source
+    from medgan.generate import generate
+    from medgan.io.images import write_png
+    from medgan.io.nifti import write_nifti
+    from medgan.train import data_meta
+
+    ac = cfg.augment
+    out = Path(out)
+    ss = load_source(cfg.data, data_dir)
+    classes = list(ss.classes)
+    synths = _checkpoints(cfg, classes, tuple(ss.shape))
+    tr = ss.split("train")
+    labels = tr.manifest["label"].to_numpy().astype(np.int64)
+    keep, take = synthetic_counts(cfg, labels, classes)
+    params = {
+        "config_name": cfg.name,
+        "data": cfg.data.model_dump(mode="json"),
+        "checkpoints_sha256": [s.sha256 for s in synths],
+        "augment": ac.model_dump(mode="json", exclude={"checkpoints", "batch_size"}),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _record(out, params, overwrite)
+    meta = data_meta(tr)
+    inten = meta["intensity"]
+    intensity = (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
+    ext = _EXT[ac.format]
+
+    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, int, Any]] = []  # (split, row in the split, slice set)
+    for split in ("train", "val", "test"):
+        part = ss.split(split)
+        idx = keep if split == "train" else np.arange(len(part))
+        jobs += [(split, int(i), part) for i in idx]
+    for split, i, part in progress(jobs, "real slices"):
+        m = part.manifest.iloc[i]
+        lab = int(m["label"])
+        rel = f"real/{split}/{lab:02d}-{_slug(classes[lab])}/{int(m['slice_id']):06d}{ext}"
+        path = out / rel
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if ac.format == "png":
+                write_png(path, part.images[i], bits=ac.bits)
+            else:
+                sr, sc = m["spacing_row"], m["spacing_col"]
+                write_nifti(
+                    path,
+                    part.images[i],
+                    spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
+                    thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
+                    intensity=intensity,
+                    description="real slice (medgan augment)",
+                )
+        rows.append(
+            {
+                "path": rel,
+                "split": split,
+                "label": lab,
+                "label_name": classes[lab],
+                "source": "real",
+                "checkpoint": "",
+                "checkpoint_sha256": "",
+                "seed": pd.NA,
+                "origin": str(m["source"]),
+                "origin_slice_index": m["slice_index"],
+            }
+        )
+
+    for k, (ck, synth) in enumerate(zip(ac.checkpoints, synths, strict=True)):
+        for c, n_all in sorted(take.items()):
+            n = _split_counts(n_all, len(synths))[k]
+            if n == 0:
+                continue
+            folder = f"synthetic/{k}-{c:02d}-{_slug(classes[c])}"
+            gm = generate(
+                ck,
+                out / folder,
+                n,
+                classes=[classes[c]],
+                fmt=ac.format,
+                seed=ac.seed,
+                batch_size=ac.batch_size,
+                bits=ac.bits,
+                device=cfg.train.device,
+            )
+            for r in gm.itertuples(index=False):
+                rows.append(
+                    {
+                        "path": f"{folder}/{r.path}",
+                        "split": "train",
+                        "label": int(r.label),
+                        "label_name": str(r.label_name),
+                        "source": "synthetic",
+                        "checkpoint": str(ck),
+                        "checkpoint_sha256": synth.sha256,
+                        "seed": int(r.seed),
+                        "origin": "",
+                        "origin_slice_index": pd.NA,
+                    }
+                )
+    manifest = pd.DataFrame(rows)
+    atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
+    atomic_write_text(out / DATALIST, json.dumps(datalist(manifest, classes, cfg.name), indent=1) + "\n")
+    return manifest
+
+
+def datalist(manifest: pd.DataFrame, classes: list[str], name: str) -> dict[str, Any]:
+    """The MONAI Decathlon-style datalist of a manifest (paths relative to the dataset folder)."""
+    out: dict[str, Any] = {
+        "name": name,
+        "description": "real slices plus synthetic slices (training only), written by medgan augment",
+        "labels": {str(i): c for i, c in enumerate(classes)},
+        "numTraining": int((manifest["split"] == "train").sum()),
+        "numSynthetic": int((manifest["source"] == "synthetic").sum()),
+    }
+    for split, key in SPLIT_KEYS.items():
+        part = manifest[manifest["split"] == split]
+        out[key] = [
+            {"image": p, "label": int(lab), "synthetic": bool(s == "synthetic")}
+            for p, lab, s in zip(part["path"], part["label"], part["source"], strict=True)
+        ]
+    return out
