@@ -1,4 +1,4 @@
-"""Recipe: a standard MONAI 2-D classification script, and synthetic slices added in 3 lines.
+"""Recipe: a standard MONAI 2-D classification script, and synthetic slices added in a few lines.
 
     # train on any Decathlon-style datalist of 2-D images, e.g. one written by `medgan augment`
     python pipelines/monai_classification.py --datalist AUG/datalist.json [--epochs 5]
@@ -9,7 +9,7 @@
 
 Everything else is plain MONAI: LoadImaged / EnsureChannelFirstd / ScaleIntensityd, a 2-D
 DenseNet121 (slices resized to 64 px: its pooling collapses below 32), ``SupervisedTrainer``,
-and ROC AUC on the validation list. docs/monai.md shows the three medgan lines as a diff.
+and ROC AUC on the validation list. docs/monai.md shows the medgan lines as a diff.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> float:
     augment = [Resized("image", (64, 64)), RandFlipd("image", prob=0.5, spatial_axis=1)]
     train_ds = Dataset(train_files, Compose(load + augment))
     if args.synthetic:
-        n = math.ceil(args.ratio * len(train_files))  # a lazy pool: only the slices mixed in are generated
-        synthetic = SyntheticDataset(args.synthetic, n_per_class=n, transform=Compose(augment))  # medgan
+        pool = math.ceil(args.ratio * len(train_files))  # lazy: only the slices mixed in are made
+        synthetic = SyntheticDataset(args.synthetic, n_per_class=pool, transform=Compose(augment))  # medgan
         train_ds = MixedDataset(train_ds, synthetic, ratio=args.ratio, seed=args.seed)  # medgan
     val_ds = Dataset(val_files, Compose([*load, Resized("image", (64, 64))]))
 
