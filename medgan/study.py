@@ -56,6 +56,26 @@ def _plan(cfg: RunConfig, labels: np.ndarray, classes: list[str]) -> list[tuple[
     return plan
 
 
+def _fingerprint(cfg: RunConfig, cgan_checkpoint: Path | None) -> str:
+    """What a study cell's result depends on: finished cells are reused only under the same one."""
+    import hashlib
+
+    d = cfg.model_dump(mode="json")
+    keep = {k: d[k] for k in ("seed", "data", "data_b", "model", "train", "classifier", "study")}
+    for k in ("device", "log_every", "sample_every", "samples_per_class"):
+        keep["train"].pop(k, None)
+    keep["classifier"].pop("device", None)
+    if cgan_checkpoint is not None:
+        from medgan.training.checkpoint import read_checkpoint_meta
+
+        keep["cgan_checkpoint"] = read_checkpoint_meta(cgan_checkpoint).get("sha256")
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cell_key(arm: str, ratio: float | None, f: float, s: int) -> str:
+    return f"{arm.replace('+', '-')}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}"
+
+
 def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
     return out / "synthesizers" / (f"{kind}-f{f:g}" if f == 1.0 else f"{kind}-f{f:g}-s{s}")
 
@@ -136,6 +156,10 @@ def run_study(
 
     ``cgan_checkpoint``: a conditional GAN already trained on the whole train split (``medgan run``'s),
     reused for the 100 % fraction instead of training the same model again.
+
+    Resumable: each finished cell (its row and test-set probabilities) is saved atomically under
+    ``out/cells/<fingerprint>/``; a rerun with the same config reuses finished cells and trains
+    only the rest (the fingerprint covers everything a cell depends on).
     """
     from medgan.classifier import train_classifier
     from medgan.classifier.augment import classical_augmentation
@@ -159,6 +183,8 @@ def run_study(
     classes = list(ss.classes)
     plan = _plan(cfg, ty, classes)  # every error before any training
     out.mkdir(parents=True, exist_ok=True)
+    cells = out / "cells" / _fingerprint(cfg, cgan_checkpoint)
+    cells.mkdir(parents=True, exist_ok=True)
     meta = {"classes": classes, "shape": list(ss.shape), "data": data_meta(tr)}
     positive = 1 if len(classes) == 2 else None
     rows: list[dict[str, Any]] = []
@@ -173,16 +199,37 @@ def run_study(
         clf_cfg = cfg.classifier.model_copy(update={"seed": s})
         pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         need = max(st.ratios) * np.bincount(y).max()
-        if {"cgan", "cgan+classical"} & set(st.arms):
+        keys = [
+            _cell_key(arm, ratio, f, s)
+            for arm in st.arms
+            for ratio in ([None] if arm in ("real", "classical") else st.ratios)
+        ]
+        all_done = all((cells / f"{k}.json").is_file() for k in keys)
+        if all_done:
+            pass  # every cell of this subset is finished: no synthesizer or pool is needed
+        elif {"cgan", "cgan+classical"} & set(st.arms):
             reuse = cgan_checkpoint if f == 1.0 and not st.cgan_steps else None
             pools["cgan"] = _cgan_pool(
                 cfg, x, y, sub_meta, _synth_dir(out, "cgan", f, s), math.ceil(need), s, reuse=reuse
             )
-        if "cyclegan" in st.arms:
+        if "cyclegan" in st.arms and not all_done:
             pools["cyclegan"] = _cyclegan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cyclegan", f, s))
         real_clf = None
         for arm in st.arms:
             for ratio in [None] if arm in ("real", "classical") else st.ratios:
+                cell = cells / f"{_cell_key(arm, ratio, f, s)}.json"
+                if cell.is_file():
+                    rec = json.loads(cell.read_text(encoding="utf-8"))
+                    probas[(arm, ratio, f, s)] = np.asarray(rec["proba"], dtype=np.float64)
+                    rows.append(rec["row"])
+                    if arm == "real" and st.min_confidence is not None and not all_done:
+                        from medgan.classifier import TrainedClassifier
+                        from medgan.training.seeding import resolve_device
+
+                        real_clf = TrainedClassifier.load(
+                            cells / f"real-f{f:g}-s{s}", device=resolve_device(clf_cfg.device)
+                        )
+                    continue
                 pool_name = "cgan" if arm.startswith("cgan") else arm
                 pool = pools.get(pool_name)
                 if pool is not None and st.min_confidence is not None and real_clf is not None:
@@ -243,6 +290,9 @@ def run_study(
                     row["auc_diff_vs_real"] = -d["diff"]  # arm - real
                     row["delong_p"] = d["p_value"]
                 rows.append(row)
+                if arm == "real" and st.min_confidence is not None:
+                    clf.save(cells / f"real-f{f:g}-s{s}")
+                atomic_write_text(cell, json.dumps({"row": row, "proba": p.tolist()}, default=float))
                 atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
     results = pd.DataFrame(rows)
     summary = []

@@ -71,3 +71,35 @@ def test_bad_study_config_fails_before_training(tiny_data_dir: Path, tmp_path: P
     with pytest.raises(InputError, match="keeps 1"):
         run_study(config_from_dict(_study_cfg(fractions=[0.05])), tiny_data_dir, tmp_path / "s")
     assert not (tmp_path / "s" / "synthesizers").exists()  # nothing trained
+
+
+def test_study_resumes_finished_cells(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medgan.classifier as clf_pkg
+
+    cfg = _study_cfg(arms=["real", "cgan"], fractions=[1.0], seeds=2, min_confidence=0.0)
+    first = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    res1 = pd.read_csv(tmp_path / "results.csv")
+    # as if killed after the first seed: drop seed 1's cells, then run again
+    cells = next((tmp_path / "cells").iterdir())
+    for p in cells.glob("*-s1.json"):
+        p.unlink()
+    trained: list[int] = []
+    original = clf_pkg.train_classifier
+
+    def counting(*a, **k):
+        trained.append(1)
+        return original(*a, **k)
+
+    monkeypatch.setattr(clf_pkg, "train_classifier", counting)
+    second = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    assert len(trained) == 2  # only seed 1's real and cgan cells were trained again
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results.csv"), res1)
+    assert second["summary"] == first["summary"]
+    # a different config does not reuse them
+    trained.clear()
+    run_study(
+        config_from_dict({**cfg, "classifier": {**cfg["classifier"], "epochs": 1}}), tiny_data_dir, tmp_path
+    )
+    assert len(trained) == 4
