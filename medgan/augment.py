@@ -34,7 +34,7 @@ import pandas as pd
 
 from medgan.config import RunConfig
 from medgan.errors import ConfigError, InputError
-from medgan.io.atomic import atomic_write_text
+from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.mixing import plan_mix
 from medgan.progress import progress
 
@@ -124,88 +124,94 @@ def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool 
         "augment": ac.model_dump(mode="json", exclude={"checkpoints", "batch_size"}),
     }
     out.mkdir(parents=True, exist_ok=True)
-    _record(out, params, overwrite)
-    meta = data_meta(tr)
-    inten = meta["intensity"]
-    intensity = (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
-    ext = _EXT[ac.format]
-
-    rows: list[dict[str, Any]] = []
-    jobs: list[tuple[str, int, Any]] = []  # (split, row in the split, slice set)
-    for split in ("train", "val", "test"):
-        part = ss.split(split)
-        idx = keep if split == "train" else np.arange(len(part))
-        jobs += [(split, int(i), part) for i in idx]
-    for split, i, part in progress(jobs, "real slices"):
-        m = part.manifest.iloc[i]
-        lab = int(m["label"])
-        rel = f"real/{split}/{lab:02d}-{_slug(classes[lab])}/{int(m['slice_id']):06d}{ext}"
-        path = out / rel
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if ac.format == "png":
-                write_png(path, part.images[i], bits=ac.bits)
-            else:
-                sr, sc = m["spacing_row"], m["spacing_col"]
-                write_nifti(
-                    path,
-                    part.images[i],
-                    spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
-                    thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
-                    intensity=intensity,
-                    description="real slice (medgan augment)",
-                )
-        rows.append(
-            {
-                "path": rel,
-                "split": split,
-                "label": lab,
-                "label_name": classes[lab],
-                "source": "real",
-                "checkpoint": "",
-                "checkpoint_sha256": "",
-                "seed": pd.NA,
-                "origin": str(m["source"]),
-                "origin_slice_index": m["slice_index"],
-            }
+    lock = FolderLock(out, f"medgan augment {cfg.name}").acquire()
+    try:
+        _record(out, params, overwrite)
+        meta = data_meta(tr)
+        inten = meta["intensity"]
+        intensity = (
+            (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
         )
+        ext = _EXT[ac.format]
 
-    for k, (ck, synth) in enumerate(zip(ac.checkpoints, synths, strict=True)):
-        for c, n_all in sorted(take.items()):
-            n = _split_counts(n_all, len(synths))[k]
-            if n == 0:
-                continue
-            folder = f"synthetic/{k}-{c:02d}-{_slug(classes[c])}"
-            gm = generate(
-                ck,
-                out / folder,
-                n,
-                classes=[classes[c]],
-                fmt=ac.format,
-                seed=ac.seed,
-                batch_size=ac.batch_size,
-                bits=ac.bits,
-                device=cfg.train.device,
+        rows: list[dict[str, Any]] = []
+        jobs: list[tuple[str, int, Any]] = []  # (split, row in the split, slice set)
+        for split in ("train", "val", "test"):
+            part = ss.split(split)
+            idx = keep if split == "train" else np.arange(len(part))
+            jobs += [(split, int(i), part) for i in idx]
+        for split, i, part in progress(jobs, "real slices"):
+            m = part.manifest.iloc[i]
+            lab = int(m["label"])
+            rel = f"real/{split}/{lab:02d}-{_slug(classes[lab])}/{int(m['slice_id']):06d}{ext}"
+            path = out / rel
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if ac.format == "png":
+                    write_png(path, part.images[i], bits=ac.bits)
+                else:
+                    sr, sc = m["spacing_row"], m["spacing_col"]
+                    write_nifti(
+                        path,
+                        part.images[i],
+                        spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
+                        thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
+                        intensity=intensity,
+                        description="real slice (medgan augment)",
+                    )
+            rows.append(
+                {
+                    "path": rel,
+                    "split": split,
+                    "label": lab,
+                    "label_name": classes[lab],
+                    "source": "real",
+                    "checkpoint": "",
+                    "checkpoint_sha256": "",
+                    "seed": pd.NA,
+                    "origin": str(m["source"]),
+                    "origin_slice_index": m["slice_index"],
+                }
             )
-            for r in gm.itertuples(index=False):
-                rows.append(
-                    {
-                        "path": f"{folder}/{r.path}",
-                        "split": "train",
-                        "label": int(r.label),
-                        "label_name": str(r.label_name),
-                        "source": "synthetic",
-                        "checkpoint": str(ck),
-                        "checkpoint_sha256": synth.sha256,
-                        "seed": int(r.seed),
-                        "origin": "",
-                        "origin_slice_index": pd.NA,
-                    }
+
+        for k, (ck, synth) in enumerate(zip(ac.checkpoints, synths, strict=True)):
+            for c, n_all in sorted(take.items()):
+                n = _split_counts(n_all, len(synths))[k]
+                if n == 0:
+                    continue
+                folder = f"synthetic/{k}-{c:02d}-{_slug(classes[c])}"
+                gm = generate(
+                    ck,
+                    out / folder,
+                    n,
+                    classes=[classes[c]],
+                    fmt=ac.format,
+                    seed=ac.seed,
+                    batch_size=ac.batch_size,
+                    bits=ac.bits,
+                    device=cfg.train.device,
                 )
-    manifest = pd.DataFrame(rows)
-    atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
-    atomic_write_text(out / DATALIST, json.dumps(datalist(manifest, classes, cfg.name), indent=1) + "\n")
-    return manifest
+                for r in gm.itertuples(index=False):
+                    rows.append(
+                        {
+                            "path": f"{folder}/{r.path}",
+                            "split": "train",
+                            "label": int(r.label),
+                            "label_name": str(r.label_name),
+                            "source": "synthetic",
+                            "checkpoint": str(ck),
+                            "checkpoint_sha256": synth.sha256,
+                            "seed": int(r.seed),
+                            "origin": "",
+                            "origin_slice_index": pd.NA,
+                        }
+                    )
+        manifest = pd.DataFrame(rows)
+        atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
+        atomic_write_text(out / DATALIST, json.dumps(datalist(manifest, classes, cfg.name), indent=1) + "\n")
+        return manifest
+    finally:
+        lock.release()
 
 
 def datalist(manifest: pd.DataFrame, classes: list[str], name: str) -> dict[str, Any]:

@@ -135,14 +135,17 @@ def train_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Train the config's synthesizer on its train split (checkpoints, samples, stats in the run folder)."""
+    from medgan import distributed
     from medgan.config import load_config
     from medgan.paths import resolve_data_dir
     from medgan.train import train
 
     cfg = load_config(config, overrides)
+    distributed.init_from_env(cfg.train.device)
     run_dir = out if out is not None else Path("runs") / cfg.name
     ckpt = train(cfg, run_dir, resolve_data_dir(data_dir), resume=resume)
-    typer.echo(f"trained {cfg.train.steps} steps; checkpoint {ckpt}")
+    if distributed.is_main():
+        typer.echo(f"trained {cfg.train.steps} steps; checkpoint {ckpt}")
 
 
 @app.command("generate")
@@ -187,16 +190,19 @@ def generate_cmd(
     ] = "fp32",
 ) -> None:
     """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
+    from medgan import distributed
     from medgan.errors import InputError
     from medgan.generate import generate
 
+    distributed.init_from_env(device)
     if translate is not None:
         from medgan.paths import resolve_data_dir
         from medgan.translate import translate as run_translate
 
         if input_spec is None:
             raise InputError("--input", "--translate needs --input (the slices to translate)")
-        m = run_translate(
+        m = distributed.on_main(  # not sharded: rank 0 translates, the other ranks wait
+            run_translate,
             checkpoint,
             out,
             translate,
@@ -210,9 +216,10 @@ def generate_cmd(
             min_target_prob=min_target_prob,
             overwrite=overwrite,
         )
-        typer.echo(
-            f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
-        )
+        if distributed.is_main():
+            typer.echo(
+                f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
+            )
         return
     if n_per_class is None:
         raise InputError("--n-per-class", "required to generate from a conditional GAN (or use --translate)")
@@ -230,7 +237,49 @@ def generate_cmd(
         overwrite=overwrite,
         precision=precision,
     )
-    typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
+    if distributed.is_main():
+        typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
+
+
+@app.command("export-bundle")
+def export_bundle_cmd(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Conditional-GAN checkpoint .safetensors, or a run folder (latest).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to create (written atomically).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Bundle name in metadata.json (default: from the run).")
+    ] = None,
+    bundle_version: Annotated[
+        str, typer.Option("--bundle-version", help="Bundle version in metadata.json.")
+    ] = "0.1.0",
+    n_per_class: Annotated[
+        int, typer.Option("--n-per-class", help="Default images per class when the bundle runs.")
+    ] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Default run seed when the bundle runs.")] = 0,
+    output_ext: Annotated[
+        str, typer.Option("--output-ext", help="Default bundle output: .png (8-bit) or .nii.gz (float).")
+    ] = ".png",
+) -> None:
+    """Export a conditional-GAN checkpoint as a self-contained MONAI bundle (run with python -m monai.bundle run)."""
+    from medgan.bundle import export_bundle
+
+    path = export_bundle(
+        checkpoint,
+        out,
+        overwrite=overwrite,
+        name=name,
+        version=bundle_version,
+        n_per_class=n_per_class,
+        seed=seed,
+        output_ext=output_ext,
+    )
+    typer.echo(f"wrote MONAI bundle to {path}")
+    typer.echo(
+        f"run it: python -m monai.bundle run --config_file {path / 'configs' / 'inference.json'} "
+        f"--bundle_root {path} --output_dir OUT"
+    )
 
 
 @app.command("run")
@@ -251,6 +300,29 @@ def run_cmd(
     folder = out if out is not None else Path("runs") / cfg.name
     run(cfg, folder, resolve_data_dir(data_dir), log=lambda msg: typer.echo(msg, err=True))
     typer.echo(f"report: {folder / 'report.html'}")
+
+
+@app.command("augment")
+def augment_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config YAML with an 'augment' section.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the augmented dataset.")],
+    data_dir: DataDirOpt = None,
+    overrides: SetOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a different augmented dataset in --out.")
+    ] = False,
+) -> None:
+    """Write a ready-to-train augmented dataset (real + synthetic slices, manifest, MONAI datalist)."""
+    from medgan.augment import augment
+    from medgan.config import load_config
+    from medgan.paths import resolve_data_dir
+
+    cfg = load_config(config, overrides)
+    m = augment(cfg, out, resolve_data_dir(data_dir), overwrite=overwrite)
+    n_syn = int((m["source"] == "synthetic").sum())
+    typer.echo(
+        f"wrote {len(m) - n_syn} real and {n_syn} synthetic slices to {out}; datalist: {out / 'datalist.json'}"
+    )
 
 
 @app.command("study")
@@ -315,21 +387,25 @@ def evaluate_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """FID, KID, precision/recall, diversity and memorization of synthetic slices, with N and the real-real floor."""
+    from medgan import distributed
     from medgan.metrics.evaluate import evaluate
     from medgan.metrics.features import get_extractor
     from medgan.paths import resolve_data_dir
     from medgan.training.seeding import resolve_device
 
+    distributed.init_from_env(device)
     ddir = resolve_data_dir(data_dir)
     if features == "domain" and classifier is None:
         from medgan.metrics.evaluate import ensure_domain_classifier
 
         base = run if run is not None else (out if out is not None else Path("."))
-        classifier = ensure_domain_classifier(real, ddir, base / "classifier")
-    ext = get_extractor(features, resolve_device(device), classifier, precision)
+        classifier = distributed.on_main(ensure_domain_classifier, real, ddir, base / "classifier")
+    ext = get_extractor(features, distributed.local_device(resolve_device(device)), classifier, precision)
     m = evaluate(
         real, synthetic, ext, resolve_data_dir(data_dir), out=out, n_boot=n_boot, seed=seed, run_dir=run
     )
+    if not distributed.is_main():  # features were sharded; rank 0 computed and wrote the metrics
+        return
     if as_json:
         typer.echo(json.dumps(m, default=float))
         return
@@ -355,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
+        _check_torchrun(args)
         app(args=args, prog_name="medgan", standalone_mode=False)
         return 0
     except MedganError as err:
@@ -379,6 +456,25 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        dist = sys.modules.get("medgan.distributed")  # loaded only by the commands that use it
+        if dist is not None:
+            dist.destroy()
+
+
+#: The commands that run under ``torchrun`` (docs/distributed.md).
+DISTRIBUTED_COMMANDS = ("train", "generate", "evaluate")
+
+
+def _check_torchrun(args: list[str]) -> None:
+    """Refuse other commands under ``torchrun``: their processes would all write the same files."""
+    import os
+
+    command = next((a for a in args if not a.startswith("-")), None)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and command not in (None, *DISTRIBUTED_COMMANDS):
+        raise MedganError(
+            f"`medgan {command}` does not run under torchrun; only {', '.join(DISTRIBUTED_COMMANDS)} do"
+        )
 
 
 if __name__ == "__main__":

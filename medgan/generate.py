@@ -5,6 +5,11 @@ Image ``k`` of class ``c`` comes from the per-image seed ``derive_seed(S, c, k)`
 class list. Files are written atomically; re-running the same command into the same folder
 resumes (finished files are skipped, nothing is duplicated). A folder holding a *different*
 generation is refused.
+
+Under ``torchrun`` each rank generates a contiguous share of the plan's fixed batches (NPZ:
+shards), so every image is computed in the same batch as in a single process, writes its files
+and a shard manifest; rank 0 checks that the shard manifests cover the plan and writes
+``manifest.csv``. The files are the same bytes as a single-process run's (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +29,9 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
-from medgan import __version__
+from medgan import __version__, distributed
 from medgan.errors import InputError
-from medgan.io.atomic import atomic_write_text
+from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.progress import progress
 from medgan.training.seeding import derive_seed
 
@@ -135,7 +141,7 @@ def generate(
         raise InputError("--batch-size", "must be at least 1")
     if precision not in ("fp32", "bf16"):
         raise InputError("--precision", f"must be fp32 or bf16 (got {precision!r})")
-    synth = CGANSynthesizer(checkpoint, resolve_device(device))
+    synth = CGANSynthesizer(checkpoint, distributed.local_device(resolve_device(device)))
     labels = list(range(len(synth.classes))) if not classes else [synth.label_index(c) for c in classes]
     out = Path(out)
     _check_writable(out)
@@ -149,70 +155,136 @@ def generate(
         "batch_size": batch_size,
         **({"precision": precision} if precision != "fp32" else {}),
     }
-    rec = _record(out, params, overwrite)
-    items = plan(synth.classes, labels, n_per_class, seed, fmt)
-    writer = OutputWriter(
-        out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.get("data", {}).get("modality")
-    )
-    geometry = _checkpoint_geometry(synth.meta)
+    held: list[FolderLock] = []
 
-    def write_one(it: Item, img: np.ndarray) -> None:
-        writer.write(
-            it.path,
-            img,
-            uid_key=(it.seed, it.label, it.index),
-            instance_number=it.index + 1,
-            series_number=it.label + 1,
-            series_description=f"medgan synthetic {it.label_name}",
-            derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
-            **geometry,
+    def claim() -> dict[str, Any]:
+        """Lock the folder for this run (rank 0), clean what a killed run left, check the record."""
+        lock = FolderLock(out, f"medgan generate {Path(checkpoint).name}").acquire()
+        try:
+            rec = _record(out, params, overwrite)
+        except BaseException:
+            lock.release()
+            raise
+        held.append(lock)
+        return rec
+
+    rec = distributed.on_main(claim)
+    try:
+        items = plan(synth.classes, labels, n_per_class, seed, fmt)
+        writer = OutputWriter(
+            out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.get("data", {}).get("modality")
         )
+        geometry = _checkpoint_geometry(synth.meta)
 
-    if fmt == "npz":
-        shards: dict[str, list[Item]] = {}
-        for it in items:
-            shards.setdefault(it.path, []).append(it)
-        todo_shards = [s for s in shards if not (out / s).is_file()]
-        for shard in progress(todo_shards, "generating", minimum=0):
-            its = shards[shard]
-            imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size, precision)
-            writer.write_shard(
-                shard,
-                images=imgs.numpy().astype(np.float32),
-                labels=np.array([i.label for i in its], dtype=np.int64),
-                seeds=np.array([i.seed for i in its], dtype=np.int64),
-                index=np.array([i.index for i in its], dtype=np.int64),
+        def write_one(it: Item, img: np.ndarray) -> None:
+            writer.write(
+                it.path,
+                img,
+                uid_key=(it.seed, it.label, it.index),
+                instance_number=it.index + 1,
+                series_number=it.label + 1,
+                series_description=f"medgan synthetic {it.label_name}",
+                derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
+                **geometry,
             )
-    else:
-        # batches are fixed slices of the whole plan, so a resumed run computes every image in the
-        # same batch as an uninterrupted one (results are then bit-identical, not just close)
-        batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            for batch in progress(batches, "generating", minimum=1):
-                imgs = synth.generate(
-                    [i.label for i in batch], [i.seed for i in batch], batch_size, precision
-                ).numpy()
-                missing = [
-                    (it, img) for it, img in zip(batch, imgs, strict=True) if not (out / it.path).is_file()
-                ]
-                list(pool.map(lambda pair: write_one(*pair), missing))
-    manifest = pd.DataFrame(
-        {
-            "path": [it.path for it in items],
-            "label": [it.label for it in items],
-            "label_name": [it.label_name for it in items],
-            "index": [it.index for it in items],
-            "seed": [it.seed for it in items],
-            "checkpoint_sha256": synth.sha256,
-            "format": fmt,
-            "source": "synthetic",
-        }
-    )
-    if fmt == "npz":
-        manifest["shard_row"] = [i % NPZ_SHARD for i in range(len(items))]
+
+        if fmt == "npz":
+            shards: dict[str, list[Item]] = {}
+            for it in items:
+                shards.setdefault(it.path, []).append(it)
+            names = list(shards)
+            mine = [names[i] for i in distributed.shard(len(names))]  # this rank's shards
+            owned = [it for s in mine for it in shards[s]]
+            todo_shards = [s for s in mine if not (out / s).is_file()]
+            for shard in progress(
+                todo_shards, "generating", minimum=0 if distributed.is_main() else sys.maxsize
+            ):
+                its = shards[shard]
+                imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size, precision)
+                writer.write_shard(
+                    shard,
+                    images=imgs.numpy().astype(np.float32),
+                    labels=np.array([i.label for i in its], dtype=np.int64),
+                    seeds=np.array([i.seed for i in its], dtype=np.int64),
+                    index=np.array([i.index for i in its], dtype=np.int64),
+                )
+        else:
+            # batches are fixed slices of the whole plan, so a resumed run computes every image in the
+            # same batch as an uninterrupted one (results are then bit-identical, not just close)
+            batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+            batches = [batches[i] for i in distributed.shard(len(batches))]  # this rank's batches
+            owned = [it for b in batches for it in b]
+            batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                for batch in progress(
+                    batches, "generating", minimum=1 if distributed.is_main() else sys.maxsize
+                ):
+                    imgs = synth.generate(
+                        [i.label for i in batch], [i.seed for i in batch], batch_size, precision
+                    ).numpy()
+                    missing = [
+                        (it, img)
+                        for it, img in zip(batch, imgs, strict=True)
+                        if not (out / it.path).is_file()
+                    ]
+                    list(pool.map(lambda pair: write_one(*pair), missing))
+        manifest = pd.DataFrame(
+            {
+                "path": [it.path for it in items],
+                "label": [it.label for it in items],
+                "label_name": [it.label_name for it in items],
+                "index": [it.index for it in items],
+                "seed": [it.seed for it in items],
+                "checkpoint_sha256": synth.sha256,
+                "format": fmt,
+                "source": "synthetic",
+            }
+        )
+        if fmt == "npz":
+            manifest["shard_row"] = [i % NPZ_SHARD for i in range(len(items))]
+        _write_shard_manifest(out, owned)
+        distributed.barrier()  # every rank's files and shard manifest are written
+        distributed.on_main(_merge_shard_manifests, out, items, manifest)
+        return manifest
+    finally:
+        for lock in held:
+            lock.release()
+
+
+_SHARD_MANIFEST = ".manifest-rank{rank:05d}-of-{world:05d}.csv"
+
+
+def _write_shard_manifest(out: Path, owned: list[Item]) -> None:
+    """This rank's share of the plan (path, seed), written once its files are."""
+    name = _SHARD_MANIFEST.format(rank=distributed.rank(), world=distributed.world_size())
+    rows = pd.DataFrame({"path": [it.path for it in owned], "seed": [it.seed for it in owned]})
+    atomic_write_text(out / name, rows.to_csv(index=False))
+
+
+def _merge_shard_manifests(out: Path, items: list[Item], manifest: pd.DataFrame) -> None:
+    """Rank 0: check that the ranks' shard manifests cover the plan, in order, and its files exist; write ``manifest.csv``.
+
+    The shard manifests (hidden files) are removed, so the folder holds the same files as a
+    single-process run's.
+    """
+    world = distributed.world_size()
+    parts = []
+    for r in range(world):
+        path = out / _SHARD_MANIFEST.format(rank=r, world=world)
+        if not path.is_file():
+            raise InputError(path, f"rank {r} left no shard manifest; rerun the same command to resume")
+        parts.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+    got = pd.concat(parts, ignore_index=True)
+    if got["path"].tolist() != [it.path for it in items] or got["seed"].tolist() != [
+        str(it.seed) for it in items
+    ]:
+        raise InputError(out, "the ranks' shard manifests do not cover the plan; rerun the same command")
+    missing = next((p for p in dict.fromkeys(got["path"]) if not (out / p).is_file()), None)
+    if missing is not None:
+        raise InputError(out / missing, "missing after generation; rerun the same command to resume")
     atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
-    return manifest
+    for stale in out.glob(".manifest-rank*.csv"):
+        stale.unlink(missing_ok=True)
 
 
 class OutputWriter:

@@ -305,10 +305,10 @@ def run_study(
         }
         for metric in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1"):
             if metric in g:
-                sm = summarize_over_seeds(g[metric].tolist())
+                sm = summarize_over_seeds(g[metric].tolist(), bounds=(0.0, 1.0))
                 rec[metric], rec[f"{metric}_ci"] = sm["mean"], list(sm["ci"])
         if arm != "real" and "auc_diff_vs_real" in g:
-            sm = summarize_over_seeds(g["auc_diff_vs_real"].dropna().tolist())
+            sm = summarize_over_seeds(g["auc_diff_vs_real"].dropna().tolist(), bounds=(-1.0, 1.0))
             rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
             lo, hi = sm["ci"]
             rec["verdict"] = "helped" if lo > 0 else ("hurt" if hi < 0 else "no clear difference")

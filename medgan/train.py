@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medgan import distributed
 from medgan.config import RunConfig
 from medgan.data.slices import SliceSet
 from medgan.data.sources import load_source
@@ -94,6 +95,14 @@ def cyclegan_domains(
     return a, b, domains, ss
 
 
+def _check_enough(n: int, what: str) -> None:
+    """Under ``torchrun`` every rank needs at least one training image of its own."""
+    if n < distributed.world_size():
+        raise InputError(
+            "data", f"{n} {what} slices cannot be shared by {distributed.world_size()} processes"
+        )
+
+
 def train_cgan_arrays(
     cfg: RunConfig,
     images: np.ndarray,
@@ -105,8 +114,9 @@ def train_cgan_arrays(
     """Fit the conditional GAN on given slices (e.g. a study's real subset); returns the last checkpoint."""
     from medgan.synthesis.cgan import ConditionalGAN
 
+    _check_enough(len(images), "train")
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     try:
         task = ConditionalGAN(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)
     except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
@@ -121,8 +131,10 @@ def train_cyclegan_arrays(
     """Fit the CycleGAN on given domain-A and domain-B slices; returns the last checkpoint."""
     from medgan.synthesis.cyclegan import CycleGAN
 
+    _check_enough(len(a), "domain A")
+    _check_enough(len(b), "domain B")
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     try:
         task = CycleGAN(cfg.model, cfg.train, a.shape[1:], device, cfg.seed)
     except ValueError as exc:

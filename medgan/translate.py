@@ -22,7 +22,7 @@ import torch
 from medgan.config import RunConfig
 from medgan.errors import InputError
 from medgan.generate import OutputWriter, _check_writable, _record, _slug
-from medgan.io.atomic import atomic_write_text
+from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.progress import progress
 
 CLASSIFIER_DIR = "classifier"
@@ -155,106 +155,110 @@ def translate(
         "min_target_prob": min_target_prob,
         "batch_size": batch_size,
     }
-    rec = _record(out, params, overwrite)
+    lock = FolderLock(out, f"medgan generate --translate {direction}").acquire()
+    try:
+        rec = _record(out, params, overwrite)
 
-    translated = tr.translate(
-        torch.from_numpy(np.ascontiguousarray(ss.images)), direction, batch_size
-    ).numpy()
-    clf, clf_dir = domain_classifier(ckpt, tr.meta, data_dir, out)
-    target_col = 1 if direction == "A2B" else 0
-    p_out = clf.predict_proba(translated)[:, target_col]
-    p_src = clf.predict_proba(ss.images)[:, target_col]
-    kept = np.ones(len(ss), bool) if min_target_prob is None else p_out >= min_target_prob
+        translated = tr.translate(
+            torch.from_numpy(np.ascontiguousarray(ss.images)), direction, batch_size
+        ).numpy()
+        clf, clf_dir = domain_classifier(ckpt, tr.meta, data_dir, out)
+        target_col = 1 if direction == "A2B" else 0
+        p_out = clf.predict_proba(translated)[:, target_col]
+        p_src = clf.predict_proba(ss.images)[:, target_col]
+        kept = np.ones(len(ss), bool) if min_target_prob is None else p_out >= min_target_prob
 
-    m = ss.manifest
-    ext = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm", "npz": ".npz"}[fmt]
-    rows = []
-    writer = OutputWriter(
-        out, fmt, bits, tr.sha256, rec["created_utc"], 0, tr.meta.get("data", {}).get("modality")
-    )
-    keep_idx = np.flatnonzero(kept)
-    if fmt == "npz":
-        rel = f"shards/translated-{direction}.npz"
-        if not (out / rel).is_file():
-            writer.write_shard(
-                rel,
-                images=translated[keep_idx].astype(np.float32),
-                source_slice_id=m["slice_id"].to_numpy()[keep_idx].astype(np.int64),
-                target_prob=p_out[keep_idx].astype(np.float32),
-            )
-    for j, i in enumerate(progress(list(keep_idx), "writing", minimum=200)):
-        row = m.iloc[i]
-        rel = (
-            rel
-            if fmt == "npz"
-            else f"images/{direction}-{_slug(str(dst_name))}-{int(row['slice_id']):06d}{ext}"
+        m = ss.manifest
+        ext = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm", "npz": ".npz"}[fmt]
+        rows = []
+        writer = OutputWriter(
+            out, fmt, bits, tr.sha256, rec["created_utc"], 0, tr.meta.get("data", {}).get("modality")
         )
-        if fmt != "npz" and not (out / rel).is_file():
-            spacing = None
-            if pd.notna(row["spacing_row"]) and pd.notna(row["spacing_col"]):
-                spacing = (float(row["spacing_row"]), float(row["spacing_col"]))
-            intensity = None
-            if pd.notna(row["intensity_lo"]) and pd.notna(row["intensity_hi"]):
-                intensity = (float(row["intensity_lo"]), float(row["intensity_hi"]))
-            writer.write(
-                rel,
-                translated[i],
-                uid_key=(direction, row["source"], int(row["slice_id"])),
-                instance_number=j + 1,
-                series_number=1 if direction == "A2B" else 2,
-                series_description=f"medgan CycleGAN {direction} {dst_name}",
-                derivation=(
-                    f"medgan CycleGAN {direction} ({src_name} -> {dst_name}); checkpoint sha256 {tr.sha256}; "
-                    f"source {row['source']} slice {row['slice_index']}"
-                ),
-                spacing=spacing,
-                thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
-                intensity=intensity,
-                source_images=_source_reference(row, data_dir),
+        keep_idx = np.flatnonzero(kept)
+        if fmt == "npz":
+            rel = f"shards/translated-{direction}.npz"
+            if not (out / rel).is_file():
+                writer.write_shard(
+                    rel,
+                    images=translated[keep_idx].astype(np.float32),
+                    source_slice_id=m["slice_id"].to_numpy()[keep_idx].astype(np.int64),
+                    target_prob=p_out[keep_idx].astype(np.float32),
+                )
+        for j, i in enumerate(progress(list(keep_idx), "writing", minimum=200)):
+            row = m.iloc[i]
+            rel = (
+                rel
+                if fmt == "npz"
+                else f"images/{direction}-{_slug(str(dst_name))}-{int(row['slice_id']):06d}{ext}"
             )
-        rows.append(
-            {
-                "path": rel,
-                "row_in_shard": j if fmt == "npz" else None,
-                "direction": direction,
-                "target_domain": dst_name,
-                "target_prob": round(float(p_out[i]), 6),
-                "source_target_prob": round(float(p_src[i]), 6),
-                "source": row["source"],
-                "source_slice_id": int(row["slice_id"]),
-                "source_slice_index": row["slice_index"],
-                "source_frame": row["frame"],
-                "source_sop_instance_uid": row["sop_instance_uid"],
-                "source_label_name": row["label_name"],
-                "source_split": row["split"],
-                "source_patient_id": row["patient_id"],
-                "checkpoint_sha256": tr.sha256,
-                "format": fmt,
-            }
-        )
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
-    metrics = {
-        "direction": direction,
-        "source_domain": src_name,
-        "target_domain": dst_name,
-        "n_sources": len(ss),
-        "filtered_to_source_domain": filtered,
-        "share_classified_as_target": float((p_out > 0.5).mean()),
-        "mean_target_prob": float(p_out.mean()),
-        "share_sources_classified_as_target": float((p_src > 0.5).mean()),
-        "min_target_prob": min_target_prob,
-        "n_dropped": int((~kept).sum()),
-        "n_written": int(kept.sum()),
-        "classifier": {
-            "path": str(clf_dir),
-            "arch": clf.arch,
-            "val_auc": clf.val_auc,
-            "val_acc": clf.val_acc,
-        },
-    }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
-    return manifest
+            if fmt != "npz" and not (out / rel).is_file():
+                spacing = None
+                if pd.notna(row["spacing_row"]) and pd.notna(row["spacing_col"]):
+                    spacing = (float(row["spacing_row"]), float(row["spacing_col"]))
+                intensity = None
+                if pd.notna(row["intensity_lo"]) and pd.notna(row["intensity_hi"]):
+                    intensity = (float(row["intensity_lo"]), float(row["intensity_hi"]))
+                writer.write(
+                    rel,
+                    translated[i],
+                    uid_key=(direction, row["source"], int(row["slice_id"])),
+                    instance_number=j + 1,
+                    series_number=1 if direction == "A2B" else 2,
+                    series_description=f"medgan CycleGAN {direction} {dst_name}",
+                    derivation=(
+                        f"medgan CycleGAN {direction} ({src_name} -> {dst_name}); checkpoint sha256 {tr.sha256}; "
+                        f"source {row['source']} slice {row['slice_index']}"
+                    ),
+                    spacing=spacing,
+                    thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
+                    intensity=intensity,
+                    source_images=_source_reference(row, data_dir),
+                )
+            rows.append(
+                {
+                    "path": rel,
+                    "row_in_shard": j if fmt == "npz" else None,
+                    "direction": direction,
+                    "target_domain": dst_name,
+                    "target_prob": round(float(p_out[i]), 6),
+                    "source_target_prob": round(float(p_src[i]), 6),
+                    "source": row["source"],
+                    "source_slice_id": int(row["slice_id"]),
+                    "source_slice_index": row["slice_index"],
+                    "source_frame": row["frame"],
+                    "source_sop_instance_uid": row["sop_instance_uid"],
+                    "source_label_name": row["label_name"],
+                    "source_split": row["split"],
+                    "source_patient_id": row["patient_id"],
+                    "checkpoint_sha256": tr.sha256,
+                    "format": fmt,
+                }
+            )
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
+        metrics = {
+            "direction": direction,
+            "source_domain": src_name,
+            "target_domain": dst_name,
+            "n_sources": len(ss),
+            "filtered_to_source_domain": filtered,
+            "share_classified_as_target": float((p_out > 0.5).mean()),
+            "mean_target_prob": float(p_out.mean()),
+            "share_sources_classified_as_target": float((p_src > 0.5).mean()),
+            "min_target_prob": min_target_prob,
+            "n_dropped": int((~kept).sum()),
+            "n_written": int(kept.sum()),
+            "classifier": {
+                "path": str(clf_dir),
+                "arch": clf.arch,
+                "val_auc": clf.val_auc,
+                "val_acc": clf.val_acc,
+            },
+        }
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
+        return manifest
+    finally:
+        lock.release()
 
 
 def _source_reference(row: pd.Series, data_dir: Path) -> tuple[tuple[str, str], ...]:

@@ -82,6 +82,37 @@ def test_resume_skips_finished_files_without_duplicates(tiny_checkpoint: Path, t
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 
+def test_stale_temporaries_of_a_killed_run_are_removed(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    full = generate(tiny_checkpoint, out, 2, fmt="png", seed=3)
+    before = _files(out)
+    (out / full["path"][0]).unlink()
+    (out / "manifest.csv").unlink()
+    # what a SIGKILL between mkstemp and rename leaves behind (atomic_write_* / atomic_path names)
+    stale = [out / "images" / ".0-000000.png.ab12cd_z.tmp.png", out / ".manifest.csv.q9w8e7r6.tmp"]
+    for s in stale:
+        s.write_bytes(b"half-written")
+    unrelated = out / "images" / "notes.tmp"  # not one of medgan's temporary names: left alone
+    unrelated.write_bytes(b"mine")
+    generate(tiny_checkpoint, out, 2, fmt="png", seed=3)
+    assert not any(s.exists() for s in stale) and unrelated.exists()
+    unrelated.unlink()
+    assert _files(out) == before and not (out / ".medgan.lock").exists()
+
+
+def test_second_writer_into_a_locked_folder_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from medgan.io.atomic import FolderLock
+
+    out = tmp_path / "l"
+    with FolderLock(out, "medgan generate other.safetensors"):  # another process, as far as flock knows
+        with pytest.raises(InputError, match="another medgan process is writing into this folder") as exc:
+            generate(tiny_checkpoint, out, 2, fmt="png", seed=3)
+        assert "other.safetensors" in str(exc.value) and "\n" not in str(exc.value)
+        assert not (out / "manifest.csv").exists() and not (out / "images").exists()
+    generate(tiny_checkpoint, out, 2, fmt="png", seed=3)  # released: the next run goes ahead
+    assert (out / "manifest.csv").is_file()
+
+
 def test_different_generation_into_same_folder_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     generate(tiny_checkpoint, tmp_path / "o", 2, seed=1)
     with pytest.raises(InputError, match="holds a different generation"):

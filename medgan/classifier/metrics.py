@@ -384,11 +384,14 @@ def paired_bootstrap_diff(
     return {"diff": diff, "ci": _percentile_ci(d, level), "p_value": p_value, "n_valid": int(d.size)}
 
 
-def summarize_over_seeds(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+def summarize_over_seeds(
+    values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """Mean, sample std (ddof=1), ``n`` and t-interval ``mean ± t_{n-1} * std / sqrt(n)`` over seeds.
 
     Non-finite values are ignored (``n`` counts the finite ones); with ``n < 2`` the std and CI are NaN
-    (and the mean too when ``n == 0``).
+    (and the mean too when ``n == 0``). ``bounds`` clips the interval to a metric's range (e.g.
+    ``(0, 1)`` for a sensitivity, whose t-interval over 3 seeds can otherwise reach 1.07).
     """
     level = _check_level(level)
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -399,4 +402,7 @@ def summarize_over_seeds(values: Sequence[float], level: float = 0.95) -> dict[s
         return {"mean": mean, "std": math.nan, "n": n, "ci": (math.nan, math.nan)}
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "ci": (mean - half, mean + half)}
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": mean, "std": std, "n": n, "ci": (lo, hi)}

@@ -71,7 +71,12 @@ def normalize(x: np.ndarray, r: IntensityRange) -> np.ndarray:
     span = r.hi - r.lo
     if not np.isfinite(span) or span <= 0:
         return np.zeros(np.shape(x), dtype=np.float32)
-    out = (np.asarray(x, dtype=np.float32) - np.float32(r.lo)) * np.float32(2.0 / span) - np.float32(1.0)
+    scale = 2.0 / span
+    if scale > float(np.finfo(np.float32).max) / 4:
+        # a tiny span (e.g. denormal voxels): in float32 the scale would be inf, and inf * 0 NaN
+        out64 = (np.asarray(x, dtype=np.float64) - r.lo) / span * 2.0 - 1.0
+        return np.clip(out64, -1.0, 1.0).astype(np.float32)
+    out = (np.asarray(x, dtype=np.float32) - np.float32(r.lo)) * np.float32(scale) - np.float32(1.0)
     return np.clip(out, -1.0, 1.0, out=out)
 
 

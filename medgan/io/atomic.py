@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _umask_mode() -> int:
@@ -93,3 +95,90 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: Temporary names left behind by the writers above when a process is killed mid-write.
+_STALE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp(\..+)?|partial)$")
+
+LOCK_NAME = ".medgan.lock"
+
+
+class FolderLock:
+    """An exclusive, advisory lock on an output folder (``<folder>/.medgan.lock``, ``flock``).
+
+    Held by one writer process (``medgan generate``, ``translate``, ``augment``) for its whole
+    run; a second one is refused with a one-line :class:`~medgan.errors.InputError` naming the
+    folder and the holder's pid and command. The kernel drops the lock when its holder dies
+    (even by SIGKILL), so a killed run never leaves a stale lock behind. Once acquired, the
+    temporaries a killed writer left (``.<name>.XXXXXXXX.tmp*``) are removed: nobody else can be
+    writing them. On systems without ``fcntl`` (Windows) nothing is locked.
+    """
+
+    def __init__(self, folder: str | Path, command: str) -> None:
+        self.folder, self.command = Path(folder), command
+        self._fh: Any = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock (refusing if another process holds it) and clean stale temporaries."""
+        from medgan.errors import InputError
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        path = self.folder / LOCK_NAME
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until release()
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip()[:200] or "another process"
+                fh.close()
+                raise InputError(
+                    self.folder,
+                    f"another medgan process is writing into this folder ({holder}); "
+                    "wait for it to finish, or choose another --out",
+                ) from None
+            try:  # the file we locked may have been unlinked by a holder that just released it
+                same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}: {self.command}")
+        fh.flush()
+        self._fh = fh
+        self.clean_stale()
+        return self
+
+    def clean_stale(self) -> list[Path]:
+        """Remove temporaries left by killed writers under the folder; returns what was removed."""
+        removed = []
+        for p in sorted(self.folder.rglob(".*")):
+            if _STALE.match(p.name):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
+
+    def release(self) -> None:
+        """Drop the lock and remove the lock file (a no-op when not held)."""
+        if self._fh is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.folder / LOCK_NAME)
+        self._fh.close()  # closing the descriptor releases the flock
+        self._fh = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

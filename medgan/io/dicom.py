@@ -40,6 +40,7 @@ from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -51,6 +52,7 @@ from medgan import __version__
 from medgan.data.slices import Volume
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.limits import check_claim
 from medgan.progress import progress
 
 __all__ = ["SyntheticDicomMeta", "read_dicom_volumes", "write_dicom"]
@@ -164,6 +166,8 @@ def _read_header(f: Path) -> Dataset | None:
     magic = len(head) == 132 and head[128:132] == b"DICM"
     if not magic and not _looks_like_raw_dicom(head):
         return None
+    if magic:
+        _check_meta_lengths(f)
     try:
         ds, truncated = _dcmread(f, force=not magic)
         if not magic:
@@ -174,6 +178,8 @@ def _read_header(f: Path) -> Dataset | None:
         if truncated:
             raise InputError(f, f"not a readable DICOM file (file is truncated: {truncated})")
         _check_truncated(ds, f)
+        _convert_elements(ds.file_meta)
+        _convert_elements(ds)
     except InputError:
         raise
     except Exception as exc:  # pydicom raises many types for broken files
@@ -183,11 +189,47 @@ def _read_header(f: Path) -> Dataset | None:
     return ds
 
 
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def _check_meta_lengths(f: Path) -> None:
+    """The file meta group (0002) is read without deferring large values, so pydicom would allocate
+    whatever length an element claims; refuse an element that runs past the end of the file."""
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        pos = 132
+        while pos + 8 <= size:
+            fh.seek(pos)
+            head = fh.read(12)
+            if len(head) < 8 or head[:2] != b"\x02\x00":
+                return  # end of the meta group
+            vr = head[4:6]
+            if vr in _LONG_VRS:
+                if len(head) < 12:
+                    return
+                length, start = int.from_bytes(head[8:12], "little"), pos + 12
+            elif vr.isalpha() and vr.isupper():
+                length, start = int.from_bytes(head[6:8], "little"), pos + 8
+            else:  # implicit VR (a broken but readable meta group)
+                length, start = int.from_bytes(head[4:8], "little"), pos + 8
+            if length == _UNDEFINED_LENGTH:
+                return  # pydicom reads up to the delimiter
+            if start + length > size:
+                raise InputError(
+                    f, "not a readable DICOM file (file meta element runs past the end of the file)"
+                )
+            pos = start + length
+
+
 def _dcmread(f: Path, force: bool) -> tuple[Dataset, str | None]:
     """``pydicom.dcmread`` and its end-of-file warning, if any (pydicom then drops what it read)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = pydicom.dcmread(f, force=force, defer_size=_DEFER_SIZE)
+        if str(ds.file_meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
+            # pydicom re-reads a deferred value from the file at its offset in the *inflated*
+            # stream, which is garbage for a deflated file: read everything now instead
+            ds = pydicom.dcmread(f, force=force)
     truncated = None
     for w in caught:
         text = str(w.message)
@@ -196,6 +238,22 @@ def _dcmread(f: Path, force: bool) -> tuple[Dataset, str | None]:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ds, truncated
+
+
+def _convert_elements(ds: Dataset, depth: int = 0) -> None:
+    """Decode every element now (pydicom decodes lazily, on first access), so that a bad value
+    representation or a broken sequence raises here, inside the per-file error handling, rather than
+    wherever the element is first used. Deferred pixel data is left on disk; other deferred values
+    are read (they lie inside the file: :func:`_check_truncated` has checked the last one)."""
+    if depth > 16:
+        raise ValueError("sequences nested more than 16 deep")
+    for tag in list(ds.keys()):
+        if depth == 0 and int(tag) in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _convert_elements(item, depth + 1)
 
 
 def _set_transfer_syntax(ds: Dataset) -> None:
@@ -210,20 +268,26 @@ def _set_transfer_syntax(ds: Dataset) -> None:
 
 
 def _check_truncated(ds: Dataset, f: Path) -> None:
-    """pydicom silently keeps the short value of an element cut off by the end of the file."""
+    """pydicom silently keeps the short value of an element cut off by the end of the file, and
+    defers a long value without checking that the file holds it (elements need not be in tag order)."""
     tags = list(ds.keys())
     if not tags:
         raise InputError(f, "not a readable DICOM file (no data elements; truncated or empty)")
-    last = ds.get_item(max(tags))
-    if (
-        isinstance(last, RawDataElement)
-        and last.value is not None
-        and last.length != _UNDEFINED_LENGTH
-        and len(last.value) < last.length
-    ):
-        if int(last.tag) in _PIXEL_TAGS:
-            raise InputError(f, "pixel data is truncated or corrupt")
-        raise InputError(f, "not a readable DICOM file (file is truncated)")
+    deflated = str(ds.file_meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+    size = f.stat().st_size
+    for tag in tags:
+        # keep_deferred: reading a deferred value would allocate the length its (maybe broken) header claims
+        raw = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED_LENGTH:
+            continue
+        if raw.value is None:  # deferred: its value must lie inside the file
+            short = not deflated and raw.value_tell + raw.length > size
+        else:
+            short = len(raw.value) < raw.length
+        if short:
+            if int(raw.tag) in _PIXEL_TAGS:
+                raise InputError(f, "pixel data is truncated or corrupt")
+            raise InputError(f, "not a readable DICOM file (file is truncated)")
 
 
 def _sop_class(ds: Dataset) -> UID:
@@ -355,8 +419,56 @@ def _normal(orientation: np.ndarray) -> np.ndarray:
     return np.cross(orientation[:3], orientation[3:])
 
 
+def _pixel_length(ds: Dataset) -> int | None:
+    """Bytes of the pixel data element as its header states them (None when absent or of undefined length)."""
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            elem = ds.get_item(tag, keep_deferred=True)  # never read a deferred value just to measure it
+            if isinstance(elem, RawDataElement):
+                if elem.length != _UNDEFINED_LENGTH:
+                    return int(elem.length)
+                return None if elem.value is None else len(elem.value)
+            value = elem.value
+            return len(value) if isinstance(value, bytes | bytearray) else None
+    return None
+
+
+def _check_claim(f: Path, ds: Dataset) -> None:
+    """Refuse, before anything is allocated, a header whose frames x rows x columns x samples are
+    more values than :func:`~medgan.io.limits.max_voxels` or more than its pixel data can hold."""
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+    except (TypeError, ValueError) as exc:  # e.g. a multi-valued or non-numeric Rows
+        raise InputError(f, f"not a readable DICOM file (bad image size: {_short(exc)})") from None
+    frames = _n_frames(ds)
+    if min(rows, cols, spp) < 1:
+        raise InputError(
+            f, f"the DICOM header gives an empty image size ({rows}x{cols}, {spp} sample(s) per pixel)"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    channels = 3 if photometric == "PALETTE COLOR" else spp
+    check_claim(f, (frames, rows, cols, channels), what="the DICOM header")
+    # Bound the frames by the bytes that could hold them, so that a few header bytes cannot make
+    # the reader loop over billions of frames before the decoder finds the data missing.
+    length = _pixel_length(ds)
+    if length is None:
+        length = f.stat().st_size
+    ts = _transfer_syntax(ds)
+    if not ts.is_transfer_syntax or ts.is_compressed:
+        if frames > max(1, length // 8):  # every compressed frame needs at least one 8-byte item
+            raise InputError(
+                f, f"the DICOM header claims {frames} frames but the pixel data holds {length} bytes"
+            )
+        return
+    per_value = max(bits, 1) / 8 * (2 / 3 if photometric == "YBR_FULL_422" and spp == 3 else 1)
+    check_claim(f, (frames, rows, cols, spp), what="the DICOM header", itemsize=per_value, available=length)
+
+
 def _file_slices(f: Path, ds: Dataset) -> list[_Slice]:
     """The slices of one image file: one, or one per frame of a multi-frame file."""
+    _check_claim(f, ds)
     try:
         n = _n_frames(ds)
         instance = ds.get("InstanceNumber")
@@ -473,6 +585,17 @@ def _decode(ds: Dataset, f: Path) -> np.ndarray:
         raise InputError(f, f"pixel data is truncated or corrupt ({_short(exc)})") from None
 
 
+def _as_frames(arr: np.ndarray, f: Path, n: int, rows: int, cols: int, spp: int) -> np.ndarray:
+    """Decoded pixels as (frames, rows, cols, samples); a header that does not describe them raises."""
+    if arr.size != n * rows * cols * spp:
+        raise InputError(
+            f,
+            f"decoded pixel data has shape {tuple(arr.shape)}, not the {n} frame(s) of {rows}x{cols} "
+            f"with {spp} sample(s) the header describes",
+        )
+    return arr.reshape(n, rows, cols, spp)
+
+
 def _stored_range(ds: Dataset, arr: np.ndarray) -> tuple[float, float]:
     """Smallest and largest value the stored pixels can take."""
     if np.issubdtype(arr.dtype, np.floating):
@@ -502,12 +625,7 @@ def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | No
             raise InputError(f, f"cannot apply the palette colour lookup table ({_short(exc)})") from None
     raw_dtype = arr.dtype.name
     spp = 3 if photometric == "PALETTE COLOR" else int(ds.get("SamplesPerPixel", 1) or 1)
-    if n == 1:
-        arr = arr[None]
-    if spp > 1:
-        arr = np.moveaxis(arr.reshape(n, *arr.shape[-3:]), -1, 1)
-    else:
-        arr = arr.reshape(n, 1, *arr.shape[-2:])
+    arr = np.moveaxis(_as_frames(arr, f, n, int(ds.Rows), int(ds.Columns), spp), -1, 1)
     out = np.empty(arr.shape, dtype=np.float32)
     sums: list[float | None] = []
     for i in range(n):
@@ -523,6 +641,11 @@ def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | No
                 values = mirror - values
         out[i] = values
         sums.append(mirror)
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise InputError(
+            f, f"{bad} pixel value(s) are NaN or infinite (in the file or after RescaleSlope/Intercept)"
+        )
     return out, raw_dtype, sums
 
 
@@ -531,7 +654,10 @@ def _window_hint(s: _Slice, mirror: float | None) -> tuple[float, float] | None:
     width = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowWidth"))
     if center is None or width is None:
         return None
-    return (mirror - center if mirror is not None else center), width
+    center = mirror - center if mirror is not None else center
+    if not (width > 0 and abs(center) + width < 1e30):  # an absurd window is ignored, not used
+        return None
+    return center, width
 
 
 def _build_volume(uid: str, items: list[_Slice]) -> Volume:
@@ -594,7 +720,7 @@ def _is_label_volume(mask: Path) -> bool:
 
 def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] | None, path: Path) -> None:
     """A NIfTI / NRRD / MHA label volume for the single series."""
-    import SimpleITK as sitk
+    from medgan.io.nifti import read_itk, sitk_array
 
     if len(volumes) != 1:
         raise InputError(
@@ -604,10 +730,12 @@ def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] 
     vol = volumes[0]
     if not mask.is_file():
         raise InputError(mask, "mask file not found")
-    try:
-        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
-    except Exception as exc:  # SimpleITK raises RuntimeError with a long multi-line text
-        raise InputError(mask, f"cannot read label volume ({_short(exc)})") from None
+    labels = sitk_array(read_itk(mask), mask)  # header checked against the voxel limit first
+    if labels.ndim not in (2, 3) or labels.dtype.kind not in "biuf":
+        raise InputError(
+            mask,
+            f"label volume has shape {tuple(labels.shape)} of {labels.dtype}; expected 3-D integer labels",
+        )
     if labels.ndim == 2:
         labels = labels[None]
     expected = (vol.data.shape[0], *vol.data.shape[2:])
@@ -638,6 +766,7 @@ def _read_seg(mask: Path) -> Dataset:
         raise InputError(
             mask, f"is a DICOM {modality or _sop_class(ds).name} object, not a segmentation (SEG)"
         )
+    _check_claim(mask, ds)
     return ds
 
 
@@ -645,7 +774,7 @@ def _seg_frames(seg: Dataset, mask: Path, selected: set[int]) -> np.ndarray:
     """SEG frames as (F, rows, cols) bool, True where the frame's segment is selected and set."""
     arr = _decode(seg, mask)
     n = _n_frames(seg)
-    arr = arr.reshape(n, *arr.shape[-2:])
+    arr = _as_frames(arr, mask, n, int(seg.get("Rows", 0) or 0), int(seg.get("Columns", 0) or 0), 1)[..., 0]
     kind = str(seg.get("SegmentationType", "BINARY")).upper()
     if kind == "FRACTIONAL":
         top = _first_float(seg.get("MaximumFractionalValue")) or 255.0
@@ -705,10 +834,13 @@ def _attach_seg(
 ) -> list[Volume]:
     """Map a DICOM SEG onto the series it references; returns those volumes."""
     seg = _read_seg(mask)
-    labels: dict[int, str] = {}
-    for item in seg.get("SegmentSequence") or []:
-        if item.get("SegmentNumber") is not None:
-            labels[int(item.SegmentNumber)] = str(item.get("SegmentLabel", "") or "")
+    try:
+        labels: dict[int, str] = {}
+        for item in seg.get("SegmentSequence") or []:
+            if item.get("SegmentNumber") is not None:
+                labels[int(item.SegmentNumber)] = str(item.get("SegmentLabel", "") or "")
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputError(mask, f"not a readable DICOM SEG (bad SegmentSequence: {_short(exc)})") from None
     numbers = sorted(labels)
     if segments is not None:
         unknown = sorted(set(segments) - set(numbers))
@@ -720,11 +852,17 @@ def _attach_seg(
     frames = _seg_frames(seg, mask, selected)
     n = frames.shape[0]
     kind = str(seg.get("SegmentationType", "BINARY")).upper()
-    refs = [_seg_reference(seg, i) for i in range(n)]
-    positions = [
-        _floats(_group_value(seg, i, "PlanePositionSequence", "ImagePositionPatient"), 3) for i in range(n)
-    ]
-    segs = [_seg_segment(seg, i, numbers) for i in range(n)]
+    try:
+        refs = [_seg_reference(seg, i) for i in range(n)]
+        positions = [
+            _floats(_group_value(seg, i, "PlanePositionSequence", "ImagePositionPatient"), 3)
+            for i in range(n)
+        ]
+        segs = [_seg_segment(seg, i, numbers) for i in range(n)]
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:  # malformed functional groups
+        raise InputError(
+            mask, f"not a readable DICOM SEG (bad per-frame references: {_short(exc)})"
+        ) from None
     kept: list[Volume] = []
     for vol in volumes:
         by_sop: dict[str, list[int]] = defaultdict(list)

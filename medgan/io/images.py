@@ -13,6 +13,7 @@ import io
 import math
 import os
 import re
+import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,7 @@ from medgan.data.slices import (
 )
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.limits import check_claim
 from medgan.paths import display_path
 from medgan.progress import progress
 
@@ -172,6 +174,15 @@ def _tifffile_to_array(path: Path) -> np.ndarray:
             if not tif.pages:
                 raise InputError(path, "TIFF file has no pages")
             page = tif.pages[0]
+            check_claim(path, page.shape, what="the TIFF header")
+            if page.compression == 1 and page.databytecounts:  # uncompressed: the data must be in the file
+                check_claim(
+                    path,
+                    page.shape,
+                    what="the TIFF header",
+                    itemsize=page.dtype.itemsize if page.dtype is not None else 1,
+                    available=min(int(sum(page.databytecounts)), path.stat().st_size),
+                )
             arr = page.asarray()
             axes = getattr(page, "axes", "")
     except InputError:
@@ -197,16 +208,56 @@ def _tifffile_to_array(path: Path) -> np.ndarray:
     return arr
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _check_png(path: Path) -> None:
+    """Walk the chunks of a PNG before Pillow reads it: every chunk must lie inside the file (Pillow
+    allocates a chunk's stated length), and width x height must fit the voxel limit and what the
+    compressed image data (IDAT) can inflate to."""
+    size = path.stat().st_size
+    ihdr: tuple[int, ...] | None = None
+    idat = 0
+    with open(path, "rb") as fh:
+        pos = 8
+        while pos + 8 <= size:
+            fh.seek(pos)
+            length, ctype = struct.unpack(">I4s", fh.read(8))
+            if pos + 12 + length > size:
+                name = ctype.decode("ascii") if ctype.isalpha() else f"0x{ctype.hex()}"
+                raise InputError(
+                    path,
+                    f"image file is truncated or corrupt (PNG chunk {name} of {length:,} bytes runs past its end)",
+                )
+            if ctype == b"IHDR" and length == 13 and ihdr is None:
+                ihdr = struct.unpack(">IIBB", fh.read(10))
+            elif ctype == b"IDAT":
+                idat += length
+            elif ctype == b"IEND":
+                break
+            pos += 12 + length
+    if ihdr is None:
+        return  # Pillow reports a PNG without a header
+    width, height, depth, colour = ihdr
+    samples = _PNG_CHANNELS.get(colour, 4)
+    check_claim(path, (height, width, samples), what="the PNG header")
+    row_bytes = 1 + math.ceil(width * samples * max(depth, 1) / 8)  # a filter byte starts each row
+    check_claim(path, (height, row_bytes), what="the PNG header", itemsize=1, compressed=idat)
+
+
 def _read(path: Path) -> tuple[np.ndarray, str]:
     """Read one image: ((C, H, W) array, format name such as ``png``)."""
     path = Path(path)
     _check_readable(path)
     sniffed = _sniff(path)
     deep_colour = False
+    if sniffed == "png":
+        _check_png(path)
     try:
         with Image.open(path) as im:
             fmt = _FORMAT_NAMES.get(im.format or "", (im.format or sniffed or "image").lower())
             bits = _bits(im, fmt, path)
+            check_claim(path, (im.size[1], im.size[0], len(im.getbands())), what="the image header")
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             if orientation not in (None, 1):
@@ -293,6 +344,13 @@ def _csv_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
     return [c.lower() for c in rows[0]], rows[1:]
 
 
+def _clip(value: object, limit: int = 100, quote: bool = True) -> str:
+    """``repr(value)`` (or ``str`` without ``quote``) cut to ``limit`` characters, for error messages."""
+    text = repr(value) if quote else str(value)
+    text = text if quote else text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
     """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
 
@@ -308,7 +366,9 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
     header, rows = _csv_rows(csv_path)
     extra = [c for c in header if c not in CSV_COLUMNS]
     if extra:
-        raise InputError(csv_path, f"unknown column(s) {extra}; allowed columns are {list(CSV_COLUMNS)}")
+        raise InputError(
+            csv_path, f"unknown column(s) {_clip(extra)}; allowed columns are {list(CSV_COLUMNS)}"
+        )
     missing_cols = [c for c in ("path", "label") if c not in header]
     if missing_cols:
         raise InputError(
@@ -337,19 +397,31 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
         if not rel:
             raise InputError(csv_path, f"row {n}: empty path")
         if not rec["label"]:
-            raise InputError(csv_path, f"row {n}: empty label for {rel}")
+            raise InputError(csv_path, f"row {n}: empty label for {_clip(rel, quote=False)}")
+        if "\x00" in rel:
+            raise InputError(csv_path, f"row {n}: path {_clip(rel)} contains a NUL byte")
         p = Path(rel)
         if p.is_absolute():
             full = Path(os.path.normpath(p))
         else:
             full = Path(os.path.normpath(root_abs / p))
             if full != root_abs and root_abs not in full.parents:
-                raise InputError(csv_path, f"row {n}: path {rel!r} leads outside the root folder {root_abs}")
+                raise InputError(
+                    csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}"
+                )
         key = str(full)
         if key in seen:
-            raise InputError(csv_path, f"row {n}: {rel} is listed again (first on row {seen[key]})")
+            raise InputError(
+                csv_path, f"row {n}: {_clip(rel, quote=False)} is listed again (first on row {seen[key]})"
+            )
         seen[key] = n
-        if not full.is_file():
+        try:
+            is_file = full.is_file()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise InputError(
+                csv_path, f"row {n}: unusable path {_clip(rel)} ({exc.strerror or exc})"
+            ) from None
+        if not is_file:
             missing.append((n, rel))
         out = {"row": n, "path": key, "label_name": rec["label"]}
         if "patient_id" in col:
@@ -361,7 +433,7 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
     if missing:
         n, rel = missing[0]
         more = f" ({len(missing)} of {len(records)} listed files are missing)" if len(missing) > 1 else ""
-        raise InputError(csv_path, f"row {n}: file not found: {rel}{more}")
+        raise InputError(csv_path, f"row {n}: file not found: {_clip(rel, quote=False)}{more}")
 
     if "split" in col:
         splits = [r["split"] for r in records]
@@ -376,7 +448,7 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
                     )
                 if r["split"] not in SPLIT_NAMES:
                     n, allowed = r["row"], ", ".join(SPLIT_NAMES)
-                    raise InputError(csv_path, f"row {n}: split {r['split']!r} is not one of {allowed}")
+                    raise InputError(csv_path, f"row {n}: split {_clip(r['split'])} is not one of {allowed}")
 
     if classes is not None:
         class_list = [str(c) for c in classes]
@@ -384,7 +456,8 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
             if r["label_name"] not in class_list:
                 n, label = r["row"], r["label_name"]
                 raise InputError(
-                    csv_path, f"row {n}: label {label!r} is not one of the configured classes {class_list}"
+                    csv_path,
+                    f"row {n}: label {_clip(label)} is not one of the configured classes {_clip(class_list)}",
                 )
     else:
         class_list = sort_labels(r["label_name"] for r in records)

@@ -7,7 +7,6 @@ is reachable it is downloaded from the official record with MD5 verification.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +16,14 @@ from medgan.config import DataConfig, MedMNISTSource
 from medgan.data.intensity import dtype_range, normalize
 from medgan.data.slices import SliceSet, build_sliceset
 from medgan.errors import InputError
+from medgan.io.npz import read_npz, read_npz_keys
 from medgan.paths import display_path, user_cache_dir
 
 #: The official MedMNIST record (v3 on Zenodo; the 28-px files are byte-identical to v2).
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
 SPLIT_KEYS = ("train", "val", "test")
+#: More distinct classes than this in a labels array means the file is broken.
+MAX_CLASSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -222,27 +224,23 @@ def resolve_medmnist(name: str, data_dir: Path, path: Path | None = None, downlo
 
 def read_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Read the official keys: split -> (images (N, H, W[, 3]) uint8, labels (N,) int64)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            present = [s for s in SPLIT_KEYS if f"{s}_images" in keys]
-            if not present:
-                raise InputError(
-                    path, f"not a MedMNIST file: no '<split>_images' keys (found {sorted(keys)[:6]})"
-                )
-            out = {}
-            for s in present:
-                if f"{s}_labels" not in keys:
-                    raise InputError(path, f"'{s}_images' has no matching '{s}_labels' key")
-                imgs, labs = z[f"{s}_images"], z[f"{s}_labels"]
-                out[s] = (imgs, labs)
-    except InputError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise InputError(path, f"not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    wanted = {f"{s}_{part}" for s in SPLIT_KEYS for part in ("images", "labels")}
+    arrays = read_npz(path, keys=wanted)
+    keys = set(arrays)
+    present = [s for s in SPLIT_KEYS if f"{s}_images" in keys]
+    if not present:
+        found = sorted(read_npz_keys(path))[:6]
+        raise InputError(path, f"not a MedMNIST file: no '<split>_images' keys (found {found})")
+    out = {}
+    for s in present:
+        if f"{s}_labels" not in keys:
+            raise InputError(path, f"'{s}_images' has no matching '{s}_labels' key")
+        out[s] = (arrays[f"{s}_images"], arrays[f"{s}_labels"])
     for s, (imgs, labs) in out.items():
         if imgs.ndim not in (3, 4) or (imgs.ndim == 4 and imgs.shape[-1] not in (1, 3)):
             raise InputError(path, f"'{s}_images' has shape {imgs.shape}; expected (N, H, W) or (N, H, W, 3)")
+        if 0 in imgs.shape[1:3]:
+            raise InputError(path, f"'{s}_images' has shape {imgs.shape}; images need at least one pixel")
         labs = np.asarray(labs)
         if labs.ndim == 2 and labs.shape[1] > 1:
             raise InputError(
@@ -251,8 +249,25 @@ def read_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         labs = labs.reshape(-1)
         if labs.shape[0] != imgs.shape[0]:
             raise InputError(path, f"'{s}' has {imgs.shape[0]} images but {labs.shape[0]} labels")
-        out[s] = (imgs, labs.astype(np.int64))
+        out[s] = (imgs, _class_indices(labs, path, f"{s}_labels"))
     return out
+
+
+def _class_indices(labs: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Labels as int64 class indices in ``0..MAX_CLASSES - 1``; one-line error for anything else."""
+    if labs.dtype == np.bool_:
+        labs = labs.astype(np.uint8)
+    if labs.dtype.kind == "f":
+        if labs.size and not (np.all(np.isfinite(labs)) and np.all(labs == np.round(labs))):
+            raise InputError(path, f"'{key}' has non-integer values; labels are class numbers")
+    elif labs.dtype.kind not in "iu":
+        raise InputError(path, f"'{key}' has dtype {labs.dtype}; labels are integer class numbers")
+    if labs.size and (labs.min() < 0 or labs.max() >= MAX_CLASSES):
+        lo, hi = labs.min(), labs.max()
+        raise InputError(
+            path, f"'{key}' has values {lo}..{hi}; class numbers must be in 0..{MAX_CLASSES - 1}"
+        )
+    return labs.astype(np.int64)
 
 
 def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> SliceSet:
@@ -260,6 +275,8 @@ def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> Slic
     path = resolve_medmnist(src.name, data_dir, src.path, src.download)
     splits = read_medmnist_npz(path)
     info = MEDMNIST_INFO.get(_base_name(src.name.lower().removesuffix(".npz")))
+    if not any(lab.size for _, lab in splits.values()):
+        raise InputError(path, "holds no images (every split is empty)")
     n_classes = int(max(int(lab.max()) for _, lab in splits.values() if lab.size) + 1)
     classes = (
         list(info.labels) if info and len(info.labels) >= n_classes else [str(i) for i in range(n_classes)]

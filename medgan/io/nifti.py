@@ -15,13 +15,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+from nibabel.orientations import OrientationError, apply_orientation, inv_ornt_aff, io_orientation
 
 from medgan.config import NiftiCase
 from medgan.data.intensity import denormalize
 from medgan.data.slices import Volume, check_finite
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.limits import check_claim
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -37,6 +38,17 @@ def _stem(path: Path) -> str:
 
 
 def read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read a volume as ``(array in voxel order, 4x4 RAS affine, stored dtype name)``; see :func:`_read_array`.
+
+    Only integer, boolean and real floating-point voxels are accepted (not RGB or complex).
+    """
+    arr, aff, dtype_name = _read_array(path)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(path, f"voxel type {dtype_name} is not supported (expected integer or real numbers)")
+    return arr, aff, dtype_name
+
+
+def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Read a volume as ``(array in voxel order, 4x4 RAS affine, stored dtype name)``.
 
     NIfTI goes through nibabel (scaling applied); NRRD / MHA / MHD through SimpleITK, whose
@@ -49,16 +61,10 @@ def read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         raise InputError(path, "is a folder, expected a NIfTI / NRRD file")
     lower = path.name.lower()
     if lower.endswith(_ITK_SUFFIXES):
-        import SimpleITK as sitk
-
-        try:
-            img = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "unreadable"
-            raise InputError(path, f"not a readable volume ({first})") from None
-        arr = sitk.GetArrayFromImage(img)  # (z, y, x)
+        img = read_itk(path)
         if img.GetNumberOfComponentsPerPixel() > 1:
             raise InputError(path, "vector-valued volumes are not supported")
+        arr = sitk_array(img, path)  # (z, y, x)
         arr = np.transpose(arr, tuple(range(arr.ndim))[::-1])  # (x, y, z[, t])
         d = img.GetDimension()
         direction = np.array(img.GetDirection()).reshape(d, d)[:3, :3]
@@ -69,14 +75,71 @@ def read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         aff[:3, 3] = _RAS_TO_LPS @ origin
         return arr, aff, arr.dtype.name
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path))  # reads the header only
+        _check_nifti_claim(path, img)
         arr = np.asanyarray(img.dataobj)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, Exception) as exc:
-        msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(path, f"not a readable NIfTI file ({msg})") from None
-    if not hasattr(img, "affine") or img.affine is None:
+        affine = None if getattr(img, "affine", None) is None else np.asarray(img.affine, dtype=float)
+        dtype_name = img.get_data_dtype().name
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel, gzip, zlib and numpy raise many types for broken files
+        raise InputError(path, f"not a readable NIfTI file ({_short(exc)})") from None
+    if affine is None:
         raise InputError(path, "image has no affine / orientation")
-    return np.asarray(arr), np.asarray(img.affine, dtype=float), img.get_data_dtype().name
+    return np.asarray(arr), affine, dtype_name
+
+
+def _short(exc: BaseException) -> str:
+    """``ClassName: first line of the message`` (at most 120 characters of it)."""
+    text = str(exc).strip()
+    first = " ".join(text.splitlines()[0].split())[:120] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _check_nifti_claim(path: Path, img: object) -> None:
+    """Refuse a header whose ``dim`` x datatype needs more than the file holds or the voxel limit."""
+    header = img.header  # type: ignore[attr-defined]
+    shape = header.get_data_shape()
+    itemsize = header.get_data_dtype().itemsize
+    image_file = getattr(img, "file_map", {}).get("image")  # the .img of an .hdr/.img pair
+    data_path = Path(image_file.filename) if image_file is not None and image_file.filename else path
+    size = data_path.stat().st_size
+    if data_path.name.lower().endswith(".gz"):
+        check_claim(path, shape, what="the NIfTI header", itemsize=itemsize, compressed=size)
+        return
+    try:
+        offset = int(header.get_data_offset())
+    except (TypeError, ValueError, OverflowError):
+        offset = 0
+    check_claim(path, shape, what="the NIfTI header", itemsize=itemsize, available=size - max(offset, 0))
+
+
+def read_itk(path: Path) -> object:
+    """A NRRD / MetaImage / NIfTI file read with SimpleITK, its header checked before the pixels are read."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        dims = [int(d) for d in reader.GetSize()][::-1]
+        components = int(reader.GetNumberOfComponents())
+        check_claim(path, [*dims, components], what="the image header")
+        return reader.Execute()
+    except RuntimeError as exc:  # SimpleITK's errors are long multi-line texts; keep the last line
+        text = str(exc).strip()
+        last = " ".join(text.splitlines()[-1].split())[:120] if text else "unreadable"
+        raise InputError(path, f"not a readable volume ({last})") from None
+
+
+def sitk_array(img: object, path: Path) -> np.ndarray:
+    """``sitk.GetArrayFromImage`` with a one-line error for pixel types numpy has no dtype for."""
+    import SimpleITK as sitk
+
+    try:
+        return sitk.GetArrayFromImage(img)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(path, f"unsupported pixel type ({_short(exc)})") from None
 
 
 def _to_3d(arr: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:
@@ -106,15 +169,29 @@ def _slices(canon: np.ndarray, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(moved, (0, 2, 1))[:, ::-1, ::-1])
 
 
+def _canonical(arr: np.ndarray, aff: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(orientation, array in the closest canonical RAS orientation, its affine); one-line error
+    for an affine that gives no orientation (non-finite, or a zero voxel axis)."""
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise InputError(path, "the affine (voxel sizes / orientation) has NaN or infinite values")
+    try:
+        ornt = io_orientation(aff)
+        if np.isnan(ornt).any():
+            raise ValueError("a voxel axis has zero length")
+        return ornt, apply_orientation(arr, ornt), aff @ inv_ornt_aff(ornt, arr.shape)
+    except (ValueError, OrientationError, np.linalg.LinAlgError) as exc:
+        raise InputError(path, f"cannot determine the orientation from the affine ({_short(exc)})") from None
+
+
 def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = None) -> Volume:
     """Read one image (and its optional mask) into a :class:`Volume` of display-oriented slices."""
     img_path = Path(case.image)
     arr, aff, dtype_name = read_array(img_path)
     arr = _to_3d(arr, img_path, volume_index)
+    if arr.size == 0:
+        raise InputError(img_path, f"volume has no voxels (shape {arr.shape})")
     check_finite(np.asarray(arr), str(img_path))
-    ornt = io_orientation(aff)
-    canon = apply_orientation(arr, ornt)
-    caff = aff @ inv_ornt_aff(ornt, arr.shape)
+    ornt, canon, caff = _canonical(arr, aff, img_path)
     a = _AXES[axis]
     data = _slices(canon, a).astype(np.float32)[:, None]
 

@@ -1,7 +1,14 @@
-"""``medgan evaluate``: every metric for a synthetic set against real slices, with N, the real-real floor and CIs."""
+"""``medgan evaluate``: every metric for a synthetic set against real slices, with N, the real-real floor and CIs.
+
+Under ``torchrun`` feature extraction is sharded (:func:`sharded_features`): each rank extracts a
+contiguous share of the images, cut at the extractor's batch size so that every image is in
+the same batch as in a single process, and the rows are gathered in order; rank 0 computes
+the metrics and writes the files (the feature cache included).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medgan import distributed
 from medgan.config import DataConfig
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_text
@@ -25,6 +33,22 @@ from medgan.paths import user_cache_dir
 
 SPLITS = ("train", "val", "test", "all")
 
+#: Shard boundary for extractors that do not name their ``batch_size`` (the domain classifier's batch).
+DEFAULT_FEATURE_BATCH = 256
+
+
+def sharded_features(extractor: FeatureExtractor, images: np.ndarray) -> np.ndarray:
+    """``extractor(images)``; under ``torchrun`` each rank extracts its share and all get every row, in order.
+
+    Shards are contiguous and cut at multiples of the extractor's batch size, so each image is
+    computed in the same batch as in one process and the features are the same numbers.
+    """
+    if distributed.world_size() == 1:
+        return extractor(images)
+    own = distributed.shard(len(images), align=getattr(extractor, "batch_size", DEFAULT_FEATURE_BATCH))
+    local = extractor(images[own.start : own.stop]) if len(own) else np.zeros((0,), np.float64)
+    return distributed.gather_rows(local)
+
 
 def cached_features(
     extractor: FeatureExtractor, images: np.ndarray, tag: str, cache: Path | None = None
@@ -37,18 +61,20 @@ def cached_features(
     h.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
     folder = cache or user_cache_dir() / "features"
     path = folder / f"{h.hexdigest()[:32]}.npz"
+    cached = None
     if path.is_file():
         from medgan.io.npz import read_npz
 
-        try:
-            return read_npz(path)["features"]
-        except (InputError, KeyError):
-            pass  # a damaged cache entry is recomputed
-    feats = extractor(images)
-    from medgan.io.npz import write_npz
+        with contextlib.suppress(InputError, KeyError):  # a damaged cache entry is recomputed
+            cached = read_npz(path)["features"]
+    if distributed.all_true(cached is not None):  # every rank read it (or, in one process: it was read)
+        return cached
+    feats = sharded_features(extractor, images)
+    if distributed.is_main():  # under torchrun only rank 0 writes the cache
+        from medgan.io.npz import write_npz
 
-    folder.mkdir(parents=True, exist_ok=True)
-    write_npz(path, features=feats)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_npz(path, features=feats)
     return feats
 
 
@@ -137,7 +163,11 @@ def evaluate(
     run_dir: Path | None = None,
     cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Compute every metric; writes ``metrics.json`` (and the closest-pairs grid) into ``out`` when given."""
+    """Compute every metric; writes ``metrics.json`` (and the closest-pairs grid) into ``out`` when given.
+
+    Under ``torchrun`` every rank extracts its share of the features; rank 0 returns the metrics
+    and writes the files, the other ranks return ``{}``.
+    """
     from medgan.data.detect import source_from_spec
     from medgan.data.sources import load_source
 
@@ -162,8 +192,10 @@ def evaluate(
 
     tag = f"{src}:{split}"
     f_real = check_features(cached_features(extractor, real.images, tag, cache), "real features")
-    f_syn = check_features(extractor(syn), "synthetic features")
+    f_syn = check_features(sharded_features(extractor, syn), "synthetic features")
     f_train = cached_features(extractor, train.images, f"{src}:train", cache) if len(train) >= 2 else None
+    if not distributed.is_main():  # under torchrun the other ranks only helped extract features
+        return {}
 
     out_d: dict[str, Any] = {
         "features": extractor.name,

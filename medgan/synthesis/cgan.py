@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medgan import distributed
 from medgan.config import CGANConfig, TrainConfig
 from medgan.errors import InputError
 from medgan.synthesis.diffaugment import diff_augment
@@ -97,19 +98,32 @@ class ConditionalGAN:
         fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=train_cfg.lr_g, betas=train_cfg.betas, **fused)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas, **fused)
-        self.gen = make_generator(seed + 1, device)  # noise and augmentation
+        self.gen = make_generator(distributed.rank_seed(seed + 1), device)  # noise and augmentation
         self.sampler: BatchSampler | None = None
         self.d_forward = self.d
         if train_cfg.compile:
             self.d_forward = torch.compile(self.d)  # type: ignore[assignment]
+        # the updates' forward passes: DDP wrappers under torchrun (gradients averaged over ranks),
+        # the networks themselves in a single process; self.g / self.d stay unwrapped (EMA, checkpoints)
+        self.g_sync: torch.nn.Module = self.g
+        self.d_sync: torch.nn.Module = self.d_forward
+        if distributed.world_size() > 1:
+            self.g_sync = distributed.wrap_ddp(self.g, device)
+            self.d_sync = distributed.wrap_ddp(self.d, device)
+            if train_cfg.compile:
+                self.d_sync = torch.compile(self.d_sync)  # type: ignore[assignment]
 
     def attach_data(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> None:
-        """Give the training images (N, C, H, W) in [-1, 1] and labels (N,)."""
+        """Give the training images (N, C, H, W) in [-1, 1] and labels (N,).
+
+        Under ``torchrun`` each rank draws its batches from its own share of the images.
+        """
+        images, labels = distributed.shard_rows(images), distributed.shard_rows(labels)
         self.sampler = BatchSampler(
             images.to(self.device),
             labels.to(self.device),
             self.train_cfg.batch_size,
-            seed + 2,
+            distributed.rank_seed(seed + 2),
             self.train_cfg.class_balance,
         )
 
@@ -141,12 +155,12 @@ class ConditionalGAN:
             with autocast(self.device, self.amp):
                 with torch.no_grad():
                     fake = self.g(self._noise(len(y)), y)
-                s_real = self.d_forward(self._aug(real), y).float()
-                s_fake = self.d_forward(self._aug(fake), y).float()
+                s_real = self.d_sync(self._aug(real), y).float()
+                s_fake = self.d_sync(self._aug(fake), y).float()
                 loss = d_loss(tc.loss, s_real, s_fake)
             if tc.loss == "wgan-gp" and tc.gp_weight > 0:
                 gp = gradient_penalty(
-                    lambda x, y=y: self.d_forward(self._aug(x), y).float(), real, fake, self.gen
+                    lambda x, y=y: self.d_sync(self._aug(x), y).float(), real, fake, self.gen
                 )
                 loss = loss + tc.gp_weight * gp
                 out["gp"] = gp.detach()
@@ -158,7 +172,7 @@ class ConditionalGAN:
         out["d_real"], out["d_fake"] = s_real.detach().mean(), s_fake.detach().mean()
 
         with autocast(self.device, self.amp):
-            fake = self.g(self._noise(len(y)), y)
+            fake = self.g_sync(self._noise(len(y)), y)
             lg = g_loss(tc.loss, self.d_forward(self._aug(fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import PatchAdversarialLoss
+from monai.networks.nets import MultiScalePatchDiscriminator
 
+from medgan import distributed
 from medgan.config import CycleGANConfig, TrainConfig
 from medgan.errors import InputError
 from medgan.synthesis.cgan import BatchSampler, make_grid
@@ -101,22 +103,39 @@ class CycleGAN:
             chain(self.d_a.parameters(), self.d_b.parameters()), tc.lr_d, tc.betas, **fused
         )
         self.adv = PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True)
-        self.gen = make_generator(seed + 1, device)  # augmentation
-        self.cpu_gen = make_generator(seed + 3, "cpu")  # image pools
+        self.gen = make_generator(distributed.rank_seed(seed + 1), device)  # augmentation
+        self.cpu_gen = make_generator(distributed.rank_seed(seed + 3), "cpu")  # image pools
         self.pool_a = ImagePool(model_cfg.pool_size, self.cpu_gen)
         self.pool_b = ImagePool(model_cfg.pool_size, self.cpu_gen)
         self.sampler_a: BatchSampler | None = None
         self.sampler_b: BatchSampler | None = None
         self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
+        # the updates' forward passes: DDP wrappers under torchrun (gradients averaged over ranks),
+        # the networks themselves in a single process (checkpoints keep the networks' own names)
+        self.g_ab_sync, self.g_ba_sync, self.d_a_sync, self.d_b_sync = (
+            distributed.wrap_ddp(n, device) for n in (self.g_ab, self.g_ba, self.d_a, self.d_b)
+        )
 
     def attach_data(self, a: torch.Tensor, b: torch.Tensor, seed: int) -> None:
-        """Unpaired training images of domain A and domain B, (N, C, H, W) in [-1, 1]."""
+        """Unpaired training images of domain A and domain B, (N, C, H, W) in [-1, 1].
+
+        Under ``torchrun`` each rank draws its batches from its own share of each domain.
+        """
         bs = self.train_cfg.batch_size
+        own_a, own_b = distributed.shard_rows(a), distributed.shard_rows(b)
         self.sampler_a = BatchSampler(
-            a.to(self.device), torch.zeros(len(a), dtype=torch.long, device=self.device), bs, seed + 2, False
+            own_a.to(self.device),
+            torch.zeros(len(own_a), dtype=torch.long, device=self.device),
+            bs,
+            distributed.rank_seed(seed + 2),
+            False,
         )
         self.sampler_b = BatchSampler(
-            b.to(self.device), torch.zeros(len(b), dtype=torch.long, device=self.device), bs, seed + 5, False
+            own_b.to(self.device),
+            torch.zeros(len(own_b), dtype=torch.long, device=self.device),
+            bs,
+            distributed.rank_seed(seed + 5),
+            False,
         )
         k = self.train_cfg.samples_per_class
         self.fixed = (a[:k].to(self.device), b[:k].to(self.device))
@@ -138,25 +157,25 @@ class CycleGAN:
 
         Returns 0-d tensors (floats for learning rates); the loop reads them back when it logs.
         """
-        mc, tc = self.model_cfg, self.train_cfg
+        mc = self.model_cfg
         real_a, real_b = self._batch(self.sampler_a), self._batch(self.sampler_b)
         for n in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             n.train()
         for p in chain(self.d_a.parameters(), self.d_b.parameters()):
             p.requires_grad_(False)
         with autocast(self.device, self.amp):
-            fake_b = self.g_ab(real_a)
-            fake_a = self.g_ba(real_b)
-            rec_a = self.g_ba(fake_b)
-            rec_b = self.g_ab(fake_a)
+            fake_b = self.g_ab_sync(real_a)
+            fake_a = self.g_ba_sync(real_b)
+            rec_a = self.g_ba_sync(fake_b)
+            rec_b = self.g_ab_sync(fake_a)
             adv = self.adv(patch_scores(self.d_b, self._aug(fake_b)), True, False) + self.adv(
                 patch_scores(self.d_a, self._aug(fake_a)), True, False
             )
             cyc = F.l1_loss(rec_a.float(), real_a) + F.l1_loss(rec_b.float(), real_b)
             idt = torch.zeros((), device=self.device)
             if mc.lambda_identity > 0:
-                idt = F.l1_loss(self.g_ab(real_b).float(), real_b) + F.l1_loss(
-                    self.g_ba(real_a).float(), real_a
+                idt = F.l1_loss(self.g_ab_sync(real_b).float(), real_b) + F.l1_loss(
+                    self.g_ba_sync(real_a).float(), real_a
                 )
             loss_g = adv.float() + mc.lambda_cycle * cyc + mc.lambda_cycle * mc.lambda_identity * idt
         self.opt_g.zero_grad(set_to_none=True)
@@ -167,8 +186,8 @@ class CycleGAN:
             p.requires_grad_(True)
         with autocast(self.device, self.amp):
             pb, pa = self.pool_b.query(fake_b.float()), self.pool_a.query(fake_a.float())
-            s_rb, s_fb = patch_scores(self.d_b, self._aug(real_b)), patch_scores(self.d_b, self._aug(pb))
-            s_ra, s_fa = patch_scores(self.d_a, self._aug(real_a)), patch_scores(self.d_a, self._aug(pa))
+            s_rb, s_fb = _scores(self.d_b_sync, self._aug(real_b)), _scores(self.d_b_sync, self._aug(pb))
+            s_ra, s_fa = _scores(self.d_a_sync, self._aug(real_a)), _scores(self.d_a_sync, self._aug(pa))
             loss_d_b = 0.5 * (self.adv(s_rb, True, True) + self.adv(s_fb, False, True))
             loss_d_a = 0.5 * (self.adv(s_ra, True, True) + self.adv(s_fa, False, True))
         self.opt_d.zero_grad(set_to_none=True)
@@ -236,6 +255,15 @@ class CycleGAN:
         for name, s in (("a", self.sampler_a), ("b", self.sampler_b)):
             if s is not None:
                 s.load({k: v.cpu() for k, v in state_dict_of(tensors, f"rng.sampler_{name}").items()})
+
+
+def _scores(d: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`patch_scores` through a DDP wrapper as well (the output type depends on the wrapped network)."""
+    net = distributed.unwrap(d)
+    if net is d:
+        return patch_scores(d, x)
+    out = d(x)
+    return list(out[0]) if isinstance(net, MultiScalePatchDiscriminator) else [out[-1]]
 
 
 class CycleGANTranslator:

@@ -10,10 +10,16 @@ A *task* is any object with ``train_step(step) -> dict`` (floats or 0-d tensors;
 back in one transfer per step, so a GPU step does not stall on each scalar), ``optimizers() -> [(optimizer, base_lr)]``
 (the loop applies the learning-rate schedule), ``state_tensors() -> (tensors, info)``,
 ``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``.
+
+Under ``torchrun`` (:mod:`medgan.distributed`) every rank runs this loop; only rank 0 writes the
+run folder. Logged stats are averaged over ranks, and each rank's own random streams (keys
+under :data:`PER_RANK_PREFIXES`) go into rank 0's checkpoints as ``rank<r>.<key>``, so a resume
+with the same number of processes continues every rank where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -25,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from medgan import distributed
 from medgan.config import RunConfig, dump_config
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
@@ -42,8 +49,13 @@ RESUMABLE_KEYS = (
     "train.samples_per_class",
 )
 
-#: Config sections that never shape a training run (``medgan augment``'s settings), ignored on resume.
-IGNORED_SECTIONS = ("augment.",)
+#: Config sections that never shape a synthesizer's training run (what is done with it afterwards:
+#: the study, its classifier, the pipeline stages, ``medgan augment``), ignored on resume.
+IGNORED_SECTIONS = ("augment.", "study.", "classifier.", "pipeline.")
+
+#: State keys that differ between ranks under ``torchrun`` (random streams, sampler positions,
+#: image pools); networks and optimizers are identical on every rank.
+PER_RANK_PREFIXES = ("rng.", "pool.")
 
 
 class Task(Protocol):
@@ -101,6 +113,38 @@ def scalars(stats: dict[str, Any]) -> dict[str, float]:
     return {k: out[k] for k in stats}
 
 
+def _with_rank_streams(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Under ``torchrun``: ``tensors`` plus every other rank's own streams as ``rank<r>.<key>``."""
+    if distributed.world_size() == 1:
+        return tensors
+    mine = {k: v.detach().cpu() for k, v in tensors.items() if k.startswith(PER_RANK_PREFIXES)}
+    out = dict(tensors)
+    for r, streams in enumerate(distributed.gather_objects(mine)):
+        if r > 0:
+            out.update({f"rank{r}.{k}": v for k, v in streams.items()})
+    return out
+
+
+def _own_rank_streams(
+    tensors: dict[str, torch.Tensor], saved: dict[str, Any], where: Path
+) -> dict[str, torch.Tensor]:
+    """A checkpoint's state as this rank saved it (inverse of :func:`_with_rank_streams`)."""
+    world, saved_world = distributed.world_size(), int(saved.get("world_size", 1))
+    if saved_world != world:
+        raise ConfigError(
+            str(where),
+            f"cannot resume: written by {saved_world} process(es), this run has {world}; "
+            "resume with the same number of processes",
+        )
+    r = distributed.rank()
+    if r == 0:
+        return tensors
+    head = f"rank{r}."
+    own = {k: v for k, v in tensors.items() if not k.startswith(PER_RANK_PREFIXES)}
+    own.update({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
+    return own
+
+
 def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
     """Learning-rate multiplier: 1 (``constant``), or 1 until ``decay_start`` x total steps, then linear to 0."""
     if schedule == "constant":
@@ -127,8 +171,8 @@ def _truncate_stats(path: Path, step: int) -> None:
 class _Progress:
     """A rich progress bar (TTY) or a few plain lines (logs, CI)."""
 
-    def __init__(self, total: int, start: int) -> None:
-        self.total, self.tty = total, sys.stderr.isatty()
+    def __init__(self, total: int, start: int, enabled: bool = True) -> None:
+        self.total, self.tty, self.enabled = total, enabled and sys.stderr.isatty(), enabled
         self.every = max(1, (total - start) // 10)
         self.bar = None
         if self.tty:
@@ -160,7 +204,7 @@ class _Progress:
         text = " ".join(f"{k} {stats[k]:.3f}" for k in ("loss_d", "loss_g") if k in stats)
         if self.bar is not None:
             self.bar.update(self.task, completed=step, stats=text)
-        elif step % self.every == 0 or step == self.total:
+        elif self.enabled and (step % self.every == 0 or step == self.total):
             print(f"step {step}/{self.total} {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -187,6 +231,7 @@ def fit(
     run_dir = Path(run_dir)
     ckpt_dir, samples_dir, stats_path = run_dir / "checkpoints", run_dir / "samples", run_dir / "stats.jsonl"
     config_dump = cfg.model_dump(mode="json")
+    main, world = distributed.is_main(), distributed.world_size()
     existing = list_checkpoints(ckpt_dir)
     start = 0
     if resume:
@@ -194,15 +239,17 @@ def fit(
             raise InputError(run_dir, "nothing to resume: no checkpoint in this run folder")
         tensors, saved = load_checkpoint(existing[-1], device)
         check_resumable(saved["config"], config_dump, existing[-1])
-        task.load_state(tensors, saved["state_info"])
+        task.load_state(_own_rank_streams(tensors, saved, existing[-1]), saved["state_info"])
         start = int(saved["step"])
-        _truncate_stats(stats_path, start)
+        if main:
+            _truncate_stats(stats_path, start)
     elif existing:
         raise InputError(
             run_dir, "already holds checkpoints; pass --resume to continue it, or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
 
     stop = threading.Event()
     old_handler = None
@@ -211,21 +258,28 @@ def fit(
 
     def checkpoint(step: int) -> Path:
         tensors, info = task.state_tensors()
+        tensors = _with_rank_streams(tensors)  # collective under torchrun: every rank gets here
+        if not main:
+            distributed.barrier()  # returns once rank 0 has written it
+            return ckpt_dir / f"step-{step:07d}.safetensors"
         full = {
             **meta,
             "config": config_dump,
             "model": config_dump["model"],
             "state_info": info,
             "seed": cfg.seed,
+            **({"world_size": world} if world > 1 else {}),
         }
-        return save_checkpoint(ckpt_dir, step, tensors, full, keep_last=tc.keep_last)
+        path = save_checkpoint(ckpt_dir, step, tensors, full, keep_last=tc.keep_last)
+        distributed.barrier()
+        return path
 
-    progress = _Progress(tc.steps, start)
+    progress = _Progress(tc.steps, start, enabled=main)
     last: Path | None = existing[-1] if resume else None
     t_window, n_window = time.perf_counter(), 0
     step = start
     try:
-        with open(stats_path, "a", encoding="utf-8") as stats_file:
+        with open(stats_path, "a", encoding="utf-8") if main else contextlib.nullcontext() as stats_file:
             while step < tc.steps:
                 factor = lr_factor(step, tc.steps, tc.lr_schedule, tc.decay_start)
                 for opt, base_lr in task.optimizers():
@@ -234,25 +288,31 @@ def fit(
                 stats = scalars(task.train_step(step))
                 step += 1
                 n_window += 1
-                if not all(np.isfinite(v) for v in stats.values()):
+                diverged = not all(np.isfinite(v) for v in stats.values())
+                stopping = False
+                if world > 1:  # every rank takes the same decisions (one small CPU all-reduce)
+                    diverged, stopping = distributed.any_flags(diverged, stop.is_set())
+                if diverged:
                     raise MedganError(
                         f"{run_dir}: training diverged at step {step} (non-finite loss {stats})"
                     )
                 if step % tc.log_every == 0 or step == tc.steps:
                     now = time.perf_counter()
-                    rate = n_window * tc.batch_size / max(now - t_window, 1e-9)
-                    stats_file.write(
-                        json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n"
-                    )
-                    stats_file.flush()
+                    rate = n_window * tc.batch_size * world / max(now - t_window, 1e-9)
+                    stats = distributed.mean_scalars(stats)  # over ranks under torchrun
+                    if main:
+                        stats_file.write(
+                            json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n"
+                        )
+                        stats_file.flush()
                     t_window, n_window = now, 0
                 progress.update(step, stats)
-                if step % tc.sample_every == 0 or step == tc.steps:
+                if main and (step % tc.sample_every == 0 or step == tc.steps):
                     grid = task.sample_grid(tc.samples_per_class, cfg.seed)
                     write_png(samples_dir / f"step-{step:07d}.png", grid)
                 if step % tc.checkpoint_every == 0 or step == tc.steps:
                     last = checkpoint(step)
-                if stop.is_set():
+                if stopping if world > 1 else stop.is_set():
                     if last is None or not last.name.endswith(f"{step:07d}.safetensors"):
                         last = checkpoint(step)
                     raise TrainingInterrupted(

@@ -257,6 +257,11 @@ def test_summarize_over_seeds() -> None:
     single = summarize_over_seeds([0.9, float("nan")])
     assert single["n"] == 1 and single["mean"] == 0.9 and all(math.isnan(v) for v in single["ci"])
     assert summarize_over_seeds([])["n"] == 0
+    # a sensitivity near 1 over 3 seeds: the raw t-interval passes 1, the bounded one stops there
+    sens = [0.94, 1.0, 1.0]
+    assert summarize_over_seeds(sens)["ci"][1] > 1.0
+    lo, hi = summarize_over_seeds(sens, bounds=(0.0, 1.0))["ci"]
+    assert hi == 1.0 and lo == pytest.approx(summarize_over_seeds(sens)["ci"][0])
 
 
 # ------------------------------------------------------------------ input errors
