@@ -40,7 +40,6 @@ MANIFEST_COLUMNS = [
     "source_sop_instance_uid",
     "source_label_name",
     "source_split",
-    "source_patient_id",
     "checkpoint_sha256",
     "format",
 ]
@@ -229,7 +228,6 @@ def translate(
                     "source_sop_instance_uid": row["sop_instance_uid"],
                     "source_label_name": row["label_name"],
                     "source_split": row["split"],
-                    "source_patient_id": row["patient_id"],
                     "checkpoint_sha256": tr.sha256,
                     "format": fmt,
                 }
