@@ -41,3 +41,23 @@ def display_path(path: str | Path, data_dir: Path | None) -> str:
         except ValueError:
             pass
     return p.as_posix()
+
+
+def inside(root: str | Path, rel: str | Path, where: str | Path, what: str = "path") -> Path:
+    """``root / rel``, refused unless it stays inside ``root``.
+
+    A manifest, labels CSV or metadata file may only point at files under its own root: a
+    ``../`` that climbs out, or an absolute path elsewhere, raises a one-line
+    :class:`~medgan.errors.InputError` naming ``where``. The check is lexical (``..`` collapsed,
+    symbolic links not followed), so a link the user placed inside the root still works.
+    """
+    from medgan.errors import InputError
+
+    text = str(rel)
+    if "\x00" in text:
+        raise InputError(where, f"{what} {text[:100]!r} contains a NUL byte")
+    root_abs = Path(os.path.normpath(os.path.abspath(root)))
+    full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute rel replaces root_abs here
+    if full != root_abs and root_abs not in full.parents:
+        raise InputError(where, f"{what} {text[:100]!r} leads outside {root_abs}")
+    return full

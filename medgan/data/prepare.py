@@ -62,6 +62,8 @@ def write_prepared(
 
 def load_prepared(path: str | Path) -> SliceSet:
     """Read a folder written by :func:`write_prepared` back into a :class:`SliceSet`."""
+    from medgan.paths import inside
+
     path = Path(path)
     meta_path = path / META
     if not meta_path.is_file():
@@ -73,7 +75,7 @@ def load_prepared(path: str | Path) -> SliceSet:
     manifest = read_manifest(path / MANIFEST)
     parts = []
     for shard in meta["shards"]:
-        f = path / shard["file"]
+        f = inside(path, shard["file"], meta_path, "shard file")
         arrays = read_npz(f)
         if "images" not in arrays:
             raise InputError(f, "shard has no 'images' array")

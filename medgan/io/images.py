@@ -354,8 +354,8 @@ def _clip(value: object, limit: int = 100, quote: bool = True) -> str:
 def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
     """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
 
-    Paths are relative to ``root`` (absolute paths are allowed; a relative path may not leave
-    ``root`` through ``..``) and must exist. Labels are class names as written; with ``classes``
+    Paths are relative to ``root`` and must exist inside it: neither ``..`` nor an absolute path
+    may lead outside ``root`` (set ``root`` higher up to reach files elsewhere). Labels are class names as written; with ``classes``
     given they must be among them, otherwise the classes are the sorted unique labels. A
     ``split`` column (train / val / test) that is entirely empty counts as absent.
 
@@ -400,15 +400,9 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
             raise InputError(csv_path, f"row {n}: empty label for {_clip(rel, quote=False)}")
         if "\x00" in rel:
             raise InputError(csv_path, f"row {n}: path {_clip(rel)} contains a NUL byte")
-        p = Path(rel)
-        if p.is_absolute():
-            full = Path(os.path.normpath(p))
-        else:
-            full = Path(os.path.normpath(root_abs / p))
-            if full != root_abs and root_abs not in full.parents:
-                raise InputError(
-                    csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}"
-                )
+        full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute path replaces the root
+        if full != root_abs and root_abs not in full.parents:
+            raise InputError(csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}")
         key = str(full)
         if key in seen:
             raise InputError(

@@ -82,19 +82,21 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
     """Synthetic slices (N, C, H, W) in [-1, 1] and labels from a generation folder (PNG or NPZ) or any source."""
     p = Path(spec)
     if p.is_dir() and (p / "manifest.csv").is_file():
-        m = pd.read_csv(p / "manifest.csv")
+        from medgan.paths import inside
+
+        m = pd.read_csv(p / "manifest.csv", dtype={"path": str}, keep_default_na=False)
         fmt = str(m["format"].iloc[0]) if len(m) and "format" in m else "png"
         labels = m["label"].to_numpy() if "label" in m else np.zeros(len(m), np.int64)
         if fmt == "npz":
             from medgan.io.npz import read_npz
 
-            parts = [read_npz(p / f)["images"] for f in dict.fromkeys(m["path"])]
+            parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in dict.fromkeys(m["path"])]
             imgs = np.concatenate(parts)
         elif fmt == "png":
             from medgan.data.intensity import dtype_range, normalize
             from medgan.io.images import read_image
 
-            arrs = [read_image(p / f) for f in m["path"]]
+            arrs = [read_image(inside(p, f, p / "manifest.csv")) for f in m["path"]]
             imgs = np.stack([normalize(a, dtype_range(a.dtype)) for a in arrs])
         else:
             raise InputError(

@@ -384,8 +384,12 @@ def test_error_path_escapes_root(tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "sub" / "labels.csv", ["path,label", "../outside.png,x"])
     with pytest.raises(InputError, match=r"labels\.csv: row 1: path '\.\./outside\.png' leads outside"):
         load(tmp_path, csv)
-    # an absolute path is allowed
+    # an absolute path outside the root is refused too; inside it, it is allowed
     write_csv(csv, ["path,label", f"{tmp_path / 'outside.png'},x"])
+    with pytest.raises(InputError, match=r"row 1: path '/.*outside\.png' leads outside"):
+        load(tmp_path, csv)
+    save(tmp_path / "sub" / "inside.png", grey())
+    write_csv(csv, ["path,label", f"{tmp_path / 'sub' / 'inside.png'},x"])
     assert len(load(tmp_path, csv)) == 1
 
 
