@@ -64,16 +64,22 @@ def init_from_env(device: str | torch.device = "auto") -> bool:
     return True
 
 
-def destroy() -> None:
+def destroy(timeout_s: float = 60.0) -> None:
     """Leave the process group together (a no-op when none is up).
 
     Every rank first meets at a barrier: rank 0 hosts the rendezvous store, and when it tore its
     group down while another rank still talked to the store, that process could abort at exit
-    ("terminate called without an active exception").
+    ("terminate called without an active exception"). The barrier gives up after
+    ``timeout_s`` (a rank that failed alone may never arrive).
     """
     global _CPU_GROUP
     if is_initialized():
-        dist.barrier(group=_CPU_GROUP)
+        import contextlib
+        import datetime
+
+        # bounded: a rank that failed on its own must not leave the others waiting for ever
+        with contextlib.suppress(Exception):
+            dist.monitored_barrier(group=_CPU_GROUP, timeout=datetime.timedelta(seconds=timeout_s))
         dist.destroy_process_group()
     _CPU_GROUP = None
 
