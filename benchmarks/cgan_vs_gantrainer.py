@@ -15,7 +15,8 @@ on BreastMNIST's training slices (resized when ``--size`` is not 28):
   work (learning-rate schedule, one read-back of the logged scalars), the training set resident
   on the device and sampled by index, foreach/fused Adam, a multi-tensor EMA update of the
   generator (work the baseline does not do). Measured twice on CUDA: fp32 (same precision as
-  the baseline) and medgan's CUDA defaults (bf16 autocast + channels_last).
+  the baseline) and medgan's CUDA defaults (bf16 autocast + channels_last). On a CPU with
+  native bf16 (AVX512-BF16 / AMX), also with ``train.amp: bf16`` (CPU autocast).
 
 Each figure is the median (min-max) steps/s of ``--repeats`` timings of ``--steps`` steps after
 a warm-up; the baseline is timed in the same process, interleaved.
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args(argv)
+    from medgan.training.seeding import cpu_has_bf16
+
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for size in args.size:
@@ -173,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         runners["medgan fp32"] = medgan_runner(x, y, dev, args.steps, "off", "off")
         if dev.type == "cuda":
             runners["medgan defaults"] = medgan_runner(x, y, dev, args.steps, "auto", "auto")
+        elif cpu_has_bf16():  # train.amp: bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
+            runners["medgan bf16 (train.amp: bf16)"] = medgan_runner(x, y, dev, args.steps, "bf16", "off")
         times: dict[str, list[float]] = {k: [] for k in runners}
         for fn in runners.values():  # warm-up (cuDNN autotune, workers, allocator)
             fn()
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 [
                     f"{size} px",
-                    k if dev.type == "cuda" else "medgan (fp32; CPU default)",
+                    k if dev.type == "cuda" or k != "medgan fp32" else "medgan (fp32; CPU default)",
                     _fmt(rates[k]),
                     _fmt(rates["baseline"]),
                     f"{rates[k]['median'] / base:.2f}x",

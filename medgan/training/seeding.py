@@ -50,27 +50,50 @@ def resolve_device(name: str) -> torch.device:
 AUTO_MIN_PIXELS = 128 * 128
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    cpu = torch.cpu
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
 def fast_paths(
     device: torch.device, amp: str, channels_last: str, shape: tuple[int, ...]
 ) -> tuple[str, bool]:
     """Resolve ``train.amp`` / ``train.channels_last`` for images of ``shape`` (C, H, W) on ``device``.
 
-    Returns (``"bf16"`` or ``"off"``, channels-last on?). ``bf16`` / ``on`` force them on (bf16
-    only on CUDA), ``off`` forces them off, ``auto`` turns them on on CUDA from
-    :data:`AUTO_MIN_PIXELS` pixels per image up.
+    Returns (``"bf16"`` or ``"off"``, channels-last on?). ``bf16`` / ``on`` force them on,
+    ``off`` forces them off, ``auto`` turns them on on CUDA from :data:`AUTO_MIN_PIXELS` pixels
+    per image up. On a CPU, ``auto`` stays fp32 and ``bf16`` needs native bf16 (AVX512-BF16 or
+    AMX, :func:`cpu_has_bf16`); there it made a 28-px cGAN step about 1.8x faster
+    (docs/benchmarks.md), elsewhere it is refused rather than emulated.
     """
     cuda = device.type == "cuda"
     big = int(shape[-1]) * int(shape[-2]) >= AUTO_MIN_PIXELS
-    use_amp = cuda and (amp == "bf16" or (amp == "auto" and big))
+    if device.type == "cpu" and amp == "bf16":
+        if not cpu_has_bf16():
+            from medgan.errors import ConfigError
+
+            raise ConfigError(
+                "train.amp", "bf16 on this CPU would be emulated (no AVX512-BF16 or AMX); use auto or off"
+            )
+        use_amp = True
+    else:
+        use_amp = cuda and (amp == "bf16" or (amp == "auto" and big))
     use_cl = channels_last == "on" or (cuda and channels_last == "auto" and big)
     return ("bf16" if use_amp else "off"), use_cl
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp`` is ``auto`` or ``bf16``; a no-op elsewhere (CPU trains in fp32).
+    """bf16 autocast on CUDA or CPU when ``amp`` is ``bf16`` (as resolved by :func:`fast_paths`); else a no-op.
 
     Synthesizers pass the value resolved by :func:`fast_paths`, so ``auto`` means the size rule there.
     """
-    if device.type == "cuda" and amp in ("auto", "bf16"):
+    if device.type in ("cuda", "cpu") and amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if device.type == "cuda" and amp == "auto":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
