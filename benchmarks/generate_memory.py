@@ -86,7 +86,9 @@ def one_run(checkpoint: str, n_per_class: int, fmt: str, out: Path, every: float
 def main() -> None:
     """Run the benchmark and append its table to docs/benchmarks.md."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", required=True, help="conditional-GAN checkpoint or run folder (2 classes)")
+    ap.add_argument(
+        "--checkpoint", required=True, help="conditional-GAN checkpoint or run folder (2 classes)"
+    )
     ap.add_argument("--n-per-class", type=int, default=100_000)
     ap.add_argument("--format", default="png", choices=["png", "npz", "nifti", "dicom"])
     ap.add_argument("--repeats", type=int, default=3)

@@ -27,7 +27,9 @@ def test_inside_refuses_escapes_with_one_line(tmp_path: Path, rel: str) -> None:
     assert "leads outside" in msg or "NUL" in msg
 
 
-def test_evaluate_refuses_a_manifest_pointing_outside_its_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_evaluate_refuses_a_manifest_pointing_outside_its_folder(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     from medgan.generate import generate
     from medgan.metrics.evaluate import load_synthetic
 

@@ -91,17 +91,22 @@ def auc_plot(summary: pd.DataFrame, x: str, path: Path) -> Path | None:
     if summary.empty or x not in summary:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for arm, g in summary.groupby("arm", sort=False):
+    for i, (arm, g) in enumerate(summary.groupby("arm", sort=False)):
+        color = f"C{i % 10}"  # one colour per arm, bands included, so every arm is told apart
         g = g.dropna(subset=[x]) if x == "ratio" and g[x].notna().any() else g
         if x == "ratio" and g[x].isna().all():
             lo, hi = zip(*g["auc_ci"], strict=True)
-            ax.axhspan(float(np.nanmean(lo)), float(np.nanmean(hi)), alpha=0.15, label=f"{arm} (CI)")
-            ax.axhline(float(g["auc"].mean()), lw=1)
+            ax.axhspan(float(np.nanmean(lo)), float(np.nanmean(hi)), color=color, alpha=0.12)
+            ax.axhline(
+                float(g["auc"].mean()), color=color, lw=1.2, ls="--", label=f"{arm} (no ratio; band = CI)"
+            )
             continue
         g = g.sort_values(x)
         lo = np.array([c[0] for c in g["auc_ci"]])
         hi = np.array([c[1] for c in g["auc_ci"]])
-        ax.errorbar(g[x], g["auc"], yerr=[g["auc"] - lo, hi - g["auc"]], marker="o", capsize=3, label=arm)
+        ax.errorbar(
+            g[x], g["auc"], yerr=[g["auc"] - lo, hi - g["auc"]], marker="o", capsize=3, color=color, label=arm
+        )
     ax.set_xlabel("synthetic ratio" if x == "ratio" else "real-data fraction")
     ax.set_ylabel("test AUC (mean, 95% CI over seeds)")
     ax.legend(fontsize=7)
