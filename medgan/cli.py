@@ -145,17 +145,39 @@ def train_cmd(
     run_dir = out if out is not None else Path("runs") / cfg.name
     ckpt = train(cfg, run_dir, resolve_data_dir(data_dir), resume=resume)
     if distributed.is_main():
-        typer.echo(f"trained {cfg.train.steps} steps; checkpoint {ckpt}")
+        from medgan.training.checkpoint import checkpoint_step
+
+        which = (
+            f"best on validation, step {checkpoint_step(ckpt)}" if ckpt.name.startswith("best") else "last"
+        )
+        typer.echo(f"trained {cfg.train.steps} steps; checkpoint ({which}) {ckpt}")
 
 
 @app.command("generate")
 def generate_cmd(
     checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", help="Checkpoint .safetensors, or a run folder (latest).")
+        Path,
+        typer.Option(
+            "--checkpoint",
+            help="Checkpoint .safetensors, or a run folder (its validation-selected best, else its latest; RUN@last for the latest).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-running the same command resumes).")],
     n_per_class: Annotated[
         int | None, typer.Option("--n-per-class", help="Images per class (conditional GAN).")
+    ] = None,
+    counts_like: Annotated[
+        str | None,
+        typer.Option(
+            "--counts-like",
+            help="Per-class counts of a real split, SOURCE[:split] (default split test), e.g. medmnist:breastmnist:test.",
+        ),
+    ] = None,
+    n_total: Annotated[
+        int | None,
+        typer.Option(
+            "--n-total", help="With --counts-like: N images in all, in that split's class proportions."
+        ),
     ] = None,
     translate: Annotated[
         str | None, typer.Option("--translate", help="A2B or B2A: translate real slices with a CycleGAN.")
@@ -170,6 +192,14 @@ def generate_cmd(
     min_target_prob: Annotated[
         float | None,
         typer.Option("--min-target-prob", help="Drop translations the classifier scores below p."),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            help="With --translate: also score translations against real target-domain test slices "
+            "(inception | domain | TorchScript path): FID etc. with the real-real floor, in metrics.json.",
+        ),
     ] = None,
     data_dir: DataDirOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="png | nifti | npz | dicom")] = "png",
@@ -215,19 +245,36 @@ def generate_cmd(
             device=device,
             min_target_prob=min_target_prob,
             overwrite=overwrite,
+            features=features,
         )
         if distributed.is_main():
             typer.echo(
                 f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
             )
         return
-    if n_per_class is None:
-        raise InputError("--n-per-class", "required to generate from a conditional GAN (or use --translate)")
+    if features is not None:
+        raise InputError("--features", "scores translations; use it with --translate (see medgan evaluate)")
+    if n_total is not None and counts_like is None:
+        raise InputError("--n-total", "needs --counts-like (the split whose class proportions to keep)")
+    if n_per_class is not None and counts_like is not None:
+        raise InputError("--counts-like", "give --n-per-class or --counts-like, not both")
+    counts: int | dict[str, int]
+    if counts_like is not None:
+        from medgan.generate import counts_like as real_counts
+        from medgan.paths import resolve_data_dir
+
+        counts = real_counts(counts_like, resolve_data_dir(data_dir), n_total)
+    elif n_per_class is None:
+        raise InputError(
+            "--n-per-class", "required to generate from a conditional GAN (or --counts-like, or --translate)"
+        )
+    else:
+        counts = n_per_class
     names = [c for item in (classes or []) for c in item.split(",") if c]
     m = generate(
         checkpoint,
         out,
-        n_per_class,
+        counts,
         classes=names or None,
         fmt=fmt,
         seed=seed,
@@ -244,7 +291,10 @@ def generate_cmd(
 @app.command("export-bundle")
 def export_bundle_cmd(
     checkpoint: Annotated[
-        Path, typer.Argument(help="Conditional-GAN checkpoint .safetensors, or a run folder (latest).")
+        Path,
+        typer.Argument(
+            help="Conditional-GAN checkpoint .safetensors, or a run folder (best, else latest; RUN@last for the latest)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to create (written atomically).")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
@@ -342,8 +392,16 @@ def study_cmd(
     cfg = load_config(config, overrides)
     folder = out if out is not None else Path("runs") / cfg.name / "study"
     report = run_study(cfg, resolve_data_dir(data_dir), folder)
+    for g in report.get("gates", {}).values():
+        typer.echo(("FAILED GATES: " if not g["passed"] else "gates: ") + g["verdict"])
+        for r in g["results"]:
+            if r["passed"] is False:
+                typer.echo(f"  - {r['sentence']}")
     for rec in report["summary"]:
         ratio = "" if rec["ratio"] is None else f" ratio {rec['ratio']:g}"
+        if rec.get("seeds") == 0:
+            typer.echo(f"{rec['arm']:<15}{ratio:<10} fraction {rec['fraction']:g}  {rec['verdict']}")
+            continue
         lo, hi = rec["auc_ci"]
         line = f"{rec['arm']:<15}{ratio:<10} fraction {rec['fraction']:g}  AUC {rec['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
         if "auc_diff_vs_real" in rec:
@@ -384,9 +442,33 @@ def evaluate_cmd(
             "--precision", help="Inception on CUDA: fp32 (reference) or bf16 (faster; see docs/metrics.md)."
         ),
     ] = "fp32",
+    label_scores: Annotated[
+        bool,
+        typer.Option(
+            "--label-scores/--no-label-scores",
+            help="Add label agreement and CAS (trains classifiers on the real train split and on the samples).",
+        ),
+    ] = False,
+    cas_synthetic: Annotated[
+        str | None,
+        typer.Option(
+            "--cas-synthetic",
+            help="With --label-scores: the synthetic set CAS trains on (default --synthetic), e.g. one "
+            "generated with --counts-like SOURCE:train.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Run config: its classifier section trains the label-score classifiers and its gates "
+            "section is checked (default: the defaults).",
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """FID, KID, precision/recall, diversity and memorization of synthetic slices, with N and the real-real floor."""
+    """FID, KID, precision/recall, density/coverage, per-class scores, diversity, memorization and
+    quality gates of synthetic slices, with N and the real-real floor (optionally label agreement and CAS)."""
     from medgan import distributed
     from medgan.metrics.evaluate import evaluate
     from medgan.metrics.features import get_extractor
@@ -401,8 +483,26 @@ def evaluate_cmd(
         base = run if run is not None else (out if out is not None else Path("."))
         classifier = distributed.on_main(ensure_domain_classifier, real, ddir, base / "classifier")
     ext = get_extractor(features, distributed.local_device(resolve_device(device)), classifier, precision)
+    from medgan.config import ClassifierConfig, GatesConfig, load_config
+
+    cfg = load_config(config) if config is not None else None
+    clf_dir = None
+    if label_scores and (run is not None or out is not None):
+        clf_dir = (run if run is not None else out) / "real_classifier"  # type: ignore[operator]
     m = evaluate(
-        real, synthetic, ext, resolve_data_dir(data_dir), out=out, n_boot=n_boot, seed=seed, run_dir=run
+        real,
+        synthetic,
+        ext,
+        ddir,
+        out=out,
+        n_boot=n_boot,
+        seed=seed,
+        run_dir=run,
+        label_scores=label_scores,
+        classifier=cfg.classifier if cfg is not None else ClassifierConfig(),
+        classifier_dir=clf_dir,
+        cas_synthetic=cas_synthetic,
+        gates=cfg.gates if cfg is not None else GatesConfig(),
     )
     if not distributed.is_main():  # features were sharded; rank 0 computed and wrote the metrics
         return
@@ -416,14 +516,48 @@ def evaluate_cmd(
         f"FID           {m['fid']:.2f}  95% CI [{m['fid_ci'][0]:.2f}, {m['fid_ci'][1]:.2f}]"
         + (f"   floor (real train vs real, N={m['floor_n']}) {floor:.2f}" if floor is not None else ""),
         f"KID           {m['kid_mean']:.4f} +/- {m['kid_std']:.4f} (subsets of {m['kid_subset_size']})",
-        f"precision     {m['precision']:.3f}   recall {m['recall']:.3f}  (k = 3)",
+        f"precision     {_fmt(m['precision'])}   recall {_fmt(m['recall'])}  (k = 3)"
+        + (
+            f"   floor {_fmt(m.get('floor_precision'))} / {_fmt(m.get('floor_recall'))}"
+            if m.get("floor_fid") is not None
+            else ""
+        ),
+        f"density       {_fmt(m['density'])}   coverage {_fmt(m['coverage'])}  (k = 5)"
+        + (
+            f"   floor {_fmt(m.get('floor_density'))} / {_fmt(m.get('floor_coverage'))}"
+            if m.get("floor_fid") is not None
+            else ""
+        ),
         f"MS-SSIM       {m['ms_ssim']:.3f} within class (real: {m['ms_ssim_real']:.3f}; lower = more diverse)",
         f"memorized     {m['memorized_count']} of {m['n_synthetic']} flagged as near-copies of training images",
     ]
     if m.get("discriminator_accuracy"):
         da = m["discriminator_accuracy"]
         lines.append(f"D accuracy    real {da['real']:.2f}, fake {da['fake']:.2f} (end of training)")
+    for name, pc in m.get("per_class", {}).items():
+        lines.append(
+            f"class {name[:7]:<7} N {pc['n_real']}/{pc['n_synthetic']}  FID {_fmt(pc['fid'], 2)}"
+            f" (floor {_fmt(pc.get('floor_fid'), 2)})  precision {_fmt(pc['precision'])}  recall {_fmt(pc['recall'])}"
+            f"  coverage {_fmt(pc['coverage'])}"
+        )
+    if "label_agreement" in m:
+        la, cas = m["label_agreement"], m["cas"]
+        lines.append(
+            f"labels        agreement {la['agreement']:.3f} (real classifier's test accuracy {la['real_test_acc']:.3f})"
+        )
+        lines.append(
+            f"CAS           test AUC {_fmt(cas['auc'])} trained on {cas['n_synthetic']} synthetic slices"
+            f" (real-only {_fmt(cas['real_auc'])}; real at the same N {_fmt(cas['real_same_n_auc'])})"
+        )
+    if m.get("gates"):
+        lines.append(f"gates         {m['gates']['verdict']}")
+        lines += [f"  - {r['sentence']}" for r in m["gates"]["results"] if r["passed"] is not True]
     typer.echo("\n".join(lines))
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    """A number for the text output; ``n/a`` when it was not computed."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

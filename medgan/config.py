@@ -274,6 +274,14 @@ class CGANConfig(StrictModel):
     d_res_units: int = Field(1, ge=0, le=4)
     spectral_norm: SpectralNormConfig = Field(default_factory=SpectralNormConfig)
     init: Literal["xavier", "he", "normal", "default"] = "xavier"
+    g_cond: Literal["input", "norm"] = "input"
+    d_arch: Literal["patch", "global"] = "patch"
+    mbstd_group: int = Field(4, ge=0)
+
+
+#: What a checkpoint written before a model key existed was built with: a key missing from a
+#: checkpoint's recorded model config takes this value, not today's default.
+CGAN_LEGACY = {"g_cond": "input", "d_arch": "patch", "mbstd_group": 0}
 
 
 class CycleGANConfig(StrictModel):
@@ -308,13 +316,29 @@ ModelConfig = Annotated[
 ]
 
 
+class SelectConfig(StrictModel):
+    """Checkpoint selection on the validation split (docs/synthesis.md): score the EMA generator every
+    ``every`` steps, keep the best as ``checkpoints/best``. ``every: 0`` turns it off."""
+
+    every: int = Field(0, ge=0)
+    metric: Literal["fid", "kid"] = "fid"
+    n: int = Field(200, ge=10)
+    features: str = "inception"
+    seed: int = 777
+
+
 class TrainConfig(StrictModel):
     """Optimisation, logging and checkpointing of the shared fit loop."""
 
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(64, ge=1)
-    loss: Literal["hinge", "nonsaturating", "wgan-gp"] = "hinge"
+    loss: Literal["hinge", "nonsaturating", "wgan-gp", "rpgan"] = "hinge"
     gp_weight: float = Field(10.0, ge=0.0)
+    r1_gamma: float = Field(0.0, ge=0.0)
+    r2_gamma: float = Field(0.0, ge=0.0)
+    r1_every: int = Field(16, ge=1)
+    lecam_weight: float = Field(0.0, ge=0.0)
+    lecam_decay: float = Field(0.99, ge=0.0, lt=1.0)
     d_steps: int = Field(1, ge=1)
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
@@ -323,10 +347,14 @@ class TrainConfig(StrictModel):
     decay_start: float = Field(0.5, ge=0.0, le=1.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(0, ge=0)
-    diffaugment: list[Literal["translation", "cutout", "color"]] = Field(
+    ema_kimg: float | None = Field(None, gt=0.0)
+    ema_rampup: float | None = Field(0.05, gt=0.0)
+    diffaugment: Literal["auto"] | list[Literal["translation", "cutout", "color"]] = Field(
         default_factory=lambda: ["translation", "cutout", "color"]
     )
+    xflip: bool = False
     class_balance: bool = False
+    select: SelectConfig = Field(default_factory=SelectConfig)
     sample_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1)
@@ -379,6 +407,7 @@ class StudyConfig(StrictModel):
     cyclegan: dict[str, Any] = Field(default_factory=dict)
     n_boot: int = Field(1000, ge=10)
     min_per_class: int = Field(2, ge=1)
+    skip_failing_synthesizers: bool = False
 
     @field_validator("ratios")
     @classmethod
@@ -403,12 +432,52 @@ class StudyConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    """What ``medgan run`` does after training the conditional GAN."""
+    """What ``medgan run`` does after training the conditional GAN (docs/metrics.md, docs/study.md).
+
+    The evaluation set is generated in the **test split's class proportions**, ``eval_n`` slices
+    in all (default: as many as the test split holds), so that no metric is flattered or punished
+    by a class mix the real set does not have. ``eval_per_class`` (kept for older configs) asks
+    for equal counts per class instead. ``label_scores`` adds label agreement and CAS; the CAS
+    training set has ``cas_n`` slices (default: the train split's N) in the train split's
+    proportions.
+    """
 
     evaluate: bool = True
     features: str = "inception"
-    eval_per_class: int = Field(100, ge=2)
+    eval_n: int | None = Field(None, ge=2)
+    eval_per_class: int | None = Field(None, ge=2)
+    label_scores: bool = True
+    cas_n: int | None = Field(None, ge=2)
     study: bool = True
+
+    @model_validator(mode="after")
+    def _one_size(self) -> PipelineConfig:
+        if self.eval_n is not None and self.eval_per_class is not None:
+            raise ValueError("give eval_n (test proportions) or eval_per_class (equal counts), not both")
+        return self
+
+
+class GatesConfig(StrictModel):
+    """Quality gates a synthesizer must pass (docs/metrics.md); ``null`` switches one gate off.
+
+    ``fid_ratio_max``: FID / real-real floor FID at most this; ``recall_min`` / ``precision_min``:
+    k-NN recall / precision at least this; ``ms_ssim_max``: within-class MS-SSIM at most this;
+    ``label_agreement_margin``: label agreement at least the real classifier's test accuracy
+    minus this; ``cas_auc_min``: CAS test AUC at least this; ``memorized_max``: near-copies of
+    training images at most this many.
+    """
+
+    fid_ratio_max: float | None = Field(2.0, gt=0.0)
+    recall_min: float | None = Field(0.30, ge=0.0, le=1.0)
+    precision_min: float | None = Field(0.50, ge=0.0, le=1.0)
+    ms_ssim_max: float | None = Field(0.50, le=1.0)
+    label_agreement_margin: float | None = Field(0.05, ge=0.0, le=1.0)
+    cas_auc_min: float | None = Field(0.80, ge=0.0, le=1.0)
+    memorized_max: int | None = Field(0, ge=0)
+
+    def active(self) -> bool:
+        """Whether any gate is switched on."""
+        return any(v is not None for v in self.model_dump().values())
 
 
 class AugmentConfig(StrictModel):
@@ -451,6 +520,7 @@ class RunConfig(StrictModel):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    gates: GatesConfig | None = Field(default_factory=GatesConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="after")

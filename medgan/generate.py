@@ -19,7 +19,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +57,18 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "class"
 
 
-def plan(classes: list[str], labels: list[int], n_per_class: int, seed: int, fmt: str) -> list[Item]:
-    """Every image to generate, class-major, with its per-image seed and relative path."""
+def plan(
+    classes: list[str], labels: list[int], n_per_class: int | Mapping[int, int], seed: int, fmt: str
+) -> list[Item]:
+    """Every image to generate, class-major, with its per-image seed and relative path.
+
+    ``n_per_class`` is one count for every class in ``labels`` or a count per label index; image
+    ``k`` of class ``c`` has the seed ``derive_seed(seed, c, k)`` either way.
+    """
     items = []
     for lab in labels:
-        for k in range(n_per_class):
+        n = n_per_class[lab] if isinstance(n_per_class, Mapping) else n_per_class
+        for k in range(n):
             rel = "" if fmt == "npz" else f"images/{lab:02d}-{_slug(classes[lab])}-{k:06d}{_EXT[fmt]}"
             items.append(Item(lab, classes[lab], k, derive_seed(seed, lab, k), rel))
     if fmt == "npz":
@@ -109,10 +116,50 @@ def _record(out: Path, params: dict[str, Any], overwrite: bool) -> dict[str, Any
     return rec
 
 
+def counts_like(spec: str, data_dir: Path, n_total: int | None = None) -> dict[str, int]:
+    """Per-class counts of a real split (``SOURCE[:split]``, default ``test``), by class name.
+
+    With ``n_total``, that many slices split in the split's class proportions (largest remainder;
+    every class present keeps at least one). Unlabelled slices are not counted.
+    """
+    from medgan.data.detect import source_from_spec
+    from medgan.data.sources import load_source
+    from medgan.metrics.evaluate import split_spec
+    from medgan.metrics.selection import proportional_counts
+
+    src, split = split_spec(spec)
+    ss = load_source(source_from_spec(src, data_dir), data_dir)
+    part = ss if split == "all" else ss.split(split)
+    labels = part.manifest["label"].to_numpy().astype(np.int64)
+    labels = labels[labels >= 0]
+    if len(labels) == 0:
+        raise InputError(spec, f"holds no labelled slices in split {split!r} to take class counts from")
+    counts = np.bincount(labels, minlength=len(ss.classes)).tolist()
+    if n_total is not None:
+        present = sum(1 for c in counts if c > 0)
+        if n_total < present:
+            raise InputError("--n-total", f"must be at least {present} (one slice per class present)")
+        counts = proportional_counts(labels, n_total, len(ss.classes))
+    return {ss.classes[c]: int(k) for c, k in enumerate(counts) if k > 0}
+
+
+def _resolve_counts(synth: Any, counts: Mapping[int | str, int]) -> dict[int, int]:
+    """``{label index: count}`` from counts keyed by class name or index (zero counts dropped)."""
+    out: dict[int, int] = {}
+    for key, n in counts.items():
+        c = synth.label_index(key)
+        if c in out:
+            raise InputError(f"class {key!r}", "given twice in the per-class counts")
+        out[c] = int(n)
+    if not any(out.values()):
+        raise InputError("--n-per-class", "the per-class counts add up to 0")
+    return {c: out[c] for c in sorted(out) if out[c] > 0}
+
+
 def generate(
     checkpoint: str | Path,
     out: str | Path,
-    n_per_class: int,
+    n_per_class: int | Mapping[int | str, int],
     *,
     classes: list[str] | None = None,
     fmt: str = "png",
@@ -125,13 +172,24 @@ def generate(
 ) -> pd.DataFrame:
     """Generate ``n_per_class`` images per class into ``out``; returns the manifest.
 
-    ``precision="bf16"`` runs the generator under bf16 autocast on CUDA (faster; images differ
-    slightly from fp32 ones, so it is recorded and a resume must use the same setting).
+    ``n_per_class`` is one count for every class (or for ``classes``), or a mapping
+    ``{class index or name: count}`` (e.g. from :func:`counts_like`: a real split's class mix);
+    image ``k`` of class ``c`` has the seed ``derive_seed(seed, c, k)`` either way, so the
+    images two generations share are the same. ``precision="bf16"`` runs the generator under
+    bf16 autocast on CUDA (faster; images differ slightly from fp32 ones, so it is recorded and
+    a resume must use the same setting).
     """
     from medgan.synthesis.cgan import CGANSynthesizer
     from medgan.training.seeding import resolve_device
 
-    if n_per_class <= 0:
+    per_class = isinstance(n_per_class, Mapping)
+    if per_class:
+        bad = {k: v for k, v in n_per_class.items() if int(v) < 0}
+        if bad:
+            raise InputError("--n-per-class", f"per-class counts must be >= 0 (got {bad})")
+        if classes:
+            raise InputError("--classes", "cannot be combined with per-class counts (they name the classes)")
+    elif n_per_class <= 0:
         raise InputError("--n-per-class", f"must be at least 1 (got {n_per_class})")
     if fmt not in FORMATS:
         raise InputError("--format", f"must be one of {', '.join(FORMATS)} (got {fmt!r})")
@@ -142,13 +200,20 @@ def generate(
     if precision not in ("fp32", "bf16"):
         raise InputError("--precision", f"must be fp32 or bf16 (got {precision!r})")
     synth = CGANSynthesizer(checkpoint, distributed.local_device(resolve_device(device)))
-    labels = list(range(len(synth.classes))) if not classes else [synth.label_index(c) for c in classes]
+    counts: int | dict[int, int]
+    if per_class:
+        counts = _resolve_counts(synth, n_per_class)  # type: ignore[arg-type]
+        labels = list(counts)
+        recorded: int | dict[str, int] = {synth.classes[c]: n for c, n in counts.items()}
+    else:
+        counts = recorded = int(n_per_class)  # type: ignore[arg-type]
+        labels = list(range(len(synth.classes))) if not classes else [synth.label_index(c) for c in classes]
     out = Path(out)
     _check_writable(out)
     params = {
         "checkpoint_sha256": synth.sha256,
         "seed": seed,
-        "n_per_class": n_per_class,
+        "n_per_class": recorded,
         "classes": [synth.classes[i] for i in labels],
         "format": fmt,
         "bits": bits if fmt == "png" else None,
@@ -170,7 +235,7 @@ def generate(
 
     rec = distributed.on_main(claim)
     try:
-        items = plan(synth.classes, labels, n_per_class, seed, fmt)
+        items = plan(synth.classes, labels, counts, seed, fmt)
         writer = OutputWriter(
             out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.get("data", {}).get("modality")
         )

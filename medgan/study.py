@@ -16,6 +16,7 @@ samples that the real-only classifier gives at least this probability of their i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -64,6 +65,7 @@ def _fingerprint(cfg: RunConfig, cgan_checkpoint: Path | None) -> str:
     keep = {k: d[k] for k in ("seed", "data", "data_b", "model", "train", "classifier", "study")}
     for k in ("device", "log_every", "sample_every", "samples_per_class"):
         keep["train"].pop(k, None)
+    keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
     keep["classifier"].pop("device", None)
     if cgan_checkpoint is not None:
         from medgan.training.checkpoint import read_checkpoint_meta
@@ -80,39 +82,44 @@ def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
     return out / "synthesizers" / (f"{kind}-f{f:g}" if f == 1.0 else f"{kind}-f{f:g}-s{s}")
 
 
-def _cgan_pool(
+def _cgan_checkpoint(
     cfg: RunConfig,
     x: np.ndarray,
     y: np.ndarray,
     meta: dict,
     folder: Path,
-    n_per_class: int,
-    seed: int,
     reuse: Path | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    from medgan.synthesis.cgan import CGANSynthesizer
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """The conditional GAN of one real subset: trained in ``folder`` (or resumed), or ``reuse``."""
     from medgan.train import train_cgan_arrays
-    from medgan.training.checkpoint import list_checkpoints
+    from medgan.training.checkpoint import list_checkpoints, resolve_checkpoint
 
     c = cfg.model_copy(deep=True)
     if cfg.study.cgan_steps:
         c.train.steps = cfg.study.cgan_steps
     ckpts = list_checkpoints(folder / "checkpoints")
-    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else reuse
-    if ckpt is None:
-        ckpt = train_cgan_arrays(c, x, y, meta, folder, resume=bool(ckpts))
+    if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps:
+        return resolve_checkpoint(folder)
+    if reuse is not None:
+        return reuse
+    return train_cgan_arrays(c, x, y, meta, folder, resume=bool(ckpts), val=val)
+
+
+def _cgan_samples(ckpt: Path, counts: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[c]`` samples of each class ``c``; image ``k`` of class ``c`` from ``derive_seed(seed, c, k)``."""
+    from medgan.synthesis.cgan import CGANSynthesizer
+
     synth = CGANSynthesizer(ckpt)
-    labels = [lab for lab in range(len(meta["classes"])) for _ in range(n_per_class)]
-    seeds = [derive_seed(seed, lab, k) for lab in range(len(meta["classes"])) for k in range(n_per_class)]
+    labels = [c for c, n in enumerate(counts) for _ in range(n)]
+    seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
     return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
 
 
-def _cyclegan_pool(
+def _cyclegan_checkpoint(
     cfg: RunConfig, x: np.ndarray, y: np.ndarray, meta: dict, folder: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    from medgan.synthesis.cyclegan import CycleGANTranslator
+) -> tuple[Path, int, int]:
+    """The CycleGAN of one real subset (trained in ``folder``, or resumed) and its domain labels A, B."""
     from medgan.train import train_cyclegan_arrays
     from medgan.training.checkpoint import list_checkpoints
 
@@ -141,6 +148,17 @@ def _cyclegan_pool(
         ckpt = train_cyclegan_arrays(
             c, x[y == ia], x[y == ib], {**meta, "domains": domains}, folder, resume=bool(ckpts)
         )
+    return ckpt, ia, ib
+
+
+def _cyclegan_pool(
+    ckpt: Path, x: np.ndarray, y: np.ndarray, ia: int, ib: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Translations of the subset into the other class (A -> B and B -> A), labelled with their target."""
+    import torch
+
+    from medgan.synthesis.cyclegan import CycleGANTranslator
+
     tr = CycleGANTranslator(ckpt)
     to_b = tr.translate(torch.from_numpy(x[y == ia]), "A2B").numpy()
     to_a = tr.translate(torch.from_numpy(x[y == ib]), "B2A").numpy()
@@ -149,13 +167,195 @@ def _cyclegan_pool(
     ).astype(np.int64)
 
 
+class _Gates:
+    """The quality gates of the study's synthesizers (docs/study.md), each evaluated once and cached.
+
+    A synthesizer's metrics are computed as ``medgan run`` computes them: the test split's N in
+    its class proportions, ``pipeline.features`` (real features cached), label scores with the
+    classifier section's settings. CycleGANs are scored on translations of the test split into
+    the other class (:func:`medgan.translate.translation_scores`), the worse direction counting.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        ss: Any,
+        out: Path,
+        clf_dir: Path,
+        known: dict[Path, dict[str, Any]],
+    ) -> None:
+        self.cfg, self.ss, self.folder, self.clf_dir, self.known = cfg, ss, out / "gates", clf_dir, known
+        self.records: dict[str, dict[str, Any]] = {}
+        self._ext: Any = None
+        self._clf: Any = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any gate is switched on."""
+        return self.cfg.gates is not None and self.cfg.gates.active()
+
+    def extractor(self) -> Any:
+        """The feature extractor of ``pipeline.features`` (built on first use)."""
+        if self._ext is None:
+            from medgan.metrics.features import get_extractor
+            from medgan.training.seeding import resolve_device
+
+            self._ext = get_extractor(self.cfg.pipeline.features, resolve_device(self.cfg.train.device))
+        return self._ext
+
+    def check(
+        self, name: str, kind: str, ckpt: Path, fraction: float, seed: int, **kw: Any
+    ) -> dict[str, Any]:
+        """The gate record of synthesizer ``name`` (computed, or read from ``gates/<name>.json``)."""
+        from medgan.metrics.evaluate import gate_report
+        from medgan.training.checkpoint import read_checkpoint_meta
+
+        if name in self.records:
+            return self.records[name]
+        key = {
+            "checkpoint": read_checkpoint_meta(ckpt).get("sha256"),
+            "seed": self.cfg.seed,
+            "data": self.cfg.data.model_dump(mode="json"),
+            "pipeline": self.cfg.pipeline.model_dump(mode="json"),
+            "classifier": self.cfg.classifier.model_dump(mode="json"),
+        }
+        cache = self.folder / f"{name}.json"
+        metrics = self.known.get(Path(ckpt)) if kind == "cgan" else None
+        source = "medgan run's evaluation" if metrics is not None else "the study's evaluation"
+        if metrics is None and cache.is_file():
+            with contextlib.suppress(json.JSONDecodeError, KeyError):
+                rec = json.loads(cache.read_text(encoding="utf-8"))
+                if rec["key"] == key:
+                    metrics = rec["metrics"]
+        if metrics is None:
+            try:
+                metrics = (
+                    self._cgan_metrics(ckpt, name) if kind == "cgan" else self._cyclegan_metrics(ckpt, **kw)
+                )
+            except InputError as err:  # e.g. a test split too small to score: every gate "not measured"
+                metrics = {"not_measured": str(err)}
+            atomic_write_text(cache, json.dumps({"key": key, "metrics": metrics}, indent=2, default=float))
+        assert self.cfg.gates is not None
+        rep = gate_report(metrics, self.cfg.gates, name)
+        rec = {
+            "kind": kind,
+            "fraction": fraction,
+            "seed": None if fraction == 1.0 else seed,
+            "checkpoint": str(ckpt),
+            "metrics_from": source,
+            **rep,
+        }
+        self.records[name] = rec
+        return rec
+
+    def _sets(self) -> tuple[Any, Any, Any, np.ndarray, np.ndarray, np.ndarray]:
+        tr, va, te = (self.ss.split(n) for n in ("train", "val", "test"))
+        ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
+        return tr, va, te, ty, vy, sy
+
+    def _cgan_metrics(self, ckpt: Path, name: str) -> dict[str, Any]:
+        from medgan.metrics.evaluate import eval_counts, evaluate_sets, split_class_counts
+
+        cfg, ss = self.cfg, self.ss
+        tr, _, te, _, _, _ = self._sets()
+        n_classes = len(ss.classes)
+
+        def as_list(c: int | dict[int, int]) -> list[int]:
+            return [c] * n_classes if isinstance(c, int) else [c.get(i, 0) for i in range(n_classes)]
+
+        syn, syn_y = _cgan_samples(ckpt, as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed)
+        cas = None
+        if cfg.pipeline.label_scores:
+            n = cfg.pipeline.cas_n or len(tr)
+            cas = _cgan_samples(ckpt, as_list(split_class_counts(tr, n, n_classes)), cfg.seed)
+        return evaluate_sets(
+            ss,
+            "test",
+            syn,
+            syn_y,
+            self.extractor(),
+            tag=cfg.data.model_dump_json(),
+            real_name=f"{cfg.data.source.kind} source from the config:test",
+            syn_name=name,
+            seed=cfg.seed,
+            label_scores="if-possible" if cfg.pipeline.label_scores else False,
+            classifier=cfg.classifier,
+            classifier_dir=self.clf_dir,
+            cas_set=cas,
+        )
+
+    def _cyclegan_metrics(self, ckpt: Path, ia: int, ib: int) -> dict[str, Any]:
+        import torch
+
+        from medgan.metrics.evaluate import ensure_real_classifier
+        from medgan.synthesis.cyclegan import CycleGANTranslator
+        from medgan.translate import translation_scores
+
+        tr, va, te, ty, vy, sy = self._sets()
+        clf = None
+        if self.cfg.pipeline.label_scores:
+            with contextlib.suppress(InputError):
+                clf = ensure_real_classifier(
+                    tr.images, ty, va.images, vy, list(self.ss.classes), self.cfg.classifier, self.clf_dir
+                )
+        translator = CycleGANTranslator(ckpt)
+        tag = self.cfg.data.model_dump_json()
+        dirs: dict[str, Any] = {}
+        accepted: list[np.ndarray] = []
+        for direction, src, dst in (("A2B", ia, ib), ("B2A", ib, ia)):
+            if (sy == src).sum() < 2 or (sy == dst).sum() < 2:
+                continue
+            out = translator.translate(torch.from_numpy(te.images[sy == src]), direction).numpy()
+            p = None if clf is None else clf.predict_proba(out)
+            if p is not None:
+                accepted.append(p.argmax(1) == dst)
+            dirs[direction] = translation_scores(
+                out,
+                te.images[sy == dst],
+                tr.images[ty == dst],
+                self.extractor(),
+                tag=f"{tag}:class{dst}",
+                target_prob=None if p is None else p[:, dst],
+                seed=self.cfg.seed,
+            )
+        m: dict[str, Any] = {"kind": "cyclegan", "directions": dirs, "gate_basis": "the worse direction"}
+
+        def ratio(d: dict[str, Any]) -> float:
+            f, fl = d.get("fid"), d.get("floor_fid")
+            return math.inf if f is None or not fl else f / fl
+
+        if dirs:
+            worst = max(dirs.values(), key=ratio)
+            m["fid"], m["floor_fid"] = worst.get("fid"), worst.get("floor_fid")
+            for k in ("precision", "recall", "density", "coverage"):
+                vals = [d[k] for d in dirs.values() if d.get(k) is not None]
+                m[k] = min(vals) if vals else None
+        if clf is not None and accepted:
+            acc = float((clf.predict_proba(te.images).argmax(1) == sy).mean())
+            m["label_agreement"] = {"agreement": float(np.concatenate(accepted).mean()), "real_test_acc": acc}
+        return m
+
+
 def run_study(
-    cfg: RunConfig, data_dir: Path, out: Path, cgan_checkpoint: Path | None = None
+    cfg: RunConfig,
+    data_dir: Path,
+    out: Path,
+    cgan_checkpoint: Path | None = None,
+    cgan_metrics: dict[str, Any] | None = None,
+    real_classifier_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``.
 
     ``cgan_checkpoint``: a conditional GAN already trained on the whole train split (``medgan run``'s),
-    reused for the 100 % fraction instead of training the same model again.
+    reused for the 100 % fraction instead of training the same model again; ``cgan_metrics``: its
+    evaluation (``medgan run``'s metrics.json), used for its quality gates.
+
+    Quality gates (``cfg.gates``): every synthesizer the study uses is compared with them (its
+    metrics computed as ``medgan run`` does when not given; cached under ``out/gates/``, the real
+    classifier of the label scores in ``real_classifier_dir``, default ``out/real_classifier``).
+    The results go into ``study.json`` under ``gates``. With ``study.skip_failing_synthesizers``
+    the cells of arms that use a failing synthesizer are skipped, listed under ``skipped`` and
+    marked ``skipped`` in the summary.
 
     Resumable: each finished cell (its row and test-set probabilities) is saved atomically under
     ``out/cells/<fingerprint>/``; a rerun with the same config reuses finished cells and trains
@@ -189,6 +389,9 @@ def run_study(
     positive = 1 if len(classes) == 2 else None
     rows: list[dict[str, Any]] = []
     probas: dict[tuple, np.ndarray] = {}
+    known = {Path(cgan_checkpoint): cgan_metrics} if cgan_checkpoint is not None and cgan_metrics else {}
+    gates = _Gates(cfg, ss, out, real_classifier_dir or out / "real_classifier", known)
+    skipped: list[dict[str, Any]] = []
     for f, s, idx in plan:
         x, y = tr.images[idx], ty[idx]
         sub_meta = {
@@ -205,18 +408,37 @@ def run_study(
             for ratio in ([None] if arm in ("real", "classical") else st.ratios)
         ]
         all_done = all((cells / f"{k}.json").is_file() for k in keys)
-        if all_done:
-            pass  # every cell of this subset is finished: no synthesizer or pool is needed
-        elif {"cgan", "cgan+classical"} & set(st.arms):
+        failing: dict[str, str] = {}  # pool name -> why its arms are skipped
+        # every cell finished and no gates to check: no synthesizer or pool is needed
+        if {"cgan", "cgan+classical"} & set(st.arms) and (not all_done or gates.active):
             reuse = cgan_checkpoint if f == 1.0 and not st.cgan_steps else None
-            pools["cgan"] = _cgan_pool(
-                cfg, x, y, sub_meta, _synth_dir(out, "cgan", f, s), math.ceil(need), s, reuse=reuse
-            )
-        if "cyclegan" in st.arms and not all_done:
-            pools["cyclegan"] = _cyclegan_pool(cfg, x, y, sub_meta, _synth_dir(out, "cyclegan", f, s))
+            folder = _synth_dir(out, "cgan", f, s)
+            ckpt = _cgan_checkpoint(cfg, x, y, sub_meta, folder, reuse, val=(va.images, vy))
+            if gates.active:
+                g = gates.check(folder.name, "cgan", ckpt, f, s)
+                if st.skip_failing_synthesizers and not g["passed"]:
+                    failing["cgan"] = g["verdict"]
+            if not all_done and "cgan" not in failing:
+                counts = [math.ceil(need)] * len(classes)
+                pools["cgan"] = _cgan_samples(ckpt, counts, s)
+        if "cyclegan" in st.arms and (not all_done or gates.active):
+            folder = _synth_dir(out, "cyclegan", f, s)
+            ckpt, ia, ib = _cyclegan_checkpoint(cfg, x, y, sub_meta, folder)
+            if gates.active:
+                g = gates.check(folder.name, "cyclegan", ckpt, f, s, ia=ia, ib=ib)
+                if st.skip_failing_synthesizers and not g["passed"]:
+                    failing["cyclegan"] = g["verdict"]
+            if not all_done and "cyclegan" not in failing:
+                pools["cyclegan"] = _cyclegan_pool(ckpt, x, y, ia, ib)
         real_clf = None
         for arm in st.arms:
             for ratio in [None] if arm in ("real", "classical") else st.ratios:
+                pool_name = "cgan" if arm.startswith("cgan") else arm
+                if arm in SYNTH_ARMS and pool_name in failing:
+                    skipped.append(
+                        {"arm": arm, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[pool_name]}
+                    )
+                    continue
                 cell = cells / f"{_cell_key(arm, ratio, f, s)}.json"
                 if cell.is_file():
                     rec = json.loads(cell.read_text(encoding="utf-8"))
@@ -230,7 +452,6 @@ def run_study(
                             cells / f"real-f{f:g}-s{s}", device=resolve_device(clf_cfg.device)
                         )
                     continue
-                pool_name = "cgan" if arm.startswith("cgan") else arm
                 pool = pools.get(pool_name)
                 if pool is not None and st.min_confidence is not None and real_clf is not None:
                     keep = filter_by_confidence(pool[0], pool[1], real_clf.predict_proba, st.min_confidence)
@@ -312,7 +533,29 @@ def run_study(
             rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
             lo, hi = sm["ci"]
             rec["verdict"] = "helped" if lo > 0 else ("hurt" if hi < 0 else "no clear difference")
+        skips = [k for k in skipped if (k["arm"], k["ratio"], k["fraction"]) == (arm, rec["ratio"], f)]
+        if skips:
+            rec["skipped_seeds"] = len(skips)
         summary.append(rec)
+    done = {(r["arm"], r["ratio"], r["fraction"]) for r in summary}
+    for k in skipped:  # arm settings with no cell left: one summary row that says why
+        if (k["arm"], k["ratio"], k["fraction"]) not in done:
+            done.add((k["arm"], k["ratio"], k["fraction"]))
+            n = sum(
+                (j["arm"], j["ratio"], j["fraction"]) == (k["arm"], k["ratio"], k["fraction"])
+                for j in skipped
+            )
+            summary.append(
+                {
+                    "arm": k["arm"],
+                    "ratio": k["ratio"],
+                    "fraction": k["fraction"],
+                    "seeds": 0,
+                    "skipped_seeds": n,
+                    "verdict": "skipped: the synthesizer failed the quality gates",
+                    "skipped_reason": k["reason"],
+                }
+            )
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     report = {
         "classes": classes,
@@ -321,6 +564,8 @@ def run_study(
         "n_test": len(te),
         "study": st.model_dump(mode="json"),
         "summary": summary,
+        "gates": gates.records,
+        "skipped": skipped,
     }
     atomic_write_text(out / "study.json", json.dumps(report, indent=2, default=float))
     return report

@@ -103,6 +103,16 @@ def _check_enough(n: int, what: str) -> None:
         )
 
 
+def val_split(cfg: RunConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The labelled validation slices checkpoint selection scores against (None when selection is off)."""
+    if cfg.train.select.every <= 0:
+        return None
+    va = load_source(cfg.data, data_dir).split("val")
+    y = va.manifest["label"].to_numpy().astype(np.int64)
+    keep = y >= 0  # unlabelled slices cannot be scored per class
+    return va.images[keep], y[keep]
+
+
 def train_cgan_arrays(
     cfg: RunConfig,
     images: np.ndarray,
@@ -110,9 +120,16 @@ def train_cgan_arrays(
     meta: dict[str, Any],
     run_dir: Path,
     resume: bool = False,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Fit the conditional GAN on given slices (e.g. a study's real subset); returns the last checkpoint."""
+    """Fit the conditional GAN on given slices (e.g. a study's real subset); returns the checkpoint to use.
+
+    With ``train.select.every > 0`` the EMA generator is scored against ``val`` (validation slices
+    and labels; never the test split) during training, and the best-scoring checkpoint is
+    returned; otherwise the last one.
+    """
     from medgan.synthesis.cgan import ConditionalGAN
+    from medgan.training.checkpoint import best_checkpoint
 
     _check_enough(len(images), "train")
     seed_everything(cfg.seed)
@@ -122,7 +139,18 @@ def train_cgan_arrays(
     except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
         raise ConfigError("data.size", str(exc)) from None
     task.attach_data(torch.tensor(images), torch.tensor(np.asarray(labels, dtype=np.int64)), cfg.seed)
-    return fit(task, cfg, run_dir, meta, resume=resume, device=device)
+    selector = None
+    if cfg.train.select.every > 0:
+        from medgan.metrics.selection import ValidationSelector
+
+        if val is None:
+            raise ConfigError("train.select.every", "checkpoint selection needs validation slices")
+        if distributed.is_main():
+            selector = ValidationSelector(
+                cfg.train.select, val[0], val[1], len(meta["classes"]), device=device
+            )
+    last = fit(task, cfg, run_dir, meta, resume=resume, device=device, selector=selector)
+    return best_checkpoint(Path(run_dir) / "checkpoints") or last
 
 
 def train_cyclegan_arrays(
@@ -144,7 +172,7 @@ def train_cyclegan_arrays(
 
 
 def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = False) -> Path:
-    """Train the configured synthesizer on the train split; returns the last checkpoint path."""
+    """Train the configured synthesizer on the train split; returns the checkpoint to use (best or last)."""
     if cfg.model.kind == "cyclegan":
         a, b, domains, ss = cyclegan_domains(cfg, data_dir)
         meta = {
@@ -158,4 +186,6 @@ def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = Fa
         return train_cyclegan_arrays(cfg, a, b, meta, Path(run_dir), resume)
     ss = train_split(cfg, data_dir)
     meta = {"classes": list(ss.classes), "shape": list(ss.shape), "data": data_meta(ss)}
-    return train_cgan_arrays(cfg, ss.images, ss.manifest["label"].to_numpy(), meta, Path(run_dir), resume)
+    return train_cgan_arrays(
+        cfg, ss.images, ss.manifest["label"].to_numpy(), meta, Path(run_dir), resume, val_split(cfg, data_dir)
+    )

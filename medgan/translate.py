@@ -5,7 +5,10 @@ CycleGAN can add or remove findings that the labels do not show (Cohen, Luck & H
 2018), so every output is scored by a MONAI classifier (:mod:`medgan.classifier`) trained on
 the real train split to tell domain A from domain B (validation split for early stopping). The
 share of outputs classified as the target domain — next to the same share for the untranslated
-sources — goes into ``metrics.json``; ``--min-target-prob p`` drops outputs below ``p``.
+sources — goes into ``metrics.json``; ``--min-target-prob p`` drops outputs below ``p``. With
+``--features`` it also holds FID, precision / recall and density / coverage of the translations
+against the real target-domain slices of the test split, each beside its real-real floor
+(:func:`translation_scores`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,9 @@ from medgan.errors import InputError
 from medgan.generate import OutputWriter, _check_writable, _record, _slug
 from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.progress import progress
+
+if TYPE_CHECKING:
+    from medgan.metrics.features import FeatureExtractor
 
 CLASSIFIER_DIR = "classifier"
 MANIFEST_COLUMNS = [
@@ -50,6 +56,71 @@ def _run_dir(checkpoint: Path) -> Path:
     return p.parent.parent if p.parent.name == "checkpoints" else p.parent
 
 
+def domain_split(
+    cfg: RunConfig, data_dir: Path, split: str, domains: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Domain-A and domain-B slices of one split of a CycleGAN config's data (two labels, or data / data_b)."""
+    from medgan.data.sources import load_source
+
+    sa = load_source(cfg.data, data_dir).split(split)
+    if domains["mode"] == "datasets":
+        assert cfg.data_b is not None
+        return sa.images, load_source(cfg.data_b, data_dir).split(split).images
+    lab = sa.manifest["label"].to_numpy()
+    return sa.images[lab == domains["label_a"]], sa.images[lab == domains["label_b"]]
+
+
+def translation_scores(
+    translated: np.ndarray,
+    target_eval: np.ndarray,
+    target_train: np.ndarray,
+    extractor: FeatureExtractor,
+    *,
+    tag: str,
+    target_prob: np.ndarray | None = None,
+    seed: int = 0,
+    cache: Path | None = None,
+) -> dict[str, Any]:
+    """How close translations come to real slices of their target domain, with the real-real floor.
+
+    FID, precision / recall and density / coverage of ``translated`` against ``target_eval`` (the
+    real target-domain slices of the evaluation split), and the same against a random subset of
+    ``target_train`` (real target-domain train slices) of the translations' N: the floor. With
+    ``target_prob`` (the label-preservation classifier's probability of the target domain), also
+    the share of translations it accepts as the target class. ``tag`` names the real sets in the
+    feature cache.
+    """
+    from medgan.metrics.evaluate import cached_features, distribution_scores
+    from medgan.metrics.stats import check_features
+
+    if len(translated) < 2 or len(target_eval) < 2:
+        raise InputError(
+            "translation scores",
+            f"need at least 2 translations and 2 real target slices (got {len(translated)}, {len(target_eval)})",
+        )
+    f_t = check_features(extractor(translated), "translation features")
+    f_e = check_features(
+        cached_features(extractor, target_eval, f"{tag}:eval-target", cache), "real features"
+    )
+    out: dict[str, Any] = {
+        "features": extractor.name,
+        "n_translated": len(translated),
+        "n_real_target": len(target_eval),
+    }
+    out.update(distribution_scores(f_e, f_t))
+    n = min(len(translated), len(target_train))
+    if n >= 2:
+        f_tr = cached_features(extractor, target_train, f"{tag}:train-target", cache)
+        idx = np.sort(np.random.default_rng(seed).choice(len(f_tr), n, replace=False))
+        out.update(distribution_scores(f_e, f_tr[idx], "floor_"))
+        out["floor_n"] = n
+    else:
+        out["floor_fid"] = None
+    if target_prob is not None:
+        out["share_classified_as_target"] = float((np.asarray(target_prob) > 0.5).mean())
+    return out
+
+
 def domain_classifier(
     checkpoint: Path, meta: dict[str, Any], data_dir: Path, fallback: Path
 ) -> tuple[Any, Path]:
@@ -61,21 +132,10 @@ def domain_classifier(
         if list_checkpoints(folder):
             return TrainedClassifier.load(folder), folder
     cfg = RunConfig.model_validate(meta["config"])
-    from medgan.data.sources import load_source
     from medgan.train import cyclegan_domains
 
     a, b, domains, _ = cyclegan_domains(cfg, data_dir)
-
-    def val_split() -> tuple[np.ndarray, np.ndarray]:
-        va = load_source(cfg.data, data_dir).split("val")
-        if domains["mode"] == "datasets":
-            assert cfg.data_b is not None
-            vb = load_source(cfg.data_b, data_dir).split("val")
-            return va.images, vb.images
-        lab = va.manifest["label"].to_numpy()
-        return va.images[lab == domains["label_a"]], va.images[lab == domains["label_b"]]
-
-    va, vb = val_split()
+    va, vb = domain_split(cfg, data_dir, "val", domains)
     if len(va) == 0 or len(vb) == 0:
         raise InputError(
             "data",
@@ -107,8 +167,17 @@ def translate(
     device: str = "auto",
     min_target_prob: float | None = None,
     overwrite: bool = False,
+    features: str | None = None,
+    eval_split: str = "test",
+    cache: Path | None = None,
 ) -> pd.DataFrame:
-    """Translate the slices of ``source`` (``split``) with a CycleGAN checkpoint; returns the manifest."""
+    """Translate the slices of ``source`` (``split``) with a CycleGAN checkpoint; returns the manifest.
+
+    ``metrics.json`` says which share of the translations the label-preservation classifier
+    accepts as the target domain. With ``features`` (an extractor name, as ``medgan evaluate
+    --features``), it also holds :func:`translation_scores` under ``quality``: the translations
+    against the real target-domain slices of the checkpoint config's ``eval_split``, with the floor.
+    """
     from medgan.data.detect import source_from_spec
     from medgan.data.sources import load_source
     from medgan.generate import FORMATS
@@ -124,6 +193,8 @@ def translate(
         raise InputError("--split", f"must be train, val, test or all (got {split!r})")
     if min_target_prob is not None and not 0.0 <= min_target_prob <= 1.0:
         raise InputError("--min-target-prob", "must be between 0 and 1")
+    if eval_split not in ("train", "val", "test"):
+        raise InputError("eval_split", f"must be train, val or test (got {eval_split!r})")
     ckpt = resolve_checkpoint(checkpoint)
     tr = CycleGANTranslator(ckpt, resolve_device(device))
     c, h, w = tr.shape
@@ -253,10 +324,43 @@ def translate(
                 "val_acc": clf.val_acc,
             },
         }
+        if features is not None:
+            metrics["quality"] = _quality(
+                tr, translated, p_out, direction, data_dir, features, clf_dir, device, eval_split, cache
+            )
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
         return manifest
     finally:
         lock.release()
+
+
+def _quality(
+    tr: Any,
+    translated: np.ndarray,
+    p_out: np.ndarray,
+    direction: str,
+    data_dir: Path,
+    features: str,
+    clf_dir: Path,
+    device: str,
+    eval_split: str,
+    cache: Path | None,
+) -> dict[str, Any]:
+    """:func:`translation_scores` against the target domain of the checkpoint's own data."""
+    from medgan.metrics.features import get_extractor
+    from medgan.train import cyclegan_domains
+    from medgan.training.seeding import resolve_device
+
+    cfg = RunConfig.model_validate(tr.meta["config"])
+    a, b, domains, _ = cyclegan_domains(cfg, data_dir)
+    ea, eb = domain_split(cfg, data_dir, eval_split, domains)
+    target_eval, target_train = (eb, b) if direction == "A2B" else (ea, a)
+    ext = get_extractor(features, resolve_device(device), clf_dir if features == "domain" else None)
+    tag = "translation:" + (str(domains["b"]) if direction == "A2B" else str(domains["a"]))
+    scores = translation_scores(
+        translated, target_eval, target_train, ext, tag=tag, target_prob=p_out, cache=cache
+    )
+    return {**scores, "eval_split": eval_split}
 
 
 def _source_reference(row: pd.Series, data_dir: Path) -> tuple[tuple[str, str], ...]:

@@ -16,8 +16,9 @@ from PIL import Image
 
 from medgan.cli import main
 from medgan.errors import InputError
-from medgan.generate import generate
+from medgan.generate import counts_like, generate
 from medgan.synthesis.cgan import CGANSynthesizer
+from medgan.training.seeding import derive_seed
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -184,3 +185,78 @@ def test_dicom_passes_dciodvfy(dicom_out: tuple[Path, pd.DataFrame]) -> None:
         proc = subprocess.run(["dciodvfy", str(out / p)], capture_output=True, text=True, check=False)
         text = proc.stdout + proc.stderr
         assert "Error" not in text, text
+
+
+# ------------------------------------------------------------------------------- per-class counts
+
+
+def test_per_class_counts_keep_the_per_image_seeds(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    even = generate(tiny_checkpoint, tmp_path / "even", 3, fmt="png", seed=7)
+    mixed = generate(tiny_checkpoint, tmp_path / "mixed", {"0": 1, 1: 4}, fmt="png", seed=7)
+    assert mixed["label"].tolist() == [0, 1, 1, 1, 1] and mixed["index"].tolist() == [0, 0, 1, 2, 3]
+    # the items both generations hold have the same seeds, file names and pixels
+    shared = even.merge(mixed, on=["label", "index"], suffixes=("_even", "_mixed"))
+    assert len(shared) == 4
+    assert (shared["seed_even"] == shared["seed_mixed"]).all()
+    assert (shared["path_even"] == shared["path_mixed"]).all()
+    for p in shared["path_even"]:
+        a = np.asarray(Image.open(tmp_path / "even" / p), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "mixed" / p), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1  # float rounding only (other batch composition)
+    want = [derive_seed(7, int(r.label), int(r.index)) for r in mixed.itertuples()]
+    assert mixed["seed"].tolist() == want
+    # resuming the same counts is accepted; other counts into the same folder are refused
+    generate(tiny_checkpoint, tmp_path / "mixed", {0: 1, 1: 4}, fmt="png", seed=7)
+    with pytest.raises(InputError, match="holds a different generation"):
+        generate(tiny_checkpoint, tmp_path / "mixed", {0: 2, 1: 4}, fmt="png", seed=7)
+    # the int form is recorded as before, so existing generations resume unchanged
+    import json
+
+    assert json.loads((tmp_path / "even" / "generate.json").read_text())["n_per_class"] == 3
+
+
+def test_per_class_counts_bad_input(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=">= 0"):
+        generate(tiny_checkpoint, tmp_path / "a", {0: -1, 1: 2})
+    with pytest.raises(InputError, match="add up to 0"):
+        generate(tiny_checkpoint, tmp_path / "b", {0: 0, 1: 0})
+    with pytest.raises(InputError, match="cannot be combined"):
+        generate(tiny_checkpoint, tmp_path / "c", {0: 1}, classes=["0"])
+    with pytest.raises(InputError, match="given twice"):
+        generate(tiny_checkpoint, tmp_path / "d", {0: 1, "0": 2})
+    with pytest.raises(InputError, match="not in the checkpoint's classes"):
+        generate(tiny_checkpoint, tmp_path / "e", {"tumour": 1})
+
+
+def test_counts_like_a_real_split(tiny_data_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import write_fake_medmnist
+
+    assert counts_like("medmnist:tinymnist:test", tiny_data_dir) == {"0": 4, "1": 4}
+    assert counts_like("medmnist:tinymnist:train", tiny_data_dir, 5) == {"0": 3, "1": 2}
+    # an imbalanced split: the proportions, not equal counts
+    d = tmp_path / "data"
+    path = write_fake_medmnist(d / "medmnist" / "skewmnist.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["test_labels"] = np.array([0, 0, 0, 0, 0, 0, 1, 1], np.uint8)[:, None]
+    np.savez(path, **arrays)
+    assert counts_like("medmnist:skewmnist", d) == {"0": 6, "1": 2}
+    assert counts_like("medmnist:skewmnist:test", d, 100) == {"0": 75, "1": 25}
+    with pytest.raises(InputError, match="at least 2"):
+        counts_like("medmnist:skewmnist:test", d, 1)
+
+
+def test_cli_generate_counts_like(
+    tiny_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["generate", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_data_dir)]
+    code = main(
+        [*base, "--counts-like", "medmnist:tinymnist:test", "--n-total", "5", "--out", str(tmp_path / "g")]
+    )
+    m = pd.read_csv(tmp_path / "g" / "manifest.csv")
+    assert code == 0 and m["label"].value_counts().to_dict() == {0: 3, 1: 2}
+    capsys.readouterr()
+    assert main([*base, "--n-total", "5", "--out", str(tmp_path / "h")]) == 2
+    assert "needs --counts-like" in capsys.readouterr().err
+    args = [*base, "--n-per-class", "2", "--counts-like", "medmnist:tinymnist", "--out", str(tmp_path / "i")]
+    assert main(args) == 2 and "not both" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def tiny_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     cfg = tiny_config(steps=4)
     cfg["classifier"] = {"epochs": 2, "width": 4, "patience": 2, "batch_size": 16}
     cfg["study"] = {"arms": ["real", "classical", "cgan"], "ratios": [0.5, 1.0], "seeds": 2, "n_boot": 20}
-    cfg["pipeline"] = {"features": str(feats), "eval_per_class": 6}
+    cfg["pipeline"] = {"features": str(feats)}  # the evaluation set: the test split's N and class mix
     (d / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     code = main(["run", str(d / "cfg.yaml"), "--out", str(d / "out"), "--data-dir", str(tiny_data_dir)])
     assert code == 0
@@ -53,8 +53,32 @@ def test_run_folder_has_every_stage(tiny_run: Path) -> None:
         assert (tiny_run / rel).is_file(), rel
 
 
+def test_run_evaluates_in_test_proportions_with_label_scores_and_gates(tiny_run: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    m = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())
+    samples = pd.read_csv(tiny_run / "samples" / "manifest.csv")
+    assert samples["label"].value_counts().to_dict() == {0: 4, 1: 4}  # the tiny test split: 4 + 4
+    assert m["n_synthetic"] == m["n_real"] == 8 and m["class_counts"]["synthetic"] == {"0": 4, "1": 4}
+    assert m["floor_class_counts"] == {"0": 4, "1": 4} and set(m["per_class"]) == {"0", "1"}
+    assert 0.0 <= m["coverage"] <= 1.0 and m["density"] >= 0.0
+    assert 0.0 <= m["label_agreement"]["agreement"] <= 1.0 and 0.0 <= m["cas"]["auc"] <= 1.0
+    assert m["cas"]["n_synthetic"] == 48  # CAS trains on a train-sized set (samples-cas/)
+    assert (tiny_run / "real_classifier" / "trained_on.json").is_file()
+    assert len(m["gates"]["results"]) == 7
+    study = json.loads((tiny_run / "study" / "study.json").read_text())
+    # the study's full-data cGAN is the run's: its gates come from the run's evaluation
+    assert study["gates"]["cgan-f1"]["metrics_from"] == "medgan run's evaluation"
+    assert study["gates"]["cgan-f1"]["results"] == m["gates"]["results"]
+
+
 def test_report_is_readable_and_self_contained(tiny_run: Path) -> None:
     md = (tiny_run / "report.md").read_text()
+    assert md.index("## Quality gates") < md.index("## Synthetic data quality")
+    assert md.index("## Quality gates") < md.index("## Does synthetic data help the classifier?")
+    assert re.search(r"FAILED: cgan \(this run's conditional GAN\) fails|Passed: cgan \(this run's", md)
     for heading in (
         "## Data",
         "## Synthetic data quality",

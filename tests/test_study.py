@@ -28,6 +28,7 @@ def _study_cfg(**study: object) -> dict:
         "n_boot": 20,
         **study,
     }
+    cfg["gates"] = None  # quality gates of the study's synthesizers: tested below, with a cheap extractor
     return cfg
 
 
@@ -103,3 +104,76 @@ def test_study_resumes_finished_cells(
         config_from_dict({**cfg, "classifier": {**cfg["classifier"], "epochs": 1}}), tiny_data_dir, tmp_path
     )
     assert len(trained) == 4
+
+
+# ------------------------------------------------------------------------------------ quality gates
+
+
+@pytest.fixture(scope="module")
+def pool_features(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A TorchScript feature extractor (4x4 average pooling): a fast stand-in for Inception."""
+    import torch
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    path = tmp_path_factory.mktemp("ts") / "pool.pt"
+    torch.jit.script(Pool()).save(str(path))
+    return str(path)
+
+
+def _gated(features: str, fid_ratio_max: float, skip: bool) -> dict:
+    cfg = _study_cfg(arms=["real", "cgan", "cyclegan"], fractions=[1.0], seeds=1)
+    cfg["study"]["skip_failing_synthesizers"] = skip
+    cfg["pipeline"] = {"features": features}
+    off = dict.fromkeys(
+        ("recall_min", "precision_min", "ms_ssim_max", "cas_auc_min", "memorized_max", "fid_ratio_max")
+    )
+    # FID can never be below 1e-6 x the floor: a gate that fails; a margin of 1: a gate that passes
+    cfg["gates"] = {**off, "fid_ratio_max": fid_ratio_max, "label_agreement_margin": 1.0}
+    return cfg
+
+
+def test_failing_synthesizers_are_reported_and_skipped_on_request(
+    tiny_data_dir: Path, tmp_path: Path, pool_features: str, capsys: pytest.CaptureFixture
+) -> None:
+    import yaml
+
+    from medgan.cli import main
+
+    out = tmp_path / "study"
+    (tmp_path / "skip.yaml").write_text(yaml.safe_dump(_gated(pool_features, 1e-6, skip=True)))
+    args = ["study", str(tmp_path / "skip.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "FAILED GATES: cgan-f1 fails 1 of 2 quality gates (FID / real-real floor)" in printed
+    assert "FAILED GATES: cyclegan-f1 fails 1 of 2" in printed and "skipped" in printed
+    rep = json.loads((out / "study.json").read_text())
+    assert set(pd.read_csv(out / "results.csv")["arm"]) == {"real"}  # no cell used a failing synthesizer
+    assert {(k["arm"], k["fraction"], k["seed"]) for k in rep["skipped"]} == {
+        ("cgan", 1.0, 0),
+        ("cyclegan", 1.0, 0),
+    }
+    skipped_rows = [r for r in rep["summary"] if r["arm"] != "real"]
+    assert len(skipped_rows) == 2 and all(
+        r["seeds"] == 0 and r["verdict"].startswith("skipped") for r in skipped_rows
+    )
+    for name in ("cgan-f1", "cyclegan-f1"):
+        g = rep["gates"][name]
+        by = {r["gate"]: r for r in g["results"]}
+        assert g["passed"] is False and by["fid_ratio_max"]["passed"] is False
+        agreement = by["label_agreement_margin"]  # label scores were computed for both kinds
+        assert agreement["passed"] is True and 0.0 <= agreement["value"] <= 1.0
+        assert (out / "gates" / f"{name}.json").is_file()
+    cyc = json.loads((out / "gates" / "cyclegan-f1.json").read_text())["metrics"]
+    assert set(cyc["directions"]) == {"A2B", "B2A"} and cyc["directions"]["A2B"]["floor_n"] == 4
+
+    # the same study without skipping: the arms run (real's cell reused: the flag is not in the fingerprint)
+    rep = run_study(config_from_dict(_gated(pool_features, 1e-6, skip=False)), tiny_data_dir, out)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res["arm"]) == {"real", "cgan", "cyclegan"} and rep["skipped"] == []
+    assert rep["gates"]["cgan-f1"]["passed"] is False and len(list((out / "cells").iterdir())) == 1
+    # gates that pass: nothing is skipped even when skipping is on
+    rep = run_study(config_from_dict(_gated(pool_features, 1e6, skip=True)), tiny_data_dir, out)
+    assert rep["skipped"] == [] and all(g["passed"] for g in rep["gates"].values())

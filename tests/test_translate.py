@@ -64,6 +64,43 @@ def test_output_is_deterministic_and_resumable(cycle_ckpt: Path, tiny_data_dir: 
     assert again.equals(a) and (tmp_path / "a" / a["path"][0]).is_file()
 
 
+def test_translations_are_scored_against_the_real_target_domain(
+    cycle_ckpt: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from medgan.translate import translation_scores
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    feats = tmp_path / "pool.pt"
+    torch.jit.script(Pool()).save(str(feats))
+    translate(
+        cycle_ckpt, tmp_path / "o", "A2B", "medmnist:tinymnist", tiny_data_dir, fmt="npz", features=str(feats)
+    )
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    q = metrics["quality"]
+    # 24 train slices of class 0 translated; compared with the 4 real class-1 test slices
+    assert q["n_translated"] == 24 and q["n_real_target"] == 4 and q["eval_split"] == "test"
+    assert q["floor_n"] == 24 and q["fid"] > 0 and q["floor_fid"] > 0
+    assert q["share_classified_as_target"] == metrics["share_classified_as_target"]
+    # the function itself: real target slices as "translations" sit at the floor's level, noise far above
+    from medgan.metrics.features import TorchScriptExtractor
+
+    ext = TorchScriptExtractor(feats)
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (40, 1, 16, 16)).astype(np.float32) * 0.1
+    same = translation_scores(real[:20], real[20:30], real[30:], ext, tag="t")
+    noise = translation_scores(
+        rng.uniform(-1, 1, (20, 1, 16, 16)).astype(np.float32), real[20:30], real[30:], ext, tag="t"
+    )
+    assert noise["fid"] > 10 * same["fid"] and same["floor_n"] == 10
+    assert 0.0 <= noise["coverage"] < same["coverage"] <= 1.0
+
+
 def test_min_target_prob_drops_outputs(cycle_ckpt: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
     m = translate(cycle_ckpt, tmp_path / "o", "A2B", "medmnist:tinymnist", tiny_data_dir, min_target_prob=1.0)
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())

@@ -1,5 +1,12 @@
 """``medgan evaluate``: every metric for a synthetic set against real slices, with N, the real-real floor and CIs.
 
+The floor's real train subset is drawn in the real evaluation set's class proportions
+(:func:`class_stratified_indices`); density / coverage sit beside precision / recall; every
+distribution metric is also given per class (``per_class``), each with its floor; label
+agreement and CAS (:func:`compute_label_scores`) and the quality gates
+(:mod:`medgan.metrics.gates`) are added on request. :func:`eval_counts` says how many slices
+per class an evaluation set should have (the test split's class mix).
+
 Under ``torchrun`` feature extraction is sharded (:func:`sharded_features`): each rank extracts a
 contiguous share of the images, cut at the extractor's batch size so that every image is in
 the same batch as in a single process, and the rows are gathered in order; rank 0 computes
@@ -12,13 +19,13 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from medgan import distributed
-from medgan.config import DataConfig
+from medgan.config import ClassifierConfig, DataConfig, GatesConfig, PipelineConfig
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_text
 from medgan.metrics.diversity import (
@@ -28,8 +35,19 @@ from medgan.metrics.diversity import (
     within_class_ms_ssim,
 )
 from medgan.metrics.features import FeatureExtractor
-from medgan.metrics.stats import bootstrap_ci, check_features, fid, kid, precision_recall
+from medgan.metrics.stats import (
+    bootstrap_ci,
+    check_features,
+    density_coverage,
+    fid,
+    kid,
+    precision_recall,
+)
 from medgan.paths import user_cache_dir
+
+if TYPE_CHECKING:
+    from medgan.classifier import TrainedClassifier
+    from medgan.data.slices import SliceSet
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -153,6 +171,224 @@ def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Pa
     return folder
 
 
+def class_stratified_indices(
+    pool_labels: np.ndarray, like_labels: np.ndarray, n: int, seed: int
+) -> np.ndarray:
+    """``n`` indices into ``pool_labels`` drawn (seeded, without replacement) in the class mix of ``like_labels``.
+
+    Counts come from :func:`~medgan.metrics.selection.proportional_counts`; a class the pool has
+    too few of is topped up from the rest of the pool at random. Without usable labels (any
+    negative, or fewer slices than classes) the draw is a plain random subset.
+    """
+    from medgan.metrics.selection import proportional_counts
+
+    pool = np.asarray(pool_labels, np.int64)
+    like = np.asarray(like_labels, np.int64)
+    n = int(min(n, len(pool)))
+    rng = np.random.default_rng(seed)
+    n_present = len(np.unique(like)) if len(like) else 0
+    if len(like) == 0 or (pool < 0).any() or (like < 0).any() or n < n_present:
+        return np.sort(rng.choice(len(pool), n, replace=False))
+    n_classes = int(max(pool.max(initial=0), like.max(initial=0))) + 1
+    picks = []
+    for c, k in enumerate(proportional_counts(like, n, n_classes)):
+        idx = np.flatnonzero(pool == c)
+        picks.append(rng.choice(idx, min(k, len(idx)), replace=False))
+    chosen = np.concatenate(picks) if picks else np.zeros(0, np.int64)
+    short = n - len(chosen)
+    if short > 0:
+        rest = np.setdiff1d(np.arange(len(pool)), chosen)
+        chosen = np.concatenate([chosen, rng.choice(rest, short, replace=False)])
+    return np.sort(chosen)
+
+
+def split_class_counts(part: SliceSet, n: int, n_classes: int) -> dict[int, int]:
+    """``n`` slices split in the class proportions of ``part``'s labelled slices, as ``{label: count}``.
+
+    Every class present gets at least one slice (``n`` is raised to the number of classes present).
+    """
+    from medgan.metrics.selection import proportional_counts
+
+    y = part.manifest["label"].to_numpy().astype(np.int64)
+    y = y[y >= 0]
+    if len(y) == 0:
+        raise InputError("data", "no labelled slices to take class proportions from")
+    n = max(n, len(np.unique(y)))
+    return {c: k for c, k in enumerate(proportional_counts(y, n, n_classes)) if k > 0}
+
+
+def eval_counts(
+    pipeline: PipelineConfig, test: SliceSet, train: SliceSet, n_classes: int
+) -> int | dict[int, int]:
+    """Evaluation slices to generate per class: ``pipeline.eval_per_class`` for every class when set,
+    else ``pipeline.eval_n`` (default: the test split's N) in the test split's class proportions
+    (the train split's when the test split has no labelled slices)."""
+    if pipeline.eval_per_class is not None:
+        return pipeline.eval_per_class
+    labelled = int((test.manifest["label"] >= 0).sum())
+    return split_class_counts(test if labelled else train, pipeline.eval_n or max(labelled, 2), n_classes)
+
+
+def distribution_scores(f_real: np.ndarray, f_other: np.ndarray, prefix: str = "") -> dict[str, float | None]:
+    """FID, precision / recall (k = 3) and density / coverage (k = 5) of ``f_other`` against ``f_real``.
+
+    Each is ``None`` where a set is too small for it (FID: 2 rows each; precision / recall: more
+    than 3; density / coverage: more than 5 real rows and 2 others).
+    """
+    nr, no = len(f_real), len(f_other)
+    d: dict[str, float | None] = dict.fromkeys(("fid", "precision", "recall", "density", "coverage"))
+    if min(nr, no) >= 2:
+        d["fid"] = fid(f_real, f_other)
+    if min(nr, no) > 3:
+        d["precision"], d["recall"] = precision_recall(f_real, f_other, k=3)
+    if nr > 5 and no >= 2:
+        d["density"], d["coverage"] = density_coverage(f_real, f_other, k=5)
+    return {f"{prefix}{k}": v for k, v in d.items()}
+
+
+def per_class_scores(
+    f_real: np.ndarray,
+    real_labels: np.ndarray,
+    f_syn: np.ndarray,
+    syn_labels: np.ndarray,
+    classes: list[str],
+    f_train: np.ndarray | None = None,
+    train_labels: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """:func:`distribution_scores` within each class, each with its floor (real train slices of that class, the synthetic class's N)."""
+    out: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(classes):
+        rm, sm = real_labels == c, syn_labels == c
+        if not rm.any() and not sm.any():
+            continue
+        entry: dict[str, Any] = {"n_real": int(rm.sum()), "n_synthetic": int(sm.sum())}
+        entry.update(distribution_scores(f_real[rm], f_syn[sm]))
+        if f_train is not None and train_labels is not None:
+            pool = np.flatnonzero(train_labels == c)
+            n = int(min(sm.sum(), len(pool)))
+            sub = np.random.default_rng([seed, c]).choice(pool, n, replace=False) if n else pool[:0]
+            entry.update(distribution_scores(f_real[rm], f_train[sub], "floor_"))
+            entry["floor_n"] = n
+        out[name] = entry
+    return out
+
+
+def _data_hash(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:32]
+
+
+def ensure_real_classifier(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    classes: list[str],
+    cfg: ClassifierConfig,
+    folder: Path | None = None,
+) -> TrainedClassifier:
+    """A classifier trained on real train slices (early stopping on val), cached in ``folder``.
+
+    The cached one is reused only when its config, classes and training data (a hash written
+    beside it as ``trained_on.json``) are the same; otherwise it is trained again and replaced.
+    """
+    from medgan.classifier import TrainedClassifier, train_classifier
+    from medgan.training.checkpoint import list_checkpoints
+    from medgan.training.seeding import resolve_device
+
+    key = _data_hash(train_x, np.asarray(train_y, np.int64), val_x, np.asarray(val_y, np.int64))
+    stamp = None if folder is None else Path(folder) / "trained_on.json"
+    if folder is not None and list_checkpoints(folder) and stamp is not None and stamp.is_file():
+        with contextlib.suppress(InputError, json.JSONDecodeError):
+            rec = json.loads(stamp.read_text(encoding="utf-8"))
+            clf = TrainedClassifier.load(folder, device=resolve_device(cfg.device))
+            if rec.get("data") == key and clf.classes == list(classes) and clf.config == cfg:
+                return clf
+    clf = train_classifier(train_x, train_y, val_x, val_y, len(classes), cfg, list(classes))
+    if folder is not None and distributed.is_main():
+        clf.save(folder)
+        atomic_write_text(Path(folder) / "trained_on.json", json.dumps({"data": key}))
+    return clf
+
+
+def _test_scores(clf: TrainedClassifier, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    from medgan.classifier.metrics import diagnostic_metrics
+
+    p = clf.predict_proba(x)
+    m = diagnostic_metrics(y, p, **({"positive": 1} if p.shape[1] == 2 else {}))
+    return {k: float(m[k]) for k in ("auc", "acc", "balanced_acc")}
+
+
+def compute_label_scores(
+    ss: SliceSet,
+    split: str,
+    syn: np.ndarray,
+    syn_labels: np.ndarray,
+    cfg: ClassifierConfig,
+    *,
+    classifier_dir: Path | None = None,
+    cas_set: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label agreement and CAS of a synthetic set against the real ``split`` of ``ss`` (docs/metrics.md).
+
+    A classifier trained on the real train split (cached in ``classifier_dir``) gives the label
+    agreement of ``syn`` and its own accuracy on the real split. CAS trains the same classifier on
+    ``cas_set`` (default: ``syn``) only and tests it on the real split, beside the real-trained one
+    and one trained on a real train subset of the CAS set's N and class counts (the CAS floor).
+    """
+    from medgan.classifier import train_classifier
+    from medgan.metrics.label import classification_accuracy_score, label_agreement
+
+    real = ss if split == "all" else ss.split(split)
+    tr, va = ss.split("train"), ss.split("val")
+    ys = {
+        name: part.manifest["label"].to_numpy().astype(np.int64)
+        for name, part in (("train", tr), ("val", va), (split, real))
+    }
+    for name, y in ys.items():
+        if len(y) == 0 or (y < 0).any():
+            raise InputError(
+                name, f"label scores need labelled {name} slices (found {len(y)}, some unlabelled?)"
+            )
+    classes = list(ss.classes)
+    cas_x, cas_y = cas_set if cas_set is not None else (syn, syn_labels)
+    for name, y in (("synthetic", syn_labels), ("CAS synthetic", cas_y)):
+        if len(y) and (np.min(y) < 0 or np.max(y) >= len(classes)):
+            raise InputError(name, f"labels outside the real classes {classes}")
+    ty, vy, ry = ys["train"], ys["val"], ys[split]
+    clf = ensure_real_classifier(tr.images, ty, va.images, vy, classes, cfg, classifier_dir)
+    la = label_agreement(clf, syn, syn_labels, real.images, ry)
+    cas = classification_accuracy_score(
+        cas_x, cas_y, va.images, vy, real.images, ry, classes, cfg, real_clf=clf
+    )
+    n = min(len(cas_x), len(tr))
+    if n < len(tr):
+        idx = class_stratified_indices(ty, cas_y, n, seed)
+        small = train_classifier(tr.images[idx], ty[idx], va.images, vy, len(classes), cfg, classes)
+        same_n = _test_scores(small, real.images, ry)
+    else:
+        same_n = _test_scores(clf, real.images, ry)
+    return {
+        "label_agreement": la.as_dict(),
+        "cas": {
+            **cas.as_dict(),
+            "real_same_n_auc": same_n["auc"],
+            "real_same_n_acc": same_n["acc"],
+            "real_same_n": n,
+        },
+        "classifier": {
+            "arch": clf.arch,
+            "val_auc": clf.val_auc,
+            "path": None if classifier_dir is None else str(classifier_dir),
+        },
+    }
+
+
 def evaluate(
     real_spec: str | DataConfig,
     synthetic_spec: str,
@@ -164,9 +400,20 @@ def evaluate(
     seed: int = 0,
     run_dir: Path | None = None,
     cache: Path | None = None,
+    label_scores: bool | Literal["if-possible"] = False,
+    classifier: ClassifierConfig | None = None,
+    classifier_dir: Path | None = None,
+    cas_synthetic: str | None = None,
+    gates: GatesConfig | None = None,
 ) -> dict[str, Any]:
     """Compute every metric; writes ``metrics.json`` (and the closest-pairs grid) into ``out`` when given.
 
+    ``label_scores`` adds label agreement and CAS (:func:`compute_label_scores`), with ``classifier``'s
+    settings (default :class:`~medgan.config.ClassifierConfig`), the real classifier cached in
+    ``classifier_dir``, and CAS trained on ``cas_synthetic`` (default: the synthetic set).
+    ``label_scores="if-possible"`` records why they could not be computed (e.g. a validation
+    split with one class) under ``label_scores_skipped`` instead of raising. ``gates`` adds the
+    quality-gate results under ``gates`` (:mod:`medgan.metrics.gates`).
     Under ``torchrun`` every rank extracts its share of the features; rank 0 returns the metrics
     and writes the files, the other ranks return ``{}``.
     """
@@ -181,30 +428,96 @@ def evaluate(
         src, split = split_spec(real_spec)
         ss = load_source(source_from_spec(src, data_dir), data_dir)
     real = ss if split == "all" else ss.split(split)
-    train = ss.split("train")
     if len(real) < 2:
         raise InputError(real_spec, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
     syn, syn_labels, syn_name = load_synthetic(synthetic_spec, data_dir, real.shape)
+    cas_set = None
+    if cas_synthetic is not None and label_scores:
+        cx, cy, _ = load_synthetic(cas_synthetic, data_dir, real.shape)
+        if cx.shape[1:] != real.images.shape[1:]:
+            raise InputError(
+                cas_synthetic, f"synthetic slices {cx.shape[1:]} differ from real {real.images.shape[1:]}"
+            )
+        cas_set = (cx, cy)
+    return evaluate_sets(
+        ss,
+        split,
+        syn,
+        syn_labels,
+        extractor,
+        tag=src,
+        real_name=real_spec,
+        syn_name=syn_name,
+        out=out,
+        n_boot=n_boot,
+        seed=seed,
+        run_dir=run_dir,
+        cache=cache,
+        label_scores=label_scores,
+        classifier=classifier,
+        classifier_dir=classifier_dir,
+        cas_set=cas_set,
+        gates=gates,
+    )
+
+
+def evaluate_sets(
+    ss: SliceSet,
+    split: str,
+    syn: np.ndarray,
+    syn_labels: np.ndarray,
+    extractor: FeatureExtractor,
+    *,
+    tag: str,
+    real_name: str,
+    syn_name: str,
+    out: Path | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    run_dir: Path | None = None,
+    cache: Path | None = None,
+    label_scores: bool | Literal["if-possible"] = False,
+    classifier: ClassifierConfig | None = None,
+    classifier_dir: Path | None = None,
+    cas_set: tuple[np.ndarray, np.ndarray] | None = None,
+    gates: GatesConfig | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate` on arrays: synthetic slices and labels against the real ``split`` of ``ss``.
+
+    ``tag`` names the real source in the feature cache (with the split appended). The floor
+    subset of the train split is drawn in the real evaluation set's class proportions.
+    """
+    real = ss if split == "all" else ss.split(split)
+    train = ss.split("train")
+    if len(real) < 2:
+        raise InputError(real_name, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
     if syn.shape[1:] != real.images.shape[1:]:
         raise InputError(
-            synthetic_spec, f"synthetic slices {syn.shape[1:]} differ from real {real.images.shape[1:]}"
+            syn_name, f"synthetic slices {syn.shape[1:]} differ from real {real.images.shape[1:]}"
         )
     if len(syn) < 2:
-        raise InputError(synthetic_spec, "needs at least 2 synthetic slices")
+        raise InputError(syn_name, "needs at least 2 synthetic slices")
+    syn_labels = np.asarray(syn_labels, np.int64)
 
-    tag = f"{src}:{split}"
-    f_real = check_features(cached_features(extractor, real.images, tag, cache), "real features")
+    f_real = check_features(cached_features(extractor, real.images, f"{tag}:{split}", cache), "real features")
     f_syn = check_features(sharded_features(extractor, syn), "synthetic features")
-    f_train = cached_features(extractor, train.images, f"{src}:train", cache) if len(train) >= 2 else None
+    f_train = cached_features(extractor, train.images, f"{tag}:train", cache) if len(train) >= 2 else None
     if not distributed.is_main():  # under torchrun the other ranks only helped extract features
         return {}
+    classes = list(ss.classes)
+    real_y = real.manifest["label"].to_numpy().astype(np.int64)
+    train_y = train.manifest["label"].to_numpy().astype(np.int64)
 
     out_d: dict[str, Any] = {
         "features": extractor.name,
-        "real": real_spec,
+        "real": real_name,
         "synthetic": syn_name,
         "n_real": len(real),
         "n_synthetic": len(syn),
+        "class_counts": {
+            "real": {n: int((real_y == c).sum()) for c, n in enumerate(classes)},
+            "synthetic": {n: int((syn_labels == c).sum()) for c, n in enumerate(classes)},
+        },
     }
     out_d["fid"] = fid(f_real, f_syn)
     out_d["fid_ci"] = list(bootstrap_ci(fid, f_real, f_syn, n_boot, seed))
@@ -215,29 +528,43 @@ def evaluate(
             lambda a, b: kid(a, b, n_subsets=10, seed=seed)[0], f_real, f_syn, min(n_boot, 100), seed
         )
     )
-    out_d["precision"], out_d["recall"] = precision_recall(f_real, f_syn, k=3)
+    scores = distribution_scores(f_real, f_syn)
+    out_d["precision"], out_d["recall"] = scores["precision"], scores["recall"]
+    out_d["density"], out_d["coverage"] = scores["density"], scores["coverage"]
 
-    # the floor: real train vs the same real set, at the synthetic set's N
-    if f_train is not None and split != "train":
-        rng = np.random.default_rng(seed)
-        n = min(len(syn), len(f_train))
-        sub = f_train[rng.choice(len(f_train), n, replace=False)]
+    # the floor: real train vs the same real set, at the synthetic set's N, in the real set's class mix
+    floor = f_train is not None and split != "train"
+    if floor:
+        assert f_train is not None
+        idx = class_stratified_indices(train_y, real_y, min(len(syn), len(f_train)), seed)
+        sub = f_train[idx]
         out_d["floor_fid"] = fid(f_real, sub)
-        out_d["floor_n"] = n
+        out_d["floor_n"] = len(idx)
+        out_d["floor_class_counts"] = {n: int((train_y[idx] == c).sum()) for c, n in enumerate(classes)}
         out_d["floor_kid_mean"] = kid(f_real, sub, seed=seed)[0]
-        out_d["floor_precision"], out_d["floor_recall"] = precision_recall(f_real, sub, k=3)
+        fl = distribution_scores(f_real, sub, "floor_")
+        for k in ("precision", "recall", "density", "coverage"):
+            out_d[f"floor_{k}"] = fl[f"floor_{k}"]
     else:
         out_d["floor_fid"] = None
+    out_d["per_class"] = per_class_scores(
+        f_real,
+        real_y,
+        f_syn,
+        syn_labels,
+        classes,
+        f_train if floor else None,
+        train_y if floor else None,
+        seed,
+    )
 
     ms = within_class_ms_ssim(syn, syn_labels, seed=seed)
-    ms_real = within_class_ms_ssim(real.images, real.manifest["label"].to_numpy(), seed=seed)
+    ms_real = within_class_ms_ssim(real.images, real_y, seed=seed)
     out_d["ms_ssim"] = ms["mean"]
     out_d["ms_ssim_per_class"] = {k: v for k, v in ms.items() if k != "mean"}
     out_d["ms_ssim_real"] = ms_real["mean"]
     out_d["mean_pairwise_feature_distance"] = mean_pairwise_distance(f_syn, syn_labels)
-    out_d["mean_pairwise_feature_distance_real"] = mean_pairwise_distance(
-        f_real, real.manifest["label"].to_numpy()
-    )
+    out_d["mean_pairwise_feature_distance_real"] = mean_pairwise_distance(f_real, real_y)
 
     if f_train is not None:
         mem = memorization(syn, f_syn, train.images, f_train)
@@ -251,12 +578,44 @@ def evaluate(
     else:
         out_d["memorized_count"] = None
 
+    if label_scores:
+        try:
+            out_d.update(
+                compute_label_scores(
+                    ss,
+                    split,
+                    syn,
+                    syn_labels,
+                    classifier or ClassifierConfig(),
+                    classifier_dir=classifier_dir,
+                    cas_set=cas_set,
+                    seed=seed,
+                )
+            )
+        except InputError as err:
+            if label_scores != "if-possible":
+                raise
+            out_d["label_scores_skipped"] = str(err)
     if run_dir is not None:
         out_d["discriminator_accuracy"] = discriminator_accuracy(run_dir)
+    if gates is not None:
+        out_d["gates"] = gate_report(out_d, gates, "the synthetic set")
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out) / "metrics.json", json.dumps(out_d, indent=2, default=float))
     return out_d
+
+
+def gate_report(metrics: dict[str, Any], gates: GatesConfig, name: str) -> dict[str, Any]:
+    """``{"passed", "verdict", "results"}``: :func:`~medgan.metrics.gates.check_gates` in JSON-able form."""
+    from medgan.metrics.gates import check_gates, gates_passed, gates_verdict
+
+    res = check_gates(metrics, gates)
+    return {
+        "passed": gates_passed(res),
+        "verdict": gates_verdict(name, res),
+        "results": [r.as_dict() for r in res],
+    }
 
 
 def discriminator_accuracy(run_dir: Path, tail: float = 0.1) -> dict[str, float] | None:
@@ -265,6 +624,7 @@ def discriminator_accuracy(run_dir: Path, tail: float = 0.1) -> dict[str, float]
     if not path.is_file():
         raise InputError(path, "no training stats (stats.jsonl) in this run folder")
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [r for r in rows if "loss_d" in r]  # training rows (selection scores are lines of their own)
     rows = rows[-max(1, int(len(rows) * tail)) :]
     if not rows or "d_acc_real" not in rows[0]:
         return None

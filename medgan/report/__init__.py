@@ -127,11 +127,53 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _num(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+def _gates_section(gates: dict[str, dict[str, Any]], study: dict[str, Any] | None) -> list[str]:
+    """The quality-gate section: a plain verdict per synthesizer, failures spelled out, then a table."""
+    from medgan.metrics.gates import gates_verdict
+
+    md = ["## Quality gates", ""]
+    failed = [name for name, g in gates.items() if not g["passed"]]
+    skip = bool(study and study.get("study", {}).get("skip_failing_synthesizers"))
+    for name, g in gates.items():
+        verdict = gates_verdict(name, g["results"])
+        md.append(f"**FAILED: {verdict}**" if not g["passed"] else f"Passed: {verdict}")
+        md += [f"- {r['sentence']}" for r in g["results"] if r["passed"] is False]
+        md.append("")
+    if failed and study is not None:
+        md += [
+            "Arms that use a failing synthesizer were skipped (study.skip_failing_synthesizers: true)."
+            if skip
+            else "The study still ran the arms that use a failing synthesizer "
+            "(study.skip_failing_synthesizers: false): read their rows below knowing the samples failed the gates.",
+            "",
+        ]
+    rows = [
+        {
+            "synthesizer": name,
+            "gate": r["metric"],
+            "value": r["value"],
+            "threshold": r["threshold"],
+            "result": "not measured" if r["passed"] is None else ("pass" if r["passed"] else "FAIL"),
+        }
+        for name, g in gates.items()
+        for r in g["results"]
+    ]
+    md += [_table(rows, ["synthesizer", "gate", "value", "threshold", "result"]), ""]
+    md += ["Thresholds come from the config's gates section; docs/metrics.md says what each gate means.", ""]
+    return md
+
+
 def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` (figures as files) and ``report.html`` (figures embedded) into ``run_dir``.
 
-    ``sections`` may hold: ``data`` (inspect summary), ``metrics`` (metrics.json dict),
-    ``study`` (study.json dict), ``figures`` (caption -> PNG path), ``config`` (YAML text).
+    ``sections`` may hold: ``data`` (inspect summary), ``gates`` (synthesizer name -> its gate
+    report: ``passed``, ``results``; shown before any metric or accuracy row), ``metrics``
+    (metrics.json dict), ``study`` (study.json dict), ``figures`` (caption -> PNG path),
+    ``config`` (YAML text).
     """
     md: list[str] = [f"# {title}", ""]
     if "data" in sections:
@@ -142,6 +184,8 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
             f"{d['format']}: {d['n_slices']} slices of shape {tuple(d['shape'])}; splits {d['per_split']}; labels {d['per_label']}.",
             "",
         ]
+    if sections.get("gates"):
+        md += _gates_section(sections["gates"], sections.get("study"))
     if "metrics" in sections:
         m = sections["metrics"]
         md += [
@@ -175,6 +219,16 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
                         "real-real floor": m.get("ms_ssim_real"),
                     },
                     {
+                        "metric": "density (about 1 when matched)",
+                        "value": m.get("density"),
+                        "real-real floor": m.get("floor_density"),
+                    },
+                    {
+                        "metric": "coverage",
+                        "value": m.get("coverage"),
+                        "real-real floor": m.get("floor_coverage"),
+                    },
+                    {
                         "metric": "memorized (near-copies of training images)",
                         "value": m.get("memorized_count"),
                     },
@@ -182,10 +236,45 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
                 ["metric", "value", "95% CI", "real-real floor"],
             ),
             "",
-            "The floor is the same metric between real training and real evaluation images at the synthetic set's N: "
-            "real data cannot do better. See docs/metrics.md for how to read these numbers.",
+            "The floor is the same metric between real training and real evaluation images at the synthetic set's N "
+            "and class mix: real data cannot do better. See docs/metrics.md for how to read these numbers.",
             "",
         ]
+        if m.get("per_class"):
+            md += [
+                "Per class (each against the real slices of that class, with its own floor):",
+                "",
+                _table(
+                    [{"class": name, **pc} for name, pc in m["per_class"].items()],
+                    [
+                        "class",
+                        "n_real",
+                        "n_synthetic",
+                        "fid",
+                        "floor_fid",
+                        "precision",
+                        "floor_precision",
+                        "recall",
+                        "floor_recall",
+                        "coverage",
+                        "floor_coverage",
+                    ],
+                ),
+                "",
+            ]
+        if "label_agreement" in m:
+            la, cas = m["label_agreement"], m["cas"]
+            md += [
+                f"Label agreement: a classifier trained on real slices gives {la['agreement']:.1%} of the synthetic "
+                f"slices their intended class (its accuracy on real test slices: {la['real_test_acc']:.1%}).",
+                "",
+                f"CAS: the same classifier trained on {cas['n_synthetic']} synthetic slices only reaches test AUC "
+                f"{_num(cas['auc'])} (trained on the real train split: {_num(cas.get('real_auc'))}; on "
+                f"{cas.get('real_same_n')} real slices, the synthetic set's N: {_num(cas.get('real_same_n_auc'))}).",
+                "",
+            ]
+        elif m.get("label_scores_skipped"):
+            md += [f"Label agreement and CAS were not computed: {m['label_scores_skipped']}.", ""]
     if "study" in sections:
         st = sections["study"]
         summary = st["summary"]
@@ -232,6 +321,13 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
             md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
         if not helped:
             md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
+        skipped = [r for r in summary if r.get("seeds") == 0]
+        if skipped:
+            md.append(
+                "Skipped because their synthesizer failed the quality gates (study.skip_failing_synthesizers): "
+                + ", ".join(where(r) for r in skipped)
+                + "."
+            )
         md.append("")
     figures = sections.get("figures", {})
     if figures:

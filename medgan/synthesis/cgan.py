@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from medgan import distributed
-from medgan.config import CGANConfig, TrainConfig
+from medgan.config import CGAN_LEGACY, CGANConfig, TrainConfig
 from medgan.errors import InputError
-from medgan.synthesis.diffaugment import diff_augment
-from medgan.synthesis.losses import accuracy, d_loss, g_loss, gradient_penalty
+from medgan.synthesis.diffaugment import diff_augment, resolve_policy
+from medgan.synthesis.losses import LeCam, accuracy, d_loss, g_loss, grad_penalty_at, gradient_penalty
 from medgan.synthesis.networks import build_cgan
 from medgan.training.checkpoint import (
     flatten_training_state,
@@ -27,7 +27,7 @@ from medgan.training.checkpoint import (
     restore_training_state,
     state_dict_of,
 )
-from medgan.training.ema import make_ema, update_ema
+from medgan.training.ema import ema_beta, make_ema, update_ema
 from medgan.training.seeding import autocast, fast_paths, make_generator
 
 
@@ -35,11 +35,18 @@ class BatchSampler:
     """Seeded, resumable batches from an in-memory tensor: shuffled epochs, or class-balanced draws."""
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, balanced: bool
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        balanced: bool,
+        xflip: bool = False,
     ) -> None:
         self.images, self.labels = images, labels.to(images.device)
         self.batch_size = min(batch_size, len(images))
         self.balanced = balanced
+        self.xflip = xflip
         self.gen = make_generator(seed, "cpu")
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
@@ -57,7 +64,11 @@ class BatchSampler:
             idx = self.order[self.pos : self.pos + self.batch_size]
             self.pos += self.batch_size
         idx = idx.to(self.images.device)
-        return self.images[idx], self.labels[idx]
+        x = self.images[idx]
+        if self.xflip:  # each image mirrored left-right with probability 1/2 (data augmentation)
+            flip = (torch.rand(len(idx), generator=self.gen) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x, self.labels[idx]
 
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors that restore the exact position in the stream."""
@@ -100,6 +111,8 @@ class ConditionalGAN:
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas, **fused)
         self.gen = make_generator(distributed.rank_seed(seed + 1), device)  # noise and augmentation
         self.sampler: BatchSampler | None = None
+        self.policy: list[str] = []
+        self.lecam = LeCam(train_cfg.lecam_decay, device) if train_cfg.lecam_weight > 0 else None
         self.d_forward = self.d
         if train_cfg.compile:
             self.d_forward = torch.compile(self.d)  # type: ignore[assignment]
@@ -118,6 +131,7 @@ class ConditionalGAN:
 
         Under ``torchrun`` each rank draws its batches from its own share of the images.
         """
+        self.policy = resolve_policy(self.train_cfg.diffaugment, len(images))
         images, labels = distributed.shard_rows(images), distributed.shard_rows(labels)
         self.sampler = BatchSampler(
             images.to(self.device),
@@ -125,6 +139,7 @@ class ConditionalGAN:
             self.train_cfg.batch_size,
             distributed.rank_seed(seed + 2),
             self.train_cfg.class_balance,
+            self.train_cfg.xflip,
         )
 
     def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
@@ -132,7 +147,7 @@ class ConditionalGAN:
         return [(self.opt_g, self.train_cfg.lr_g), (self.opt_d, self.train_cfg.lr_d)]
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.train_cfg.diffaugment, self.gen)
+        return diff_augment(x, self.policy, self.gen)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn((n, self.model_cfg.z_dim), generator=self.gen, device=self.device)
@@ -158,12 +173,24 @@ class ConditionalGAN:
                 s_real = self.d_sync(self._aug(real), y).float()
                 s_fake = self.d_sync(self._aug(fake), y).float()
                 loss = d_loss(tc.loss, s_real, s_fake)
+            if self.lecam is not None:
+                self.lecam.update(s_real.detach(), s_fake.detach())
+                reg = self.lecam(s_real, s_fake)
+                loss = loss + tc.lecam_weight * reg
+                out["lecam"] = reg.detach()
             if tc.loss == "wgan-gp" and tc.gp_weight > 0:
                 gp = gradient_penalty(
                     lambda x, y=y: self.d_sync(self._aug(x), y).float(), real, fake, self.gen
                 )
                 loss = loss + tc.gp_weight * gp
                 out["gp"] = gp.detach()
+            if step % tc.r1_every == 0:  # lazy regularisation: every r1_every steps, scaled up to match
+                for name, gamma, x in (("r1", tc.r1_gamma, real), ("r2", tc.r2_gamma, fake)):
+                    if gamma > 0:
+                        with autocast(self.device, self.amp):
+                            pen = grad_penalty_at(lambda v, y=y: self.d_sync(v, y).float(), self._aug(x))
+                        loss = loss + (gamma / 2) * tc.r1_every * pen
+                        out[name] = pen.detach()
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
@@ -173,15 +200,35 @@ class ConditionalGAN:
 
         with autocast(self.device, self.amp):
             fake = self.g_sync(self._noise(len(y)), y)
-            lg = g_loss(tc.loss, self.d_forward(self._aug(fake), y).float())
+            s_gen = self.d_forward(self._aug(fake), y).float()
+            if tc.loss == "rpgan":  # each generated image paired with a real one of the last D batch
+                with torch.no_grad():
+                    s_ref = self.d_forward(self._aug(real), y).float()
+                lg = g_loss(tc.loss, s_gen, s_ref)
+            else:
+                lg = g_loss(tc.loss, s_gen)
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()
         out["loss_g"] = lg.detach()
-        decay = tc.ema_decay if step >= tc.ema_start else 0.0
-        update_ema(self.g_ema, self.g, decay)
+        world = distributed.world_size()
+        beta = ema_beta(
+            tc.ema_decay,
+            tc.ema_kimg,
+            tc.ema_rampup,
+            (step + 1) * tc.batch_size * world,
+            tc.batch_size * world,
+        )
+        update_ema(self.g_ema, self.g, beta if step >= tc.ema_start else 0.0)
+        out["ema_beta"] = beta
         out["lr_g"], out["lr_d"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
         return out
+
+    @torch.no_grad()
+    def generate(self, labels: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
+        """EMA-generator images (N, C, H, W) in [-1, 1] for (label, seed) pairs, as :class:`CGANSynthesizer` would give."""
+        imgs = generate_images(self.g_ema, list(labels), list(seeds), self.model_cfg.z_dim, self.device)
+        return imgs.numpy()
 
     @torch.no_grad()
     def sample_grid(self, per_class: int, seed: int) -> np.ndarray:
@@ -195,6 +242,8 @@ class ConditionalGAN:
         """Everything needed to resume (or to generate): flat tensors + JSON-able info."""
         t, info = flatten_training_state(self._nets(), self._opts())
         t["rng.train"] = self.gen.get_state()
+        if self.lecam is not None:
+            t["lecam.ema"], t["lecam.started"] = self.lecam.ema.clone(), self.lecam.started.clone()
         if self.sampler is not None:
             t.update({f"rng.sampler.{k}": v for k, v in self.sampler.state().items()})
         return t, info
@@ -209,6 +258,9 @@ class ConditionalGAN:
         """Restore :meth:`state_tensors` (for ``--resume``)."""
         restore_training_state(tensors, info, self._nets(), self._opts())
         self.gen.set_state(tensors["rng.train"].cpu())
+        if self.lecam is not None:
+            self.lecam.ema.copy_(tensors["lecam.ema"])
+            self.lecam.started.copy_(tensors["lecam.started"])
         if self.sampler is not None:
             self.sampler.load(
                 {k.split(".", 2)[2]: v.cpu() for k, v in tensors.items() if k.startswith("rng.sampler.")}
@@ -303,7 +355,10 @@ class CGANSynthesizer:
         self.sha256: str = meta["sha256"]
         self.classes: list[str] = list(meta["classes"])
         self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
-        self.model_cfg = CGANConfig.model_validate(meta["model"])
+        recorded = dict(meta["model"])
+        for key, value in CGAN_LEGACY.items():  # written before the key existed: built the old way
+            recorded.setdefault(key, value)
+        self.model_cfg = CGANConfig.model_validate(recorded)
         self.device = torch.device(device)
         g, _ = build_cgan(self.model_cfg, len(self.classes), self.shape)
         sd = state_dict_of(tensors, "g_ema")

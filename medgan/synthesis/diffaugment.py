@@ -19,6 +19,20 @@ import torch
 
 POLICIES = ("translation", "cutout", "color")
 
+#: Below this many training images ``auto`` adds ``color`` (the DiffAugment authors' advice for
+#: datasets of "hundreds of images"); from it on, ``translation`` + ``cutout`` (their default).
+AUTO_COLOR_BELOW = 1000
+
+
+def resolve_policy(policy: str | Sequence[str], n_images: int) -> list[str]:
+    """The ops to apply: ``policy`` itself, or for ``"auto"`` the policy for ``n_images`` training images."""
+    if isinstance(policy, str):
+        if policy != "auto":
+            raise ValueError(f"unknown DiffAugment policy {policy!r}")
+        ops = ["translation", "cutout"]
+        return [*ops, "color"] if n_images < AUTO_COLOR_BELOW else ops
+    return list(policy)
+
 
 def _rand(n: int, gen: torch.Generator, device: torch.device, *shape: int) -> torch.Tensor:
     return torch.rand((n, *shape), generator=gen, device=gen.device).to(device)

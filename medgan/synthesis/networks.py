@@ -174,6 +174,172 @@ class ProjectionDiscriminator(nn.Module):
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
 
 
+class ConditionalGroupNorm(nn.Module):
+    """GroupNorm without its own affine, then a per-class gain and bias (conditional normalisation).
+
+    ``out = GN(x) * (1 + gain[y]) + bias[y]`` (gain and bias start at 0, i.e. plain GroupNorm):
+    the class label shapes the features at every generator block (Dumoulin et al. 2017; the
+    conditional BatchNorm of SN-GAN / BigGAN, per-sample GroupNorm here so that an image does
+    not depend on its batch). MONAI has no conditional normalisation layer; this is the one written here.
+    """
+
+    def __init__(self, channels: int, n_classes: int, groups: int = 8) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, channels), channels, affine=False)
+        self.gain = nn.Embedding(n_classes, channels)
+        self.bias = nn.Embedding(n_classes, channels)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Normalised ``x`` (B, C, H, W) scaled and shifted by class ``y`` (B,)."""
+        g = 1.0 + self.gain(y)[:, :, None, None]
+        return self.norm(x) * g + self.bias(y)[:, :, None, None]
+
+
+class CondResBlockUp(nn.Module):
+    """BigGAN-style residual up-block: CGN -> ReLU -> 2x nearest -> conv -> CGN -> ReLU -> conv, plus a 1x1 shortcut.
+
+    Convolutions and the upsampling are MONAI ``Convolution`` / ``UpSample`` blocks.
+    """
+
+    def __init__(self, cin: int, cout: int, n_classes: int, up: bool = True) -> None:
+        super().__init__()
+        self.n1 = ConditionalGroupNorm(cin, n_classes)
+        self.n2 = ConditionalGroupNorm(cout, n_classes)
+        self.up: nn.Module = (
+            UpSample(
+                2,
+                cin,
+                cin,
+                scale_factor=2,
+                mode="nontrainable",
+                pre_conv=None,
+                interp_mode="nearest",
+                align_corners=None,
+            )
+            if up
+            else nn.Identity()
+        )
+        self.c1 = Convolution(2, cin, cout, kernel_size=3, conv_only=True)
+        self.c2 = Convolution(2, cout, cout, kernel_size=3, conv_only=True)
+        self.sc = Convolution(2, cin, cout, kernel_size=1, conv_only=True)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Upsampled features (B, cout, 2H, 2W) conditioned on class ``y``."""
+        h = self.c1(self.up(self.act(self.n1(x, y))))
+        h = self.c2(self.act(self.n2(h, y)))
+        return h + self.sc(self.up(x))
+
+
+class NormConditionalGenerator(nn.Module):
+    """``G(z, y)`` with the class in the input **and** in every block (``model.g_cond: norm``).
+
+    ``[z, embed(y)]`` -> linear -> start image -> one :class:`CondResBlockUp` per 2x upsampling
+    (``g_res_units`` extra same-size blocks per level) -> GroupNorm -> ReLU -> 3x3 conv -> ``tanh``.
+    Widths and the start size follow the same plan as :class:`ConditionalGenerator`.
+    """
+
+    def __init__(self, cfg: CGANConfig, n_classes: int, out_shape: Sequence[int]) -> None:
+        super().__init__()
+        c, h, w = (int(v) for v in out_shape)
+        n_up, sh, sw = plan_resolution((h, w))
+        self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, (c, h, w)
+        self.embed = nn.Embedding(n_classes, cfg.embed_dim)
+        c0 = min(cfg.g_channels * 2 ** max(n_up - 2, 0), cfg.g_max_channels)
+        chans = [c0] + [max(c0 // 2 ** (i + 1), 32) for i in range(n_up)]
+        self.start = (c0, sh, sw)
+        self.linear = nn.Linear(cfg.z_dim + cfg.embed_dim, c0 * sh * sw)
+        blocks: list[nn.Module] = []
+        for i in range(n_up):
+            blocks.append(CondResBlockUp(chans[i], chans[i + 1], n_classes, up=True))
+            blocks.extend(
+                CondResBlockUp(chans[i + 1], chans[i + 1], n_classes, up=False)
+                for _ in range(cfg.g_res_units)
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.out_norm = nn.GroupNorm(min(8, chans[-1]), chans[-1])
+        self.out_conv = Convolution(2, chans[-1], c, kernel_size=3, conv_only=True)
+        self.act = nn.ReLU()
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1], shape (B, C, H, W)."""
+        x = self.linear(torch.cat([z, self.embed(y)], dim=1)).view(-1, *self.start)
+        for block in self.blocks:
+            x = block(x, y)
+        return torch.tanh(self.out_conv(self.act(self.out_norm(x))))
+
+
+class MinibatchStd(nn.Module):
+    """One extra feature map: the standard deviation across groups of ``group`` samples (Karras et al. 2018).
+
+    It lets the discriminator see the diversity of a batch, so a generator that collapses to few
+    modes is caught. The group is ``min(group, B)`` and must divide the batch (else the whole batch).
+    """
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with one channel appended."""
+        b, c, h, w = x.shape
+        g = min(self.group, b)
+        if b % g:
+            g = b
+        y = x.float().view(g, -1, c, h, w)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / g,)
+        y = y.to(x.dtype).view(-1, 1, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class GlobalProjectionDiscriminator(nn.Module):
+    """``D(x, y)`` that judges the whole slice (``model.d_arch: global``).
+
+    MONAI stride-2 ``ResidualUnit`` blocks until the feature map is at most 4 x 4 (28 -> 14 -> 7 ->
+    4), then a StyleGAN2-style epilogue: minibatch standard deviation, a 3x3 convolution, a fully
+    connected layer over the **whole** map (every output sees every input pixel), and the
+    projection head ``w . h + <embed(y), h>`` on that vector.
+    """
+
+    def __init__(self, cfg: CGANConfig, n_classes: int, in_shape: Sequence[int]) -> None:
+        super().__init__()
+        c, h, w = (int(v) for v in in_shape)
+        blocks: list[nn.Module] = [
+            Convolution(2, c, cfg.d_channels, kernel_size=3, act=LEAKY, norm=None, adn_ordering="NDA")
+        ]
+        ch = cfg.d_channels
+        while max(h, w) > 4:
+            out = min(ch * 2, cfg.d_max_channels)
+            if cfg.d_res_units > 0:
+                blocks.append(
+                    ResidualUnit(
+                        2, ch, out, strides=2, kernel_size=3, subunits=cfg.d_res_units, act=LEAKY, norm=None
+                    )
+                )
+            else:
+                blocks.append(Convolution(2, ch, out, strides=2, kernel_size=3, act=LEAKY, norm=None))
+            ch, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.features = nn.Sequential(*blocks)
+        self.mbstd = MinibatchStd(cfg.mbstd_group) if cfg.mbstd_group > 0 else None
+        extra = 1 if self.mbstd is not None else 0
+        self.conv = Convolution(2, ch + extra, ch, kernel_size=3, act=LEAKY, norm=None)
+        self.fc = nn.Linear(ch * h * w, ch)
+        self.act = nn.LeakyReLU(0.2)
+        self.linear = nn.Linear(ch, 1)
+        self.embed = nn.Embedding(n_classes, ch)
+        self.feature_dim = ch
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Unbounded scores, shape (B,)."""
+        f = self.features(x)
+        if self.mbstd is not None:
+            f = self.mbstd(f)
+        h = self.act(self.fc(self.conv(f).flatten(1)))
+        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+
+
 def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialise conv / linear / embedding weights: ``xavier``, ``he``, ``normal`` (0, 0.02) or MONAI/torch ``default``."""
     if scheme == "default":
@@ -198,14 +364,29 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_cgan(
-    cfg: CGANConfig, n_classes: int, shape: Sequence[int]
-) -> tuple[ConditionalGenerator, ProjectionDiscriminator]:
-    """Generator and discriminator for images of ``shape`` (C, H, W) and ``n_classes`` classes."""
-    g = ConditionalGenerator(cfg, n_classes, shape)
-    d = ProjectionDiscriminator(cfg, n_classes, shape)
+def build_cgan(cfg: CGANConfig, n_classes: int, shape: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator for images of ``shape`` (C, H, W) and ``n_classes`` classes.
+
+    ``cfg.g_cond`` picks the generator (``input``: :class:`ConditionalGenerator`; ``norm``:
+    :class:`NormConditionalGenerator`), ``cfg.d_arch`` the discriminator (``patch``:
+    :class:`ProjectionDiscriminator`; ``global``: :class:`GlobalProjectionDiscriminator`).
+    """
+    g: nn.Module = (
+        NormConditionalGenerator(cfg, n_classes, shape)
+        if cfg.g_cond == "norm"
+        else ConditionalGenerator(cfg, n_classes, shape)
+    )
+    d: nn.Module = (
+        GlobalProjectionDiscriminator(cfg, n_classes, shape)
+        if cfg.d_arch == "global"
+        else ProjectionDiscriminator(cfg, n_classes, shape)
+    )
     init_weights(g, cfg.init)
     init_weights(d, cfg.init)
+    for m in g.modules():  # conditional norms start as plain GroupNorm (gain 1, bias 0)
+        if isinstance(m, ConditionalGroupNorm):
+            nn.init.zeros_(m.gain.weight)
+            nn.init.zeros_(m.bias.weight)
     if cfg.spectral_norm.generator:
         apply_spectral_norm(g)
     if cfg.spectral_norm.discriminator:

@@ -1,6 +1,9 @@
 """Checkpoints: safetensors for tensors, JSON for everything else; never a pickle.
 
-A checkpoint is a pair ``step-0000500.safetensors`` + ``step-0000500.json``. The JSON holds the
+A checkpoint is a pair ``step-0000500.safetensors`` + ``step-0000500.json``. A run with checkpoint
+selection also holds ``best.safetensors`` + ``best.json``: a copy of the checkpoint that scored best
+on the validation split. A run folder resolves to ``best`` when there is one, else to the last
+checkpoint; ``RUN@last`` and ``RUN@best`` name either explicitly. The JSON holds the
 metadata (config, step, class names, intensity normalisation, medgan version, ...) and the
 SHA-256 of the safetensors file; loading verifies the hash, so a tampered or truncated file is
 refused. Both files are written atomically (tensors first, JSON last: a checkpoint without its
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ from medgan.io.atomic import atomic_path, atomic_write_text
 
 FORMAT = "medgan-checkpoint/1"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
+BEST = "best.safetensors"
+WHICH = ("best", "last")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -68,17 +74,58 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def save_best(path: str | Path) -> Path:
+    """Copy the complete checkpoint ``path`` to ``best.safetensors`` + ``best.json`` beside it, atomically.
+
+    Tensors first, JSON last (as :func:`save_checkpoint`): ``best.json`` names the step it came from.
+    """
+    src = Path(path)
+    best = src.parent / BEST
+    with atomic_path(best) as tmp:
+        shutil.copyfile(src, tmp)
+    atomic_write_text(best.with_suffix(".json"), src.with_suffix(".json").read_text(encoding="utf-8"))
+    return best
+
+
+def best_checkpoint(folder: str | Path) -> Path | None:
+    """``folder/best.safetensors`` when it is complete (its JSON beside it), else None."""
+    p = Path(folder) / BEST
+    return p if p.is_file() and p.with_suffix(".json").is_file() else None
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The training step a checkpoint was written at (from its JSON)."""
+    return int(read_checkpoint_meta(path)["step"])
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint's ``.safetensors`` path from the file itself, its JSON, a checkpoints folder or a run folder."""
-    p = Path(path)
+    """A checkpoint's ``.safetensors`` path from the file itself, its JSON, a checkpoints folder or a run folder.
+
+    A folder gives its validation-selected ``best`` checkpoint when it has one, else its last;
+    ``FOLDER@best`` / ``FOLDER@last`` choose explicitly.
+    """
+    text = str(path)
+    which = None
+    head, sep, tail = text.rpartition("@")
+    if sep and tail in WHICH and not Path(text).exists():
+        text, which = head, tail
+    p = Path(text)
     if not p.exists():
         raise InputError(p, "checkpoint not found")
     if p.is_dir():
         for folder in (p / "checkpoints", p):
             ckpts = list_checkpoints(folder)
-            if ckpts:
-                return ckpts[-1]
+            if not ckpts:
+                continue
+            best = best_checkpoint(folder)
+            if which == "best" and best is None:
+                raise InputError(p, "has no best checkpoint (train with train.select.every > 0); use @last")
+            if which != "last" and best is not None:
+                return best
+            return ckpts[-1]
         raise InputError(p, "no complete checkpoint (step-*.safetensors with its .json) in this folder")
+    if which is not None:
+        raise InputError(path, "@best / @last follow a run or checkpoints folder, not a file")
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
         if not p.is_file():

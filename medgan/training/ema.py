@@ -28,3 +28,21 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     ema_buffers = dict(ema.named_buffers())
     for name, b in model.named_buffers():
         ema_buffers[name].copy_(b)
+
+
+def ema_beta(
+    decay: float, kimg: float | None, rampup: float | None, images_seen: int, batch_size: int
+) -> float:
+    """The EMA decay for this step.
+
+    ``kimg`` None: the fixed ``decay``. Otherwise StyleGAN2-ADA's schedule (Karras et al. 2020):
+    the EMA's half-life is ``kimg`` thousand images, capped during ramp-up at ``rampup`` x the
+    images seen so far, so the average forgets its random start quickly and then settles:
+    ``beta = 0.5 ** (batch_size / half_life_images)``.
+    """
+    if kimg is None:
+        return decay
+    nimg = kimg * 1000.0
+    if rampup is not None:
+        nimg = min(nimg, images_seen * rampup)
+    return 0.5 ** (batch_size / max(nimg, 1e-8))

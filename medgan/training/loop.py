@@ -9,7 +9,15 @@ the same result as an uninterrupted one), and Ctrl-C (a checkpoint is written, t
 A *task* is any object with ``train_step(step) -> dict`` (floats or 0-d tensors; tensors are read
 back in one transfer per step, so a GPU step does not stall on each scalar), ``optimizers() -> [(optimizer, base_lr)]``
 (the loop applies the learning-rate schedule), ``state_tensors() -> (tensors, info)``,
-``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``.
+``load_state(tensors, info)`` and ``sample_grid(per_class, seed) -> (C, H, W) array``; with a
+*selector* (checkpoint selection on the validation split, :class:`Selector`) also
+``generate(labels, seeds) -> (N, C, H, W) array`` from the generator that sampling uses.
+
+With a selector, every ``selector.every`` steps (and at the last step) the loop scores the task,
+logs the score as its own ``stats.jsonl`` line, writes a checkpoint at that step, and copies it to
+``checkpoints/best.*`` when the score is a new best. The selector's state goes into every
+checkpoint's JSON (``select``); on resume it is restored, and a ``best`` copy that a kill left
+behind its recorded step is repaired from that step's checkpoint.
 
 Under ``torchrun`` (:mod:`medgan.distributed`) every rank runs this loop; only rank 0 writes the
 run folder. Logged stats are averaged over ranks, and each rank's own random streams (keys
@@ -35,7 +43,14 @@ from medgan import distributed
 from medgan.config import RunConfig, dump_config
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
-from medgan.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from medgan.training.checkpoint import (
+    best_checkpoint,
+    checkpoint_step,
+    list_checkpoints,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+)
 
 #: Config keys that may change between a run and its ``--resume`` without changing the result
 #: of the steps already taken (``train.steps`` extends or shortens the run).
@@ -63,11 +78,25 @@ class Task(Protocol):
 
     def train_step(self, step: int) -> dict[str, float]: ...
 
+    def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]: ...
+
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
 
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None: ...
 
     def sample_grid(self, per_class: int, seed: int) -> np.ndarray: ...
+
+
+class Selector(Protocol):
+    """Scores a task's generator on held-out data every ``every`` steps (lower is better)."""
+
+    every: int
+
+    def __call__(self, generate: Any, step: int) -> tuple[dict[str, Any], bool]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, st: dict[str, Any] | None) -> None: ...
 
 
 class TrainingInterrupted(MedganError):
@@ -145,6 +174,18 @@ def _own_rank_streams(
     return own
 
 
+def _repair_best(ckpt_dir: Path, best_step: int | None) -> None:
+    """Make ``best.*`` the checkpoint of ``best_step`` again when a kill left it behind (or ahead of) it."""
+    if best_step is None:
+        return
+    best = best_checkpoint(ckpt_dir)
+    if best is not None and checkpoint_step(best) == best_step:
+        return
+    src = ckpt_dir / f"step-{int(best_step):07d}.safetensors"
+    if src.is_file() and src.with_suffix(".json").is_file():
+        save_best(src)
+
+
 def lr_factor(step: int, total: int, schedule: str, decay_start: float) -> float:
     """Learning-rate multiplier: 1 (``constant``), or 1 until ``decay_start`` x total steps, then linear to 0."""
     if schedule == "constant":
@@ -220,10 +261,13 @@ def fit(
     *,
     resume: bool = False,
     device: torch.device | str = "cpu",
+    selector: Selector | None = None,
 ) -> Path:
     """Train ``task`` for ``cfg.train.steps`` steps into ``run_dir``; returns the last checkpoint.
 
     ``meta`` (classes, shape, intensity, ...) goes into every checkpoint's JSON beside the config.
+    ``selector``: checkpoint selection (see the module docstring); ``checkpoints/best.*`` then
+    holds the best-scoring checkpoint.
     """
     from medgan.io.images import write_png
 
@@ -241,8 +285,11 @@ def fit(
         check_resumable(saved["config"], config_dump, existing[-1])
         task.load_state(_own_rank_streams(tensors, saved, existing[-1]), saved["state_info"])
         start = int(saved["step"])
+        if selector is not None:
+            selector.load_state(saved.get("select"))
         if main:
             _truncate_stats(stats_path, start)
+            _repair_best(ckpt_dir, (saved.get("select") or {}).get("best_step"))
     elif existing:
         raise InputError(
             run_dir, "already holds checkpoints; pass --resume to continue it, or choose another --out"
@@ -269,6 +316,7 @@ def fit(
             "state_info": info,
             "seed": cfg.seed,
             **({"world_size": world} if world > 1 else {}),
+            **({"select": selector.state()} if selector is not None else {}),
         }
         path = save_checkpoint(ckpt_dir, step, tensors, full, keep_last=tc.keep_last)
         distributed.barrier()
@@ -310,8 +358,17 @@ def fit(
                 if main and (step % tc.sample_every == 0 or step == tc.steps):
                     grid = task.sample_grid(tc.samples_per_class, cfg.seed)
                     write_png(samples_dir / f"step-{step:07d}.png", grid)
-                if step % tc.checkpoint_every == 0 or step == tc.steps:
+                selecting = selector is not None and (step % selector.every == 0 or step == tc.steps)
+                improved = False
+                if selecting and main:
+                    assert selector is not None
+                    sel, improved = selector(task.generate, step)  # type: ignore[attr-defined]
+                    stats_file.write(json.dumps({"step": step, **sel}) + "\n")
+                    stats_file.flush()
+                if step % tc.checkpoint_every == 0 or step == tc.steps or selecting:
                     last = checkpoint(step)
+                    if improved:
+                        save_best(last)
                 if stopping if world > 1 else stop.is_set():
                     if last is None or not last.name.endswith(f"{step:07d}.safetensors"):
                         last = checkpoint(step)

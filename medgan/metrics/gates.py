@@ -1,0 +1,232 @@
+"""Quality gates: does a synthesizer meet the minimum bar before its samples go into a classifier?
+
+:func:`check_gates` compares a ``metrics.json`` dict (``medgan evaluate``, ``medgan run``, or the
+study's own evaluation of a synthesizer) with :class:`~medgan.config.GatesConfig` and says, per
+gate, the value, the threshold, whether it passed and why, in one plain sentence. A gate whose
+metric was not measured (e.g. label scores off, or memorization for CycleGAN translations, which
+start from real slices) has ``passed = None``: it neither passes nor fails. A gate set to ``null``
+in the config is off and not listed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from medgan.config import GatesConfig
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome."""
+
+    gate: str  # the config key, e.g. ``recall_min``
+    metric: str  # what is compared, in words
+    value: float | None  # None: not measured
+    threshold: float
+    passed: bool | None  # None: not measured
+    sentence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _get(metrics: Mapping[str, Any], *path: str) -> Any:
+    node: Any = metrics
+    for p in path:
+        if not isinstance(node, Mapping) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def check_gates(metrics: Mapping[str, Any], gates: GatesConfig | None) -> list[GateResult]:
+    """Each switched-on gate of ``gates`` applied to ``metrics``; ``[]`` when ``gates`` is None."""
+    if gates is None:
+        return []
+    out: list[GateResult] = []
+
+    def missing(gate: str, metric: str, threshold: float, why: str) -> None:
+        out.append(GateResult(gate, metric, None, threshold, None, f"{metric} was not measured ({why})."))
+
+    if gates.fid_ratio_max is not None:
+        t = gates.fid_ratio_max
+        f, floor = _num(metrics.get("fid")), _num(metrics.get("floor_fid"))
+        if f is None or floor is None or floor <= 0:
+            missing("fid_ratio_max", "FID / real-real floor", t, "no FID or no real-real floor")
+        else:
+            r = f / floor
+            ok = r <= t
+            out.append(
+                GateResult(
+                    "fid_ratio_max",
+                    "FID / real-real floor",
+                    r,
+                    t,
+                    ok,
+                    f"FID is {r:.2f}x the real-real floor ({f:.1f} vs {floor:.1f}); the gate allows at most {t:g}x"
+                    + (
+                        ": passed."
+                        if ok
+                        else ": failed, the samples are much further from real slices than real data gets."
+                    ),
+                )
+            )
+    for gate, key, label, good, bad in (
+        (
+            "precision_min",
+            "precision",
+            "precision",
+            "most samples look like real slices",
+            "too many samples fall outside the real data (unrealistic images).",
+        ),
+        (
+            "recall_min",
+            "recall",
+            "recall",
+            "the samples cover enough of the real data",
+            "the samples cover too little of the real data (mode collapse).",
+        ),
+    ):
+        t = getattr(gates, gate)
+        if t is None:
+            continue
+        v = _num(metrics.get(key))
+        if v is None:
+            missing(gate, label, t, "too few slices, or not computed")
+            continue
+        ok = v >= t
+        out.append(
+            GateResult(
+                gate,
+                label,
+                v,
+                t,
+                ok,
+                f"{label.capitalize()} is {v:.2f}; the gate needs at least {t:.2f}: "
+                + (f"passed, {good}." if ok else f"failed, {bad}"),
+            )
+        )
+    if gates.ms_ssim_max is not None:
+        t = gates.ms_ssim_max
+        v = _num(metrics.get("ms_ssim"))
+        if v is None:
+            missing("ms_ssim_max", "within-class MS-SSIM", t, "not computed for this synthesizer")
+        else:
+            ok = v <= t
+            real = _num(metrics.get("ms_ssim_real"))
+            ref = f" (real slices: {real:.2f})" if real is not None else ""
+            out.append(
+                GateResult(
+                    "ms_ssim_max",
+                    "within-class MS-SSIM",
+                    v,
+                    t,
+                    ok,
+                    f"Same-class samples have MS-SSIM {v:.2f}{ref}; the gate allows at most {t:.2f}: "
+                    + ("passed." if ok else "failed, the samples of a class are too alike (low diversity)."),
+                )
+            )
+    if gates.label_agreement_margin is not None:
+        m = gates.label_agreement_margin
+        v = _num(_get(metrics, "label_agreement", "agreement"))
+        acc = _num(_get(metrics, "label_agreement", "real_test_acc"))
+        if v is None or acc is None:
+            missing("label_agreement_margin", "label agreement", m, "label scores were off")
+        else:
+            t = acc - m
+            ok = v >= t
+            out.append(
+                GateResult(
+                    "label_agreement_margin",
+                    "label agreement",
+                    v,
+                    t,
+                    ok,
+                    f"A classifier trained on real slices gives {v:.1%} of the samples their intended class; "
+                    f"it is right on {acc:.1%} of real test slices, so the gate needs at least {t:.1%}: "
+                    + ("passed." if ok else "failed, many samples do not show the class they were made for."),
+                )
+            )
+    if gates.cas_auc_min is not None:
+        t = gates.cas_auc_min
+        v = _num(_get(metrics, "cas", "auc"))
+        if v is None:
+            missing("cas_auc_min", "CAS AUC", t, "label scores were off, or this synthesizer has no CAS")
+        else:
+            ok = v >= t
+            real = _num(_get(metrics, "cas", "real_auc"))
+            ref = f" (trained on real slices: {real:.2f})" if real is not None else ""
+            out.append(
+                GateResult(
+                    "cas_auc_min",
+                    "CAS AUC",
+                    v,
+                    t,
+                    ok,
+                    f"A classifier trained on samples only reaches test AUC {v:.2f}{ref}; the gate needs at least {t:.2f}: "
+                    + ("passed." if ok else "failed, the samples do not teach the diagnostic difference."),
+                )
+            )
+    if gates.memorized_max is not None:
+        t = gates.memorized_max
+        v = _num(metrics.get("memorized_count"))
+        if v is None:
+            missing("memorized_max", "memorized near-copies", float(t), "no training images to compare with")
+        else:
+            ok = v <= t
+            out.append(
+                GateResult(
+                    "memorized_max",
+                    "memorized near-copies",
+                    v,
+                    float(t),
+                    ok,
+                    f"{int(v)} samples are near-copies of training images; the gate allows {t}: "
+                    + (
+                        "passed."
+                        if ok
+                        else "failed, the synthesizer copies training patients (a privacy risk)."
+                    ),
+                )
+            )
+    return out
+
+
+def _field(r: GateResult | Mapping[str, Any], key: str) -> Any:
+    return r[key] if isinstance(r, Mapping) else getattr(r, key)
+
+
+def gates_passed(results: list[GateResult] | list[dict[str, Any]]) -> bool:
+    """True when no gate failed (gates that were not measured do not fail)."""
+    return all(_field(r, "passed") is not False for r in results)
+
+
+def gates_verdict(name: str, results: list[GateResult] | list[dict[str, Any]]) -> str:
+    """One plain sentence, e.g. ``cgan fails 2 of 7 quality gates (recall, CAS AUC).``
+
+    ``results`` are :class:`GateResult` objects or their ``as_dict()`` form (from a JSON file).
+    """
+    if not results:
+        return f"{name}: no quality gates are switched on."
+    failed = [_field(r, "metric") for r in results if _field(r, "passed") is False]
+    unmeasured = sum(_field(r, "passed") is None for r in results)
+    extra = f"; {unmeasured} not measured" if unmeasured else ""
+    if failed:
+        return f"{name} fails {len(failed)} of {len(results)} quality gates ({', '.join(failed)}){extra}."
+    if unmeasured:
+        return f"{name} passes the {len(results) - unmeasured} quality gates measured ({unmeasured} of {len(results)} not measured)."
+    return f"{name} passes all {len(results)} quality gates."
