@@ -47,7 +47,9 @@ def test_conditional_norm_starts_as_groupnorm_and_then_depends_on_class() -> Non
     # a freshly built generator has zero class gains (starts like plain GroupNorm) ...
     g, _ = build_cgan(CGANConfig(g_cond="norm"), 2, (1, 28, 28))
     assert all(
-        float(m.gain.weight.detach().abs().sum()) == 0 for m in g.modules() if isinstance(m, ConditionalGroupNorm)
+        float(m.gain.weight.detach().abs().sum()) == 0
+        for m in g.modules()
+        if isinstance(m, ConditionalGroupNorm)
     )
 
 
