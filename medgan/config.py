@@ -274,14 +274,33 @@ class CGANConfig(StrictModel):
     d_res_units: int = Field(1, ge=0, le=4)
     spectral_norm: SpectralNormConfig = Field(default_factory=SpectralNormConfig)
     init: Literal["xavier", "he", "normal", "default"] = "xavier"
-    g_cond: Literal["input", "norm"] = "input"
-    d_arch: Literal["patch", "global"] = "patch"
+    g_cond: Literal["input", "norm"] = "norm"
+    d_arch: Literal["patch", "global"] = "global"
     mbstd_group: int = Field(4, ge=0)
 
 
 #: What a checkpoint written before a model key existed was built with: a key missing from a
 #: checkpoint's recorded model config takes this value, not today's default.
 CGAN_LEGACY = {"g_cond": "input", "d_arch": "patch", "mbstd_group": 0}
+
+#: The same for the training keys of the small-data recipe (what a run without them did), as
+#: dotted config keys; a resume may name these values for keys its checkpoint does not record.
+LEGACY_KEYS: dict[str, object] = {
+    **{f"model.{k}": v for k, v in CGAN_LEGACY.items()},
+    "train.ema_kimg": None,
+    "train.ema_rampup": 0.05,
+    "train.r1_gamma": 0.0,
+    "train.r2_gamma": 0.0,
+    "train.r1_every": 16,
+    "train.lecam_weight": 0.0,
+    "train.lecam_decay": 0.99,
+    "train.xflip": False,
+    "train.select.every": 0,
+    "train.select.metric": "fid",
+    "train.select.n": 200,
+    "train.select.features": "inception",
+    "train.select.seed": 777,
+}
 
 
 class CycleGANConfig(StrictModel):
@@ -347,7 +366,7 @@ class TrainConfig(StrictModel):
     decay_start: float = Field(0.5, ge=0.0, le=1.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(0, ge=0)
-    ema_kimg: float | None = Field(None, gt=0.0)
+    ema_kimg: float | None = Field(10.0, gt=0.0)
     ema_rampup: float | None = Field(0.05, gt=0.0)
     diffaugment: Literal["auto"] | list[Literal["translation", "cutout", "color"]] = Field(
         default_factory=lambda: ["translation", "cutout", "color"]
@@ -361,7 +380,7 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, ge=1)
     samples_per_class: int = Field(8, ge=1, le=64)
     device: str = "auto"
-    amp: Literal["auto", "bf16", "off"] = "auto"
+    amp: Literal["auto", "bf16", "bf16-if-native", "off"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
 

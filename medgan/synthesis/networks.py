@@ -357,9 +357,14 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
-    """Wrap every conv, linear and embedding weight in ``module`` with spectral normalisation."""
+    """Wrap every conv, linear and embedding weight in ``module`` with spectral normalisation.
+
+    The per-class gains and biases of :class:`ConditionalGroupNorm` are left alone: they are
+    scales, not a linear map (and start at zero, whose spectral norm is 0).
+    """
+    skip = {id(e) for m in module.modules() if isinstance(m, ConditionalGroupNorm) for e in (m.gain, m.bias)}
     for m in list(module.modules()):
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding) and id(m) not in skip:
             spectral_norm(m)
     return module
 

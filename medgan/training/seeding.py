@@ -69,10 +69,15 @@ def fast_paths(
     ``off`` forces them off, ``auto`` turns them on on CUDA from :data:`AUTO_MIN_PIXELS` pixels
     per image up. On a CPU, ``auto`` stays fp32 and ``bf16`` needs native bf16 (AVX512-BF16 or
     AMX, :func:`cpu_has_bf16`); there it made a 28-px cGAN step about 1.8x faster
-    (docs/benchmarks.md), elsewhere it is refused rather than emulated.
+    (docs/benchmarks.md), elsewhere it is refused rather than emulated. ``bf16-if-native``: bf16
+    wherever the hardware runs it natively (such a CPU; a CUDA GPU with bf16 support), fp32
+    elsewhere — the same config then runs everywhere, but its numbers depend on the machine.
     """
     cuda = device.type == "cuda"
     big = int(shape[-1]) * int(shape[-2]) >= AUTO_MIN_PIXELS
+    if amp == "bf16-if-native":
+        native = cpu_has_bf16() if device.type == "cpu" else cuda and torch.cuda.is_bf16_supported()
+        amp = "bf16" if native else "off"
     if device.type == "cpu" and amp == "bf16":
         if not cpu_has_bf16():
             from medgan.errors import ConfigError

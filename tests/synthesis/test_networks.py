@@ -54,11 +54,15 @@ def test_init_and_spectral_norm_options(init: str) -> None:
     assert torch.isfinite(d(g(torch.randn(2, 128), torch.tensor([0, 1])), torch.tensor([0, 1]))).all()
 
 
-def test_generator_is_monai_composed() -> None:
-    from monai.networks.blocks import Convolution, ResidualUnit
+@pytest.mark.parametrize("g_cond,d_arch", [("input", "patch"), ("norm", "global")])
+def test_networks_are_monai_composed(g_cond: str, d_arch: str) -> None:
+    from monai.networks.blocks import Convolution, ResidualUnit, UpSample
     from monai.networks.nets import Generator
 
-    g, d = build_cgan(CGANConfig(), 2, (1, 28, 28))
-    assert isinstance(g.body, Generator)
+    g, d = build_cgan(CGANConfig(g_cond=g_cond, d_arch=d_arch), 2, (1, 28, 28))
+    if g_cond == "input":
+        assert isinstance(g.body, Generator)
+    else:
+        assert any(isinstance(m, UpSample) for m in g.modules())
     assert any(isinstance(m, ResidualUnit) for m in d.modules())
     assert any(isinstance(m, Convolution) for m in g.modules())

@@ -179,3 +179,30 @@ def test_checkpoint_without_new_model_keys_loads_the_legacy_networks(
     synth = CGANSynthesizer(ckpt)
     assert isinstance(synth.g, ConditionalGenerator)
     assert synth.generate([0], [3]).shape == (1, 1, 16, 16)
+
+
+def test_resume_of_a_run_from_before_the_recipe_keys(tiny_data_dir: Path, tmp_path: Path) -> None:
+    """An older run (its checkpoint lacks the new keys) resumes when the config names the old behaviour,
+    and is refused with a one-line reason when today's defaults would build other networks."""
+    import json
+
+    from medgan.config import LEGACY_KEYS
+    from medgan.errors import ConfigError
+
+    legacy = tiny_config(steps=2)
+    legacy["model"].update({"g_cond": "input", "d_arch": "patch", "mbstd_group": 0})
+    legacy["train"]["ema_kimg"] = None
+    ckpt = train(config_from_dict(legacy), tmp_path / "old", tiny_data_dir)
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    for key in LEGACY_KEYS:
+        section, *rest = key.split(".")
+        node = meta["config"][section]
+        for part in rest[:-1]:
+            node = node[part]
+        node.pop(rest[-1], None)
+    ckpt.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"cannot resume: the config changed: model\.d_arch"):
+        train(config_from_dict(tiny_config(steps=4)), tmp_path / "old", tiny_data_dir, resume=True)
+    legacy["train"]["steps"] = 4
+    resumed = train(config_from_dict(legacy), tmp_path / "old", tiny_data_dir, resume=True)
+    assert json.loads(resumed.with_suffix(".json").read_text())["step"] == 4

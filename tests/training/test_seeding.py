@@ -29,3 +29,13 @@ def test_cpu_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(seeding, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match=r"train\.amp: bf16 on this CPU would be emulated"):
         seeding.fast_paths(cpu, "bf16", "off", (1, 28, 28))
+
+
+def test_bf16_if_native_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medgan.training.seeding as seeding
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(seeding, "cpu_has_bf16", lambda: True)
+    assert seeding.fast_paths(cpu, "bf16-if-native", "auto", (1, 28, 28)) == ("bf16", False)
+    monkeypatch.setattr(seeding, "cpu_has_bf16", lambda: False)
+    assert seeding.fast_paths(cpu, "bf16-if-native", "auto", (1, 28, 28)) == ("off", False)  # no error
