@@ -139,6 +139,33 @@ class ConditionalGenerator(nn.Module):
         return torch.tanh(x)
 
 
+def down_path(
+    cfg: CGANConfig, c: int, h: int, w: int, n_down: int | None
+) -> tuple[nn.Sequential, int, int, int]:
+    """The discriminators' feature path: a 3x3 stem, then stride-2 MONAI ``ResidualUnit`` (or
+    ``Convolution``) blocks, doubling the width up to ``d_max_channels``.
+
+    ``n_down`` blocks, or (``None``) as many as bring the map to at most 4 x 4. Returns the
+    path and its output (channels, height, width).
+    """
+    blocks: list[nn.Module] = [
+        Convolution(2, c, cfg.d_channels, kernel_size=3, act=LEAKY, norm=None, adn_ordering="NDA")
+    ]
+    ch, k = cfg.d_channels, 0
+    while (k < n_down) if n_down is not None else max(h, w) > 4:
+        out = min(ch * 2, cfg.d_max_channels)
+        if cfg.d_res_units > 0:
+            blocks.append(
+                ResidualUnit(
+                    2, ch, out, strides=2, kernel_size=3, subunits=cfg.d_res_units, act=LEAKY, norm=None
+                )
+            )
+        else:
+            blocks.append(Convolution(2, ch, out, strides=2, kernel_size=3, act=LEAKY, norm=None))
+        ch, h, w, k = out, (h + 1) // 2, (w + 1) // 2, k + 1
+    return nn.Sequential(*blocks), ch, h, w
+
+
 class ProjectionDiscriminator(nn.Module):
     """``D(x, y)`` = ``linear(phi(x)) + <embed(y), phi(x)>`` with ``phi`` a stack of MONAI stride-2 blocks."""
 
@@ -147,22 +174,7 @@ class ProjectionDiscriminator(nn.Module):
         c, h, w = (int(v) for v in in_shape)
         n_down, _, _ = plan_resolution((h, w))
         n_down = max(n_down, 1)
-        blocks: list[nn.Module] = [
-            Convolution(2, c, cfg.d_channels, kernel_size=3, act=LEAKY, norm=None, adn_ordering="NDA")
-        ]
-        ch = cfg.d_channels
-        for _ in range(n_down):
-            out = min(ch * 2, cfg.d_max_channels)
-            if cfg.d_res_units > 0:
-                blocks.append(
-                    ResidualUnit(
-                        2, ch, out, strides=2, kernel_size=3, subunits=cfg.d_res_units, act=LEAKY, norm=None
-                    )
-                )
-            else:
-                blocks.append(Convolution(2, ch, out, strides=2, kernel_size=3, act=LEAKY, norm=None))
-            ch = out
-        self.features = nn.Sequential(*blocks)
+        self.features, ch, _, _ = down_path(cfg, c, h, w, n_down)
         self.act = nn.LeakyReLU(0.2)
         self.linear = nn.Linear(ch, 1)
         self.embed = nn.Embedding(n_classes, ch)
@@ -306,22 +318,7 @@ class GlobalProjectionDiscriminator(nn.Module):
     def __init__(self, cfg: CGANConfig, n_classes: int, in_shape: Sequence[int]) -> None:
         super().__init__()
         c, h, w = (int(v) for v in in_shape)
-        blocks: list[nn.Module] = [
-            Convolution(2, c, cfg.d_channels, kernel_size=3, act=LEAKY, norm=None, adn_ordering="NDA")
-        ]
-        ch = cfg.d_channels
-        while max(h, w) > 4:
-            out = min(ch * 2, cfg.d_max_channels)
-            if cfg.d_res_units > 0:
-                blocks.append(
-                    ResidualUnit(
-                        2, ch, out, strides=2, kernel_size=3, subunits=cfg.d_res_units, act=LEAKY, norm=None
-                    )
-                )
-            else:
-                blocks.append(Convolution(2, ch, out, strides=2, kernel_size=3, act=LEAKY, norm=None))
-            ch, h, w = out, (h + 1) // 2, (w + 1) // 2
-        self.features = nn.Sequential(*blocks)
+        self.features, ch, h, w = down_path(cfg, c, h, w, None)
         self.mbstd = MinibatchStd(cfg.mbstd_group) if cfg.mbstd_group > 0 else None
         extra = 1 if self.mbstd is not None else 0
         self.conv = Convolution(2, ch + extra, ch, kernel_size=3, act=LEAKY, norm=None)
