@@ -97,3 +97,18 @@ def tiny_checkpoint(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
     run = tmp_path_factory.mktemp("tinyrun")
     return train(config_from_dict(tiny_config()), run, tiny_data_dir)
+
+
+@pytest.fixture(scope="session")
+def pool_features(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A TorchScript feature extractor (4x4 average pooling): a fast stand-in for Inception,
+    sensitive to image content (for selection, gates and evaluation tests)."""
+    import torch
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    path = tmp_path_factory.mktemp("ts") / "pool.pt"
+    torch.jit.script(Pool()).save(str(path))
+    return str(path)

@@ -109,20 +109,6 @@ def test_study_resumes_finished_cells(
 # ------------------------------------------------------------------------------------ quality gates
 
 
-@pytest.fixture(scope="module")
-def pool_features(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A TorchScript feature extractor (4x4 average pooling): a fast stand-in for Inception."""
-    import torch
-
-    class Pool(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-
-    path = tmp_path_factory.mktemp("ts") / "pool.pt"
-    torch.jit.script(Pool()).save(str(path))
-    return str(path)
-
-
 def _gated(features: str, fid_ratio_max: float, skip: bool) -> dict:
     cfg = _study_cfg(arms=["real", "cgan", "cyclegan"], fractions=[1.0], seeds=1)
     cfg["study"]["skip_failing_synthesizers"] = skip

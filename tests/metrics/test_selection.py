@@ -24,24 +24,11 @@ def test_proportional_counts() -> None:
     assert proportional_counts(np.array([0, 1]), 1, 2) in ([1, 0], [0, 1])  # n below the classes: no hang
 
 
-@pytest.fixture(scope="module")
-def tiny_features(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A TorchScript feature extractor (mean-pooled 4x4 blocks): cheap, and sensitive to image content."""
-
-    class Pool(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.avg_pool2d(x, 4).flatten(1)
-
-    path = tmp_path_factory.mktemp("ts") / "pool.pt"
-    torch.jit.script(Pool()).save(str(path))
-    return str(path)
-
-
-def test_selector_scores_fixed_samples_in_val_proportions(tiny_features: str) -> None:
+def test_selector_scores_fixed_samples_in_val_proportions(pool_features: str) -> None:
     rng = np.random.default_rng(0)
     val = rng.uniform(-1, 1, size=(12, 1, 16, 16)).astype(np.float32)
     labels = np.array([0] * 3 + [1] * 9)
-    sel = ValidationSelector(SelectConfig(every=5, n=20, features=tiny_features), val, labels, 2)
+    sel = ValidationSelector(SelectConfig(every=5, n=20, features=pool_features), val, labels, 2)
     assert sel.labels.count(0) == 5 and sel.labels.count(1) == 15
     seen: list[tuple[list[int], list[int]]] = []
 
@@ -61,7 +48,7 @@ def test_selector_scores_fixed_samples_in_val_proportions(tiny_features: str) ->
     assert s2["val_fid"] < s1["val_fid"] and sel.best_step == 10 and s3["best_step"] == 10
     assert seen[0] == seen[1] == seen[2]  # the same labels and seeds every time
     st = json.loads(json.dumps(sel.state()))
-    other = ValidationSelector(SelectConfig(every=5, n=20, features=tiny_features), val, labels, 2)
+    other = ValidationSelector(SelectConfig(every=5, n=20, features=pool_features), val, labels, 2)
     other.load_state(st)
     assert other.best_step == 10 and other.best_score == sel.best_score and other.history == sel.history
 
@@ -71,10 +58,10 @@ def _cfg(steps: int, features: str, **train: object) -> dict:
 
 
 def test_training_keeps_the_best_checkpoint_and_resumes_its_state(
-    tiny_data_dir: Path, tmp_path: Path, tiny_features: str
+    tiny_data_dir: Path, tmp_path: Path, pool_features: str
 ) -> None:
     run = tmp_path / "run"
-    best = train(config_from_dict(_cfg(6, tiny_features)), run, tiny_data_dir)
+    best = train(config_from_dict(_cfg(6, pool_features)), run, tiny_data_dir)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     scored = [r for r in rows if "val_fid" in r]
     assert [r["step"] for r in scored] == [2, 4, 6]
@@ -88,8 +75,8 @@ def test_training_keeps_the_best_checkpoint_and_resumes_its_state(
 
     # interrupted at step 4, resumed to 6: the same scores, the same best, the same weights
     part = tmp_path / "part"
-    train(config_from_dict(_cfg(4, tiny_features)), part, tiny_data_dir)
-    resumed = train(config_from_dict(_cfg(6, tiny_features)), part, tiny_data_dir, resume=True)
+    train(config_from_dict(_cfg(4, pool_features)), part, tiny_data_dir)
+    resumed = train(config_from_dict(_cfg(6, pool_features)), part, tiny_data_dir, resume=True)
     rows_b = [json.loads(x) for x in (part / "stats.jsonl").read_text().splitlines()]
     assert [r["val_fid"] for r in rows_b if "val_fid" in r] == [r["val_fid"] for r in scored]
     assert checkpoint_step(resumed) == best_step
@@ -98,17 +85,17 @@ def test_training_keeps_the_best_checkpoint_and_resumes_its_state(
 
 
 def test_resume_repairs_a_best_copy_left_behind_by_a_kill(
-    tiny_data_dir: Path, tmp_path: Path, tiny_features: str
+    tiny_data_dir: Path, tmp_path: Path, pool_features: str
 ) -> None:
     run = tmp_path / "run"
-    train(config_from_dict(_cfg(4, tiny_features, keep_last=5)), run, tiny_data_dir)
+    train(config_from_dict(_cfg(4, pool_features, keep_last=5)), run, tiny_data_dir)
     meta = json.loads((run / "checkpoints" / "step-0000004.json").read_text())
     recorded = meta["select"]["best_step"]
     # a kill between writing a checkpoint and copying it to best: best is an older (wrong) copy
     wrong = 2 if recorded == 4 else 4
     save_best(run / "checkpoints" / f"step-{wrong:07d}.safetensors")
     assert checkpoint_step(resolve_checkpoint(run)) == wrong
-    train(config_from_dict(_cfg(4, tiny_features, keep_last=5)), run, tiny_data_dir, resume=True)
+    train(config_from_dict(_cfg(4, pool_features, keep_last=5)), run, tiny_data_dir, resume=True)
     assert checkpoint_step(resolve_checkpoint(run)) == recorded
 
 
