@@ -62,7 +62,7 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
     atomic_write_text(out / "data_summary.json", json.dumps(summary, indent=2, default=float))
     log(f"[1/5] data: {summary['n_slices']} slices {tuple(summary['shape'])}, splits {summary['per_split']}")
 
-    tr = train_split(cfg, data_dir)
+    tr = train_split(cfg, data_dir, ss)
     cgan_dir = out / "cgan"
     ckpts = list_checkpoints(cgan_dir / "checkpoints")
     if ckpts and int(ckpts[-1].stem.split("-")[1]) >= cfg.train.steps:
@@ -76,7 +76,7 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
             meta,
             cgan_dir,
             resume=bool(ckpts),
-            val=val_split(cfg, data_dir),
+            val=val_split(cfg, data_dir, ss),
         )
     log(f"[2/5] conditional GAN: {ckpt}")
 

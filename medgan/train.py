@@ -43,9 +43,9 @@ def data_meta(ss: SliceSet) -> dict[str, Any]:
     }
 
 
-def train_split(cfg: RunConfig, data_dir: Path) -> SliceSet:
-    """The labelled train split of the config's data."""
-    ss = load_source(cfg.data, data_dir).split("train")
+def train_split(cfg: RunConfig, data_dir: Path, source: SliceSet | None = None) -> SliceSet:
+    """The labelled train split of the config's data (``source``: the data already loaded)."""
+    ss = (source if source is not None else load_source(cfg.data, data_dir)).split("train")
     if len(ss) == 0:
         raise InputError("data", "the train split is empty")
     unlabelled = int((ss.manifest["label"] < 0).sum())
@@ -103,11 +103,16 @@ def _check_enough(n: int, what: str) -> None:
         )
 
 
-def val_split(cfg: RunConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The labelled validation slices checkpoint selection scores against (None when selection is off)."""
+def val_split(
+    cfg: RunConfig, data_dir: Path, source: SliceSet | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The labelled validation slices checkpoint selection scores against (None when selection is off).
+
+    ``source``: the config's data already loaded (read from ``data_dir`` otherwise).
+    """
     if cfg.train.select.every <= 0:
         return None
-    va = load_source(cfg.data, data_dir).split("val")
+    va = (source if source is not None else load_source(cfg.data, data_dir)).split("val")
     y = va.manifest["label"].to_numpy().astype(np.int64)
     keep = y >= 0  # unlabelled slices cannot be scored per class
     return va.images[keep], y[keep]
@@ -184,8 +189,15 @@ def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = Fa
             "data": data_meta(ss),
         }
         return train_cyclegan_arrays(cfg, a, b, meta, Path(run_dir), resume)
-    ss = train_split(cfg, data_dir)
+    full = load_source(cfg.data, data_dir)  # read once: train and validation slices
+    ss = train_split(cfg, data_dir, full)
     meta = {"classes": list(ss.classes), "shape": list(ss.shape), "data": data_meta(ss)}
     return train_cgan_arrays(
-        cfg, ss.images, ss.manifest["label"].to_numpy(), meta, Path(run_dir), resume, val_split(cfg, data_dir)
+        cfg,
+        ss.images,
+        ss.manifest["label"].to_numpy(),
+        meta,
+        Path(run_dir),
+        resume,
+        val_split(cfg, data_dir, full),
     )

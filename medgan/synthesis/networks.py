@@ -107,17 +107,27 @@ class UpsampleGenerator(Generator):
         return nn.Sequential(*layers)
 
 
+def generator_plan(cfg: CGANConfig, out_shape: Sequence[int]) -> tuple[int, int, int, int, int, list[int]]:
+    """Both generators' layout: ``(channels, n_up, start_h, start_w, start_width, widths)``.
+
+    The start image is ``g_channels`` wide at <= 28 px, doubled per extra upsampling (deeper nets
+    start wider, capped by ``g_max_channels``); each upsampling halves the width, down to 32.
+    """
+    c, h, w = (int(v) for v in out_shape)
+    n_up, sh, sw = plan_resolution((h, w))
+    c0 = min(cfg.g_channels * 2 ** max(n_up - 2, 0), cfg.g_max_channels)
+    return c, n_up, sh, sw, c0, [max(c0 // 2 ** (i + 1), 32) for i in range(n_up)]
+
+
 class ConditionalGenerator(nn.Module):
     """``G(z, y)``: class embedding concatenated to the noise, MONAI generator body, ``tanh`` output."""
 
     def __init__(self, cfg: CGANConfig, n_classes: int, out_shape: Sequence[int]) -> None:
         super().__init__()
-        c, h, w = (int(v) for v in out_shape)
-        n_up, sh, sw = plan_resolution((h, w))
-        self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, (c, h, w)
+        c, n_up, sh, sw, c0, widths = generator_plan(cfg, out_shape)
+        self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, tuple(int(v) for v in out_shape)
         self.embed = nn.Embedding(n_classes, cfg.embed_dim)
-        c0 = min(cfg.g_channels * 2 ** max(n_up - 2, 0), cfg.g_max_channels)  # deeper nets start wider
-        chans = [max(c0 // 2 ** (i + 1), 32) for i in range(n_up)] + [c]
+        chans = [*widths, c]
         strides = [2] * n_up + [1]
         self.body = UpsampleGenerator(
             latent_shape=(cfg.z_dim + cfg.embed_dim,),
@@ -255,12 +265,10 @@ class NormConditionalGenerator(nn.Module):
 
     def __init__(self, cfg: CGANConfig, n_classes: int, out_shape: Sequence[int]) -> None:
         super().__init__()
-        c, h, w = (int(v) for v in out_shape)
-        n_up, sh, sw = plan_resolution((h, w))
-        self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, (c, h, w)
+        c, n_up, sh, sw, c0, widths = generator_plan(cfg, out_shape)
+        self.z_dim, self.n_classes, self.out_shape = cfg.z_dim, n_classes, tuple(int(v) for v in out_shape)
         self.embed = nn.Embedding(n_classes, cfg.embed_dim)
-        c0 = min(cfg.g_channels * 2 ** max(n_up - 2, 0), cfg.g_max_channels)
-        chans = [c0] + [max(c0 // 2 ** (i + 1), 32) for i in range(n_up)]
+        chans = [c0, *widths]
         self.start = (c0, sh, sw)
         self.linear = nn.Linear(cfg.z_dim + cfg.embed_dim, c0 * sh * sw)
         blocks: list[nn.Module] = []
