@@ -325,6 +325,9 @@ def fit(
         distributed.barrier()
         return path
 
+    # only rank 0 scores (it alone holds a selector under torchrun), but every rank must write the
+    # same checkpoints: all take rank 0's cadence
+    select_every = distributed.broadcast_object(selector.every if selector is not None else 0)
     progress = _Progress(tc.steps, start, enabled=main)
     last: Path | None = existing[-1] if resume else None
     t_window, n_window = time.perf_counter(), 0
@@ -361,10 +364,9 @@ def fit(
                 if main and (step % tc.sample_every == 0 or step == tc.steps):
                     grid = task.sample_grid(tc.samples_per_class, cfg.seed)
                     write_png(samples_dir / f"step-{step:07d}.png", grid)
-                selecting = selector is not None and (step % selector.every == 0 or step == tc.steps)
+                selecting = select_every > 0 and (step % select_every == 0 or step == tc.steps)
                 improved = False
-                if selecting and main:
-                    assert selector is not None
+                if selecting and selector is not None and main:
                     sel, improved = selector(task.generate, step)  # type: ignore[attr-defined]
                     stats_file.write(json.dumps({"step": step, **sel}) + "\n")
                     stats_file.flush()
