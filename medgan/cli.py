@@ -400,13 +400,16 @@ def study_cmd(
     for rec in report["summary"]:
         ratio = "" if rec["ratio"] is None else f" ratio {rec['ratio']:g}"
         if rec.get("seeds") == 0:
-            typer.echo(f"{rec['arm']:<15}{ratio:<10} fraction {rec['fraction']:g}  {rec['verdict']}")
+            typer.echo(f"{rec['arm']:<22}{ratio:<10} fraction {rec['fraction']:g}  {rec['verdict']}")
             continue
         lo, hi = rec["auc_ci"]
-        line = f"{rec['arm']:<15}{ratio:<10} fraction {rec['fraction']:g}  AUC {rec['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+        line = f"{rec['arm']:<22}{ratio:<10} fraction {rec['fraction']:g}  AUC {rec['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
         if "auc_diff_vs_real" in rec:
             dlo, dhi = rec["auc_diff_ci"]
             line += f"  vs real {rec['auc_diff_vs_real']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] {rec['verdict']}"
+        if "auc_diff_vs_classical" in rec:
+            clo, chi = rec["auc_diff_vs_classical_ci"]
+            line += f"; vs classical {rec['auc_diff_vs_classical']:+.3f} [{clo:+.3f}, {chi:+.3f}]"
         typer.echo(line)
     typer.echo(f"results in {folder}")
 

@@ -408,8 +408,44 @@ class ClassifierConfig(StrictModel):
     device: str = "auto"
 
 
+class LeverConfig(StrictModel):
+    """One named variant of the synthetic arms: how synthetic slices are mixed into training.
+
+    Each lever adds the arms ``<arm>/<name>`` (for every arm in ``arms``) beside the plain ones,
+    with the study's own settings overridden by the fields given here; each lever cell is paired
+    with ``real`` (and with ``classical`` when that arm runs) on the same seed. ``ratios``
+    defaults to the study's ratios.
+    """
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=40)
+    arms: list[Literal["cgan", "cyclegan", "cgan+classical"]] = Field(default_factory=lambda: ["cgan"])
+    ratios: list[float] | None = None
+    policy: Literal["add", "balance", "replace"] | None = None
+    synthetic_weight: float | None = Field(None, ge=0.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    pretrain: bool | None = None
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(r <= 0 for r in v)):
+            raise ValueError("ratios must be a non-empty list of values > 0")
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("arms must name at least one synthetic arm")
+        return list(dict.fromkeys(v))
+
+
 class StudyConfig(StrictModel):
-    """The augmentation-benefit study: arms x synthetic ratios x real-data fractions x seeds."""
+    """The augmentation-benefit study: arms x synthetic ratios x real-data fractions x seeds.
+
+    ``levers`` add named variants of the synthetic arms (loss weight, confidence filtering,
+    synthetic pre-training, the ``balance`` policy), each run beside the plain arms.
+    """
 
     arms: list[Literal["real", "classical", "cgan", "cyclegan", "cgan+classical"]] = Field(
         default_factory=lambda: ["real", "classical", "cgan", "cyclegan", "cgan+classical"]
@@ -427,6 +463,15 @@ class StudyConfig(StrictModel):
     n_boot: int = Field(1000, ge=10)
     min_per_class: int = Field(2, ge=1)
     skip_failing_synthesizers: bool = False
+    levers: list[LeverConfig] = Field(default_factory=list)
+
+    @field_validator("levers")
+    @classmethod
+    def _levers(cls, v: list[LeverConfig]) -> list[LeverConfig]:
+        names = [lv.name for lv in v]
+        if len(set(names)) != len(names):
+            raise ValueError("lever names must be unique")
+        return v
 
     @field_validator("ratios")
     @classmethod

@@ -11,7 +11,9 @@ Arms: ``real`` (real only), ``classical`` (MONAI flip/rotation/affine/intensity 
 the other class), ``cgan+classical``. Options: mixing ``policy`` and ``ratios``,
 ``synthetic_weight`` (loss weight of synthetic samples), ``min_confidence`` (keep synthetic
 samples that the real-only classifier gives at least this probability of their intended class),
-``pretrain`` (train on synthetic only, then fine-tune on the real subset).
+``pretrain`` (train on synthetic only, then fine-tune on the real subset). ``levers`` run named
+variants of those options as extra arms (``cgan[weight0.5]``) beside the plain ones; every arm
+other than ``real`` and ``classical`` is paired with both on the same seed.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from medgan.config import CycleGANConfig, RunConfig
+from medgan.config import CycleGANConfig, RunConfig, StudyConfig
 from medgan.data.sources import load_source
 from medgan.errors import ConfigError, InputError
 from medgan.io.atomic import atomic_write_text
@@ -33,6 +37,7 @@ from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsamp
 from medgan.training.seeding import derive_seed
 
 SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
+FILTER_POOL = 4  # a confidence-filtered arm chooses from this many times the samples it needs
 
 
 def _plan(cfg: RunConfig, labels: np.ndarray, classes: list[str]) -> list[tuple[float, int, np.ndarray]]:
@@ -66,6 +71,10 @@ def _fingerprint(cfg: RunConfig, cgan_checkpoint: Path | None) -> str:
     for k in ("device", "log_every", "sample_every", "samples_per_class"):
         keep["train"].pop(k, None)
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
+    if not keep["study"].get("levers"):
+        keep["study"].pop(
+            "levers", None
+        )  # studies without levers keep the cells they had before levers existed
     keep["classifier"].pop("device", None)
     if cgan_checkpoint is not None:
         from medgan.training.checkpoint import read_checkpoint_meta
@@ -74,8 +83,69 @@ def _fingerprint(cfg: RunConfig, cgan_checkpoint: Path | None) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm of the study as it runs: its name, the synthesizer arm it builds on and its mixing."""
+
+    name: str  # "cgan", or "cgan[weight0.5]" for a lever
+    base: str  # real | classical | cgan | cyclegan | cgan+classical
+    ratios: tuple[float | None, ...]
+    policy: str
+    synthetic_weight: float
+    min_confidence: float | None
+    pretrain: bool
+    lever: str | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the arm mixes synthetic slices in."""
+        return self.base in SYNTH_ARMS
+
+    @property
+    def pool(self) -> str:
+        """The synthetic pool the arm draws from (``cgan`` or ``cyclegan``)."""
+        return "cgan" if self.base.startswith("cgan") else self.base
+
+    @property
+    def classical(self) -> bool:
+        """Whether classical augmentation is applied on the fly."""
+        return self.base in ("classical", "cgan+classical")
+
+
+def arm_specs(st: StudyConfig) -> list[ArmSpec]:
+    """Every arm of ``st``: ``real`` first, then ``classical``, the other arms, then each lever's arms."""
+    base = sorted(st.arms, key=lambda a: {"real": 0, "classical": 1}.get(a, 2))
+    specs = [
+        ArmSpec(
+            a,
+            a,
+            (None,) if a in ("real", "classical") else tuple(st.ratios),
+            st.policy,
+            st.synthetic_weight,
+            st.min_confidence,
+            st.pretrain,
+        )
+        for a in base
+    ]
+    for lv in st.levers:
+        for a in lv.arms:
+            specs.append(
+                ArmSpec(
+                    f"{a}[{lv.name}]",
+                    a,
+                    tuple(lv.ratios or st.ratios),
+                    lv.policy or st.policy,
+                    st.synthetic_weight if lv.synthetic_weight is None else lv.synthetic_weight,
+                    st.min_confidence if lv.min_confidence is None else lv.min_confidence,
+                    st.pretrain if lv.pretrain is None else lv.pretrain,
+                    lv.name,
+                )
+            )
+    return specs
+
+
 def _cell_key(arm: str, ratio: float | None, f: float, s: int) -> str:
-    return f"{arm.replace('+', '-')}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}"
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', arm)}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}"
 
 
 def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
@@ -114,6 +184,16 @@ def _cgan_samples(ckpt: Path, counts: list[int], seed: int) -> tuple[np.ndarray,
     labels = [c for c, n in enumerate(counts) for _ in range(n)]
     seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
     return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+
+
+def _first_per_class(pool: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` samples of each class of a pool (its samples are grouped by class, in seed order)."""
+    x, y = pool
+    rank = np.zeros(len(y), np.int64)
+    for c in np.unique(y):
+        rank[y == c] = np.arange(int((y == c).sum()))
+    keep = rank < n
+    return x[keep], y[keep]
 
 
 def _cyclegan_checkpoint(
@@ -392,6 +472,10 @@ def run_study(
     known = {Path(cgan_checkpoint): cgan_metrics} if cgan_checkpoint is not None and cgan_metrics else {}
     gates = _Gates(cfg, ss, out, real_classifier_dir or out / "real_classifier", known)
     skipped: list[dict[str, Any]] = []
+    specs = arm_specs(st)
+    pools_needed = {sp.pool for sp in specs if sp.synthetic}
+    keep_real_clf = any(sp.synthetic and sp.min_confidence is not None for sp in specs)
+    max_ratio = max(r for sp in specs for r in sp.ratios if r is not None) if pools_needed else 0.0
     for f, s, idx in plan:
         x, y = tr.images[idx], ty[idx]
         sub_meta = {
@@ -401,16 +485,12 @@ def run_study(
         }
         clf_cfg = cfg.classifier.model_copy(update={"seed": s})
         pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        need = max(st.ratios) * np.bincount(y).max()
-        keys = [
-            _cell_key(arm, ratio, f, s)
-            for arm in st.arms
-            for ratio in ([None] if arm in ("real", "classical") else st.ratios)
-        ]
+        need = max_ratio * np.bincount(y).max()
+        keys = [_cell_key(sp.name, ratio, f, s) for sp in specs for ratio in sp.ratios]
         all_done = all((cells / f"{k}.json").is_file() for k in keys)
         failing: dict[str, str] = {}  # pool name -> why its arms are skipped
         # every cell finished and no gates to check: no synthesizer or pool is needed
-        if {"cgan", "cgan+classical"} & set(st.arms) and (not all_done or gates.active):
+        if "cgan" in pools_needed and (not all_done or gates.active):
             reuse = cgan_checkpoint if f == 1.0 and not st.cgan_steps else None
             folder = _synth_dir(out, "cgan", f, s)
             ckpt = _cgan_checkpoint(cfg, x, y, sub_meta, folder, reuse, val=(va.images, vy))
@@ -419,9 +499,15 @@ def run_study(
                 if st.skip_failing_synthesizers and not g["passed"]:
                     failing["cgan"] = g["verdict"]
             if not all_done and "cgan" not in failing:
-                counts = [math.ceil(need)] * len(classes)
-                pools["cgan"] = _cgan_samples(ckpt, counts, s)
-        if "cyclegan" in st.arms and (not all_done or gates.active):
+                # confidence filtering draws from a pool FILTER_POOL times as large; image k of class c
+                # is the same in both, so the unfiltered arms see exactly the first ``need`` per class
+                factor = (
+                    FILTER_POOL
+                    if any(sp.pool == "cgan" and sp.min_confidence is not None for sp in specs)
+                    else 1
+                )
+                pools["cgan"] = _cgan_samples(ckpt, [math.ceil(need) * factor] * len(classes), s)
+        if "cyclegan" in pools_needed and (not all_done or gates.active):
             folder = _synth_dir(out, "cyclegan", f, s)
             ckpt, ia, ib = _cyclegan_checkpoint(cfg, x, y, sub_meta, folder)
             if gates.active:
@@ -431,12 +517,12 @@ def run_study(
             if not all_done and "cyclegan" not in failing:
                 pools["cyclegan"] = _cyclegan_pool(ckpt, x, y, ia, ib)
         real_clf = None
-        for arm in st.arms:
-            for ratio in [None] if arm in ("real", "classical") else st.ratios:
-                pool_name = "cgan" if arm.startswith("cgan") else arm
-                if arm in SYNTH_ARMS and pool_name in failing:
+        for sp in specs:
+            for ratio in sp.ratios:
+                arm = sp.name
+                if sp.synthetic and sp.pool in failing:
                     skipped.append(
-                        {"arm": arm, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[pool_name]}
+                        {"arm": arm, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[sp.pool]}
                     )
                     continue
                 cell = cells / f"{_cell_key(arm, ratio, f, s)}.json"
@@ -444,7 +530,7 @@ def run_study(
                     rec = json.loads(cell.read_text(encoding="utf-8"))
                     probas[(arm, ratio, f, s)] = np.asarray(rec["proba"], dtype=np.float64)
                     rows.append(rec["row"])
-                    if arm == "real" and st.min_confidence is not None and not all_done:
+                    if arm == "real" and keep_real_clf and not all_done:
                         from medgan.classifier import TrainedClassifier
                         from medgan.training.seeding import resolve_device
 
@@ -452,22 +538,25 @@ def run_study(
                             cells / f"real-f{f:g}-s{s}", device=resolve_device(clf_cfg.device)
                         )
                     continue
-                pool = pools.get(pool_name)
-                if pool is not None and st.min_confidence is not None and real_clf is not None:
-                    keep = filter_by_confidence(pool[0], pool[1], real_clf.predict_proba, st.min_confidence)
+                pool = pools.get(sp.pool) if sp.synthetic else None
+                filtered = pool is not None and sp.min_confidence is not None and real_clf is not None
+                if filtered:
+                    keep = filter_by_confidence(pool[0], pool[1], real_clf.predict_proba, sp.min_confidence)
                     pool = (pool[0][keep], pool[1][keep])
+                elif pool is not None and sp.pool == "cgan":
+                    pool = _first_per_class(pool, math.ceil(need))
                 ds = MixedDataset(
                     (x, y),
-                    pool if arm in SYNTH_ARMS else None,
+                    pool,
                     ratio=ratio or 1.0,
-                    policy=st.policy,
-                    synthetic_weight=st.synthetic_weight,
+                    policy=sp.policy,
+                    synthetic_weight=sp.synthetic_weight,
                     seed=s,
-                    cap=arm == "cyclegan",
+                    cap=sp.base == "cyclegan" or filtered,
                 )
-                aug = classical_augmentation(s) if arm in ("classical", "cgan+classical") else None
+                aug = classical_augmentation(s) if sp.classical else None
                 init = None
-                if st.pretrain and arm in SYNTH_ARMS and ds.n_synthetic:
+                if sp.pretrain and sp.synthetic and ds.n_synthetic:
                     syn = ds.synthetic
                     pre = train_classifier(
                         ds.images[syn], ds.labels[syn], va.images, vy, len(classes), clf_cfg, classes
@@ -502,16 +591,25 @@ def run_study(
                     "n_real": ds.n_real,
                     "n_synthetic": ds.n_synthetic,
                 }
+                if sp.lever is not None:
+                    row["lever"] = sp.lever
+                if ds.shortfall:
+                    row["synthetic_shortfall"] = int(sum(ds.shortfall.values()))
                 row.update({k: v for k, v in m.items() if isinstance(v, int | float)})
                 row.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
                 row.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
                 row["val_auc"], row["best_epoch"] = clf.val_auc, clf.best_epoch
-                if arm != "real" and positive is not None:
-                    d = delong_test(sy, probas[("real", None, f, s)][:, positive], p[:, positive])
-                    row["auc_diff_vs_real"] = -d["diff"]  # arm - real
-                    row["delong_p"] = d["p_value"]
+                if positive is not None:
+                    for ref in ("real", "classical"):
+                        base = probas.get((ref, None, f, s))
+                        if arm == ref or base is None or (ref == "classical" and not sp.synthetic):
+                            continue
+                        d = delong_test(sy, base[:, positive], p[:, positive])
+                        sfx = "" if ref == "real" else "_vs_classical"
+                        row[f"auc_diff_vs_{ref}"] = -d["diff"]  # arm - reference
+                        row[f"delong_p{sfx}"] = d["p_value"]
                 rows.append(row)
-                if arm == "real" and st.min_confidence is not None:
+                if arm == "real" and keep_real_clf:
                     clf.save(cells / f"real-f{f:g}-s{s}")
                 atomic_write_text(cell, json.dumps({"row": row, "proba": p.tolist()}, default=float))
                 atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
@@ -533,6 +631,15 @@ def run_study(
             rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
             lo, hi = sm["ci"]
             rec["verdict"] = "helped" if lo > 0 else ("hurt" if hi < 0 else "no clear difference")
+        if arm not in ("real", "classical") and g.get("auc_diff_vs_classical", pd.Series()).notna().any():
+            sm = summarize_over_seeds(g["auc_diff_vs_classical"].dropna().tolist(), bounds=(-1.0, 1.0))
+            rec["auc_diff_vs_classical"], rec["auc_diff_vs_classical_ci"] = sm["mean"], list(sm["ci"])
+            lo, hi = sm["ci"]
+            rec["verdict_vs_classical"] = (
+                "better than classical"
+                if lo > 0
+                else ("worse than classical" if hi < 0 else "no clear difference")
+            )
         skips = [k for k in skipped if (k["arm"], k["ratio"], k["fraction"]) == (arm, rec["ratio"], f)]
         if skips:
             rec["skipped_seeds"] = len(skips)

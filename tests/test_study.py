@@ -106,6 +106,77 @@ def test_study_resumes_finished_cells(
     assert len(trained) == 4
 
 
+def test_levers_run_as_extra_arms_paired_with_real_and_classical(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medgan.classifier as clf_pkg
+
+    levers = [
+        {"name": "w0.25", "synthetic_weight": 0.25},
+        {"name": "conf", "min_confidence": 0.99},
+        {"name": "pre", "pretrain": True},
+        {"name": "bal", "policy": "balance", "ratios": [1.0]},
+    ]
+    cfg = _study_cfg(arms=["real", "cgan", "classical"], fractions=[1.0], seeds=1, levers=levers)
+    calls: list[dict] = []
+    original = clf_pkg.train_classifier
+
+    def recording(x, y, *a, **k):
+        calls.append(
+            {"n": len(x), "weights": k.get("sample_weight"), "init": k.get("init_state") is not None}
+        )
+        return original(x, y, *a, **k)
+
+    monkeypatch.setattr(clf_pkg, "train_classifier", recording)
+    report = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    res = pd.read_csv(tmp_path / "results.csv").set_index("arm")
+    # real and classical run first whatever the order in the config, then the plain arms, then the levers
+    assert list(res.index) == [
+        "real",
+        "classical",
+        "cgan",
+        "cgan[w0.25]",
+        "cgan[conf]",
+        "cgan[pre]",
+        "cgan[bal]",
+    ]
+    assert res.loc["cgan[w0.25]", "lever"] == "w0.25" and pd.isna(res.loc["cgan", "lever"])
+    by_n = [c for c in calls if c["weights"] is not None and (c["weights"] < 1).any()]
+    assert len(by_n) == 1 and set(by_n[0]["weights"].round(6)) == {1.0, 0.25}  # the weight lever, and only it
+    # filtered by the real classifier from a 4x pool; what it could not fill is recorded, not an error
+    short = res.loc["cgan[conf]"].get("synthetic_shortfall", 0)
+    short = 0 if pd.isna(short) else short
+    assert res.loc["cgan[conf]", "n_synthetic"] + short == res.loc["cgan", "n_synthetic"]
+    assert res.loc["cgan[pre]", "n_synthetic"] == res.loc["cgan", "n_synthetic"] > 0
+    assert sum(c["init"] for c in calls) == 1  # one fine-tuning from the synthetic pre-training
+    assert res.loc["cgan[bal]", "n_synthetic"] == 0  # tiny data is balanced: nothing to fill up
+    # every synthetic arm is paired with real-only and with classical; classical only with real
+    syn = res.loc[[a for a in res.index if a.startswith("cgan")]]
+    assert syn["auc_diff_vs_real"].notna().all() and syn["auc_diff_vs_classical"].notna().all()
+    assert syn["delong_p_vs_classical"].between(0, 1).all()
+    assert pd.isna(res.loc["classical", "auc_diff_vs_classical"]) and pd.notna(
+        res.loc["classical", "auc_diff_vs_real"]
+    )
+    summary = {r["arm"]: r for r in report["summary"]}
+    assert summary["cgan[pre]"]["verdict_vs_classical"] in {
+        "better than classical",
+        "worse than classical",
+        "no clear difference",
+    }
+    assert "verdict_vs_classical" not in summary["classical"]
+
+
+def test_bad_levers_are_refused_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"study\.levers"):
+        config_from_dict(
+            _study_cfg(levers=[{"name": "a", "pretrain": True}, {"name": "a", "pretrain": False}])
+        )
+    with pytest.raises(ConfigError, match=r"study\.levers"):
+        config_from_dict(_study_cfg(levers=[{"name": "a/b"}]))
+    with pytest.raises(ConfigError, match=r"study\.levers"):
+        config_from_dict(_study_cfg(levers=[{"name": "a", "arms": ["real"]}]))
+
+
 # ------------------------------------------------------------------------------------ quality gates
 
 

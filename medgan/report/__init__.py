@@ -283,7 +283,8 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
             "",
             f"Test set: {st['n_test']} real slices (the same for every arm); train {st['n_train']}, val {st['n_val']}. "
             f"Seeds: {st['study']['seeds']}. AUC is the mean over seeds with its 95% CI; the difference is paired "
-            "with the real-only arm on the same seed.",
+            "with the real-only arm on the same seed "
+            "(and, for synthetic arms, with the classical-augmentation arm when it runs).",
             "",
             _table(
                 summary,
@@ -299,7 +300,12 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
                     "auc_diff_vs_real",
                     "auc_diff_ci",
                     "verdict",
-                ],
+                ]
+                + (
+                    ["auc_diff_vs_classical", "auc_diff_vs_classical_ci", "verdict_vs_classical"]
+                    if any("auc_diff_vs_classical" in r for r in summary)
+                    else []
+                ),
             ),
             "",
         ]
