@@ -234,3 +234,42 @@ def test_failing_synthesizers_are_reported_and_skipped_on_request(
     # gates that pass: nothing is skipped even when skipping is on
     rep = run_study(config_from_dict(_gated(pool_features, 1e6, skip=True)), tiny_data_dir, out)
     assert rep["skipped"] == [] and all(g["passed"] for g in rep["gates"].values())
+
+
+def test_report_names_arms_worse_than_classical(tmp_path: Path) -> None:
+    from medgan.report import build_report
+
+    row = {"fraction": 1.0, "seeds": 3, "auc_ci": [0.8, 0.9]}
+    study = {
+        "n_test": 8,
+        "n_train": 40,
+        "n_val": 8,
+        "study": {"seeds": 3},
+        "summary": [
+            {**row, "arm": "real", "ratio": None, "auc": 0.85},
+            {
+                **row,
+                "arm": "classical",
+                "ratio": None,
+                "auc": 0.9,
+                "auc_diff_vs_real": 0.05,
+                "verdict": "helped",
+            },
+            {
+                **row,
+                "arm": "cgan[w0.5]",
+                "ratio": 1.0,
+                "auc": 0.84,
+                "auc_diff_vs_real": -0.01,
+                "auc_diff_ci": [-0.03, 0.01],
+                "verdict": "no clear difference",
+                "auc_diff_vs_classical": -0.06,
+                "auc_diff_vs_classical_ci": [-0.09, -0.03],
+                "verdict_vs_classical": "worse than classical",
+            },
+        ],
+    }
+    md = build_report(tmp_path, "t", {"study": study})[0].read_text()
+    assert "| verdict_vs_classical |" in md and "| worse than classical |" in md
+    assert "did worse than classical augmentation alone (paired CI below 0) for: cgan[w0.5] (ratio 1" in md
+    assert "did better than classical" not in md

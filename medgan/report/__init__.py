@@ -325,6 +325,15 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
             )
         if hurt:
             md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
+        for word, verdict in (("better", "better than classical"), ("worse", "worse than classical")):
+            arms = [r for r in summary if r.get("verdict_vs_classical") == verdict]
+            if arms:
+                md.append(
+                    f"Synthetic slices did {word} than classical augmentation alone (paired CI "
+                    f"{'above' if word == 'better' else 'below'} 0) for: "
+                    + ", ".join(where(r) for r in arms)
+                    + "."
+                )
         if not helped:
             md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
         skipped = [r for r in summary if r.get("seeds") == 0]
