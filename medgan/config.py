@@ -408,10 +408,17 @@ class ClassifierConfig(StrictModel):
     device: str = "auto"
 
 
+def _positive_ratios(v: list[float]) -> list[float]:
+    """Synthetic ratios: a non-empty list of values > 0."""
+    if not v or any(r <= 0 for r in v):
+        raise ValueError("ratios must be a non-empty list of values > 0")
+    return v
+
+
 class LeverConfig(StrictModel):
     """One named variant of the synthetic arms: how synthetic slices are mixed into training.
 
-    Each lever adds the arms ``<arm>/<name>`` (for every arm in ``arms``) beside the plain ones,
+    Each lever adds the arms ``<arm>[<name>]`` (for every arm in ``arms``) beside the plain ones,
     with the study's own settings overridden by the fields given here; each lever cell is paired
     with ``real`` (and with ``classical`` when that arm runs) on the same seed. ``ratios``
     defaults to the study's ratios.
@@ -428,9 +435,7 @@ class LeverConfig(StrictModel):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and (not v or any(r <= 0 for r in v)):
-            raise ValueError("ratios must be a non-empty list of values > 0")
-        return v
+        return None if v is None else _positive_ratios(v)
 
     @field_validator("arms")
     @classmethod
@@ -476,9 +481,7 @@ class StudyConfig(StrictModel):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, v: list[float]) -> list[float]:
-        if not v or any(r <= 0 for r in v):
-            raise ValueError("ratios must be a non-empty list of values > 0")
-        return v
+        return _positive_ratios(v)
 
     @field_validator("fractions")
     @classmethod

@@ -476,6 +476,9 @@ def run_study(
     pools_needed = {sp.pool for sp in specs if sp.synthetic}
     keep_real_clf = any(sp.synthetic and sp.min_confidence is not None for sp in specs)
     max_ratio = max(r for sp in specs for r in sp.ratios if r is not None) if pools_needed else 0.0
+    # confidence filtering chooses from a cGAN pool FILTER_POOL times as large; image k of class c is
+    # the same image in both, so the unfiltered arms see exactly the first ``need`` per class
+    factor = FILTER_POOL if any(sp.pool == "cgan" and sp.min_confidence is not None for sp in specs) else 1
     for f, s, idx in plan:
         x, y = tr.images[idx], ty[idx]
         sub_meta = {
@@ -485,6 +488,7 @@ def run_study(
         }
         clf_cfg = cfg.classifier.model_copy(update={"seed": s})
         pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        filter_pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # what confidence filtering chooses from
         need = max_ratio * np.bincount(y).max()
         keys = [_cell_key(sp.name, ratio, f, s) for sp in specs for ratio in sp.ratios]
         all_done = all((cells / f"{k}.json").is_file() for k in keys)
@@ -499,14 +503,9 @@ def run_study(
                 if st.skip_failing_synthesizers and not g["passed"]:
                     failing["cgan"] = g["verdict"]
             if not all_done and "cgan" not in failing:
-                # confidence filtering draws from a pool FILTER_POOL times as large; image k of class c
-                # is the same in both, so the unfiltered arms see exactly the first ``need`` per class
-                factor = (
-                    FILTER_POOL
-                    if any(sp.pool == "cgan" and sp.min_confidence is not None for sp in specs)
-                    else 1
-                )
-                pools["cgan"] = _cgan_samples(ckpt, [math.ceil(need) * factor] * len(classes), s)
+                wide = _cgan_samples(ckpt, [math.ceil(need) * factor] * len(classes), s)
+                pools["cgan"] = _first_per_class(wide, math.ceil(need)) if factor > 1 else wide
+                filter_pools["cgan"] = wide
         if "cyclegan" in pools_needed and (not all_done or gates.active):
             folder = _synth_dir(out, "cyclegan", f, s)
             ckpt, ia, ib = _cyclegan_checkpoint(cfg, x, y, sub_meta, folder)
@@ -541,10 +540,9 @@ def run_study(
                 pool = pools.get(sp.pool) if sp.synthetic else None
                 filtered = pool is not None and sp.min_confidence is not None and real_clf is not None
                 if filtered:
-                    keep = filter_by_confidence(pool[0], pool[1], real_clf.predict_proba, sp.min_confidence)
-                    pool = (pool[0][keep], pool[1][keep])
-                elif pool is not None and sp.pool == "cgan":
-                    pool = _first_per_class(pool, math.ceil(need))
+                    wide = filter_pools.get(sp.pool, pool)
+                    keep = filter_by_confidence(wide[0], wide[1], real_clf.predict_proba, sp.min_confidence)
+                    pool = (wide[0][keep], wide[1][keep])
                 ds = MixedDataset(
                     (x, y),
                     pool,
