@@ -829,11 +829,20 @@ def _match_frame(
     return []
 
 
-def _attach_seg(
-    volumes: list[Volume], mask: Path, segments: list[int] | None, series: str | None
-) -> list[Volume]:
-    """Map a DICOM SEG onto the series it references; returns those volumes."""
-    seg = _read_seg(mask)
+@dataclass
+class _SegFrames:
+    """The frames of a DICOM SEG and what each one is about."""
+
+    pixels: np.ndarray  # (F, rows, cols) bool: set (LABELMAP: one of the selected labels)
+    refs: list[tuple[str | None, list[int] | None]]  # referenced SOPInstanceUID and 0-based frames
+    positions: list[np.ndarray | None]  # ImagePositionPatient of each frame
+    segments: list[int | None]  # segment number of each frame (None: unknown)
+    selected: set[int]
+    labelmap: bool
+
+
+def _seg_labels(seg: Dataset, mask: Path) -> dict[int, str]:
+    """SegmentNumber -> SegmentLabel of every segment the SEG describes."""
     try:
         labels: dict[int, str] = {}
         for item in seg.get("SegmentSequence") or []:
@@ -841,6 +850,12 @@ def _attach_seg(
                 labels[int(item.SegmentNumber)] = str(item.get("SegmentLabel", "") or "")
     except (TypeError, ValueError, AttributeError) as exc:
         raise InputError(mask, f"not a readable DICOM SEG (bad SegmentSequence: {_short(exc)})") from None
+    return labels
+
+
+def _seg_table(seg: Dataset, mask: Path, segments: list[int] | None) -> _SegFrames:
+    """Decode the SEG's frames and read, per frame, its reference, position and segment."""
+    labels = _seg_labels(seg, mask)
     numbers = sorted(labels)
     if segments is not None:
         unknown = sorted(set(segments) - set(numbers))
@@ -848,10 +863,8 @@ def _attach_seg(
             avail = ", ".join(f"{k} ({labels[k] or 'no label'})" for k in numbers) or "none"
             raise InputError(mask, f"unknown segment number(s) {unknown}; available: {avail}")
     selected = set(numbers if segments is None else segments)
-    rows, cols = int(seg.get("Rows", 0) or 0), int(seg.get("Columns", 0) or 0)
-    frames = _seg_frames(seg, mask, selected)
-    n = frames.shape[0]
-    kind = str(seg.get("SegmentationType", "BINARY")).upper()
+    pixels = _seg_frames(seg, mask, selected)
+    n = pixels.shape[0]
     try:
         refs = [_seg_reference(seg, i) for i in range(n)]
         positions = [
@@ -863,28 +876,47 @@ def _attach_seg(
         raise InputError(
             mask, f"not a readable DICOM SEG (bad per-frame references: {_short(exc)})"
         ) from None
+    labelmap = str(seg.get("SegmentationType", "BINARY")).upper() == "LABELMAP"
+    return _SegFrames(pixels, refs, positions, segs, selected, labelmap)
+
+
+def _seg_volume_mask(vol: Volume, table: _SegFrames, mask: Path) -> np.ndarray | None:
+    """The mask the SEG gives ``vol`` as (Z, rows, cols) uint8; None when no SEG frame is on it."""
+    by_sop: dict[str, list[int]] = defaultdict(list)
+    for i, uid in enumerate(vol.sop_uids or []):
+        if uid is not None:
+            by_sop[uid].append(i)
+    rows, cols = table.pixels.shape[1:]
+    out = np.zeros((vol.data.shape[0], *vol.data.shape[2:]), dtype=np.uint8)
+    matched = False
+    for i, frame in enumerate(table.pixels):
+        targets = _match_frame(vol, by_sop, table.refs[i][0], table.refs[i][1], table.positions[i])
+        if not targets:
+            continue
+        matched = True
+        if (rows, cols) != tuple(vol.data.shape[2:]):
+            raise InputError(
+                mask,
+                f"SEG frame size {rows}x{cols} is different from the image size "
+                f"{vol.data.shape[2]}x{vol.data.shape[3]} of series {vol.series_uid}",
+            )
+        if table.labelmap or table.segments[i] in table.selected:
+            out[targets] |= frame.astype(np.uint8)
+    return out if matched else None
+
+
+# Own mapping, not highdicom's Segmentation: it refuses SEGs without coded segment properties, a
+# DimensionIndexSequence or a ReferencedSeriesSequence (older tools write such files, and the tests
+# pin them), and it cannot place frames that reference no source image by their position.
+def _attach_seg(
+    volumes: list[Volume], mask: Path, segments: list[int] | None, series: str | None
+) -> list[Volume]:
+    """Map a DICOM SEG onto the series it references; returns those volumes."""
+    table = _seg_table(_read_seg(mask), mask, segments)
     kept: list[Volume] = []
     for vol in volumes:
-        by_sop: dict[str, list[int]] = defaultdict(list)
-        for i, uid in enumerate(vol.sop_uids or []):
-            if uid is not None:
-                by_sop[uid].append(i)
-        out = np.zeros((vol.data.shape[0], *vol.data.shape[2:]), dtype=np.uint8)
-        matched = 0
-        for i in range(n):
-            targets = _match_frame(vol, by_sop, refs[i][0], refs[i][1], positions[i])
-            if not targets:
-                continue
-            matched += 1
-            if (rows, cols) != tuple(vol.data.shape[2:]):
-                raise InputError(
-                    mask,
-                    f"SEG frame size {rows}x{cols} is different from the image size "
-                    f"{vol.data.shape[2]}x{vol.data.shape[3]} of series {vol.series_uid}",
-                )
-            if kind == "LABELMAP" or segs[i] in selected:
-                out[targets] |= frames[i].astype(np.uint8)
-        if matched:
+        out = _seg_volume_mask(vol, table, mask)
+        if out is not None:
             vol.mask = out
             vol.mask_source = str(mask)
             kept.append(vol)
