@@ -499,6 +499,7 @@ def _file_slices(f: Path, ds: Dataset) -> list[_Slice]:
 
 
 def _series_groups(slices: list[_Slice]) -> dict[str, list[_Slice]]:
+    # Not GDCM's GetGDCMSeriesIDs: it reads one folder, not subfolders, and parses every file again.
     groups: dict[str, list[_Slice]] = defaultdict(list)
     for s in slices:
         groups[str(s.ds.get("SeriesInstanceUID", "") or "")].append(s)
