@@ -214,6 +214,119 @@ def _batch_starts(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _check_training_inputs(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    n_classes: int,
+    classes: list[str] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Checked ``(train_x, train_y, val_x, val_y, classes)``: float32 images, int64 labels, class names."""
+    if n_classes < 2:
+        raise InputError(_WHERE, f"need at least 2 classes, got n_classes={n_classes}")
+    if classes is None:
+        classes = [str(i) for i in range(n_classes)]
+    if len(classes) != n_classes:
+        raise InputError(_WHERE, f"{len(classes)} class names given for n_classes={n_classes}")
+    train_x = _check_images(train_x, "train")
+    val_x = _check_images(val_x, "val", tuple(train_x.shape[1:]))  # type: ignore[arg-type]
+    if train_x.shape[0] == 0:
+        raise InputError(_WHERE, "the training set is empty")
+    if val_x.shape[0] == 0:
+        raise InputError(_WHERE, "the validation set is empty")
+    train_y = _check_labels(train_y, train_x.shape[0], n_classes, "train")
+    val_y = _check_labels(val_y, val_x.shape[0], n_classes, "val")
+    if len(np.unique(val_y)) < 2:
+        raise InputError(
+            _WHERE, f"the validation set holds only class {int(val_y[0])}; AUC needs at least two classes"
+        )
+    return train_x, train_y, val_x, val_y, classes
+
+
+def _seeded_model(
+    cfg: ClassifierConfig,
+    shape: tuple[int, int, int],
+    n_classes: int,
+    init_state: dict[str, torch.Tensor] | None,
+    device: torch.device,
+) -> Classifier:
+    """``cfg.arch`` seeded from ``cfg.seed`` (global RNG untouched) or from ``init_state``, on ``device``."""
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        try:
+            model = build_classifier(cfg.arch, shape[0], n_classes, (shape[1], shape[2]), cfg.width)
+        except ValueError as exc:
+            raise ConfigError("classifier.arch", str(exc)) from None
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    return model
+
+
+def _sample_weights(sample_weight: np.ndarray | None, n: int) -> torch.Tensor | None:
+    """``sample_weight`` as a float32 tensor (or None), checked: one finite, non-negative weight per image."""
+    if sample_weight is None:
+        return None
+    sample_weight = np.asarray(sample_weight, dtype=np.float32)
+    if sample_weight.shape != (n,) or not np.all(np.isfinite(sample_weight)) or (sample_weight < 0).any():
+        raise InputError(_WHERE, "sample_weight must be one finite, non-negative weight per training image")
+    return torch.from_numpy(sample_weight)
+
+
+def _class_weights(train_y: np.ndarray, n_classes: int, device: torch.device) -> torch.Tensor:
+    """Inverse-frequency loss weights ``N / (n_classes * count)`` per class (0 for an absent class)."""
+    counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(train_y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32, device=device)
+
+
+def _train_epoch(
+    model: Classifier,
+    opt: torch.optim.Optimizer,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    ws: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    cfg: ClassifierConfig,
+    gen: torch.Generator,
+    device: torch.device,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> float:
+    """One epoch in a seeded order (flips, ``batch_transform`` per batch); returns the mean training loss."""
+    model.train()
+    perm = torch.randperm(len(xs), generator=gen)
+    total, seen = 0.0, 0
+    for lo, hi in _batch_starts(len(xs), cfg.batch_size):
+        idx = perm[lo:hi]
+        xb, yb = xs[idx], ys[idx]
+        if cfg.augment:
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        if batch_transform is not None:
+            xb = batch_transform(xb)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        if ws is None:
+            loss = F.cross_entropy(model(xb), yb, weight=weight)
+        else:
+            wb = ws[idx].to(device)
+            per = F.cross_entropy(model(xb), yb, weight=weight, reduction="none")
+            loss = (per * wb).sum() / wb.sum().clamp(min=1e-8)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return total / seen
+
+
+def _validate(result: TrainedClassifier, val_x: np.ndarray, val_y: np.ndarray) -> tuple[float, float]:
+    """Validation ``(AUC, accuracy)`` of ``result``'s current weights (MONAI's one-class warnings off)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # MONAI's "all one class" NaN warnings
+        return val_metrics(result.predict_proba(val_x), val_y)
+
+
 def train_classifier(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -236,53 +349,15 @@ def train_classifier(
     ``batch_transform`` augments each training batch on the CPU (classical augmentation);
     ``init_state`` starts from given weights (pre-train on synthetic, fine-tune on real).
     """
-    if n_classes < 2:
-        raise InputError(_WHERE, f"need at least 2 classes, got n_classes={n_classes}")
-    if classes is None:
-        classes = [str(i) for i in range(n_classes)]
-    if len(classes) != n_classes:
-        raise InputError(_WHERE, f"{len(classes)} class names given for n_classes={n_classes}")
-    train_x = _check_images(train_x, "train")
-    val_x = _check_images(val_x, "val", tuple(train_x.shape[1:]))  # type: ignore[arg-type]
-    if train_x.shape[0] == 0:
-        raise InputError(_WHERE, "the training set is empty")
-    if val_x.shape[0] == 0:
-        raise InputError(_WHERE, "the validation set is empty")
-    train_y = _check_labels(train_y, train_x.shape[0], n_classes, "train")
-    val_y = _check_labels(val_y, val_x.shape[0], n_classes, "val")
-    if len(np.unique(val_y)) < 2:
-        raise InputError(
-            _WHERE, f"the validation set holds only class {int(val_y[0])}; AUC needs at least two classes"
-        )
+    train_x, train_y, val_x, val_y, classes = _check_training_inputs(
+        train_x, train_y, val_x, val_y, n_classes, classes
+    )
     shape: tuple[int, int, int] = (int(train_x.shape[1]), int(train_x.shape[2]), int(train_x.shape[3]))
 
     device = resolve_device(cfg.device)
-    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
-        torch.manual_seed(cfg.seed)
-        try:
-            model = build_classifier(cfg.arch, shape[0], n_classes, (shape[1], shape[2]), cfg.width)
-        except ValueError as exc:
-            raise ConfigError("classifier.arch", str(exc)) from None
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model.to(device)
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float32)
-        if (
-            sample_weight.shape != (train_x.shape[0],)
-            or not np.all(np.isfinite(sample_weight))
-            or (sample_weight < 0).any()
-        ):
-            raise InputError(
-                _WHERE, "sample_weight must be one finite, non-negative weight per training image"
-            )
-    ws = torch.from_numpy(sample_weight) if sample_weight is not None else None
-
-    weight = None
-    if cfg.class_weighted:
-        counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
-        w = np.where(counts > 0, len(train_y) / (n_classes * np.maximum(counts, 1)), 0.0)
-        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    model = _seeded_model(cfg, shape, n_classes, init_state, device)
+    ws = _sample_weights(sample_weight, train_x.shape[0])
+    weight = _class_weights(train_y, n_classes, device) if cfg.class_weighted else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = make_generator(cfg.seed)  # on CPU: the same draws whatever the training device
 
@@ -304,33 +379,9 @@ def train_classifier(
     epochs = progress(range(1, cfg.epochs + 1), f"classifier {cfg.arch}", minimum=0)
     try:
         for epoch in epochs:
-            model.train()
-            perm = torch.randperm(len(xs), generator=gen)
-            total, seen = 0.0, 0
-            for lo, hi in _batch_starts(len(xs), cfg.batch_size):
-                idx = perm[lo:hi]
-                xb, yb = xs[idx], ys[idx]
-                if cfg.augment:
-                    flip = torch.rand(len(idx), generator=gen) < 0.5
-                    xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-                if batch_transform is not None:
-                    xb = batch_transform(xb)
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                if ws is None:
-                    loss = F.cross_entropy(model(xb), yb, weight=weight)
-                else:
-                    wb = ws[idx].to(device)
-                    per = F.cross_entropy(model(xb), yb, weight=weight, reduction="none")
-                    loss = (per * wb).sum() / wb.sum().clamp(min=1e-8)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # MONAI's "all one class" NaN warnings
-                auc, acc = val_metrics(result.predict_proba(val_x), val_y)
-            result.history.append({"epoch": epoch, "loss": total / seen, "val_auc": auc, "val_acc": acc})
+            loss = _train_epoch(model, opt, xs, ys, ws, weight, cfg, gen, device, batch_transform)
+            auc, acc = _validate(result, val_x, val_y)
+            result.history.append({"epoch": epoch, "loss": loss, "val_auc": auc, "val_acc": acc})
             if auc > result.val_auc:
                 result.val_auc, result.val_acc, result.best_epoch = auc, acc, epoch
                 best_state = copy.deepcopy(model.state_dict())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medgan.classifier import Classifier, TrainedClassifier, build_classifier, train_classifier
-from medgan.classifier.train import val_metrics
+from medgan.classifier.train import _check_training_inputs, _class_weights, _sample_weights, val_metrics
 from medgan.config import ClassifierConfig
 from medgan.errors import ConfigError, InputError
 from medgan.training.checkpoint import list_checkpoints, save_checkpoint
@@ -240,6 +240,33 @@ def test_bad_inputs(toy_data: tuple[np.ndarray, ...]) -> None:
 def test_predict_wrong_shape(trained: TrainedClassifier) -> None:
     with pytest.raises(InputError, match="classifier expects"):
         trained.predict_proba(np.zeros((2, 1, 28, 28), np.float32))
+
+
+def test_check_training_inputs_casts_and_names_classes() -> None:
+    tx, ty = toy_set(6)
+    x = tx.astype(np.float64)
+    out = _check_training_inputs(x, ty.astype(np.float64), x, ty, 2, None)
+    assert [a.dtype for a in out[:4]] == [np.float32, np.int64, np.float32, np.int64]
+    assert out[4] == ["0", "1"]
+    with pytest.raises(InputError, match="need at least 2 classes"):
+        _check_training_inputs(tx, ty, tx, ty, 1, None)
+    with pytest.raises(InputError, match="3 class names given for n_classes=2"):
+        _check_training_inputs(tx, ty, tx, ty, 2, ["a", "b", "c"])
+
+
+def test_sample_weights_one_finite_non_negative_per_image() -> None:
+    assert _sample_weights(None, 3) is None
+    w = _sample_weights(np.array([0.0, 0.5, 2.0]), 3)
+    assert w is not None and w.dtype == torch.float32 and w.tolist() == [0.0, 0.5, 2.0]
+    for bad in (np.ones(2), np.array([1.0, -0.1, 1.0]), np.array([1.0, np.nan, 1.0]), np.ones((3, 1))):
+        with pytest.raises(InputError, match="one finite, non-negative weight per training image"):
+            _sample_weights(bad, 3)
+
+
+def test_class_weights_inverse_frequency() -> None:
+    w = _class_weights(np.array([0, 0, 0, 1]), 3, torch.device("cpu"))
+    assert w.dtype == torch.float32
+    np.testing.assert_allclose(w.numpy(), [4 / 9, 4 / 3, 0.0], rtol=1e-6)  # an absent class weighs 0
 
 
 # ------------------------------------------------------------------ real data
