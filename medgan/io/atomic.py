@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import importlib.util
 import os
 import re
 import shutil
@@ -102,6 +104,9 @@ _STALE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp(\..+)?|partial)$")
 
 LOCK_NAME = ".medgan.lock"
 
+#: ``flock`` errors that mean "this filesystem cannot lock"; refused like a held lock, as before.
+_NO_FLOCK = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK})
+
 
 class FolderLock:
     """An exclusive, advisory lock on an output folder (``<folder>/.medgan.lock``, ``flock``).
@@ -112,49 +117,59 @@ class FolderLock:
     (even by SIGKILL), so a killed run never leaves a stale lock behind. Once acquired, the
     temporaries a killed writer left (``.<name>.XXXXXXXX.tmp*``) are removed: nobody else can be
     writing them. On systems without ``fcntl`` (Windows) nothing is locked.
+
+    The ``flock`` itself is :class:`filelock.UnixFileLock` (3.30+: a contender that loses never
+    truncates the holder's file, so the holder's line survives for the error message).
     """
 
     def __init__(self, folder: str | Path, command: str) -> None:
         self.folder, self.command = Path(folder), command
-        self._fh: Any = None
+        self._lock: Any = None
+
+    def _write_holder(self, fd: int) -> None:
+        """``on_acquired`` hook: record "pid N: command" in the lock file we now hold."""
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {self.command}".encode(), 0)
+
+    def _holder(self, path: Path) -> str | None:
+        """The holder's line from the lock file, ``""`` when empty, None when there is no lock file."""
+        try:
+            return path.read_text(encoding="utf-8", errors="replace").strip()[:200]
+        except FileNotFoundError:
+            return None
 
     def acquire(self) -> FolderLock:
         """Take the lock (refusing if another process holds it) and clean stale temporaries."""
         from medgan.errors import InputError
 
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
+        if importlib.util.find_spec("fcntl") is None:  # pragma: no cover - Windows
             return self
+        import filelock
+
         path = self.folder / LOCK_NAME
         self.folder.mkdir(parents=True, exist_ok=True)
-        while True:
-            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until release()
+        holder: str | None = None
+        for _ in range(100):  # retried only while holders release between our open() and flock()
+            lock = filelock.UnixFileLock(
+                path, timeout=0, fallback_to_soft=False, on_acquired=self._write_holder
+            )
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.seek(0)
-                holder = fh.read().strip()[:200] or "another process"
-                fh.close()
-                raise InputError(
-                    self.folder,
-                    f"another medgan process is writing into this folder ({holder}); "
-                    "wait for it to finish, or choose another --out",
-                ) from None
-            try:  # the file we locked may have been unlinked by a holder that just released it
-                same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
+                lock.acquire()
+            except OSError as err:  # filelock.Timeout is an OSError too
+                if not isinstance(err, filelock.Timeout) and err.errno not in _NO_FLOCK:
+                    raise
+                holder = self._holder(path)
+                if holder is None:  # the holder released (and removed the file) meanwhile: try again
+                    continue
                 break
-            fh.close()
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}: {self.command}")
-        fh.flush()
-        self._fh = fh
-        self.clean_stale()
-        return self
+            self._lock = lock
+            self.clean_stale()
+            return self
+        raise InputError(
+            self.folder,
+            f"another medgan process is writing into this folder ({holder or 'another process'}); "
+            "wait for it to finish, or choose another --out",
+        )
 
     def clean_stale(self) -> list[Path]:
         """Remove temporaries left by killed writers under the folder; returns what was removed."""
@@ -170,12 +185,12 @@ class FolderLock:
 
     def release(self) -> None:
         """Drop the lock and remove the lock file (a no-op when not held)."""
-        if self._fh is None:
+        if self._lock is None:
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.folder / LOCK_NAME)
-        self._fh.close()  # closing the descriptor releases the flock
-        self._fh = None
+        self._lock.release()  # unlocking the descriptor releases the flock
+        self._lock = None
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
