@@ -245,14 +245,13 @@ def _check_png(path: Path) -> None:
     check_claim(path, (height, row_bytes), what="the PNG header", itemsize=1, compressed=idat)
 
 
-def _read(path: Path) -> tuple[np.ndarray, str]:
-    """Read one image: ((C, H, W) array, format name such as ``png``)."""
-    path = Path(path)
-    _check_readable(path)
-    sniffed = _sniff(path)
+def _open_image(path: Path, sniffed: str | None) -> tuple[np.ndarray, str, bool]:
+    """Decode ``path`` with Pillow (``tifffile`` for TIFFs Pillow cannot read): (array, format, deep colour).
+
+    The array is Pillow's layout, (H, W) or (H, W, C), EXIF orientation applied; deep colour is
+    True for a colour / alpha file declaring more than 8 bits that Pillow decoded at 8 bits.
+    """
     deep_colour = False
-    if sniffed == "png":
-        _check_png(path)
     try:
         with Image.open(path) as im:
             fmt = _FORMAT_NAMES.get(im.format or "", (im.format or sniffed or "image").lower())
@@ -280,6 +279,17 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
             arr, fmt = _tifffile_to_array(path), "tiff"
         else:
             raise InputError(path, "image file is truncated or corrupt") from None
+    return arr, fmt, deep_colour
+
+
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    """Read one image: ((C, H, W) array, format name such as ``png``)."""
+    path = Path(path)
+    _check_readable(path)
+    sniffed = _sniff(path)
+    if sniffed == "png":
+        _check_png(path)
+    arr, fmt, deep_colour = _open_image(path, sniffed)
     if deep_colour and fmt == "tiff":
         with contextlib.suppress(InputError):  # keep Pillow's 8-bit values if tifffile cannot decode it
             arr = _tifffile_to_array(path)
@@ -351,19 +361,8 @@ def _clip(value: object, limit: int = 100, quote: bool = True) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
-
-    Paths are relative to ``root`` and must exist inside it: neither ``..`` nor an absolute path
-    may lead outside ``root`` (set ``root`` higher up to reach files elsewhere). Labels are class names as written; with ``classes``
-    given they must be among them, otherwise the classes are the sorted unique labels. A
-    ``split`` column (train / val / test) that is entirely empty counts as absent.
-
-    Returns ``(frame, classes)``: the frame has ``row`` (1-based data row), ``path`` (absolute),
-    ``label`` (index into ``classes``), ``label_name`` and, when present, ``patient_id`` and ``split``.
-    """
-    csv_path = Path(csv)
-    header, rows = _csv_rows(csv_path)
+def _check_header(csv_path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """The header names only known columns, has ``path`` and ``label``, repeats none; data rows follow."""
     extra = [c for c in header if c not in CSV_COLUMNS]
     if extra:
         raise InputError(
@@ -381,69 +380,59 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
         raise InputError(csv_path, f"column(s) {dup} appear more than once in the header")
     if not rows:
         raise InputError(csv_path, "no rows: the CSV has a header but lists no images")
-    col = {name: i for i, name in enumerate(header)}
-    root_abs = Path(os.path.normpath(Path(root).absolute()))
 
-    records: list[dict] = []
-    missing: list[tuple[int, str]] = []
-    seen: dict[str, int] = {}
-    for n, cells in enumerate(rows, start=1):
-        if len(cells) > len(header):
-            problem = f"row {n}: {len(cells)} cells but the header has {len(header)} columns"
-            raise InputError(csv_path, problem)
-        cells = cells + [""] * (len(header) - len(cells))
-        rec = {name: cells[i] for name, i in col.items()}
-        rel = rec["path"]
-        if not rel:
-            raise InputError(csv_path, f"row {n}: empty path")
-        if not rec["label"]:
-            raise InputError(csv_path, f"row {n}: empty label for {_clip(rel, quote=False)}")
-        if "\x00" in rel:
-            raise InputError(csv_path, f"row {n}: path {_clip(rel)} contains a NUL byte")
-        full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute path replaces the root
-        if full != root_abs and root_abs not in full.parents:
-            raise InputError(csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}")
-        key = str(full)
-        if key in seen:
+
+def _row_cells(csv_path: Path, n: int, cells: list[str], header: list[str]) -> dict[str, str]:
+    """Data row ``n`` as ``{column: cell}`` (a short row padded with ""); path and label must not be empty."""
+    if len(cells) > len(header):
+        problem = f"row {n}: {len(cells)} cells but the header has {len(header)} columns"
+        raise InputError(csv_path, problem)
+    cells = cells + [""] * (len(header) - len(cells))
+    rec = {name: cells[i] for i, name in enumerate(header)}
+    rel = rec["path"]
+    if not rel:
+        raise InputError(csv_path, f"row {n}: empty path")
+    if not rec["label"]:
+        raise InputError(csv_path, f"row {n}: empty label for {_clip(rel, quote=False)}")
+    return rec
+
+
+def _resolve_row_path(csv_path: Path, n: int, rel: str, root_abs: Path) -> Path:
+    """Row ``n``'s path made absolute under ``root_abs`` (normalised); it must stay inside ``root_abs``."""
+    if "\x00" in rel:
+        raise InputError(csv_path, f"row {n}: path {_clip(rel)} contains a NUL byte")
+    full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute path replaces the root
+    if full != root_abs and root_abs not in full.parents:
+        raise InputError(csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}")
+    return full
+
+
+def _is_file(csv_path: Path, n: int, rel: str, full: Path) -> bool:
+    """Whether row ``n``'s file exists; a path the file system cannot even look up raises InputError."""
+    try:
+        return full.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise InputError(csv_path, f"row {n}: unusable path {_clip(rel)} ({exc.strerror or exc})") from None
+
+
+def _check_splits(csv_path: Path, records: list[dict]) -> None:
+    """Drop an entirely empty ``split`` column from ``records``; otherwise every row needs train/val/test."""
+    if not any(r["split"] for r in records):
+        for r in records:
+            del r["split"]
+        return
+    for r in records:
+        if not r["split"]:
             raise InputError(
-                csv_path, f"row {n}: {_clip(rel, quote=False)} is listed again (first on row {seen[key]})"
+                csv_path, f"row {r['row']}: empty split; give train/val/test on every row or on none"
             )
-        seen[key] = n
-        try:
-            is_file = full.is_file()
-        except OSError as exc:  # e.g. a name longer than the file system allows
-            raise InputError(
-                csv_path, f"row {n}: unusable path {_clip(rel)} ({exc.strerror or exc})"
-            ) from None
-        if not is_file:
-            missing.append((n, rel))
-        out = {"row": n, "path": key, "label_name": rec["label"]}
-        if "patient_id" in col:
-            out["patient_id"] = rec["patient_id"]
-        if "split" in col:
-            out["split"] = rec["split"].lower()
-        records.append(out)
+        if r["split"] not in SPLIT_NAMES:
+            n, allowed = r["row"], ", ".join(SPLIT_NAMES)
+            raise InputError(csv_path, f"row {n}: split {_clip(r['split'])} is not one of {allowed}")
 
-    if missing:
-        n, rel = missing[0]
-        more = f" ({len(missing)} of {len(records)} listed files are missing)" if len(missing) > 1 else ""
-        raise InputError(csv_path, f"row {n}: file not found: {_clip(rel, quote=False)}{more}")
 
-    if "split" in col:
-        splits = [r["split"] for r in records]
-        if not any(splits):
-            for r in records:
-                del r["split"]
-        else:
-            for r in records:
-                if not r["split"]:
-                    raise InputError(
-                        csv_path, f"row {r['row']}: empty split; give train/val/test on every row or on none"
-                    )
-                if r["split"] not in SPLIT_NAMES:
-                    n, allowed = r["row"], ", ".join(SPLIT_NAMES)
-                    raise InputError(csv_path, f"row {n}: split {_clip(r['split'])} is not one of {allowed}")
-
+def _assign_labels(csv_path: Path, records: list[dict], classes: list[str] | None) -> list[str]:
+    """Set each record's ``label`` to its class index; the class list is ``classes`` or the sorted labels."""
     if classes is not None:
         class_list = [str(c) for c in classes]
         for r in records:
@@ -458,6 +447,54 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
     index = {c: i for i, c in enumerate(class_list)}
     for r in records:
         r["label"] = index[r["label_name"]]
+    return class_list
+
+
+def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
+
+    Paths are relative to ``root`` and must exist inside it: neither ``..`` nor an absolute path
+    may lead outside ``root`` (set ``root`` higher up to reach files elsewhere). Labels are class names as written; with ``classes``
+    given they must be among them, otherwise the classes are the sorted unique labels. A
+    ``split`` column (train / val / test) that is entirely empty counts as absent.
+
+    Returns ``(frame, classes)``: the frame has ``row`` (1-based data row), ``path`` (absolute),
+    ``label`` (index into ``classes``), ``label_name`` and, when present, ``patient_id`` and ``split``.
+    """
+    csv_path = Path(csv)
+    header, rows = _csv_rows(csv_path)
+    _check_header(csv_path, header, rows)
+    root_abs = Path(os.path.normpath(Path(root).absolute()))
+
+    records: list[dict] = []
+    missing: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for n, cells in enumerate(rows, start=1):
+        rec = _row_cells(csv_path, n, cells, header)
+        rel = rec["path"]
+        full = _resolve_row_path(csv_path, n, rel, root_abs)
+        key = str(full)
+        if key in seen:
+            raise InputError(
+                csv_path, f"row {n}: {_clip(rel, quote=False)} is listed again (first on row {seen[key]})"
+            )
+        seen[key] = n
+        if not _is_file(csv_path, n, rel, full):
+            missing.append((n, rel))
+        out = {"row": n, "path": key, "label_name": rec["label"]}
+        if "patient_id" in rec:
+            out["patient_id"] = rec["patient_id"]
+        if "split" in rec:
+            out["split"] = rec["split"].lower()
+        records.append(out)
+
+    if missing:
+        n, rel = missing[0]
+        more = f" ({len(missing)} of {len(records)} listed files are missing)" if len(missing) > 1 else ""
+        raise InputError(csv_path, f"row {n}: file not found: {_clip(rel, quote=False)}{more}")
+    if "split" in header:
+        _check_splits(csv_path, records)
+    class_list = _assign_labels(csv_path, records, classes)
 
     columns = ["row", "path", "label", "label_name"] + [c for c in ("patient_id", "split") if c in records[0]]
     frame = pd.DataFrame.from_records(records, columns=columns)

@@ -13,7 +13,16 @@ from medgan.config import config_from_dict
 from medgan.data.slices import SliceSet
 from medgan.data.sources import load_source
 from medgan.errors import InputError
-from medgan.io.images import read_image, read_labels_csv, sort_labels
+from medgan.io.images import (
+    _assign_labels,
+    _check_header,
+    _check_splits,
+    _resolve_row_path,
+    _row_cells,
+    read_image,
+    read_labels_csv,
+    sort_labels,
+)
 
 RNG = np.random.default_rng(1234)
 
@@ -203,6 +212,63 @@ def test_labels_csv_empty_split_column_is_absent(tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "l.csv", ["path,label,split", "a.png,x,", "b.png,y, "])
     frame, _ = read_labels_csv(csv, tmp_path, None)
     assert "split" not in frame.columns
+
+
+def test_check_header() -> None:
+    csv, row = Path("l.csv"), [["a.png", "x"]]
+    _check_header(csv, ["path", "label", "patient_id", "split"], row)
+    for header, rows, message in (
+        (["path", "label", "age"], row, r"unknown column\(s\) \['age'\]"),
+        (["label"], row, r"missing column\(s\) \['path'\]"),
+        (["path", "label", "path"], row, r"column\(s\) \['path'\] appear more than once"),
+        (["path", "label"], [], "no rows"),
+    ):
+        with pytest.raises(InputError, match=message):
+            _check_header(csv, header, rows)
+
+
+def test_row_cells_pads_short_rows_and_needs_path_and_label() -> None:
+    csv, header = Path("l.csv"), ["path", "label", "split"]
+    assert _row_cells(csv, 3, ["a.png", "x"], header) == {"path": "a.png", "label": "x", "split": ""}
+    with pytest.raises(InputError, match="row 3: 4 cells but the header has 3 columns"):
+        _row_cells(csv, 3, ["a.png", "x", "train", "more"], header)
+    with pytest.raises(InputError, match="row 3: empty path"):
+        _row_cells(csv, 3, ["", "x"], header)
+    with pytest.raises(InputError, match=r"row 3: empty label for a\.png"):
+        _row_cells(csv, 3, ["a.png"], header)
+
+
+def test_resolve_row_path_stays_inside_the_root(tmp_path: Path) -> None:
+    csv = tmp_path / "l.csv"
+    assert _resolve_row_path(csv, 1, "d/../a.png", tmp_path) == tmp_path / "a.png"
+    assert _resolve_row_path(csv, 1, str(tmp_path / "b.png"), tmp_path) == tmp_path / "b.png"
+    with pytest.raises(InputError, match=r"row 2: path '\.\./a\.png' leads outside the root folder"):
+        _resolve_row_path(csv, 2, "../a.png", tmp_path)
+    with pytest.raises(InputError, match=r"row 2: path 'a\\x00\.png' contains a NUL byte"):
+        _resolve_row_path(csv, 2, "a\x00.png", tmp_path)
+
+
+def test_check_splits_all_or_none() -> None:
+    csv = Path("l.csv")
+    records = [{"row": 1, "split": ""}, {"row": 2, "split": ""}]
+    _check_splits(csv, records)
+    assert records == [{"row": 1}, {"row": 2}]  # an empty split column counts as absent
+    _check_splits(csv, [{"row": 1, "split": "train"}, {"row": 2, "split": "test"}])
+    with pytest.raises(InputError, match="row 2: empty split"):
+        _check_splits(csv, [{"row": 1, "split": "train"}, {"row": 2, "split": ""}])
+    with pytest.raises(InputError, match="row 1: split 'dev' is not one of train, val, test"):
+        _check_splits(csv, [{"row": 1, "split": "dev"}])
+
+
+def test_assign_labels_configured_or_sorted() -> None:
+    csv = Path("l.csv")
+    records = [{"row": 1, "label_name": "10"}, {"row": 2, "label_name": "2"}]
+    assert _assign_labels(csv, records, None) == ["2", "10"]
+    assert [r["label"] for r in records] == [1, 0]
+    assert _assign_labels(csv, records, [10, 2, 5]) == ["10", "2", "5"]  # configured names as strings
+    assert [r["label"] for r in records] == [0, 1]
+    with pytest.raises(InputError, match="row 2: label '2' is not one of the configured classes"):
+        _assign_labels(csv, records, ["10"])
 
 
 # --------------------------------------------------------------------------- load_source
