@@ -53,156 +53,169 @@ def _get(metrics: Mapping[str, Any], *path: str) -> Any:
     return node
 
 
+def _not_measured(gate: str, metric: str, threshold: float, why: str) -> GateResult:
+    """A gate whose metric is missing: no value, neither passed nor failed."""
+    return GateResult(gate, metric, None, threshold, None, f"{metric} was not measured ({why}).")
+
+
+def _fid_ratio_gate(metrics: Mapping[str, Any], t: float) -> GateResult:
+    """``fid_ratio_max``: FID over the real-real floor FID at most ``t``."""
+    f, floor = _num(metrics.get("fid")), _num(metrics.get("floor_fid"))
+    if f is None or floor is None or floor <= 0:
+        return _not_measured("fid_ratio_max", "FID / real-real floor", t, "no FID or no real-real floor")
+    r = f / floor
+    ok = r <= t
+    return GateResult(
+        "fid_ratio_max",
+        "FID / real-real floor",
+        r,
+        t,
+        ok,
+        f"FID is {r:.2f}x the real-real floor ({f:.1f} vs {floor:.1f}); the gate allows at most {t:g}x"
+        + (
+            ": passed."
+            if ok
+            else ": failed, the samples are much further from real slices than real data gets."
+        ),
+    )
+
+
+def _at_least_gate(
+    metrics: Mapping[str, Any], gate: str, key: str, label: str, good: str, bad: str, t: float
+) -> GateResult:
+    """``precision_min`` / ``recall_min``: ``metrics[key]`` >= ``t``; ``good`` / ``bad`` end its sentence."""
+    v = _num(metrics.get(key))
+    if v is None:
+        return _not_measured(gate, label, t, "too few slices, or not computed")
+    ok = v >= t
+    return GateResult(
+        gate,
+        label,
+        v,
+        t,
+        ok,
+        f"{label.capitalize()} is {v:.2f}; the gate needs at least {t:.2f}: "
+        + (f"passed, {good}." if ok else f"failed, {bad}"),
+    )
+
+
+def _ms_ssim_gate(metrics: Mapping[str, Any], t: float) -> GateResult:
+    """``ms_ssim_max``: within-class MS-SSIM of the samples at most ``t`` (the real slices' value quoted)."""
+    v = _num(metrics.get("ms_ssim"))
+    if v is None:
+        return _not_measured("ms_ssim_max", "within-class MS-SSIM", t, "not computed for this synthesizer")
+    ok = v <= t
+    real = _num(metrics.get("ms_ssim_real"))
+    ref = f" (real slices: {real:.2f})" if real is not None else ""
+    return GateResult(
+        "ms_ssim_max",
+        "within-class MS-SSIM",
+        v,
+        t,
+        ok,
+        f"Same-class samples have MS-SSIM {v:.2f}{ref}; the gate allows at most {t:.2f}: "
+        + ("passed." if ok else "failed, the samples of a class are too alike (low diversity)."),
+    )
+
+
+def _label_agreement_gate(metrics: Mapping[str, Any], m: float) -> GateResult:
+    """``label_agreement_margin``: label agreement at least the real classifier's test accuracy - ``m``."""
+    v = _num(_get(metrics, "label_agreement", "agreement"))
+    acc = _num(_get(metrics, "label_agreement", "real_test_acc"))
+    if v is None or acc is None:
+        return _not_measured("label_agreement_margin", "label agreement", m, "label scores were off")
+    t = acc - m
+    ok = v >= t
+    return GateResult(
+        "label_agreement_margin",
+        "label agreement",
+        v,
+        t,
+        ok,
+        f"A classifier trained on real slices gives {v:.1%} of the samples their intended class; "
+        f"it is right on {acc:.1%} of real test slices, so the gate needs at least {t:.1%}: "
+        + ("passed." if ok else "failed, many samples do not show the class they were made for."),
+    )
+
+
+def _cas_auc_gate(metrics: Mapping[str, Any], t: float) -> GateResult:
+    """``cas_auc_min``: test AUC of a classifier trained on samples only at least ``t``."""
+    v = _num(_get(metrics, "cas", "auc"))
+    if v is None:
+        return _not_measured(
+            "cas_auc_min", "CAS AUC", t, "label scores were off, or this synthesizer has no CAS"
+        )
+    ok = v >= t
+    real = _num(_get(metrics, "cas", "real_auc"))
+    ref = f" (trained on real slices: {real:.2f})" if real is not None else ""
+    return GateResult(
+        "cas_auc_min",
+        "CAS AUC",
+        v,
+        t,
+        ok,
+        f"A classifier trained on samples only reaches test AUC {v:.2f}{ref}; the gate needs at least {t:.2f}: "
+        + ("passed." if ok else "failed, the samples do not teach the diagnostic difference."),
+    )
+
+
+def _memorized_gate(metrics: Mapping[str, Any], t: int) -> GateResult:
+    """``memorized_max``: at most ``t`` samples are near-copies of training images."""
+    v = _num(metrics.get("memorized_count"))
+    if v is None:
+        return _not_measured(
+            "memorized_max", "memorized near-copies", float(t), "no training images to compare with"
+        )
+    ok = v <= t
+    return GateResult(
+        "memorized_max",
+        "memorized near-copies",
+        v,
+        float(t),
+        ok,
+        f"{int(v)} samples are near-copies of training images; the gate allows {t}: "
+        + ("passed." if ok else "failed, the synthesizer copies training patients (a privacy risk)."),
+    )
+
+
+#: ``(gate, metric key, label, what passing means, what failing means)`` of the "at least" gates, in order.
+_AT_LEAST_GATES: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "precision_min",
+        "precision",
+        "precision",
+        "most samples look like real slices",
+        "too many samples fall outside the real data (unrealistic images).",
+    ),
+    (
+        "recall_min",
+        "recall",
+        "recall",
+        "the samples cover enough of the real data",
+        "the samples cover too little of the real data (mode collapse).",
+    ),
+)
+
+
 def check_gates(metrics: Mapping[str, Any], gates: GatesConfig | None) -> list[GateResult]:
     """Each switched-on gate of ``gates`` applied to ``metrics``; ``[]`` when ``gates`` is None."""
     if gates is None:
         return []
     out: list[GateResult] = []
-
-    def missing(gate: str, metric: str, threshold: float, why: str) -> None:
-        out.append(GateResult(gate, metric, None, threshold, None, f"{metric} was not measured ({why})."))
-
     if gates.fid_ratio_max is not None:
-        t = gates.fid_ratio_max
-        f, floor = _num(metrics.get("fid")), _num(metrics.get("floor_fid"))
-        if f is None or floor is None or floor <= 0:
-            missing("fid_ratio_max", "FID / real-real floor", t, "no FID or no real-real floor")
-        else:
-            r = f / floor
-            ok = r <= t
-            out.append(
-                GateResult(
-                    "fid_ratio_max",
-                    "FID / real-real floor",
-                    r,
-                    t,
-                    ok,
-                    f"FID is {r:.2f}x the real-real floor ({f:.1f} vs {floor:.1f}); the gate allows at most {t:g}x"
-                    + (
-                        ": passed."
-                        if ok
-                        else ": failed, the samples are much further from real slices than real data gets."
-                    ),
-                )
-            )
-    for gate, key, label, good, bad in (
-        (
-            "precision_min",
-            "precision",
-            "precision",
-            "most samples look like real slices",
-            "too many samples fall outside the real data (unrealistic images).",
-        ),
-        (
-            "recall_min",
-            "recall",
-            "recall",
-            "the samples cover enough of the real data",
-            "the samples cover too little of the real data (mode collapse).",
-        ),
-    ):
+        out.append(_fid_ratio_gate(metrics, gates.fid_ratio_max))
+    for gate, key, label, good, bad in _AT_LEAST_GATES:
         t = getattr(gates, gate)
-        if t is None:
-            continue
-        v = _num(metrics.get(key))
-        if v is None:
-            missing(gate, label, t, "too few slices, or not computed")
-            continue
-        ok = v >= t
-        out.append(
-            GateResult(
-                gate,
-                label,
-                v,
-                t,
-                ok,
-                f"{label.capitalize()} is {v:.2f}; the gate needs at least {t:.2f}: "
-                + (f"passed, {good}." if ok else f"failed, {bad}"),
-            )
-        )
+        if t is not None:
+            out.append(_at_least_gate(metrics, gate, key, label, good, bad, t))
     if gates.ms_ssim_max is not None:
-        t = gates.ms_ssim_max
-        v = _num(metrics.get("ms_ssim"))
-        if v is None:
-            missing("ms_ssim_max", "within-class MS-SSIM", t, "not computed for this synthesizer")
-        else:
-            ok = v <= t
-            real = _num(metrics.get("ms_ssim_real"))
-            ref = f" (real slices: {real:.2f})" if real is not None else ""
-            out.append(
-                GateResult(
-                    "ms_ssim_max",
-                    "within-class MS-SSIM",
-                    v,
-                    t,
-                    ok,
-                    f"Same-class samples have MS-SSIM {v:.2f}{ref}; the gate allows at most {t:.2f}: "
-                    + ("passed." if ok else "failed, the samples of a class are too alike (low diversity)."),
-                )
-            )
+        out.append(_ms_ssim_gate(metrics, gates.ms_ssim_max))
     if gates.label_agreement_margin is not None:
-        m = gates.label_agreement_margin
-        v = _num(_get(metrics, "label_agreement", "agreement"))
-        acc = _num(_get(metrics, "label_agreement", "real_test_acc"))
-        if v is None or acc is None:
-            missing("label_agreement_margin", "label agreement", m, "label scores were off")
-        else:
-            t = acc - m
-            ok = v >= t
-            out.append(
-                GateResult(
-                    "label_agreement_margin",
-                    "label agreement",
-                    v,
-                    t,
-                    ok,
-                    f"A classifier trained on real slices gives {v:.1%} of the samples their intended class; "
-                    f"it is right on {acc:.1%} of real test slices, so the gate needs at least {t:.1%}: "
-                    + ("passed." if ok else "failed, many samples do not show the class they were made for."),
-                )
-            )
+        out.append(_label_agreement_gate(metrics, gates.label_agreement_margin))
     if gates.cas_auc_min is not None:
-        t = gates.cas_auc_min
-        v = _num(_get(metrics, "cas", "auc"))
-        if v is None:
-            missing("cas_auc_min", "CAS AUC", t, "label scores were off, or this synthesizer has no CAS")
-        else:
-            ok = v >= t
-            real = _num(_get(metrics, "cas", "real_auc"))
-            ref = f" (trained on real slices: {real:.2f})" if real is not None else ""
-            out.append(
-                GateResult(
-                    "cas_auc_min",
-                    "CAS AUC",
-                    v,
-                    t,
-                    ok,
-                    f"A classifier trained on samples only reaches test AUC {v:.2f}{ref}; the gate needs at least {t:.2f}: "
-                    + ("passed." if ok else "failed, the samples do not teach the diagnostic difference."),
-                )
-            )
+        out.append(_cas_auc_gate(metrics, gates.cas_auc_min))
     if gates.memorized_max is not None:
-        t = gates.memorized_max
-        v = _num(metrics.get("memorized_count"))
-        if v is None:
-            missing("memorized_max", "memorized near-copies", float(t), "no training images to compare with")
-        else:
-            ok = v <= t
-            out.append(
-                GateResult(
-                    "memorized_max",
-                    "memorized near-copies",
-                    v,
-                    float(t),
-                    ok,
-                    f"{int(v)} samples are near-copies of training images; the gate allows {t}: "
-                    + (
-                        "passed."
-                        if ok
-                        else "failed, the synthesizer copies training patients (a privacy risk)."
-                    ),
-                )
-            )
+        out.append(_memorized_gate(metrics, gates.memorized_max))
     return out
 
 

@@ -8,7 +8,15 @@ import pytest
 
 from medgan.config import GatesConfig, PipelineConfig, config_from_dict
 from medgan.errors import ConfigError
-from medgan.metrics.gates import check_gates, gates_passed, gates_verdict
+from medgan.metrics.gates import (
+    _at_least_gate,
+    _fid_ratio_gate,
+    _label_agreement_gate,
+    _memorized_gate,
+    check_gates,
+    gates_passed,
+    gates_verdict,
+)
 from tests.conftest import tiny_config
 
 GOOD = {
@@ -75,6 +83,22 @@ def test_gates_off_and_not_measured() -> None:
     assert unmeasured == {"fid_ratio_max", "label_agreement_margin", "cas_auc_min"}
     assert gates_passed(res) and "not measured" in gates_verdict("cgan", res)
     assert all(r.value is None and "not measured" in r.sentence for r in res if r.passed is None)
+
+
+def test_single_gate_steps_at_their_thresholds() -> None:
+    # a value exactly at the threshold passes
+    at = _at_least_gate({"recall": 0.3}, "recall_min", "recall", "recall", "good", "bad.", 0.3)
+    assert at.passed is True and at.sentence == "Recall is 0.30; the gate needs at least 0.30: passed, good."
+    unmeasured = _at_least_gate({"recall": "n/a"}, "recall_min", "recall", "recall", "good", "bad.", 0.3)
+    assert unmeasured.passed is None and unmeasured.value is None
+    assert unmeasured.sentence == "recall was not measured (too few slices, or not computed)."
+    assert _fid_ratio_gate({"fid": 40.0, "floor_fid": 20.0}, 2.0).passed is True
+    assert _fid_ratio_gate({"fid": 40.0, "floor_fid": 0.0}, 2.0).passed is None  # no usable floor
+    assert _fid_ratio_gate({"fid": float("nan"), "floor_fid": 20.0}, 2.0).passed is None
+    la = _label_agreement_gate({"label_agreement": {"agreement": 0.7, "real_test_acc": 0.8}}, 0.05)
+    assert la.threshold == pytest.approx(0.75) and la.passed is False
+    mem = _memorized_gate({"memorized_count": 2}, 2)
+    assert mem.passed is True and mem.threshold == 2.0 and isinstance(mem.threshold, float)
 
 
 def test_gates_and_pipeline_config() -> None:
