@@ -110,6 +110,57 @@ def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def _check_mix_args(ratio: float, policy: str, synthetic_weight: float) -> None:
+    """A known policy, a positive ratio (at most 1 for ``replace``), a non-negative synthetic weight."""
+    if policy not in POLICIES:
+        raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
+    if ratio <= 0:
+        raise ConfigError("ratio", f"must be > 0 (got {ratio})")
+    if policy == "replace" and ratio > 1:
+        raise ConfigError(
+            "ratio", f"'replace' swaps a fraction of the real data: ratio must be <= 1 (got {ratio})"
+        )
+    if synthetic_weight < 0:
+        raise ConfigError("synthetic_weight", "must be >= 0")
+
+
+def _real_labels(real: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(labels, images)`` of the real source (images only for an ``(images, labels)`` tuple), not empty."""
+    ry = labels_of(real, "real")
+    rx = None
+    if isinstance(real, tuple):
+        rx = np.asarray(real[0])
+        if len(rx) != len(ry) or len(rx) == 0:
+            raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
+    elif len(ry) == 0:
+        raise InputError("real", "the dataset is empty")
+    return ry, rx
+
+
+def _pick_synthetic(
+    sy: np.ndarray, syn_take: dict[int, int], rng: np.random.Generator, cap: bool
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Draw ``syn_take[c]`` synthetic samples of each class ``c``: (sorted indices into ``sy``, shortfall).
+
+    With ``cap`` a class whose pool is too small gives all it has and ``shortfall`` records how
+    many were missing; without it, that raises.
+    """
+    shortfall: dict[int, int] = {}
+    picks = []
+    for c, k in syn_take.items():
+        pool = np.flatnonzero(sy == c)
+        if k > len(pool) and cap:
+            shortfall[c] = k - len(pool)
+            k = len(pool)
+        if k > len(pool):
+            raise InputError(
+                "synthetic",
+                f"class {c} needs {k} synthetic slices but only {len(pool)} were generated",
+            )
+        picks.append(rng.choice(pool, k, replace=False))
+    return np.sort(np.concatenate(picks)), shortfall
+
+
 class MixedDataset(Dataset):
     """Real and synthetic slices under a mixing policy; items are MONAI-style dicts.
 
@@ -135,25 +186,10 @@ class MixedDataset(Dataset):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         cap: bool = False,
     ) -> None:
-        if policy not in POLICIES:
-            raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
-        if ratio <= 0:
-            raise ConfigError("ratio", f"must be > 0 (got {ratio})")
-        if policy == "replace" and ratio > 1:
-            raise ConfigError(
-                "ratio", f"'replace' swaps a fraction of the real data: ratio must be <= 1 (got {ratio})"
-            )
-        if synthetic_weight < 0:
-            raise ConfigError("synthetic_weight", "must be >= 0")
+        _check_mix_args(ratio, policy, synthetic_weight)
         arrays = isinstance(real, tuple) and (synthetic is None or isinstance(synthetic, tuple))
         self._sources = (real, synthetic)
-        ry = labels_of(real, "real")
-        if isinstance(real, tuple):
-            rx = np.asarray(real[0])
-            if len(rx) != len(ry) or len(rx) == 0:
-                raise InputError("real", f"{len(rx)} images but {len(ry)} labels")
-        elif len(ry) == 0:
-            raise InputError("real", "the dataset is empty")
+        ry, rx = _real_labels(real)
         self.transform = transform
         self.shortfall: dict[int, int] = {}
         rng = np.random.default_rng(seed)
@@ -169,19 +205,7 @@ class MixedDataset(Dataset):
                 sx = np.asarray(synthetic[0])
                 if sx.shape[1:] != rx.shape[1:]:
                     raise InputError("synthetic", f"slices {sx.shape[1:]} differ from real {rx.shape[1:]}")
-            picks = []
-            for c, k in syn_take.items():
-                pool = np.flatnonzero(sy == c)
-                if k > len(pool) and cap:
-                    self.shortfall[c] = k - len(pool)
-                    k = len(pool)
-                if k > len(pool):
-                    raise InputError(
-                        "synthetic",
-                        f"class {c} needs {k} synthetic slices but only {len(pool)} were generated",
-                    )
-                picks.append(rng.choice(pool, k, replace=False))
-            syn_idx = np.sort(np.concatenate(picks))
+            syn_idx, self.shortfall = _pick_synthetic(sy, syn_take, rng, cap)
         if arrays:
             self.images = np.concatenate(
                 [rx[real_idx]] + ([sx[syn_idx]] if sx is not None and len(syn_idx) else [])

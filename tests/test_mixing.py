@@ -8,7 +8,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from medgan.errors import ConfigError, InputError
-from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsample
+from medgan.mixing import (
+    MixedDataset,
+    _check_mix_args,
+    _pick_synthetic,
+    _real_labels,
+    filter_by_confidence,
+    stratified_subsample,
+)
 
 
 def _set(counts: dict[int, int], value: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +82,32 @@ def test_bad_mixing() -> None:
         MixedDataset(REAL, SYN, ratio=2, policy="replace")
     with pytest.raises(InputError, match="only 100 were generated"):
         MixedDataset(REAL, SYN, ratio=5)
+
+
+def test_mix_args_and_real_labels_checked() -> None:
+    _check_mix_args(1.0, "replace", 0.0)
+    with pytest.raises(ConfigError, match="policy: must be one of add, balance, replace"):
+        _check_mix_args(1.0, "swap", 1.0)
+    with pytest.raises(ConfigError, match="ratio must be <= 1"):
+        _check_mix_args(1.5, "replace", 1.0)
+    ry, rx = _real_labels(REAL)
+    assert rx is not None and rx.shape == (40, 1, 4, 4) and ry.dtype == np.int64
+    ry, rx = _real_labels([{"label": 1}, {"label": 0}])
+    assert rx is None and ry.tolist() == [1, 0]
+    with pytest.raises(InputError, match="real: 40 images but 39 labels"):
+        _real_labels((REAL[0], REAL[1][:-1]))
+    with pytest.raises(InputError, match="real: the dataset is empty"):
+        _real_labels([])
+
+
+def test_pick_synthetic_counts_and_cap() -> None:
+    sy = np.array([0, 0, 0, 1, 1])
+    idx, short = _pick_synthetic(sy, {0: 2, 1: 1}, np.random.default_rng(0), cap=False)
+    assert short == {} and list(idx) == sorted(idx) and np.bincount(sy[idx]).tolist() == [2, 1]
+    idx, short = _pick_synthetic(sy, {0: 1, 1: 4}, np.random.default_rng(0), cap=True)
+    assert short == {1: 2} and np.bincount(sy[idx]).tolist() == [1, 2]  # class 1 gives all it has
+    with pytest.raises(InputError, match="class 1 needs 4 synthetic slices but only 2 were generated"):
+        _pick_synthetic(sy, {0: 1, 1: 4}, np.random.default_rng(0), cap=False)
 
 
 def test_stratified_subsample() -> None:
