@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -44,7 +44,6 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    SecondaryCaptureImageStorage,
 )
 from pydicom.valuerep import DSfloat
 
@@ -998,8 +997,8 @@ def _check_meta(meta: SyntheticDicomMeta) -> None:
     if not re.fullmatch(r"[A-Z0-9_ ]{1,16}", meta.modality or ""):
         raise ValueError(f"modality must be a DICOM modality code such as OT or CT, got {meta.modality!r}")
     for what, n in (("instance_number", meta.instance_number), ("series_number", meta.series_number)):
-        if int(n) != n or not -(2**31) <= int(n) < 2**31:
-            raise ValueError(f"{what} must be a 32-bit integer, got {n!r}")
+        if int(n) != n or not 1 <= int(n) < 2**31:
+            raise ValueError(f"{what} must be a positive 32-bit integer, got {n!r}")
     if meta.spacing is not None and (
         len(meta.spacing) != 2 or not all(np.isfinite(v) and v > 0 for v in meta.spacing)
     ):
@@ -1020,106 +1019,114 @@ def _pixels(image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _synthetic_dataset(arr: np.ndarray, meta: SyntheticDicomMeta) -> Dataset:
-    date, time = meta.content_datetime[:8], meta.content_datetime[8:]
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    fm.MediaStorageSOPInstanceUID = meta.sop_uid
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.ImplementationClassUID = MEDGAN_IMPLEMENTATION_UID
-    fm.ImplementationVersionName = MEDGAN_IMPLEMENTATION_VERSION
+def _stored_pixels(arr: np.ndarray) -> np.ndarray:
+    """A (C, H, W) slice in [-1, 1] as stored values: 12-bit grey (H, W) uint16, or 8-bit RGB (H, W, 3)."""
+    if arr.shape[0] == 1:
+        top = 2**_GREY_BITS - 1
+        return np.clip(np.rint((arr[0] + 1.0) / 2.0 * top), 0, top).astype(np.uint16)
+    stored8 = np.clip(np.rint((arr + 1.0) / 2.0 * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.moveaxis(stored8, 0, -1))
 
-    ds = Dataset()
-    ds.file_meta = fm
-    ds.preamble = b"\0" * 128
-    # SOP Common
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "SECONDARY"]
+
+def _grey_luts(ds: Dataset, meta: SyntheticDicomMeta) -> None:
+    """12-bit grey: BitsStored, the Modality LUT back to raw units and a window over them."""
+    top = 2**_GREY_BITS - 1
+    ds.BitsStored, ds.HighBit = _GREY_BITS, _GREY_BITS - 1
+    if meta.intensity is not None:
+        lo, hi = (float(v) for v in meta.intensity)
+        ds.WindowCenter = _ds((lo + hi) / 2.0)
+        ds.WindowWidth = _ds(hi - lo)
+        ds.RescaleIntercept = _ds(lo)
+        ds.RescaleSlope = _ds((hi - lo) / top)
+        ds.RescaleType = "HU" if meta.modality == "CT" else "US"
+    else:
+        ds.WindowCenter = _ds((top + 1) / 2.0)
+        ds.WindowWidth = _ds(top + 1)
+
+
+def _synthetic_dataset(arr: np.ndarray, meta: SyntheticDicomMeta) -> Dataset:
+    from highdicom.sc import SCImage  # imported here: reading DICOM does not need it
+
+    date, time = meta.content_datetime[:8], meta.content_datetime[8:]
+    grey = arr.shape[0] == 1
+    ds = SCImage(
+        pixel_array=_stored_pixels(arr),
+        photometric_interpretation="MONOCHROME2" if grey else "RGB",
+        bits_allocated=16 if grey else 8,
+        coordinate_system="PATIENT",
+        study_instance_uid=meta.study_uid,
+        series_instance_uid=meta.series_uid,
+        series_number=int(meta.series_number),
+        sop_instance_uid=meta.sop_uid,
+        instance_number=int(meta.instance_number),
+        manufacturer="medgan",
+        # Patient: a fixed marker, never real data
+        patient_id=SYNTHETIC_PATIENT_ID,
+        patient_name=SYNTHETIC_PATIENT_NAME,
+        accession_number="",
+        study_id="MEDGAN",
+        study_date=date,
+        study_time=time,
+        referring_physician_name="",
+        pixel_spacing=None if meta.spacing is None else (float(meta.spacing[0]), float(meta.spacing[1])),
+        patient_orientation=("L", "P"),  # required by highdicom; emptied below
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        series_description=meta.series_description[:64],
+        manufacturer_model_name="medgan",
+        software_versions=__version__,
+        content_date=date,
+        content_time=time,
+        series_date=date,
+        series_time=time,
+        specific_character_set="ISO_IR 192",
+    )
+    # Below: what SCImage cannot express, set on the dataset it returns.
+    # medgan's implementation identity, not highdicom's
+    ds.file_meta.ImplementationClassUID = MEDGAN_IMPLEMENTATION_UID
+    ds.file_meta.ImplementationVersionName = MEDGAN_IMPLEMENTATION_VERSION
+    # SCImage stamps the clock time here; medgan's files carry only content_datetime (same input, same bytes)
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.sop_uid
-    # General Study / Series / Image dates
-    ds.StudyDate, ds.SeriesDate, ds.ContentDate = date, date, date
-    ds.StudyTime, ds.SeriesTime, ds.ContentTime = time, time, time
-    ds.AccessionNumber = ""
-    ds.Modality = meta.modality
+    ds.DateOfSecondaryCapture, ds.TimeOfSecondaryCapture = date, time
+    if "ContributingEquipmentSequence" in ds:  # highdicom's entry for itself holds the clock time
+        del ds.ContributingEquipmentSequence
+    # synthetic markers: SCImage fixes ImageType DERIVED\SECONDARY\OTHER, ConversionType DI, Modality OT
+    ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.ConversionType = "SYN"
-    ds.Manufacturer = "medgan"
-    ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "medgan synthetic images"
-    ds.SeriesDescription = meta.series_description[:64]
-    ds.ManufacturerModelName = "medgan"
+    ds.Modality = meta.modality
+    ds.ImageComments = SYNTHETIC_COMMENT
     if meta.derivation:
         ds.DerivationDescription = meta.derivation[:1024]
     if meta.source_images:
-        items = []
-        for cls, inst in meta.source_images:
-            item = Dataset()
-            item.ReferencedSOPClassUID = cls
-            item.ReferencedSOPInstanceUID = inst
-            items.append(item)
-        ds.SourceImageSequence = Sequence(items)
-    # Patient: a fixed marker, never real data
-    ds.PatientName = SYNTHETIC_PATIENT_NAME
-    ds.PatientID = SYNTHETIC_PATIENT_ID
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.SoftwareVersions = __version__
-    ds.DateOfSecondaryCapture, ds.TimeOfSecondaryCapture = date, time
+        ds.SourceImageSequence = Sequence([_source_item(cls, inst) for cls, inst in meta.source_images])
+    ds.PatientOrientation = ""  # SCImage needs an orientation; a generated image has none
+    # type-2 and optional attributes SCImage has no parameter for (empty Laterality, as before)
+    ds.Laterality = ""
+    ds.StudyDescription = "medgan synthetic images"
     ds.SecondaryCaptureDeviceManufacturer = "medgan"
     ds.SecondaryCaptureDeviceManufacturerModelName = "medgan"
     ds.SecondaryCaptureDeviceSoftwareVersions = __version__
-    ds.StudyInstanceUID = meta.study_uid
-    ds.SeriesInstanceUID = meta.series_uid
-    ds.StudyID = "MEDGAN"
-    ds.SeriesNumber = int(meta.series_number)
-    ds.Laterality = ""
-    ds.InstanceNumber = int(meta.instance_number)
-    ds.PatientOrientation = ""
     ds.BurnedInAnnotation = "NO"
-    ds.ImageComments = SYNTHETIC_COMMENT
     ds.LossyImageCompression = "00"
-
-    # Image Pixel (+ Modality / VOI LUT for grey)
-    channels, rows, cols = arr.shape
-    ds.SamplesPerPixel = channels
-    ds.Rows, ds.Columns = rows, cols
-    if meta.spacing is not None:
-        ds.PixelSpacing = [_ds(meta.spacing[0]), _ds(meta.spacing[1])]
-    ds.PixelRepresentation = 0
-    if channels == 1:
-        top = 2**_GREY_BITS - 1
-        stored = np.clip(np.rint((arr[0] + 1.0) / 2.0 * top), 0, top).astype("<u2")
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, _GREY_BITS, _GREY_BITS - 1
-        if meta.intensity is not None:
-            lo, hi = (float(v) for v in meta.intensity)
-            ds.WindowCenter = _ds((lo + hi) / 2.0)
-            ds.WindowWidth = _ds(hi - lo)
-            ds.RescaleIntercept = _ds(lo)
-            ds.RescaleSlope = _ds((hi - lo) / top)
-            ds.RescaleType = "HU" if meta.modality == "CT" else "US"
-        else:
-            ds.WindowCenter = _ds((top + 1) / 2.0)
-            ds.WindowWidth = _ds(top + 1)
-        ds.PixelData = stored.tobytes()
-    else:
-        stored8 = np.clip(np.rint((arr + 1.0) / 2.0 * 255.0), 0, 255).astype(np.uint8)
-        ds.PhotometricInterpretation = "RGB"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-        ds.PlanarConfiguration = 0
-        data = np.ascontiguousarray(np.moveaxis(stored8, 0, -1)).tobytes()
-        ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
+    if grey:
+        _grey_luts(ds, meta)  # SCImage has no 12-bit grey nor Modality / VOI LUT
     return ds
+
+
+def _source_item(sop_class: str, sop_instance: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_instance
+    return item
 
 
 def write_dicom(path: Path, image: np.ndarray, meta: SyntheticDicomMeta) -> Path:
     """Write a generated slice (C, H, W) in [-1, 1] as a Secondary Capture DICOM file; returns ``path``.
 
+    The dataset is highdicom's :class:`~highdicom.sc.SCImage`, with medgan's markers set on it.
     Grey images are 12-bit MONOCHROME2 (stored ``rint((x + 1) / 2 * 4095)``); with
     ``meta.intensity = (lo, hi)`` RescaleSlope / RescaleIntercept map stored values back to raw
     units (HU for CT) and the window covers ``[lo, hi]``. RGB images are 8-bit interleaved RGB.
-    The file is Explicit VR Little Endian with a file meta header, is marked as synthetic
+    Instance and series numbers must be positive (highdicom's rule). The file is Explicit VR Little Endian with a file meta header, is marked as synthetic
     (ImageType DERIVED\\SECONDARY, ConversionType SYN, patient SYNTHETIC^MEDGAN / SYNTHETIC,
     ImageComments, DerivationDescription) and carries no date or time but
     ``meta.content_datetime``, so the same input gives the same bytes. The write is atomic.
