@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,29 @@ def shared_data_dir() -> Path:
     """``$MEDGAN_DATA_DIR`` if set, else ``../shared/data`` beside the repository."""
     env = os.environ.get("MEDGAN_DATA_DIR")
     return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def in_ci() -> bool:
+    """True under ``.ci/run`` (it sets ``MEDGAN_CI=1``): there every tool the tests use must be installed."""
+    return os.environ.get("MEDGAN_CI", "") not in ("", "0")
+
+
+def require_tool(name: str, why: str = "") -> str:
+    """The path of the executable ``name``, for a test that needs it.
+
+    When it is missing the test fails under CI (``MEDGAN_CI`` set: ``.ci/run`` installs the tool, so
+    its absence means the install broke and the test would otherwise pass unseen) and is skipped
+    elsewhere (a local run without the tool).
+    """
+    path = shutil.which(name)
+    if path:
+        return path
+    what = f"{name} is not installed" + (f" ({why})" if why else "")
+    if in_ci():
+        pytest.fail(
+            f"{what}; MEDGAN_CI is set and .ci/run installs it, so this test may not skip", pytrace=False
+        )
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from medgan.errors import InputError
 from medgan.generate import counts_like, generate
 from medgan.synthesis.cgan import CGANSynthesizer
 from medgan.training.seeding import derive_seed
+from tests.conftest import require_tool
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -178,11 +178,11 @@ def test_dicom_is_marked_synthetic(dicom_out: tuple[Path, pd.DataFrame], tiny_ch
     assert len(uids) == len(m)
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")
 def test_dicom_passes_dciodvfy(dicom_out: tuple[Path, pd.DataFrame]) -> None:
+    dciodvfy = require_tool("dciodvfy", "dicom3tools validates the synthetic DICOM files")
     out, m = dicom_out
     for p in m["path"][:2]:
-        proc = subprocess.run(["dciodvfy", str(out / p)], capture_output=True, text=True, check=False)
+        proc = subprocess.run([dciodvfy, str(out / p)], capture_output=True, text=True, check=False)
         text = proc.stdout + proc.stderr
         assert "Error" not in text, text
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import torch
 
 from medgan.cli import main
-from tests.conftest import tiny_config
+from medgan.training.checkpoint import resolve_checkpoint
+from tests.conftest import require_tool, tiny_config
 
 
 class _Pool(torch.nn.Module):
@@ -93,18 +95,72 @@ def test_report_is_readable_and_self_contained(tiny_run: Path) -> None:
     assert html.count("data:image/png;base64,") == 3 and 'src="figures/' not in html
 
 
-def test_rerun_resumes(tiny_run: Path, tiny_data_dir: Path) -> None:
-    before = (tiny_run / "cgan" / "checkpoints").iterdir()
-    names = sorted(p.name for p in before)
+def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``root``: (SHA-256 of its bytes, mtime in ns), by relative path."""
+    return {
+        p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+#: What a rerun must reuse untouched (neither retrained nor rewritten): the cGAN's training run, the
+#: real classifier, the generated sample shards and the study's finished cells.
+REUSED = (
+    "cgan/",
+    "real_classifier/",
+    "samples/shards/",
+    "samples/generate.json",
+    "samples-cas/shards/",
+    "samples-cas/generate.json",
+    "study/cells/",
+    "study/results.csv",
+)
+#: What a rerun rebuilds from the reused stages (made stale before the rerun: it must be rewritten, identical).
+REBUILT = ("report.md", "report.html", "figures/real_vs_synthetic.png", "figures/auc_vs_ratio.png")
+OLD_NS = 1_000_000_000 * 10**9  # 2001-09-09: a rewrite during the rerun cannot keep this mtime
+
+
+def test_rerun_resumes(tiny_run: Path, tiny_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same ``medgan run`` again: it trains nothing, rewrites no finished stage (checkpoint,
+    classifier, samples and study cells keep their bytes and mtimes) and regenerates the report."""
+    reused = [
+        p
+        for p in tiny_run.rglob("*")
+        if p.is_file() and p.relative_to(tiny_run).as_posix().startswith(REUSED)
+    ]
+    assert any(p.suffix == ".safetensors" for p in reused) and any("cells" in p.parts for p in reused)
+    for p in reused:  # a fixed old mtime: any rewrite shows, however coarse the filesystem's clock
+        os.utime(p, ns=(OLD_NS, OLD_NS))
+    before = _snapshot(tiny_run)
+    ckpt = resolve_checkpoint(tiny_run / "cgan")
+    for rel in REBUILT:  # a stale report from an earlier run is replaced, not kept
+        (tiny_run / rel).write_bytes(b"stale")
+    capsys.readouterr()
+
     cfg = tiny_run.parent / "cfg.yaml"
     assert main(["run", str(cfg), "--out", str(tiny_run), "--data-dir", str(tiny_data_dir)]) == 0
-    assert sorted(p.name for p in (tiny_run / "cgan" / "checkpoints").iterdir()) == names
+    log = capsys.readouterr().err  # the stage lines and training progress
+    after = _snapshot(tiny_run)
+
+    # nothing retrained: no training progress, the same checkpoint, no new checkpoints, cells or files
+    assert not re.search(r"^step \d+/\d+", log, re.M), log[-2000:]
+    assert f"[2/5] conditional GAN: {ckpt}\n" in log and "[5/5] study: 4 arm settings" in log, log
+    assert sorted(after) == sorted(before)
+    # the reused stages are untouched: same bytes, same (old) mtimes
+    rewritten = [
+        rel for rel, (sha, ns) in before.items() if rel.startswith(REUSED) and after[rel] != (sha, ns)
+    ]
+    assert not rewritten, rewritten
+    # everything else (evaluation, figures, report) is rebuilt from them, byte for byte the same
+    changed = [rel for rel in before if after[rel][0] != before[rel][0]]
+    assert not changed, changed  # REBUILT were stale: the same as before, so they were regenerated
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:
+    chromium = require_tool("chromium", "renders the HTML report")
     cmd = [
-        "chromium",
+        chromium,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -124,4 +180,66 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
 
 
 def test_study_reuses_the_runs_cgan_at_full_fraction(tiny_run: Path) -> None:
+    import json
+
+    ckpt = resolve_checkpoint(tiny_run / "cgan")
+    study = json.loads((tiny_run / "study" / "study.json").read_text())
+    # the 100 % fraction's cGAN is the run's own checkpoint: no second one trained in the study folder
+    assert study["gates"]["cgan-f1"]["checkpoint"] == str(ckpt)
     assert not (tiny_run / "study" / "synthesizers" / "cgan-f1").exists()
+    assert not list((tiny_run / "study").rglob("*.safetensors"))
+    # and its samples were mixed in: each cgan cell added ratio x n_real synthetic slices
+    cells = [json.loads(p.read_text())["row"] for p in (tiny_run / "study" / "cells").rglob("*.json")]
+    assert sorted((c["arm"], c["ratio"], c["seed"]) for c in cells) == sorted(
+        [("real", None, s) for s in (0, 1)]
+        + [("classical", None, s) for s in (0, 1)]
+        + [("cgan", r, s) for r in (0.5, 1.0) for s in (0, 1)]
+    )
+    for c in cells:
+        assert c["n_real"] == 48 and c["n"] == 8  # the whole train split; the 8-slice test split
+        assert c["n_synthetic"] == (int(c["ratio"] * 48) if c["arm"] == "cgan" else 0), c
+
+
+def test_report_holds_every_arm_and_metric(tiny_run: Path) -> None:
+    """What a reader takes from report.md: the metrics of evaluation/metrics.json and one study row per arm
+    setting with its AUC, CI and verdict (the numbers of study/study.json, as printed)."""
+    import json
+
+    md = (tiny_run / "report.md").read_text()
+    m = json.loads((tiny_run / "evaluation" / "metrics.json").read_text())
+    quality = md[md.index("## Synthetic data quality") : md.index("## Does synthetic data help")]
+    for label, key in (
+        ("FID", "fid"),
+        ("KID", "kid_mean"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("coverage", "coverage"),
+    ):
+        assert isinstance(m[key], float), key
+        assert re.search(rf"^\| {label} \| {m[key]:.3f} \|", quality, re.M), (label, m[key], quality)
+    assert f"N real = {m['n_real']}, N synthetic = {m['n_synthetic']}" in quality
+    assert (
+        f"{m['label_agreement']['agreement']:.1%}" in quality and f"test AUC {m['cas']['auc']:.3f}" in quality
+    )
+
+    study = json.loads((tiny_run / "study" / "study.json").read_text())
+    assert study["study"]["arms"] == ["real", "classical", "cgan"] and study["study"]["ratios"] == [0.5, 1.0]
+    rows = study["summary"]
+    assert [(r["arm"], r["ratio"]) for r in rows] == [
+        ("real", None),
+        ("classical", None),
+        ("cgan", 0.5),
+        ("cgan", 1.0),
+    ]
+    helps = md[md.index("## Does synthetic data help") : md.index("## Figures")]
+    table = [ln for ln in helps.splitlines() if ln.startswith("| ") and not ln.startswith(("| arm", "|---"))]
+    assert len(table) == len(rows), helps
+    for r, line in zip(rows, table, strict=True):
+        assert r["seeds"] == 2 and 0.0 <= r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1] <= 1.0, r
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        assert cells[:4] == [r["arm"], ratio, "1.000", f"{r['auc']:.3f}"], (r, line)
+        assert cells[4] == f"[{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", (r, line)
+        if r["arm"] != "real":  # every other arm is compared with real-only data, with a verdict
+            assert isinstance(r["auc_diff_vs_real"], float) and r["verdict"] in line, (r, line)
+    assert re.search(r"helped|hurt|No arm improved", helps)
