@@ -461,6 +461,105 @@ def evaluate(
     )
 
 
+def _check_eval_sets(real: SliceSet, split: str, syn: np.ndarray, real_name: str, syn_name: str) -> None:
+    """At least 2 real slices in ``split``, at least 2 synthetic ones, and the same slice shape."""
+    if len(real) < 2:
+        raise InputError(real_name, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
+    if syn.shape[1:] != real.images.shape[1:]:
+        raise InputError(
+            syn_name, f"synthetic slices {syn.shape[1:]} differ from real {real.images.shape[1:]}"
+        )
+    if len(syn) < 2:
+        raise InputError(syn_name, "needs at least 2 synthetic slices")
+
+
+def _distribution_metrics(f_real: np.ndarray, f_syn: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """FID and KID with bootstrap CIs; precision, recall, density, coverage (synthetic vs real features)."""
+    out: dict[str, Any] = {}
+    out["fid"] = fid(f_real, f_syn)
+    out["fid_ci"] = list(bootstrap_ci(fid, f_real, f_syn, n_boot, seed))
+    km, ks, m = kid(f_real, f_syn, seed=seed)
+    out.update({"kid_mean": km, "kid_std": ks, "kid_subset_size": m})
+    out["kid_ci"] = list(
+        bootstrap_ci(
+            lambda a, b: kid(a, b, n_subsets=10, seed=seed)[0], f_real, f_syn, min(n_boot, 100), seed
+        )
+    )
+    scores = distribution_scores(f_real, f_syn)
+    out["precision"], out["recall"] = scores["precision"], scores["recall"]
+    out["density"], out["coverage"] = scores["density"], scores["coverage"]
+    return out
+
+
+def _floor_metrics(
+    f_real: np.ndarray,
+    f_train: np.ndarray,
+    real_y: np.ndarray,
+    train_y: np.ndarray,
+    n_syn: int,
+    classes: list[str],
+    seed: int,
+) -> dict[str, Any]:
+    """The real-real floor: a train subset at the synthetic N in the real set's class mix vs the real set."""
+    idx = class_stratified_indices(train_y, real_y, min(n_syn, len(f_train)), seed)
+    sub = f_train[idx]
+    out: dict[str, Any] = {}
+    out["floor_fid"] = fid(f_real, sub)
+    out["floor_n"] = len(idx)
+    out["floor_class_counts"] = {n: int((train_y[idx] == c).sum()) for c, n in enumerate(classes)}
+    out["floor_kid_mean"] = kid(f_real, sub, seed=seed)[0]
+    fl = distribution_scores(f_real, sub, "floor_")
+    for k in ("precision", "recall", "density", "coverage"):
+        out[f"floor_{k}"] = fl[f"floor_{k}"]
+    return out
+
+
+def _memorization_metrics(
+    syn: np.ndarray, f_syn: np.ndarray, train_images: np.ndarray, f_train: np.ndarray, out: Path | None
+) -> dict[str, Any]:
+    """Near-copies of training images (feature and pixel thresholds); the closest-pairs grid into ``out``."""
+    mem = memorization(syn, f_syn, train_images, f_train)
+    res = {
+        "memorized_count": mem["count"],
+        "memorization": {
+            s: {"threshold": mem[s]["threshold"], "flagged": mem[s]["flagged"]} for s in ("feature", "pixel")
+        },
+    }
+    if out is not None:
+        d, i = mem["pixel"]["nn_distance"], mem["pixel"]["nn_index"]
+        closest_pairs_grid(syn, train_images, d, i, Path(out) / "closest_pairs.png")
+    return res
+
+
+def _label_score_metrics(
+    ss: SliceSet,
+    split: str,
+    syn: np.ndarray,
+    syn_labels: np.ndarray,
+    label_scores: bool | Literal["if-possible"],
+    classifier: ClassifierConfig | None,
+    classifier_dir: Path | None,
+    cas_set: tuple[np.ndarray, np.ndarray] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """:func:`compute_label_scores`; with ``"if-possible"`` an InputError becomes ``label_scores_skipped``."""
+    try:
+        return compute_label_scores(
+            ss,
+            split,
+            syn,
+            syn_labels,
+            classifier or ClassifierConfig(),
+            classifier_dir=classifier_dir,
+            cas_set=cas_set,
+            seed=seed,
+        )
+    except InputError as err:
+        if label_scores != "if-possible":
+            raise
+        return {"label_scores_skipped": str(err)}
+
+
 def evaluate_sets(
     ss: SliceSet,
     split: str,
@@ -489,14 +588,7 @@ def evaluate_sets(
     """
     real = ss if split == "all" else ss.split(split)
     train = ss.split("train")
-    if len(real) < 2:
-        raise InputError(real_name, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
-    if syn.shape[1:] != real.images.shape[1:]:
-        raise InputError(
-            syn_name, f"synthetic slices {syn.shape[1:]} differ from real {real.images.shape[1:]}"
-        )
-    if len(syn) < 2:
-        raise InputError(syn_name, "needs at least 2 synthetic slices")
+    _check_eval_sets(real, split, syn, real_name, syn_name)
     syn_labels = np.asarray(syn_labels, np.int64)
 
     f_real = check_features(cached_features(extractor, real.images, f"{tag}:{split}", cache), "real features")
@@ -519,32 +611,13 @@ def evaluate_sets(
             "synthetic": {n: int((syn_labels == c).sum()) for c, n in enumerate(classes)},
         },
     }
-    out_d["fid"] = fid(f_real, f_syn)
-    out_d["fid_ci"] = list(bootstrap_ci(fid, f_real, f_syn, n_boot, seed))
-    km, ks, m = kid(f_real, f_syn, seed=seed)
-    out_d.update({"kid_mean": km, "kid_std": ks, "kid_subset_size": m})
-    out_d["kid_ci"] = list(
-        bootstrap_ci(
-            lambda a, b: kid(a, b, n_subsets=10, seed=seed)[0], f_real, f_syn, min(n_boot, 100), seed
-        )
-    )
-    scores = distribution_scores(f_real, f_syn)
-    out_d["precision"], out_d["recall"] = scores["precision"], scores["recall"]
-    out_d["density"], out_d["coverage"] = scores["density"], scores["coverage"]
+    out_d.update(_distribution_metrics(f_real, f_syn, n_boot, seed))
 
     # the floor: real train vs the same real set, at the synthetic set's N, in the real set's class mix
     floor = f_train is not None and split != "train"
     if floor:
         assert f_train is not None
-        idx = class_stratified_indices(train_y, real_y, min(len(syn), len(f_train)), seed)
-        sub = f_train[idx]
-        out_d["floor_fid"] = fid(f_real, sub)
-        out_d["floor_n"] = len(idx)
-        out_d["floor_class_counts"] = {n: int((train_y[idx] == c).sum()) for c, n in enumerate(classes)}
-        out_d["floor_kid_mean"] = kid(f_real, sub, seed=seed)[0]
-        fl = distribution_scores(f_real, sub, "floor_")
-        for k in ("precision", "recall", "density", "coverage"):
-            out_d[f"floor_{k}"] = fl[f"floor_{k}"]
+        out_d.update(_floor_metrics(f_real, f_train, real_y, train_y, len(syn), classes, seed))
     else:
         out_d["floor_fid"] = None
     out_d["per_class"] = per_class_scores(
@@ -567,35 +640,16 @@ def evaluate_sets(
     out_d["mean_pairwise_feature_distance_real"] = mean_pairwise_distance(f_real, real_y)
 
     if f_train is not None:
-        mem = memorization(syn, f_syn, train.images, f_train)
-        out_d["memorized_count"] = mem["count"]
-        out_d["memorization"] = {
-            s: {"threshold": mem[s]["threshold"], "flagged": mem[s]["flagged"]} for s in ("feature", "pixel")
-        }
-        if out is not None:
-            d, i = mem["pixel"]["nn_distance"], mem["pixel"]["nn_index"]
-            closest_pairs_grid(syn, train.images, d, i, Path(out) / "closest_pairs.png")
+        out_d.update(_memorization_metrics(syn, f_syn, train.images, f_train, out))
     else:
         out_d["memorized_count"] = None
 
     if label_scores:
-        try:
-            out_d.update(
-                compute_label_scores(
-                    ss,
-                    split,
-                    syn,
-                    syn_labels,
-                    classifier or ClassifierConfig(),
-                    classifier_dir=classifier_dir,
-                    cas_set=cas_set,
-                    seed=seed,
-                )
+        out_d.update(
+            _label_score_metrics(
+                ss, split, syn, syn_labels, label_scores, classifier, classifier_dir, cas_set, seed
             )
-        except InputError as err:
-            if label_scores != "if-possible":
-                raise
-            out_d["label_scores_skipped"] = str(err)
+        )
     if run_dir is not None:
         out_d["discriminator_accuracy"] = discriminator_accuracy(run_dir)
     if gates is not None:

@@ -11,8 +11,15 @@ import torch
 
 from medgan.cli import main
 from medgan.errors import InputError
+from medgan.metrics import evaluate as evaluate_module
 from medgan.metrics.diversity import memorization, ms_ssim_params, within_class_ms_ssim
-from medgan.metrics.evaluate import evaluate, split_spec
+from medgan.metrics.evaluate import (
+    _check_eval_sets,
+    _floor_metrics,
+    _label_score_metrics,
+    evaluate,
+    split_spec,
+)
 from medgan.metrics.features import InceptionExtractor, TorchScriptExtractor, get_extractor, inception_path
 
 
@@ -75,6 +82,59 @@ def test_split_spec() -> None:
     assert split_spec("medmnist:breastmnist:test") == ("medmnist:breastmnist", "test")
     assert split_spec("medmnist:breastmnist") == ("medmnist:breastmnist", "test")
     assert split_spec("configs/x.yaml:val") == ("configs/x.yaml", "val")
+
+
+class _Real:
+    """Just what the input check reads of a SliceSet: its length and images."""
+
+    def __init__(self, n: int) -> None:
+        self.images = np.zeros((n, 1, 8, 8), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def test_check_eval_sets() -> None:
+    syn = np.zeros((3, 1, 8, 8), np.float32)
+    _check_eval_sets(_Real(2), "val", syn, "real", "syn")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="real: needs at least 2 real slices in split 'val', found 1"):
+        _check_eval_sets(_Real(1), "val", syn, "real", "syn")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"syn: synthetic slices \(1, 8, 4\) differ from real \(1, 8, 8\)"):
+        _check_eval_sets(_Real(2), "val", syn[..., :4], "real", "syn")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="syn: needs at least 2 synthetic slices"):
+        _check_eval_sets(_Real(2), "val", syn[:1], "real", "syn")  # type: ignore[arg-type]
+
+
+def test_floor_metrics_at_the_synthetic_n_in_the_real_class_mix() -> None:
+    rng = np.random.default_rng(0)
+    f_real, f_train = rng.normal(size=(8, 4)), rng.normal(size=(30, 4))
+    real_y, train_y = np.array([0] * 6 + [1] * 2), np.arange(30) % 2
+    fl = _floor_metrics(f_real, f_train, real_y, train_y, 12, ["a", "b"], seed=0)
+    assert fl["floor_n"] == 12 and fl["floor_class_counts"] == {"a": 9, "b": 3}
+    assert list(fl)[-4:] == ["floor_precision", "floor_recall", "floor_density", "floor_coverage"]
+    assert _floor_metrics(f_real, f_train, real_y, train_y, 100, ["a", "b"], seed=0)["floor_n"] <= 30
+
+
+def test_label_score_metrics_skipped_only_if_possible(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> dict:
+        raise InputError("val", "the validation set holds only class 0")
+
+    monkeypatch.setattr(evaluate_module, "compute_label_scores", refuse)
+    syn, labels = np.zeros((2, 1, 8, 8), np.float32), np.zeros(2, np.int64)
+    skipped = _label_score_metrics(
+        None,  # type: ignore[arg-type]
+        "test",
+        syn,
+        labels,
+        "if-possible",
+        None,
+        None,
+        None,
+        0,
+    )
+    assert skipped == {"label_scores_skipped": "val: the validation set holds only class 0"}
+    with pytest.raises(InputError, match="holds only class 0"):
+        _label_score_metrics(None, "test", syn, labels, True, None, None, None, 0)  # type: ignore[arg-type]
 
 
 def test_evaluate_end_to_end_and_cache(
