@@ -36,7 +36,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, get_decoder
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
@@ -612,9 +612,31 @@ def _rescale(ds: Dataset, frame: int | None) -> tuple[float, float]:
     return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
 
 
+def _modality_lut(ds: Dataset, frame: int | None) -> Dataset:
+    """The Modality LUT module of one frame, as pydicom's ``apply_modality_lut`` reads it: the file's
+    Modality LUT Sequence, else RescaleSlope / RescaleIntercept from the frame's functional group or
+    the top level, where a missing or unusable value is 1 / 0 (pydicom would skip a lone intercept)."""
+    if ds.get("ModalityLUTSequence"):
+        return ds
+    slope, intercept = _rescale(ds, frame)
+    out = Dataset()
+    out.add_new(0x00281053, "FD", slope)  # RescaleSlope as FD: the float itself, no 16-character DS
+    out.add_new(0x00281052, "FD", intercept)  # RescaleIntercept
+    return out
+
+
+def _to_modality(f: Path, ds: Dataset, frame: int | None, stored: np.ndarray) -> np.ndarray:
+    """Stored values of one frame in modality units (HU for CT), float64."""
+    try:
+        return np.asarray(apply_modality_lut(stored, _modality_lut(ds, frame)), dtype=np.float64)
+    except Exception as exc:  # a broken LUT descriptor or LUT data
+        raise InputError(f, f"cannot apply the modality LUT ({_short(exc)})") from None
+
+
 def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | None]]:
     """Decoded frames of a file: (F, C, H, W) float32 in modality units, stored dtype, and per
-    frame the MONOCHROME1 mirror sum ``lo + hi`` (None when not inverted)."""
+    frame the MONOCHROME1 mirror sum (the smallest plus the largest representable value in
+    modality units; None when not inverted)."""
     arr = _decode(ds, f)
     n = _n_frames(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
@@ -630,26 +652,28 @@ def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | No
     sums: list[float | None] = []
     for i in range(n):
         frame = i if n > 1 else None
-        values = arr[i].astype(np.float64)
         mirror: float | None = None
         if spp == 1:
-            slope, intercept = _rescale(ds, frame)
-            values = values * slope + intercept
+            values = _to_modality(f, ds, frame, arr[i])
             if photometric == "MONOCHROME1":
-                lo, hi = _stored_range(ds, arr[i])
-                mirror = (lo + hi) * slope + 2.0 * intercept
+                ends = np.asarray(_stored_range(ds, arr[i])).astype(arr.dtype)
+                mirror = float(_to_modality(f, ds, frame, ends).sum())
                 values = mirror - values
-        out[i] = values
+            out[i] = values
+        else:
+            out[i] = arr[i]
         sums.append(mirror)
     bad = out.size - int(np.count_nonzero(np.isfinite(out)))
     if bad:
         raise InputError(
-            f, f"{bad} pixel value(s) are NaN or infinite (in the file or after RescaleSlope/Intercept)"
+            f,
+            f"{bad} pixel value(s) are NaN or infinite (in the file or after RescaleSlope/Intercept or the Modality LUT)",
         )
     return out, raw_dtype, sums
 
 
 def _window_hint(s: _Slice, mirror: float | None) -> tuple[float, float] | None:
+    # Only the window's numbers (the intensity mode applies them); pydicom's apply_voi_lut would window the pixels.
     center = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowCenter"))
     width = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowWidth"))
     if center is None or width is None:
