@@ -11,11 +11,13 @@ Conventions (all in one place):
 * **Slice order.** Ascending ImagePositionPatient projected on the slice normal (row cosine x
   column cosine); without complete geometry by InstanceNumber; then by file name and frame.
   Ties keep InstanceNumber / file-name order. Every frame of a multi-frame file is one slice.
-* **Intensities.** float32 after the modality transform (RescaleSlope / RescaleIntercept, also
-  from the PixelValueTransformationSequence of enhanced files; HU for CT). MONOCHROME1 is
-  inverted inside the range of representable values, ``y' = (lo + hi) - y``, so that higher
-  is brighter; the file's window centre is mirrored the same way. Colour images (RGB, YBR
-  converted to RGB by pydicom, PALETTE COLOR through its lookup table) have 3 channels.
+* **Intensities.** float32 after the modality transform (pydicom's ``apply_modality_lut``: the
+  Modality LUT Sequence, else RescaleSlope / RescaleIntercept, also from the
+  PixelValueTransformationSequence of enhanced files; HU for CT). MONOCHROME1 is inverted inside
+  the range of representable values, ``y' = f(lo) + f(hi) - y`` with ``f`` the modality
+  transform, so that higher is brighter; the file's window centre is mirrored the same way.
+  Colour images (RGB, YBR converted to RGB by pydicom, PALETTE COLOR through its lookup table)
+  have 3 channels.
 * **Masks.** A DICOM SEG is mapped onto the slices it references (by SOPInstanceUID and frame,
   else by ImagePositionPatient); a NIfTI / NRRD / MHA label volume must have the series' shape
   (Z, rows, cols) in the same slice order (ITK's order for a DICOM series).
