@@ -167,6 +167,195 @@ def _gates_section(gates: dict[str, dict[str, Any]], study: dict[str, Any] | Non
     return md
 
 
+def _data_section(d: dict[str, Any]) -> list[str]:
+    """The data section: format, slice count and shape, split and label counts."""
+    return [
+        "## Data",
+        "",
+        f"{d['format']}: {d['n_slices']} slices of shape {tuple(d['shape'])}; splits {d['per_split']}; labels {d['per_label']}.",
+        "",
+    ]
+
+
+def _metrics_section(m: dict[str, Any]) -> list[str]:
+    """The synthetic-data quality section: metrics with their floors, per class, label agreement, CAS."""
+    md = [
+        "## Synthetic data quality",
+        "",
+        f"Features: {m['features']}. N real = {m['n_real']}, N synthetic = {m['n_synthetic']}.",
+        "",
+        _table(
+            [
+                {
+                    "metric": "FID",
+                    "value": m["fid"],
+                    "95% CI": m["fid_ci"],
+                    "real-real floor": m.get("floor_fid"),
+                },
+                {
+                    "metric": "KID",
+                    "value": m["kid_mean"],
+                    "95% CI": m.get("kid_ci"),
+                    "real-real floor": m.get("floor_kid_mean"),
+                },
+                {
+                    "metric": "precision",
+                    "value": m["precision"],
+                    "real-real floor": m.get("floor_precision"),
+                },
+                {"metric": "recall", "value": m["recall"], "real-real floor": m.get("floor_recall")},
+                {
+                    "metric": "MS-SSIM within class (lower = more diverse)",
+                    "value": m["ms_ssim"],
+                    "real-real floor": m.get("ms_ssim_real"),
+                },
+                {
+                    "metric": "density (about 1 when matched)",
+                    "value": m.get("density"),
+                    "real-real floor": m.get("floor_density"),
+                },
+                {
+                    "metric": "coverage",
+                    "value": m.get("coverage"),
+                    "real-real floor": m.get("floor_coverage"),
+                },
+                {
+                    "metric": "memorized (near-copies of training images)",
+                    "value": m.get("memorized_count"),
+                },
+            ],
+            ["metric", "value", "95% CI", "real-real floor"],
+        ),
+        "",
+        "The floor is the same metric between real training and real evaluation images at the synthetic set's N "
+        "and class mix: real data cannot do better. See docs/metrics.md for how to read these numbers.",
+        "",
+    ]
+    if m.get("per_class"):
+        md += [
+            "Per class (each against the real slices of that class, with its own floor):",
+            "",
+            _table(
+                [{"class": name, **pc} for name, pc in m["per_class"].items()],
+                [
+                    "class",
+                    "n_real",
+                    "n_synthetic",
+                    "fid",
+                    "floor_fid",
+                    "precision",
+                    "floor_precision",
+                    "recall",
+                    "floor_recall",
+                    "coverage",
+                    "floor_coverage",
+                ],
+            ),
+            "",
+        ]
+    if "label_agreement" in m:
+        la, cas = m["label_agreement"], m["cas"]
+        md += [
+            f"Label agreement: a classifier trained on real slices gives {la['agreement']:.1%} of the synthetic "
+            f"slices their intended class (its accuracy on real test slices: {la['real_test_acc']:.1%}).",
+            "",
+            f"CAS: the same classifier trained on {cas['n_synthetic']} synthetic slices only reaches test AUC "
+            f"{_num(cas['auc'])} (trained on the real train split: {_num(cas.get('real_auc'))}; on "
+            f"{cas.get('real_same_n')} real slices, the synthetic set's N: {_num(cas.get('real_same_n_auc'))}).",
+            "",
+        ]
+    elif m.get("label_scores_skipped"):
+        md += [f"Label agreement and CAS were not computed: {m['label_scores_skipped']}.", ""]
+    return md
+
+
+def _study_section(st: dict[str, Any]) -> list[str]:
+    """The study section: its table, then which arms helped, hurt or beat classical augmentation."""
+    summary = st["summary"]
+    md = [
+        "## Does synthetic data help the classifier?",
+        "",
+        f"Test set: {st['n_test']} real slices (the same for every arm); train {st['n_train']}, val {st['n_val']}. "
+        f"Seeds: {st['study']['seeds']}. AUC is the mean over seeds with its 95% CI; the difference is paired "
+        "with the real-only arm on the same seed "
+        "(and, for synthetic arms, with the classical-augmentation arm when it runs).",
+        "",
+        _table(
+            summary,
+            [
+                "arm",
+                "ratio",
+                "fraction",
+                "auc",
+                "auc_ci",
+                "acc",
+                "sensitivity",
+                "specificity",
+                "auc_diff_vs_real",
+                "auc_diff_ci",
+                "verdict",
+            ]
+            + (
+                ["auc_diff_vs_classical", "auc_diff_vs_classical_ci", "verdict_vs_classical"]
+                if any("auc_diff_vs_classical" in r for r in summary)
+                else []
+            ),
+        ),
+        "",
+    ]
+    md += _study_findings(summary)
+    md.append("")
+    return md
+
+
+def _study_findings(summary: list[dict[str, Any]]) -> list[str]:
+    """Plain sentences on the study's verdicts: the arms that helped, hurt, beat classical, were skipped."""
+    md: list[str] = []
+    verdicts = [r for r in summary if r.get("verdict")]
+    helped = [r for r in verdicts if r["verdict"] == "helped"]
+    hurt = [r for r in verdicts if r["verdict"] == "hurt"]
+
+    def where(r: dict[str, Any]) -> str:
+        ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
+        return f"{r['arm']} ({ratio}real fraction {r['fraction']:g})"
+
+    if helped:
+        md.append(
+            "Augmentation helped (the 95% CI of the paired AUC difference lies above 0) for: "
+            + ", ".join(where(r) for r in helped)
+            + "."
+        )
+    if hurt:
+        md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
+    for word, verdict in (("better", "better than classical"), ("worse", "worse than classical")):
+        arms = [r for r in summary if r.get("verdict_vs_classical") == verdict]
+        if arms:
+            md.append(
+                f"Synthetic slices did {word} than classical augmentation alone (paired CI "
+                f"{'above' if word == 'better' else 'below'} 0) for: "
+                + ", ".join(where(r) for r in arms)
+                + "."
+            )
+    if not helped:
+        md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
+    skipped = [r for r in summary if r.get("seeds") == 0]
+    if skipped:
+        md.append(
+            "Skipped because their synthesizer failed the quality gates (study.skip_failing_synthesizers): "
+            + ", ".join(where(r) for r in skipped)
+            + "."
+        )
+    return md
+
+
+def _figures_section(figures: dict[str, Any], run_dir: Path) -> list[str]:
+    """The figures section: each figure (path relative to ``run_dir``) with its caption."""
+    md = ["## Figures", ""]
+    for caption, path in figures.items():
+        md += [f"![{caption}]({Path(path).relative_to(run_dir).as_posix()})", "", f"*{caption}*", ""]
+    return md
+
+
 def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` (figures as files) and ``report.html`` (figures embedded) into ``run_dir``.
 
@@ -177,178 +366,16 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
     """
     md: list[str] = [f"# {title}", ""]
     if "data" in sections:
-        d = sections["data"]
-        md += [
-            "## Data",
-            "",
-            f"{d['format']}: {d['n_slices']} slices of shape {tuple(d['shape'])}; splits {d['per_split']}; labels {d['per_label']}.",
-            "",
-        ]
+        md += _data_section(sections["data"])
     if sections.get("gates"):
         md += _gates_section(sections["gates"], sections.get("study"))
     if "metrics" in sections:
-        m = sections["metrics"]
-        md += [
-            "## Synthetic data quality",
-            "",
-            f"Features: {m['features']}. N real = {m['n_real']}, N synthetic = {m['n_synthetic']}.",
-            "",
-            _table(
-                [
-                    {
-                        "metric": "FID",
-                        "value": m["fid"],
-                        "95% CI": m["fid_ci"],
-                        "real-real floor": m.get("floor_fid"),
-                    },
-                    {
-                        "metric": "KID",
-                        "value": m["kid_mean"],
-                        "95% CI": m.get("kid_ci"),
-                        "real-real floor": m.get("floor_kid_mean"),
-                    },
-                    {
-                        "metric": "precision",
-                        "value": m["precision"],
-                        "real-real floor": m.get("floor_precision"),
-                    },
-                    {"metric": "recall", "value": m["recall"], "real-real floor": m.get("floor_recall")},
-                    {
-                        "metric": "MS-SSIM within class (lower = more diverse)",
-                        "value": m["ms_ssim"],
-                        "real-real floor": m.get("ms_ssim_real"),
-                    },
-                    {
-                        "metric": "density (about 1 when matched)",
-                        "value": m.get("density"),
-                        "real-real floor": m.get("floor_density"),
-                    },
-                    {
-                        "metric": "coverage",
-                        "value": m.get("coverage"),
-                        "real-real floor": m.get("floor_coverage"),
-                    },
-                    {
-                        "metric": "memorized (near-copies of training images)",
-                        "value": m.get("memorized_count"),
-                    },
-                ],
-                ["metric", "value", "95% CI", "real-real floor"],
-            ),
-            "",
-            "The floor is the same metric between real training and real evaluation images at the synthetic set's N "
-            "and class mix: real data cannot do better. See docs/metrics.md for how to read these numbers.",
-            "",
-        ]
-        if m.get("per_class"):
-            md += [
-                "Per class (each against the real slices of that class, with its own floor):",
-                "",
-                _table(
-                    [{"class": name, **pc} for name, pc in m["per_class"].items()],
-                    [
-                        "class",
-                        "n_real",
-                        "n_synthetic",
-                        "fid",
-                        "floor_fid",
-                        "precision",
-                        "floor_precision",
-                        "recall",
-                        "floor_recall",
-                        "coverage",
-                        "floor_coverage",
-                    ],
-                ),
-                "",
-            ]
-        if "label_agreement" in m:
-            la, cas = m["label_agreement"], m["cas"]
-            md += [
-                f"Label agreement: a classifier trained on real slices gives {la['agreement']:.1%} of the synthetic "
-                f"slices their intended class (its accuracy on real test slices: {la['real_test_acc']:.1%}).",
-                "",
-                f"CAS: the same classifier trained on {cas['n_synthetic']} synthetic slices only reaches test AUC "
-                f"{_num(cas['auc'])} (trained on the real train split: {_num(cas.get('real_auc'))}; on "
-                f"{cas.get('real_same_n')} real slices, the synthetic set's N: {_num(cas.get('real_same_n_auc'))}).",
-                "",
-            ]
-        elif m.get("label_scores_skipped"):
-            md += [f"Label agreement and CAS were not computed: {m['label_scores_skipped']}.", ""]
+        md += _metrics_section(sections["metrics"])
     if "study" in sections:
-        st = sections["study"]
-        summary = st["summary"]
-        md += [
-            "## Does synthetic data help the classifier?",
-            "",
-            f"Test set: {st['n_test']} real slices (the same for every arm); train {st['n_train']}, val {st['n_val']}. "
-            f"Seeds: {st['study']['seeds']}. AUC is the mean over seeds with its 95% CI; the difference is paired "
-            "with the real-only arm on the same seed "
-            "(and, for synthetic arms, with the classical-augmentation arm when it runs).",
-            "",
-            _table(
-                summary,
-                [
-                    "arm",
-                    "ratio",
-                    "fraction",
-                    "auc",
-                    "auc_ci",
-                    "acc",
-                    "sensitivity",
-                    "specificity",
-                    "auc_diff_vs_real",
-                    "auc_diff_ci",
-                    "verdict",
-                ]
-                + (
-                    ["auc_diff_vs_classical", "auc_diff_vs_classical_ci", "verdict_vs_classical"]
-                    if any("auc_diff_vs_classical" in r for r in summary)
-                    else []
-                ),
-            ),
-            "",
-        ]
-        verdicts = [r for r in summary if r.get("verdict")]
-        helped = [r for r in verdicts if r["verdict"] == "helped"]
-        hurt = [r for r in verdicts if r["verdict"] == "hurt"]
-
-        def where(r: dict[str, Any]) -> str:
-            ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
-            return f"{r['arm']} ({ratio}real fraction {r['fraction']:g})"
-
-        if helped:
-            md.append(
-                "Augmentation helped (the 95% CI of the paired AUC difference lies above 0) for: "
-                + ", ".join(where(r) for r in helped)
-                + "."
-            )
-        if hurt:
-            md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
-        for word, verdict in (("better", "better than classical"), ("worse", "worse than classical")):
-            arms = [r for r in summary if r.get("verdict_vs_classical") == verdict]
-            if arms:
-                md.append(
-                    f"Synthetic slices did {word} than classical augmentation alone (paired CI "
-                    f"{'above' if word == 'better' else 'below'} 0) for: "
-                    + ", ".join(where(r) for r in arms)
-                    + "."
-                )
-        if not helped:
-            md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
-        skipped = [r for r in summary if r.get("seeds") == 0]
-        if skipped:
-            md.append(
-                "Skipped because their synthesizer failed the quality gates (study.skip_failing_synthesizers): "
-                + ", ".join(where(r) for r in skipped)
-                + "."
-            )
-        md.append("")
+        md += _study_section(sections["study"])
     figures = sections.get("figures", {})
     if figures:
-        md += ["## Figures", ""]
-        for caption, path in figures.items():
-            md += [f"![{caption}]({Path(path).relative_to(run_dir).as_posix()})", "", f"*{caption}*", ""]
+        md += _figures_section(figures, run_dir)
     md += ["## Software", "", _table([_versions()], list(_versions())), ""]
     if "config" in sections:
         md += ["## Config", "", "```yaml", sections["config"].rstrip(), "```", ""]
@@ -358,6 +385,30 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
     html_path = run_dir / "report.html"
     atomic_write_text(html_path, _to_html(text, run_dir, title))
     return md_path, html_path
+
+
+def _block_html(line: str, run_dir: Path) -> str | None:
+    """One Markdown line outside tables and code as HTML: figure (embedded), caption, heading, paragraph.
+
+    A figure's PNG is read from ``run_dir`` (an empty image when the file is missing); a blank
+    line gives None; the first ``**...**`` pair of a paragraph becomes bold.
+    """
+    if line.startswith("!["):
+        caption, _, rest = line[2:].partition("](")
+        path = run_dir / rest.rstrip(")")
+        data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
+        return f'<figure><img class="fig" alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
+    if line.startswith("*") and line.endswith("*") and not line.startswith("**"):
+        return f"<p><em>{html.escape(line.strip('*'))}</em></p>"
+    if line.startswith("## "):
+        return f"<h2>{html.escape(line[3:])}</h2>"
+    if line.startswith("# "):
+        return f"<h1>{html.escape(line[2:])}</h1>"
+    if line.strip():
+        t = html.escape(line)
+        t = t.replace("**", "<b>", 1).replace("**", "</b>", 1) if t.count("**") >= 2 else t
+        return f"<p>{t}</p>"
+    return None
 
 
 def _to_html(md: str, run_dir: Path, title: str) -> str:
@@ -385,23 +436,9 @@ def _to_html(md: str, run_dir: Path, title: str) -> str:
         if in_table:
             out.append("</table>")
             in_table = False
-        if line.startswith("!["):
-            caption, _, rest = line[2:].partition("](")
-            path = run_dir / rest.rstrip(")")
-            data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
-            out.append(
-                f'<figure><img class="fig" alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
-            )
-        elif line.startswith("*") and line.endswith("*") and not line.startswith("**"):
-            out.append(f"<p><em>{html.escape(line.strip('*'))}</em></p>")
-        elif line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.strip():
-            t = html.escape(line)
-            t = t.replace("**", "<b>", 1).replace("**", "</b>", 1) if t.count("**") >= 2 else t
-            out.append(f"<p>{t}</p>")
+        block = _block_html(line, run_dir)
+        if block is not None:
+            out.append(block)
     if in_table:
         out.append("</table>")
     style = (
