@@ -8,10 +8,12 @@ affordable on a CPU.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy import stats
 
 from medgan.errors import InputError
 
@@ -125,13 +127,26 @@ def bootstrap_ci(
     The interval returned is ``[t - (mean - q_lo), t + (q_hi - mean)]``: the sampling spread at
     this N around ``t``. (FID is also biased by N itself; compare only at equal N, see the floor.)
     """
-    rng = np.random.default_rng(seed)
     t = metric(a, b)
-    vals = []
-    for _ in range(n_boot):
-        ia = rng.integers(0, len(a), len(a))
-        ib = rng.integers(0, len(b), len(b))
-        vals.append(metric(a[ia], b[ib]))
+
+    def resampled(ia: np.ndarray, ib: np.ndarray) -> float:
+        return metric(a[ia], b[ib])
+
+    # scipy.stats.bootstrap draws the resamples (one at a time, a's indices then b's: the same draws as
+    # before); its own percentile interval is not the one wanted here, so only the distribution is used
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        if n_boot < 2:  # scipy's (unused) standard error of a single resample divides by zero
+            warnings.simplefilter("ignore", RuntimeWarning)
+        vals = stats.bootstrap(
+            (np.arange(len(a)), np.arange(len(b))),
+            resampled,
+            n_resamples=n_boot,
+            batch=1,
+            vectorized=False,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        ).bootstrap_distribution
     q_lo, q_hi = np.percentile(vals, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     mean = float(np.mean(vals))
     return float(t - (mean - q_lo)), float(t + (q_hi - mean))
