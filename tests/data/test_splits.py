@@ -61,3 +61,13 @@ def test_identical_images_of_different_patients_share_a_split() -> None:
 def test_single_patient_goes_to_train() -> None:
     splits = assign_splits([0, 1, 0], ["a", "a", "a"], ["x", "y", "z"])
     assert list(splits) == ["train"] * 3
+
+
+def test_group_numbering_follows_union_find_roots() -> None:
+    """Pinned: a duplicate image linking two patients keeps the later-seen patient's root (not the first slice)."""
+    from medgan.data.splits import _components
+
+    # slices 0 and 5 are patient P, 2 and 3 patient Q; slices 3 and 5 are the same image: one group {0, 2, 3, 5}
+    pids = ["P", "", "Q", "Q", "", "P"]
+    hashes = ["a", "b", "c", "H", "d", "H"]
+    assert _components(pids, hashes).tolist() == [1, 0, 1, 1, 2, 1]  # root 2 sorts after slice 1's group
