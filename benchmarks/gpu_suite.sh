@@ -22,6 +22,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 cat "$OUT/gpu.txt"
 python3 -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, torch.cuda.get_device_name(0))"
 cp docs/benchmarks.md /tmp/benchmarks.before.md
+# first: the CUDA test set (tests/test_gpu.py, marker gpu: bf16, channels-last, fused Adam, CPU vs CUDA
+# noise and generation); -rs lists any skip, e.g. when torch sees no CUDA device
+step pytest_gpu 120 python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_gpu.py
 step pytest_cuda 90 python3 -m pytest -q -p no:cacheprovider -m "not integration and not slow" tests/synthesis tests/training tests/test_generate.py
 step cgan_vs_gantrainer 100 python3 -m benchmarks.cgan_vs_gantrainer --data-dir "$DATA" --size 28 64 --repeats 5 --steps 50
 step gpu_cgan 150 python3 -m benchmarks.gpu_cgan --data-dir "$DATA" --steps 300 --n-gen 100000 --repeats 5
