@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args(argv)
-    from medgan.training.seeding import cpu_has_bf16
+    from medgan.device import cpu_has_bf16
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []

@@ -41,7 +41,7 @@ def counts_like(labels: np.ndarray, n_classes: int) -> list[int]:
 
 def synth_set(synth, counts: list[int], base_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``counts[c]`` images of class c, seeds ``derive_seed(base_seed, c, k)``."""
-    from medgan.training.seeding import derive_seed
+    from medgan.seeding import derive_seed
 
     labels = [c for c, n in enumerate(counts) for _ in range(n)]
     seeds = [derive_seed(base_seed, c, k) for c, n in enumerate(counts) for k in range(n)]

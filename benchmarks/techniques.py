@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     # 4. per-seed noise
-    from medgan.synthesis.cgan import noise_for_seeds
+    from medgan.seeding import noise_for_seeds
 
     seeds = list(range(20_000))
 

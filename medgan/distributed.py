@@ -121,7 +121,7 @@ def rank_seed(seed: int) -> int:
     """A per-rank seed for a random stream: ``seed`` itself in a single process, else derived from (seed, rank)."""
     if world_size() == 1:
         return seed
-    from medgan.training.seeding import derive_seed
+    from medgan.seeding import derive_seed
 
     return derive_seed(seed, rank())
 

@@ -28,10 +28,11 @@ import torch
 from PIL import Image
 
 from medgan.config import config_from_dict
+from medgan.device import fast_paths
 from medgan.generate import generate
-from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN, _mix64, noise_for_seeds
+from medgan.seeding import _mix64, derive_seed, noise_for_seeds
+from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
 from medgan.train import train
-from medgan.training.seeding import derive_seed, fast_paths
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.gpu

@@ -22,15 +22,16 @@ from pydantic import ValidationError
 
 from medgan.classifier.model import Classifier, build_classifier
 from medgan.config import ClassifierConfig
+from medgan.device import resolve_device
 from medgan.errors import ConfigError, InputError
 from medgan.progress import progress
+from medgan.seeding import make_generator
 from medgan.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
 )
-from medgan.training.seeding import make_generator, resolve_device
 
 KIND = "classifier"
 _WHERE = "classifier"

@@ -123,8 +123,8 @@ def closest_pairs_grid(
     k: int = 8,
 ) -> Path:
     """PNG grid of the ``k`` synthetic images closest to a training image: top row synthetic, bottom row its neighbour."""
+    from medgan.grids import make_grid
     from medgan.io.images import write_png
-    from medgan.synthesis.cgan import make_grid
 
     order = np.argsort(dist)[:k]
     tiles = np.concatenate([syn_images[order], train_images[idx[order]]]).astype(np.float32)

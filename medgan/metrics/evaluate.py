@@ -297,8 +297,8 @@ def ensure_real_classifier(
     beside it as ``trained_on.json``) are the same; otherwise it is trained again and replaced.
     """
     from medgan.classifier import TrainedClassifier, train_classifier
+    from medgan.device import resolve_device
     from medgan.training.checkpoint import list_checkpoints
-    from medgan.training.seeding import resolve_device
 
     key = _data_hash(train_x, np.asarray(train_y, np.int64), val_x, np.asarray(val_y, np.int64))
     stamp = None if folder is None else Path(folder) / "trained_on.json"

@@ -24,7 +24,7 @@ from medgan.errors import ConfigError
 from medgan.metrics.evaluate import cached_features
 from medgan.metrics.features import FeatureExtractor, get_extractor
 from medgan.metrics.stats import fid, kid
-from medgan.training.seeding import derive_seed
+from medgan.seeding import derive_seed
 
 
 def proportional_counts(labels: np.ndarray, n: int, n_classes: int) -> list[int]:

@@ -1,1 +1,1 @@
-"""Shared training infrastructure: the fit loop, checkpoints, EMA and seeding, for every synthesizer."""
+"""Shared training infrastructure: the fit loop, checkpoints, EMA and the batch sampler, for every synthesizer."""

@@ -13,8 +13,8 @@ from PIL import Image
 
 from medgan.errors import InputError
 from medgan.monai import MixedDataset, RandSyntheticReplaced, SyntheticDataset
+from medgan.seeding import derive_seed
 from medgan.synthesis.cgan import CGANSynthesizer
-from medgan.training.seeding import derive_seed
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ import torch
 
 
 def test_noise_for_seeds_is_per_seed_standard_normal_and_batch_independent() -> None:
-    from medgan.synthesis.cgan import noise_for_seeds
+    from medgan.seeding import noise_for_seeds
 
     z = noise_for_seeds(range(4000), 128)
     assert z.shape == (4000, 128) and z.dtype == torch.float32
@@ -22,7 +22,7 @@ def test_noise_for_seeds_is_per_seed_standard_normal_and_batch_independent() -> 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_noise_for_seeds_same_on_cuda() -> None:
-    from medgan.synthesis.cgan import noise_for_seeds
+    from medgan.seeding import noise_for_seeds
 
     cpu = noise_for_seeds(range(1000), 64)
     gpu = noise_for_seeds(range(1000), 64, "cuda").cpu()

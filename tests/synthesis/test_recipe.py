@@ -114,10 +114,10 @@ def test_auto_diffaugment_policy() -> None:
 
 
 def test_xflip_mirrors_about_half_the_batch() -> None:
-    from medgan.synthesis.cgan import BatchSampler
+    from medgan.training.sampler import ClassBatchSampler
 
     imgs = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
-    s = BatchSampler(imgs, torch.zeros(64, dtype=torch.long), 64, seed=0, balanced=False, xflip=True)
+    s = ClassBatchSampler(imgs, torch.zeros(64, dtype=torch.long), 64, seed=0, balanced=False, xflip=True)
     x, _ = s.next()
     flipped = (x == imgs[:1].flip(3)).all(dim=(1, 2, 3))
     same = (x == imgs[:1]).all(dim=(1, 2, 3))

@@ -1,34 +1,13 @@
-"""Seeds and random-number-generator state, so that training is reproducible and resumable."""
+"""Where and in what precision to compute: device choice, bf16 autocast and channels-last policy.
+
+A leaf module (it imports nothing from medgan but :mod:`medgan.errors`), so any layer can use it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import random
 
-import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A dedicated ``torch.Generator`` on ``device`` seeded with ``seed``."""
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (e.g. run seed, label, index) with NumPy's SeedSequence."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(
-        1, dtype=np.uint64
-    )
-    return int(state[0] >> np.uint64(1))
 
 
 def resolve_device(name: str) -> torch.device:
