@@ -37,6 +37,7 @@ from medgan.errors import ConfigError, InputError
 from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.mixing import plan_mix
 from medgan.progress import progress
+from medgan.synthesis import registry
 
 DATALIST = "datalist.json"
 MANIFEST = "manifest.csv"
@@ -50,13 +51,11 @@ def _slug(name: str) -> str:
 
 
 def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> list[Any]:
-    from medgan.synthesis.cgan import CGANSynthesizer
-
     if not cfg.augment.checkpoints:
         raise ConfigError("augment.checkpoints", "name at least one conditional-GAN checkpoint")
     out = []
     for ck in cfg.augment.checkpoints:
-        synth = CGANSynthesizer(ck, "cpu")
+        synth = registry.load(ck, "cpu", makes="samples")
         if list(synth.classes) != list(classes):
             raise InputError(ck, f"was trained on classes {synth.classes}, the data has {classes}")
         if tuple(synth.shape) != tuple(shape):

@@ -29,6 +29,7 @@ from torch import nn
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_dir
+from medgan.synthesis import registry
 
 #: The MONAI bundle metadata schema the exported ``metadata.json`` names (and was checked against).
 SCHEMA_URL = (
@@ -448,7 +449,6 @@ def export_bundle(
     from safetensors.torch import save_file
 
     from medgan.io.atomic import atomic_write_text
-    from medgan.synthesis.cgan import CGANSynthesizer
 
     if output_ext not in OUTPUT_EXTS:
         raise InputError("--output-ext", f"must be one of {', '.join(OUTPUT_EXTS)} (got {output_ext!r})")
@@ -461,7 +461,7 @@ def export_bundle(
         raise InputError(out, "output path exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out, "output folder exists and is not empty (pass --overwrite to replace it)")
-    synth = CGANSynthesizer(checkpoint, "cpu")
+    synth = registry.load(checkpoint, "cpu", makes="samples")
     if output_ext == ".nii.gz" and synth.shape[0] != 1:
         raise InputError("--output-ext", "NIfTI output takes grey images; this checkpoint makes colour ones")
     name = name or f"medgan_{_slug(str(synth.meta.get('config', {}).get('name') or 'cgan'))}_cgan"

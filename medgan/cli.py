@@ -221,11 +221,20 @@ def generate_cmd(
 ) -> None:
     """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
     from medgan import distributed
-    from medgan.errors import InputError
+    from medgan.errors import ConfigError, InputError
     from medgan.generate import generate
 
     distributed.init_from_env(device)
+    from medgan.synthesis import registry
+
+    entry = registry.checkpoint_kind(checkpoint)  # the checkpoint, not the flags, decides the path
+    if translate is None and entry.makes == "translations":
+        raise ConfigError(
+            f"{checkpoint}: model.kind",
+            f"{entry.kind!r} ({entry.description}) translates real slices; give --translate A2B|B2A and --input",
+        )
     if translate is not None:
+        registry.get(entry.kind, makes="translations", where=f"{checkpoint}: model.kind")
         from medgan.paths import resolve_data_dir
         from medgan.translate import translate as run_translate
 
@@ -473,10 +482,10 @@ def evaluate_cmd(
     """FID, KID, precision/recall, density/coverage, per-class scores, diversity, memorization and
     quality gates of synthetic slices, with N and the real-real floor (optionally label agreement and CAS)."""
     from medgan import distributed
+    from medgan.device import resolve_device
     from medgan.metrics.evaluate import evaluate
     from medgan.metrics.features import get_extractor
     from medgan.paths import resolve_data_dir
-    from medgan.training.seeding import resolve_device
 
     distributed.init_from_env(device)
     ddir = resolve_data_dir(data_dir)

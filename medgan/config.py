@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -277,6 +278,27 @@ class CGANConfig(StrictModel):
     g_cond: Literal["input", "norm"] = "norm"
     d_arch: Literal["patch", "global"] = "global"
     mbstd_group: int = Field(4, ge=0)
+    # the objective and what trains with it (under ``train:`` before 2026-11-29; still read there)
+    loss: Literal["hinge", "nonsaturating", "wgan-gp", "rpgan"] = "hinge"
+    gp_weight: float = Field(10.0, ge=0.0)
+    r1_gamma: float = Field(0.0, ge=0.0)
+    r2_gamma: float = Field(0.0, ge=0.0)
+    r1_every: int = Field(16, ge=1)
+    lecam_weight: float = Field(0.0, ge=0.0)
+    lecam_decay: float = Field(0.99, ge=0.0, lt=1.0)
+    d_steps: int = Field(1, ge=1)
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    ema_start: int = Field(0, ge=0)
+    ema_kimg: float | None = Field(10.0, gt=0.0)
+    ema_rampup: float | None = Field(0.05, gt=0.0)
+    diffaugment: Literal["auto"] | list[Literal["translation", "cutout", "color"]] = Field(
+        default_factory=lambda: ["translation", "cutout", "color"]
+    )
+    xflip: bool = False
+    class_balance: bool = False
+
+    #: Defaults this kind gives the shared ``train:`` keys (none: the shared defaults are the cGAN's).
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
 
 #: What a checkpoint written before a model key existed was built with: a key missing from a
@@ -287,14 +309,14 @@ CGAN_LEGACY = {"g_cond": "input", "d_arch": "patch", "mbstd_group": 0}
 #: dotted config keys; a resume may name these values for keys its checkpoint does not record.
 LEGACY_KEYS: dict[str, object] = {
     **{f"model.{k}": v for k, v in CGAN_LEGACY.items()},
-    "train.ema_kimg": None,
-    "train.ema_rampup": 0.05,
-    "train.r1_gamma": 0.0,
-    "train.r2_gamma": 0.0,
-    "train.r1_every": 16,
-    "train.lecam_weight": 0.0,
-    "train.lecam_decay": 0.99,
-    "train.xflip": False,
+    "model.ema_kimg": None,
+    "model.ema_rampup": 0.05,
+    "model.r1_gamma": 0.0,
+    "model.r2_gamma": 0.0,
+    "model.r1_every": 16,
+    "model.lecam_weight": 0.0,
+    "model.lecam_decay": 0.99,
+    "model.xflip": False,
     "train.select.every": 0,
     "train.select.metric": "fid",
     "train.select.n": 200,
@@ -321,6 +343,15 @@ class CycleGANConfig(StrictModel):
     lambda_identity: float = Field(0.5, ge=0.0)
     pool_size: int = Field(50, ge=0)
     init: Literal["xavier", "he", "normal", "default"] = "normal"
+    diffaugment: list[Literal["translation", "cutout", "color"]] = Field(default_factory=list)
+
+    #: The reference CycleGAN optimisation (Zhu et al. 2017): the shared ``train:`` keys take these
+    #: values where a config does not set them.
+    TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "betas": (0.5, 0.999),
+        "lr_schedule": "linear_decay",
+        "batch_size": 8,
+    }
 
 
 def _model_kind(v: Any) -> str:
@@ -347,32 +378,20 @@ class SelectConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Optimisation, logging and checkpointing of the shared fit loop."""
+    """Optimisation, logging and checkpointing of the shared fit loop (every synthesizer kind).
+
+    Keys of one synthesizer's objective (a cGAN's loss, EMA, regularisers, DiffAugment) live in
+    its ``model:`` section. A kind may change the defaults of these shared keys (the CycleGAN's
+    reference settings: :attr:`CycleGANConfig.TRAIN_DEFAULTS`).
+    """
 
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(64, ge=1)
-    loss: Literal["hinge", "nonsaturating", "wgan-gp", "rpgan"] = "hinge"
-    gp_weight: float = Field(10.0, ge=0.0)
-    r1_gamma: float = Field(0.0, ge=0.0)
-    r2_gamma: float = Field(0.0, ge=0.0)
-    r1_every: int = Field(16, ge=1)
-    lecam_weight: float = Field(0.0, ge=0.0)
-    lecam_decay: float = Field(0.99, ge=0.0, lt=1.0)
-    d_steps: int = Field(1, ge=1)
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
     betas: tuple[float, float] = (0.0, 0.99)
     lr_schedule: Literal["constant", "linear_decay"] = "constant"
     decay_start: float = Field(0.5, ge=0.0, le=1.0)
-    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
-    ema_start: int = Field(0, ge=0)
-    ema_kimg: float | None = Field(10.0, gt=0.0)
-    ema_rampup: float | None = Field(0.05, gt=0.0)
-    diffaugment: Literal["auto"] | list[Literal["translation", "cutout", "color"]] = Field(
-        default_factory=lambda: ["translation", "cutout", "color"]
-    )
-    xflip: bool = False
-    class_balance: bool = False
     select: SelectConfig = Field(default_factory=SelectConfig)
     sample_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(500, ge=1)
@@ -464,11 +483,24 @@ class StudyConfig(StrictModel):
     pretrain: bool = False
     cgan_steps: int | None = Field(None, ge=1)
     cyclegan_steps: int | None = Field(None, ge=1)
-    cyclegan: dict[str, Any] = Field(default_factory=dict)
+    cgan: CGANConfig = Field(default_factory=CGANConfig)
+    cyclegan: CycleGANConfig = Field(
+        default_factory=lambda: CycleGANConfig(kind="cyclegan", g_channels=32, n_res_blocks=6)
+    )
     n_boot: int = Field(1000, ge=10)
     min_per_class: int = Field(2, ge=1)
     skip_failing_synthesizers: bool = False
     levers: list[LeverConfig] = Field(default_factory=list)
+
+    @field_validator("cgan", "cyclegan", mode="before")
+    @classmethod
+    def _arm_model(cls, v: Any, info: ValidationInfo) -> Any:
+        """The model of an arm whose kind is not the run's ``model.kind`` (the run's own model is
+        used for the arm of its kind); a CycleGAN arm starts from 32 channels and 6 blocks."""
+        if not isinstance(v, dict):
+            return v
+        base = {"g_channels": 32, "n_res_blocks": 6} if info.field_name == "cyclegan" else {}
+        return {**base, **v, "kind": v.get("kind", info.field_name)}
 
     @field_validator("levers")
     @classmethod
@@ -590,22 +622,76 @@ class RunConfig(StrictModel):
     gates: GatesConfig | None = Field(default_factory=GatesConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_keys(cls, raw: Any) -> Any:
+        """Older spellings moved to today's (:func:`upgrade_raw`), then the kind's ``train:`` defaults."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = upgrade_raw(raw, strict=False)
+        model_cls = MODEL_CONFIGS.get(_model_kind(raw.get("model") or {}))
+        train = raw.get("train")
+        if model_cls is not None and model_cls.TRAIN_DEFAULTS and (train is None or isinstance(train, dict)):
+            raw = {**raw, "train": {**model_cls.TRAIN_DEFAULTS, **(train or {})}}
+        return raw
+
     @model_validator(mode="after")
-    def _model_defaults(self) -> RunConfig:
-        """Reference CycleGAN optimisation defaults where the config does not say otherwise."""
-        if self.model.kind == "cyclegan":
-            defaults = {
-                "betas": (0.5, 0.999),
-                "diffaugment": [],
-                "lr_schedule": "linear_decay",
-                "batch_size": 8,
-            }
-            for key, value in defaults.items():
-                if key not in self.train.model_fields_set:
-                    object.__setattr__(self.train, key, value)
-        elif self.data_b is not None:
+    def _second_domain(self) -> RunConfig:
+        if self.data_b is not None and self.model.kind != "cyclegan":
             raise ValueError("data_b (a second domain) is only used by model.kind: cyclegan")
         return self
+
+
+#: Every synthesizer kind's config class (the ``model:`` section), by ``model.kind``.
+MODEL_CONFIGS: dict[str, type[CGANConfig] | type[CycleGANConfig]] = {
+    "cgan": CGANConfig,
+    "cyclegan": CycleGANConfig,
+}
+
+
+#: Training keys of one kind that sat under ``train:`` before 2026-11-29 (still read there).
+MOVED_TRAIN_KEYS = frozenset(
+    {"loss", "gp_weight", "r1_gamma", "r2_gamma", "r1_every", "lecam_weight", "lecam_decay", "d_steps",
+     "ema_decay", "ema_start", "ema_kimg", "ema_rampup", "diffaugment", "xflip", "class_balance"}
+)  # fmt: skip
+
+
+def upgrade_raw(raw: dict[str, Any], strict: bool = True, where: str = "config") -> dict[str, Any]:
+    """A raw config dict in today's layout: a kind's training keys under ``train:`` move to ``model:``.
+
+    Configs and checkpoints written before 2026-11-29 held a cGAN's objective (``loss``, EMA,
+    regularisers, ``diffaugment``, ...) under ``train:``. A key that the config's ``model.kind``
+    has is moved to ``model:``; one that it does not have is refused (``strict``: a user's config,
+    where it would be ignored) or dropped (a checkpoint's recorded config, which listed every
+    ``train:`` key whatever the kind).
+    """
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return raw
+    legacy = [k for k in train if k in MOVED_TRAIN_KEYS]
+    if not legacy:
+        return raw
+    model = raw.get("model")
+    model = dict(model) if isinstance(model, dict) else {}
+    kind = _model_kind(model)
+    fields = MODEL_CONFIGS[kind].model_fields if kind in MODEL_CONFIGS else {}
+    train = dict(train)
+    for k in legacy:
+        value = train.pop(k)
+        if k not in fields:
+            if strict:
+                users = sorted(n for n, c in MODEL_CONFIGS.items() if k in c.model_fields)
+                raise ConfigError(
+                    f"{where}: train.{k}",
+                    f"is a {'/'.join(users)} training key; model.kind {kind!r} does not use it",
+                )
+            continue
+        if k in model:
+            if strict:
+                raise ConfigError(f"{where}: train.{k}", f"given twice: write it once, as model.{k}")
+            continue
+        model[k] = value
+    return {**raw, "train": train, "model": model}
 
 
 _TYPE_NAMES = {"int", "float", "str", "bool", "none", "Window", "list", "tuple", "dict"}
@@ -700,7 +786,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
     """Validate a plain dict into a :class:`RunConfig`."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(upgrade_raw(raw, strict=True, where=where))
     except ValidationError as err:
         raise validation_error_message(err, where) from None
 

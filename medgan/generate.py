@@ -33,7 +33,8 @@ from medgan import __version__, distributed
 from medgan.errors import InputError
 from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.progress import progress
-from medgan.training.seeding import derive_seed
+from medgan.seeding import derive_seed
+from medgan.synthesis import registry
 
 FORMATS = ("png", "nifti", "npz", "dicom")
 _EXT = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm"}
@@ -179,8 +180,7 @@ def generate(
     bf16 autocast on CUDA (faster; images differ slightly from fp32 ones, so it is recorded and
     a resume must use the same setting).
     """
-    from medgan.synthesis.cgan import CGANSynthesizer
-    from medgan.training.seeding import resolve_device
+    from medgan.device import resolve_device
 
     per_class = isinstance(n_per_class, Mapping)
     if per_class:
@@ -199,7 +199,7 @@ def generate(
         raise InputError("--batch-size", "must be at least 1")
     if precision not in ("fp32", "bf16"):
         raise InputError("--precision", f"must be fp32 or bf16 (got {precision!r})")
-    synth = CGANSynthesizer(checkpoint, distributed.local_device(resolve_device(device)))
+    synth = registry.load(checkpoint, distributed.local_device(resolve_device(device)), makes="samples")
     counts: int | dict[int, int]
     if per_class:
         counts = _resolve_counts(synth, n_per_class)  # type: ignore[arg-type]

@@ -1,16 +1,48 @@
-"""``medgan run``: the main job — data -> conditional GAN -> samples -> metrics -> study -> report, one run folder."""
+"""``medgan run``: the main job — data -> synthesizer -> samples or translations -> metrics -> study ->
+report, in one run folder.
+
+What the synthesizer stage trains, and what comes out of it, is the config's ``model.kind``
+(:mod:`medgan.synthesis.registry`): a conditional GAN makes samples in the test split's class mix,
+scored against the test split; a CycleGAN translates the test split's slices of each domain into
+the other, scored against the real slices of the target domain. Re-running resumes finished stages.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medgan.config import RunConfig, dump_config
+from medgan.data.inspect import summarize
+from medgan.data.slices import SliceSet
+from medgan.data.sources import load_source
+from medgan.device import resolve_device
+from medgan.generate import RECORD, generate
 from medgan.io.atomic import atomic_write_text
+from medgan.io.npz import read_npz
+from medgan.metrics.evaluate import eval_counts, evaluate, split_class_counts
+from medgan.metrics.features import get_extractor
+from medgan.metrics.gates import gates_verdict
+from medgan.report import auc_plot, build_report, real_vs_synthetic_figure
+from medgan.study import run_study
+from medgan.synthesis import registry
+from medgan.train import train_slices, training_slices, val_split
+from medgan.training.checkpoint import (
+    checkpoint_step,
+    list_checkpoints,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+)
+from medgan.translate import translate
+
+Log = Callable[[str], Any]
 
 
 def _f(v: float | None) -> str:
@@ -23,14 +55,9 @@ def _describe(counts: int | dict[int, int], classes: list[str]) -> str:
     return ", ".join(f"{classes[c]}: {k}" for c, k in counts.items()) + " (test-split proportions)"
 
 
-def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed: int) -> Any:
+def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed: int) -> pd.DataFrame:
     """``generate`` (NPZ) into a folder the run owns; a generation left there by an earlier config
     (another checkpoint, seed or counts) is removed first instead of being refused."""
-    import shutil
-
-    from medgan.generate import RECORD, generate
-    from medgan.training.checkpoint import read_checkpoint_meta
-
     meta = read_checkpoint_meta(ckpt)
     want = counts if isinstance(counts, int) else {meta["classes"][c]: k for c, k in counts.items()}
     rec_path = folder / RECORD
@@ -45,15 +72,171 @@ def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed
     return generate(ckpt, folder, counts, fmt="npz", seed=seed)
 
 
-def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
-    """Every stage of ``cfg`` into ``out``; re-running resumes finished stages. Returns ``report.html``."""
-    from medgan.data.inspect import summarize
-    from medgan.data.sources import load_source
-    from medgan.metrics.evaluate import eval_counts, split_class_counts
-    from medgan.report import auc_plot, build_report, real_vs_synthetic_figure
-    from medgan.train import data_meta, train_cgan_arrays, train_split, val_split
-    from medgan.training.checkpoint import list_checkpoints, resolve_checkpoint
+def _read_images(folder: Path, manifest: pd.DataFrame) -> np.ndarray:
+    """The images of an NPZ generation or translation, in manifest order."""
+    return np.concatenate([read_npz(folder / f)["images"] for f in dict.fromkeys(manifest["path"])])
 
+
+def train_stage(cfg: RunConfig, ss: SliceSet, out: Path, data_dir: Path) -> Path:
+    """The config's synthesizer, trained in ``out/<model.kind>`` (or resumed, or already finished)."""
+    folder = out / cfg.model.kind
+    ckpts = list_checkpoints(folder / "checkpoints")
+    if ckpts and checkpoint_step(ckpts[-1]) >= cfg.train.steps:
+        return resolve_checkpoint(folder)  # the validation-selected best when there is one
+    images, labels, meta = training_slices(cfg, data_dir, ss)
+    val = val_split(cfg, data_dir, ss)
+    return train_slices(cfg, images, labels, meta, folder, resume=bool(ckpts), val=val)
+
+
+def sample_stages(
+    cfg: RunConfig, ckpt: Path, ss: SliceSet, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
+) -> dict[str, Any] | None:
+    """Samples in the test split's class mix, their figure and (``pipeline.evaluate``) their scores."""
+    tr, test = ss.split("train"), ss.split("test")
+    counts = eval_counts(cfg.pipeline, test, tr, len(ss.classes))
+    m = _generate_fresh(ckpt, out / "samples", counts, cfg.seed)
+    log(f"[3/5] generated {len(m)} slices into {out / 'samples'} ({_describe(counts, ss.classes)})")
+    fig = out / "figures" / "real_vs_synthetic.png"
+    real_vs_synthetic_figure(
+        test.images,
+        test.manifest["label"].to_numpy(),
+        _read_images(out / "samples", m),
+        m["label"].to_numpy(),
+        list(ss.classes),
+        fig,
+    )
+    sections["figures"]["Real (test split) vs synthetic slices per class"] = fig
+    if not cfg.pipeline.evaluate:
+        return None
+    cas_spec = None
+    if cfg.pipeline.label_scores:
+        cas_counts = split_class_counts(tr, cfg.pipeline.cas_n or len(tr), len(ss.classes))
+        _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed)
+        cas_spec = str(out / "samples-cas")
+    metrics = evaluate(
+        cfg.data,
+        str(out / "samples"),
+        get_extractor(cfg.pipeline.features, resolve_device(cfg.train.device)),
+        data_dir,
+        out=out / "evaluation",
+        run_dir=out / cfg.model.kind,
+        seed=cfg.seed,
+        label_scores="if-possible" if cfg.pipeline.label_scores else False,
+        classifier=cfg.classifier,
+        classifier_dir=out / "real_classifier",
+        cas_synthetic=cas_spec,
+        gates=cfg.gates,
+    )
+    sections["metrics"] = metrics
+    pairs = out / "evaluation" / "closest_pairs.png"
+    if pairs.is_file():
+        sections["figures"]["Memorization check: closest synthetic (top) / training (bottom) pairs"] = pairs
+    label = (
+        f", label agreement {metrics['label_agreement']['agreement']:.2f}, CAS AUC {_f(metrics['cas']['auc'])}"
+        if "label_agreement" in metrics
+        else ""
+    )
+    log(
+        f"[4/5] metrics: FID {metrics['fid']:.1f} (floor {metrics.get('floor_fid') or float('nan'):.1f}), "
+        f"precision {_f(metrics['precision'])}, recall {_f(metrics['recall'])}, "
+        f"coverage {_f(metrics['coverage'])}{label}"
+    )
+    if "gates" in metrics:
+        sections["gates"]["cgan (this run's conditional GAN)"] = metrics["gates"]
+        log(f"      gates: {gates_verdict('the conditional GAN', metrics['gates']['results'])}")
+    return metrics
+
+
+def translation_stages(
+    cfg: RunConfig, ckpt: Path, ss: SliceSet, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
+) -> None:
+    """The test split's slices of each domain translated into the other (NPZ, traced to their
+    sources), the label-preservation check and (``pipeline.evaluate``) scores against the real
+    slices of the target domain, beside the real-real floor."""
+    features = cfg.pipeline.features if cfg.pipeline.evaluate else None
+    source = str(out / "config.resolved.yaml")
+    results: dict[str, Any] = {}
+    shown: list[tuple[np.ndarray, np.ndarray, str]] = []
+    for direction in ("A2B", "B2A"):
+        folder = out / "translations" / direction
+        rec = folder / RECORD
+        if rec.is_file() and json.loads(rec.read_text(encoding="utf-8")).get("checkpoint_sha256") != (
+            read_checkpoint_meta(ckpt).get("sha256")
+        ):
+            shutil.rmtree(folder)  # an earlier config's translations: the run owns this folder
+        m = translate(ckpt, folder, direction, source, data_dir, split="test", fmt="npz", features=features)
+        results[direction] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        src_ids = m["source_slice_id"].to_numpy()
+        test = ss.split("test")
+        by_id = dict(zip(test.manifest["slice_id"].to_numpy(), range(len(test)), strict=True))
+        sources = test.images[[by_id[i] for i in src_ids]] if len(m) else test.images[:0]
+        r = results[direction]
+        shown.append(
+            (
+                sources,
+                _read_images(folder, m) if len(m) else sources,
+                f"{r['source_domain']} -> {r['target_domain']}",
+            )
+        )
+        q = r.get("quality") or {}
+        log(
+            f"[3/5] translated {r['n_written']} test slices {direction} ({r['source_domain']} -> {r['target_domain']}): "
+            f"{r['share_classified_as_target']:.0%} classified as the target"
+            + (
+                f", FID {q['fid']:.1f} (floor {q.get('floor_fid') or float('nan'):.1f})"
+                if q.get("fid") is not None
+                else ""
+            )
+        )
+    sections["translations"] = results
+    fig = out / "figures" / "translations.png"
+    real_vs_synthetic_figure(
+        np.concatenate([s for s, _, _ in shown]),
+        np.concatenate([np.full(len(s), i) for i, (s, _, _) in enumerate(shown)]),
+        np.concatenate([t for _, t, _ in shown]),
+        np.concatenate([np.full(len(t), i) for i, (_, t, _) in enumerate(shown)]),
+        [name for _, _, name in shown],
+        fig,
+    )
+    sections["figures"]["Test slices (real) and their translations (synthetic), per direction"] = fig
+    log("[4/5] translation scores in translations/<direction>/metrics.json")
+
+
+def study_stage(
+    cfg: RunConfig,
+    ckpt: Path,
+    metrics: dict[str, Any] | None,
+    out: Path,
+    data_dir: Path,
+    sections: dict[str, Any],
+    log: Log,
+) -> None:
+    """The augmentation study (the run's synthesizer reused for its own arm) and its figures."""
+    study = run_study(
+        cfg,
+        data_dir,
+        out / "study",
+        synthesizer_checkpoint=ckpt,
+        synthesizer_metrics=metrics,
+        real_classifier_dir=out / "real_classifier",
+    )
+    sections["study"] = study
+    for name, g in study.get("gates", {}).items():
+        if g.get("checkpoint") != str(ckpt) or not sections["gates"]:
+            sections["gates"][f"{name} (study synthesizer)"] = g
+    summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
+    for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):
+        if x == "fraction" and (summ.empty or summ["fraction"].nunique() < 2):
+            continue
+        p = auc_plot(summ, x, out / "figures" / name)
+        if p is not None:
+            what = "synthetic ratio" if x == "ratio" else "real-data fraction"
+            sections["figures"][f"Test AUC against {what} (95% CI over seeds)"] = p
+    log(f"[5/5] study: {len(study['summary'])} arm settings")
+
+
+def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
+    """Every stage of ``cfg`` into ``out``; re-running resumes finished stages. Returns ``report.html``."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))
@@ -62,122 +245,18 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Any = print) -> Path:
     atomic_write_text(out / "data_summary.json", json.dumps(summary, indent=2, default=float))
     log(f"[1/5] data: {summary['n_slices']} slices {tuple(summary['shape'])}, splits {summary['per_split']}")
 
-    tr = train_split(cfg, data_dir, ss)
-    cgan_dir = out / "cgan"
-    ckpts = list_checkpoints(cgan_dir / "checkpoints")
-    if ckpts and int(ckpts[-1].stem.split("-")[1]) >= cfg.train.steps:
-        ckpt = resolve_checkpoint(cgan_dir)  # the validation-selected best when there is one
-    else:
-        meta = {"classes": list(tr.classes), "shape": list(tr.shape), "data": data_meta(tr)}
-        ckpt = train_cgan_arrays(
-            cfg,
-            tr.images,
-            tr.manifest["label"].to_numpy(),
-            meta,
-            cgan_dir,
-            resume=bool(ckpts),
-            val=val_split(cfg, data_dir, ss),
-        )
-    log(f"[2/5] conditional GAN: {ckpt}")
-
-    test = ss.split("test")
-    samples = out / "samples"
-    counts = eval_counts(cfg.pipeline, test, tr, len(ss.classes))
-    m = _generate_fresh(ckpt, samples, counts, cfg.seed)
-    log(f"[3/5] generated {len(m)} slices into {samples} ({_describe(counts, ss.classes)})")
+    entry = registry.get(cfg.model.kind)
+    ckpt = train_stage(cfg, ss, out, data_dir)
+    log(f"[2/5] {entry.description}: {ckpt}")
 
     sections: dict[str, Any] = {"data": summary, "config": dump_config(cfg), "figures": {}, "gates": {}}
-    figs = out / "figures"
-    from medgan.io.npz import read_npz
-
-    syn = np.concatenate([read_npz(samples / f)["images"] for f in dict.fromkeys(m["path"])])
-    real_vs_synthetic_figure(
-        test.images,
-        test.manifest["label"].to_numpy(),
-        syn,
-        m["label"].to_numpy(),
-        list(ss.classes),
-        figs / "real_vs_synthetic.png",
-    )
-    sections["figures"]["Real (test split) vs synthetic slices per class"] = figs / "real_vs_synthetic.png"
-
     metrics = None
-    clf_dir = out / "real_classifier"
-    if cfg.pipeline.evaluate:
-        from medgan.metrics.evaluate import evaluate
-        from medgan.metrics.features import get_extractor
-        from medgan.training.seeding import resolve_device
-
-        cas_spec = None
-        if cfg.pipeline.label_scores:
-            cas_counts = split_class_counts(tr, cfg.pipeline.cas_n or len(tr), len(ss.classes))
-            _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed)
-            cas_spec = str(out / "samples-cas")
-        ext = get_extractor(cfg.pipeline.features, resolve_device(cfg.train.device))
-        metrics = evaluate(
-            cfg.data,
-            str(samples),
-            ext,
-            data_dir,
-            out=out / "evaluation",
-            run_dir=cgan_dir,
-            seed=cfg.seed,
-            label_scores="if-possible" if cfg.pipeline.label_scores else False,
-            classifier=cfg.classifier,
-            classifier_dir=clf_dir,
-            cas_synthetic=cas_spec,
-            gates=cfg.gates,
-        )
-        sections["metrics"] = metrics
-        if (out / "evaluation" / "closest_pairs.png").is_file():
-            sections["figures"]["Memorization check: closest synthetic (top) / training (bottom) pairs"] = (
-                out / "evaluation" / "closest_pairs.png"
-            )
-        if "gates" in metrics:
-            sections["gates"]["cgan (this run's conditional GAN)"] = metrics["gates"]
-        log(
-            f"[4/5] metrics: FID {metrics['fid']:.1f} (floor {metrics.get('floor_fid') or float('nan'):.1f}), "
-            f"precision {_f(metrics['precision'])}, recall {_f(metrics['recall'])}, "
-            f"coverage {_f(metrics['coverage'])}"
-            + (
-                f", label agreement {metrics['label_agreement']['agreement']:.2f}, CAS AUC {_f(metrics['cas']['auc'])}"
-                if "label_agreement" in metrics
-                else ""
-            )
-        )
-        if "gates" in metrics:
-            from medgan.metrics.gates import gates_verdict
-
-            log(f"      gates: {gates_verdict('the conditional GAN', metrics['gates']['results'])}")
-
+    if entry.makes == "samples":
+        metrics = sample_stages(cfg, ckpt, ss, out, data_dir, sections, log)
+    else:
+        translation_stages(cfg, ckpt, ss, out, data_dir, sections, log)
     if cfg.pipeline.study:
-        import pandas as pd
-
-        from medgan.study import run_study
-
-        study = run_study(
-            cfg,
-            data_dir,
-            out / "study",
-            cgan_checkpoint=ckpt,
-            cgan_metrics=metrics,
-            real_classifier_dir=clf_dir,
-        )
-        sections["study"] = study
-        for name, g in study.get("gates", {}).items():
-            if g.get("checkpoint") != str(ckpt) or not sections["gates"]:
-                sections["gates"][f"{name} (study synthesizer)"] = g
-        summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
-        for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):
-            if x == "fraction" and (summ.empty or summ["fraction"].nunique() < 2):
-                continue
-            p = auc_plot(summ, x, figs / name)
-            if p is not None:
-                sections["figures"][
-                    f"Test AUC against {'synthetic ratio' if x == 'ratio' else 'real-data fraction'} (95% CI over seeds)"
-                ] = p
-        log(f"[5/5] study: {len(study['summary'])} arm settings")
-
+        study_stage(cfg, ckpt, metrics, out, data_dir, sections, log)
     _, html = build_report(out, f"medgan run: {cfg.name}", sections)
     log(f"report: {html} ({time.perf_counter() - t0:.0f} s)")
     return html

@@ -19,34 +19,92 @@ other than ``real`` and ``classical`` is paired with both on the same seed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict
 
-from medgan.config import CycleGANConfig, RunConfig, StudyConfig
+from medgan import classifier
+from medgan.classifier.augment import classical_augmentation
+from medgan.classifier.metrics import bootstrap_metrics, delong_test, diagnostic_metrics, summarize_over_seeds
+from medgan.config import RunConfig, StudyConfig
 from medgan.data.sources import load_source
+from medgan.device import resolve_device
 from medgan.errors import ConfigError, InputError
 from medgan.io.atomic import atomic_write_text
+from medgan.metrics.evaluate import (
+    ensure_real_classifier,
+    eval_counts,
+    evaluate_sets,
+    gate_report,
+    split_class_counts,
+)
+from medgan.metrics.features import get_extractor
 from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsample
-from medgan.training.seeding import derive_seed
+from medgan.synthesis import registry
+from medgan.synthesis.registry import cyclegan_domains
+from medgan.train import data_meta, train_slices
+from medgan.training.checkpoint import (
+    checkpoint_step,
+    list_checkpoints,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+)
+from medgan.translate import translation_scores
 
 SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
 FILTER_POOL = 4  # a confidence-filtered arm chooses from this many times the samples it needs
 
 
-def _plan(cfg: RunConfig, labels: np.ndarray, classes: list[str]) -> list[tuple[float, int, np.ndarray]]:
+def _arm_kinds(specs: list[ArmSpec]) -> list[str]:
+    """The synthesizer kinds the arms draw from, in a fixed order (cgan first)."""
+    return sorted({sp.pool for sp in specs if sp.synthetic}, key=lambda k: (k != "cgan", k))
+
+
+def arm_config(cfg: RunConfig, kind: str) -> RunConfig:
+    """The config a study arm's synthesizer of ``kind`` trains with.
+
+    The run's own model when ``model.kind`` is ``kind`` (its training settings too, with
+    ``study.<kind>_steps`` as the length when given); otherwise ``study.<kind>`` (a typed model
+    section) with that kind's training defaults: only the length and the device settings come
+    from the run's ``train:``.
+    """
+    steps = {"cgan": cfg.study.cgan_steps, "cyclegan": cfg.study.cyclegan_steps}[kind]
+    if cfg.model.kind == kind:
+        c = cfg.model_copy(deep=True)
+        if steps:
+            c.train.steps = steps
+        return c
+    raw = cfg.model_dump(mode="json")
+    raw["model"] = getattr(cfg.study, kind).model_dump(mode="json")
+    keep = ("device", "amp", "channels_last", "log_every", "samples_per_class")
+    raw["train"] = {k: raw["train"][k] for k in keep}
+    raw["train"]["steps"] = steps or cfg.train.steps
+    raw["train"]["checkpoint_every"] = raw["train"]["sample_every"] = raw["train"]["steps"]
+    return RunConfig.model_validate(raw)
+
+
+def _plan(
+    cfg: RunConfig, labels: np.ndarray, classes: list[str], specs: list[ArmSpec]
+) -> list[tuple[float, int, np.ndarray]]:
     """All (fraction, seed, subset indices), validated before any training starts."""
     st = cfg.study
-    if "cyclegan" in st.arms and len(classes) != 2 and not st.cyclegan.get("domain_a"):
-        raise ConfigError(
-            "study.arms", "the cyclegan arm needs two classes (or study.cyclegan.domain_a/domain_b)"
-        )
+    if "cyclegan" in _arm_kinds(specs):
+        if cfg.data_b is not None:
+            raise ConfigError(
+                "study.arms",
+                "the cyclegan arm translates between two classes; this run's CycleGAN translates data into data_b",
+            )
+        c = arm_config(cfg, "cyclegan")
+        cyclegan_domains(c.model, classes, "model" if cfg.model.kind == "cyclegan" else "study.cyclegan")  # type: ignore[arg-type]
     if len(np.unique(labels)) < 2:
         raise InputError("data", "the train split holds a single class; a diagnostic study needs two or more")
     plan = []
@@ -62,24 +120,18 @@ def _plan(cfg: RunConfig, labels: np.ndarray, classes: list[str]) -> list[tuple[
     return plan
 
 
-def _fingerprint(cfg: RunConfig, cgan_checkpoint: Path | None) -> str:
+def _fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     """What a study cell's result depends on: finished cells are reused only under the same one."""
-    import hashlib
-
     d = cfg.model_dump(mode="json")
     keep = {k: d[k] for k in ("seed", "data", "data_b", "model", "train", "classifier", "study")}
     for k in ("device", "log_every", "sample_every", "samples_per_class"):
         keep["train"].pop(k, None)
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
     if not keep["study"].get("levers"):
-        keep["study"].pop(
-            "levers", None
-        )  # studies without levers keep the cells they had before levers existed
+        keep["study"].pop("levers", None)  # studies without levers keep their cells
     keep["classifier"].pop("device", None)
-    if cgan_checkpoint is not None:
-        from medgan.training.checkpoint import read_checkpoint_meta
-
-        keep["cgan_checkpoint"] = read_checkpoint_meta(cgan_checkpoint).get("sha256")
+    if reused is not None:
+        keep["cgan_checkpoint"] = read_checkpoint_meta(reused).get("sha256")
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -152,38 +204,24 @@ def _synth_dir(out: Path, kind: str, f: float, s: int) -> Path:
     return out / "synthesizers" / (f"{kind}-f{f:g}" if f == 1.0 else f"{kind}-f{f:g}-s{s}")
 
 
-def _cgan_checkpoint(
+def _synthesizer_checkpoint(
     cfg: RunConfig,
+    kind: str,
     x: np.ndarray,
     y: np.ndarray,
-    meta: dict,
+    meta: dict[str, Any],
     folder: Path,
     reuse: Path | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """The conditional GAN of one real subset: trained in ``folder`` (or resumed), or ``reuse``."""
-    from medgan.train import train_cgan_arrays
-    from medgan.training.checkpoint import list_checkpoints, resolve_checkpoint
-
-    c = cfg.model_copy(deep=True)
-    if cfg.study.cgan_steps:
-        c.train.steps = cfg.study.cgan_steps
+    """The ``kind`` synthesizer of one real subset: trained in ``folder`` (or resumed), or ``reuse``."""
+    c = arm_config(cfg, kind)
     ckpts = list_checkpoints(folder / "checkpoints")
-    if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps:
+    if ckpts and checkpoint_step(ckpts[-1]) >= c.train.steps:
         return resolve_checkpoint(folder)
     if reuse is not None:
         return reuse
-    return train_cgan_arrays(c, x, y, meta, folder, resume=bool(ckpts), val=val)
-
-
-def _cgan_samples(ckpt: Path, counts: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``counts[c]`` samples of each class ``c``; image ``k`` of class ``c`` from ``derive_seed(seed, c, k)``."""
-    from medgan.synthesis.cgan import CGANSynthesizer
-
-    synth = CGANSynthesizer(ckpt)
-    labels = [c for c, n in enumerate(counts) for _ in range(n)]
-    seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
-    return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+    return train_slices(c, x, y, meta, folder, resume=bool(ckpts), val=val if c.train.select.every else None)
 
 
 def _first_per_class(pool: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,57 +232,6 @@ def _first_per_class(pool: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.nd
         rank[y == c] = np.arange(int((y == c).sum()))
     keep = rank < n
     return x[keep], y[keep]
-
-
-def _cyclegan_checkpoint(
-    cfg: RunConfig, x: np.ndarray, y: np.ndarray, meta: dict, folder: Path
-) -> tuple[Path, int, int]:
-    """The CycleGAN of one real subset (trained in ``folder``, or resumed) and its domain labels A, B."""
-    from medgan.train import train_cyclegan_arrays
-    from medgan.training.checkpoint import list_checkpoints
-
-    opts = {"kind": "cyclegan", "g_channels": 32, "n_res_blocks": 6, **cfg.study.cyclegan}
-    mc = CycleGANConfig.model_validate(opts)
-    ia, ib = int(mc.domain_a), int(mc.domain_b)
-    raw = cfg.model_dump(mode="json")
-    raw["model"] = mc.model_dump(mode="json")
-    # the CycleGAN keeps its own reference defaults (batch 8, no DiffAugment, linear decay);
-    # only the length and the device settings come from the run's config
-    keep = ("device", "amp", "channels_last", "log_every", "samples_per_class")
-    raw["train"] = {k: raw["train"][k] for k in keep}
-    raw["train"]["steps"] = cfg.study.cyclegan_steps or cfg.train.steps
-    raw["train"]["checkpoint_every"] = raw["train"]["sample_every"] = raw["train"]["steps"]
-    c = RunConfig.model_validate(raw)
-    domains = {
-        "mode": "labels",
-        "a": meta["classes"][ia],
-        "b": meta["classes"][ib],
-        "label_a": ia,
-        "label_b": ib,
-    }
-    ckpts = list_checkpoints(folder / "checkpoints")
-    ckpt = ckpts[-1] if ckpts and int(ckpts[-1].stem.split("-")[1]) >= c.train.steps else None
-    if ckpt is None:
-        ckpt = train_cyclegan_arrays(
-            c, x[y == ia], x[y == ib], {**meta, "domains": domains}, folder, resume=bool(ckpts)
-        )
-    return ckpt, ia, ib
-
-
-def _cyclegan_pool(
-    ckpt: Path, x: np.ndarray, y: np.ndarray, ia: int, ib: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Translations of the subset into the other class (A -> B and B -> A), labelled with their target."""
-    import torch
-
-    from medgan.synthesis.cyclegan import CycleGANTranslator
-
-    tr = CycleGANTranslator(ckpt)
-    to_b = tr.translate(torch.from_numpy(x[y == ia]), "A2B").numpy()
-    to_a = tr.translate(torch.from_numpy(x[y == ib]), "B2A").numpy()
-    return np.concatenate([to_b, to_a]), np.concatenate(
-        [np.full(len(to_b), ib), np.full(len(to_a), ia)]
-    ).astype(np.int64)
 
 
 class _Gates:
@@ -277,19 +264,11 @@ class _Gates:
     def extractor(self) -> Any:
         """The feature extractor of ``pipeline.features`` (built on first use)."""
         if self._ext is None:
-            from medgan.metrics.features import get_extractor
-            from medgan.training.seeding import resolve_device
-
             self._ext = get_extractor(self.cfg.pipeline.features, resolve_device(self.cfg.train.device))
         return self._ext
 
-    def check(
-        self, name: str, kind: str, ckpt: Path, fraction: float, seed: int, **kw: Any
-    ) -> dict[str, Any]:
+    def check(self, name: str, kind: str, ckpt: Path, fraction: float, seed: int) -> dict[str, Any]:
         """The gate record of synthesizer ``name`` (computed, or read from ``gates/<name>.json``)."""
-        from medgan.metrics.evaluate import gate_report
-        from medgan.training.checkpoint import read_checkpoint_meta
-
         if name in self.records:
             return self.records[name]
         key = {
@@ -300,7 +279,7 @@ class _Gates:
             "classifier": self.cfg.classifier.model_dump(mode="json"),
         }
         cache = self.folder / f"{name}.json"
-        metrics = self.known.get(Path(ckpt)) if kind == "cgan" else None
+        metrics = self.known.get(Path(ckpt))
         source = "medgan run's evaluation" if metrics is not None else "the study's evaluation"
         if metrics is None and cache.is_file():
             with contextlib.suppress(json.JSONDecodeError, KeyError):
@@ -309,9 +288,8 @@ class _Gates:
                     metrics = rec["metrics"]
         if metrics is None:
             try:
-                metrics = (
-                    self._cgan_metrics(ckpt, name) if kind == "cgan" else self._cyclegan_metrics(ckpt, **kw)
-                )
+                samples = registry.get(kind).makes == "samples"
+                metrics = self._sample_metrics(ckpt, name) if samples else self._translation_metrics(ckpt)
             except InputError as err:  # e.g. a test split too small to score: every gate "not measured"
                 metrics = {"not_measured": str(err)}
             atomic_write_text(cache, json.dumps({"key": key, "metrics": metrics}, indent=2, default=float))
@@ -333,9 +311,7 @@ class _Gates:
         ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
         return tr, va, te, ty, vy, sy
 
-    def _cgan_metrics(self, ckpt: Path, name: str) -> dict[str, Any]:
-        from medgan.metrics.evaluate import eval_counts, evaluate_sets, split_class_counts
-
+    def _sample_metrics(self, ckpt: Path, name: str) -> dict[str, Any]:
         cfg, ss = self.cfg, self.ss
         tr, _, te, _, _, _ = self._sets()
         n_classes = len(ss.classes)
@@ -343,11 +319,12 @@ class _Gates:
         def as_list(c: int | dict[int, int]) -> list[int]:
             return [c] * n_classes if isinstance(c, int) else [c.get(i, 0) for i in range(n_classes)]
 
-        syn, syn_y = _cgan_samples(ckpt, as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed)
+        synth = registry.load(ckpt, makes="samples")
+        syn, syn_y = synth.sample_counts(as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed)
         cas = None
         if cfg.pipeline.label_scores:
             n = cfg.pipeline.cas_n or len(tr)
-            cas = _cgan_samples(ckpt, as_list(split_class_counts(tr, n, n_classes)), cfg.seed)
+            cas = synth.sample_counts(as_list(split_class_counts(tr, n, n_classes)), cfg.seed)
         return evaluate_sets(
             ss,
             "test",
@@ -364,13 +341,7 @@ class _Gates:
             cas_set=cas,
         )
 
-    def _cyclegan_metrics(self, ckpt: Path, ia: int, ib: int) -> dict[str, Any]:
-        import torch
-
-        from medgan.metrics.evaluate import ensure_real_classifier
-        from medgan.synthesis.cyclegan import CycleGANTranslator
-        from medgan.translate import translation_scores
-
+    def _translation_metrics(self, ckpt: Path) -> dict[str, Any]:
         tr, va, te, ty, vy, sy = self._sets()
         clf = None
         if self.cfg.pipeline.label_scores:
@@ -378,7 +349,8 @@ class _Gates:
                 clf = ensure_real_classifier(
                     tr.images, ty, va.images, vy, list(self.ss.classes), self.cfg.classifier, self.clf_dir
                 )
-        translator = CycleGANTranslator(ckpt)
+        translator = registry.load(ckpt, makes="translations")
+        ia, ib = int(translator.domains["label_a"]), int(translator.domains["label_b"])
         tag = self.cfg.data.model_dump_json()
         dirs: dict[str, Any] = {}
         accepted: list[np.ndarray] = []
@@ -416,19 +388,345 @@ class _Gates:
         return m
 
 
+@dataclass
+class _Splits:
+    """The study's real data: the loaded source, its splits and their labels."""
+
+    ss: Any
+    tr: Any
+    va: Any
+    te: Any
+    ty: np.ndarray
+    vy: np.ndarray
+    sy: np.ndarray
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names."""
+        return list(self.ss.classes)
+
+
+def _load_splits(cfg: RunConfig, data_dir: Path) -> _Splits:
+    """The config's data with train, val and test splits, all labelled (one-line error otherwise)."""
+    ss = load_source(cfg.data, data_dir)
+    tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
+    for name, part in (("train", tr), ("val", va), ("test", te)):
+        if len(part) == 0:
+            raise InputError("data", f"the {name} split is empty; the study needs train, val and test slices")
+        if (part.manifest["label"] < 0).any():
+            raise InputError("data", f"{name} slices are unlabelled; a diagnostic study needs labels")
+    ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
+    return _Splits(ss, tr, va, te, ty, vy, sy)
+
+
+class _Cells:
+    """Runs the cells of one (fraction, seed) subset: synthesizers, pools, classifiers, rows."""
+
+    def __init__(
+        self, cfg: RunConfig, d: _Splits, out: Path, cells: Path, gates: _Gates, reuse: dict[str, Path]
+    ) -> None:
+        self.cfg, self.d, self.out, self.cells, self.gates, self.reuse = cfg, d, out, cells, gates, reuse
+        self.specs = arm_specs(cfg.study)
+        self.kinds = _arm_kinds(self.specs)
+        self.meta = {"classes": d.classes, "shape": list(d.ss.shape), "data": data_meta(d.tr)}
+        self.positive = 1 if len(d.classes) == 2 else None
+        self.keep_real_clf = any(sp.synthetic and sp.min_confidence is not None for sp in self.specs)
+        ratios = [r for sp in self.specs if sp.synthetic for r in sp.ratios if r is not None]
+        self.max_ratio = max(ratios) if ratios else 0.0
+        # confidence filtering chooses from a cGAN pool FILTER_POOL times as large; image k of class
+        # c is the same image in both, so the unfiltered arms see exactly the first ``need`` per class
+        filtering = any(sp.pool == "cgan" and sp.min_confidence is not None for sp in self.specs)
+        self.factor = FILTER_POOL if filtering else 1
+        self.rows: list[dict[str, Any]] = []
+        self.probas: dict[tuple, np.ndarray] = {}
+        self.skipped: list[dict[str, Any]] = []
+
+    def run(self, f: float, s: int, idx: np.ndarray) -> None:
+        """Every cell of the subset ``idx`` (fraction ``f``, seed ``s``)."""
+        x, y = self.d.tr.images[idx], self.d.ty[idx]
+        keys = [_cell_key(sp.name, r, f, s) for sp in self.specs for r in sp.ratios]
+        all_done = all((self.cells / f"{k}.json").is_file() for k in keys)
+        pools, wide, failing = self._synthesizers(f, s, x, y, all_done)
+        real_clf = None
+        for sp in self.specs:
+            for ratio in sp.ratios:
+                if sp.synthetic and sp.pool in failing:
+                    self.skipped.append(
+                        {"arm": sp.name, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[sp.pool]}
+                    )
+                    continue
+                cell = self.cells / f"{_cell_key(sp.name, ratio, f, s)}.json"
+                if cell.is_file():
+                    real_clf = self._reload(cell, sp, ratio, f, s, all_done) or real_clf
+                    continue
+                pool = self._pool_for(sp, pools, wide, real_clf)
+                clf = self._cell(cell, sp, ratio, f, s, x, y, pool)
+                if sp.name == "real":
+                    real_clf = clf
+
+    def _synthesizers(
+        self, f: float, s: int, x: np.ndarray, y: np.ndarray, all_done: bool
+    ) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, str]]:
+        """Each arm kind's synthesizer of this subset (trained or reused), gated, and its pools."""
+        pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        wide: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # what confidence filtering chooses from
+        failing: dict[str, str] = {}  # kind -> why its arms are skipped
+        if all_done and not self.gates.active:  # every cell finished, no gate to check
+            return pools, wide, failing
+        meta = {
+            **self.meta,
+            "data": {**self.meta["data"], "n_train": len(x)},
+            "real_subset": {"fraction": f, "seed": s},
+        }
+        need = math.ceil(self.max_ratio * np.bincount(y).max())
+        for kind in self.kinds:
+            folder = _synth_dir(self.out, kind, f, s)
+            steps_set = getattr(self.cfg.study, f"{kind}_steps")
+            reuse = self.reuse.get(kind) if f == 1.0 and not steps_set else None
+            ckpt = _synthesizer_checkpoint(
+                self.cfg, kind, x, y, meta, folder, reuse, val=(self.d.va.images, self.d.vy)
+            )
+            if self.gates.active:
+                g = self.gates.check(folder.name, kind, ckpt, f, s)
+                if self.cfg.study.skip_failing_synthesizers and not g["passed"]:
+                    failing[kind] = g["verdict"]
+            if all_done or kind in failing:
+                continue
+            entry = registry.get(kind)
+            factor = self.factor if kind == "cgan" else 1
+            pool = entry.pool(registry.load(ckpt), x, y, need * factor, s)
+            wide[kind] = pool
+            pools[kind] = _first_per_class(pool, need) if factor > 1 else pool
+        return pools, wide, failing
+
+    def _reload(self, cell: Path, sp: ArmSpec, ratio: float | None, f: float, s: int, all_done: bool) -> Any:
+        """A finished cell's row and probabilities; for ``real``, its classifier when filtering needs it."""
+        rec = json.loads(cell.read_text(encoding="utf-8"))
+        self.probas[(sp.name, ratio, f, s)] = np.asarray(rec["proba"], dtype=np.float64)
+        self.rows.append(rec["row"])
+        if sp.name == "real" and self.keep_real_clf and not all_done:
+            device = resolve_device(self.cfg.classifier.device)
+            return classifier.TrainedClassifier.load(self.cells / f"real-f{f:g}-s{s}", device=device)
+        return None
+
+    @staticmethod
+    def _pool_for(
+        sp: ArmSpec, pools: dict[str, tuple], wide: dict[str, tuple], real_clf: Any
+    ) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
+        """The synthetic slices an arm mixes in, and whether confidence filtering chose them."""
+        pool = pools.get(sp.pool) if sp.synthetic else None
+        if pool is None or sp.min_confidence is None or real_clf is None:
+            return pool, False
+        x, y = wide.get(sp.pool, pool)
+        keep = filter_by_confidence(x, y, real_clf.predict_proba, sp.min_confidence)
+        return (x[keep], y[keep]), True
+
+    def _cell(
+        self,
+        cell: Path,
+        sp: ArmSpec,
+        ratio: float | None,
+        f: float,
+        s: int,
+        x: np.ndarray,
+        y: np.ndarray,
+        chosen: tuple[tuple[np.ndarray, np.ndarray] | None, bool],
+    ) -> Any:
+        """Train and score one cell's classifier; saves the cell; returns the classifier."""
+        pool, filtered = chosen
+        d, clf_cfg = self.d, self.cfg.classifier.model_copy(update={"seed": s})
+        ds = MixedDataset(
+            (x, y),
+            pool,
+            ratio=ratio or 1.0,
+            policy=sp.policy,
+            synthetic_weight=sp.synthetic_weight,
+            seed=s,
+            cap=sp.base == "cyclegan" or filtered,
+        )
+        init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
+        if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
+            syn = ds.synthetic
+            pre = classifier.train_classifier(
+                ds.images[syn], ds.labels[syn], d.va.images, d.vy, len(d.classes), clf_cfg, d.classes
+            )
+            init, ds_x, ds_y, w = pre.model.state_dict(), x, y, None
+        clf = classifier.train_classifier(
+            ds_x,
+            ds_y,
+            d.va.images,
+            d.vy,
+            len(d.classes),
+            clf_cfg,
+            d.classes,
+            sample_weight=w,
+            batch_transform=classical_augmentation(s) if sp.classical else None,
+            init_state=init,
+        )
+        p = clf.predict_proba(d.te.images)
+        self.probas[(sp.name, ratio, f, s)] = p
+        row = self._row(sp, ratio, f, s, ds, clf, p)
+        self.rows.append(row.record())
+        if sp.name == "real" and self.keep_real_clf:
+            clf.save(self.cells / f"real-f{f:g}-s{s}")
+        atomic_write_text(cell, json.dumps({"row": self.rows[-1], "proba": p.tolist()}, default=float))
+        atomic_write_text(self.out / "results.csv", pd.DataFrame(self.rows).to_csv(index=False))
+        return clf
+
+    def _row(
+        self, sp: ArmSpec, ratio: float | None, f: float, s: int, ds: MixedDataset, clf: Any, p: np.ndarray
+    ) -> StudyRow:
+        """The cell's result: test metrics with bootstrap CIs, and the paired comparisons."""
+        sy, pos = self.d.sy, self.positive
+        m = diagnostic_metrics(sy, p, **({"positive": pos} if pos is not None else {}))
+        ci = bootstrap_metrics(sy, p, n_boot=self.cfg.study.n_boot, seed=s)
+        scores: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, int | float)}
+        scores.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
+        scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
+        shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
+        row = StudyRow(
+            arm=sp.name,
+            ratio=ratio,
+            fraction=f,
+            seed=s,
+            n_real=ds.n_real,
+            n_synthetic=ds.n_synthetic,
+            lever=sp.lever,
+            synthetic_shortfall=shortfall,
+            **scores,
+            val_auc=clf.val_auc,
+            best_epoch=clf.best_epoch,
+        )
+        if pos is None:
+            return row
+        for ref in ("real", "classical"):
+            base = self.probas.get((ref, None, f, s))
+            if sp.name == ref or base is None or (ref == "classical" and not sp.synthetic):
+                continue
+            dl = delong_test(sy, base[:, pos], p[:, pos])
+            sfx = "" if ref == "real" else "_vs_classical"
+            setattr(row, f"auc_diff_vs_{ref}", -dl["diff"])  # arm - reference
+            setattr(row, f"delong_p{sfx}", dl["p_value"])
+        return row
+
+
+class StudyRow(BaseModel):
+    """One finished study cell (a row of ``results.csv``): the arm, its data and its test scores.
+
+    Test metrics (``auc``, ``acc``, ``sensitivity``, ... and their ``_ci_lo`` / ``_ci_hi``
+    bootstrap bounds) are the extra fields :func:`~medgan.classifier.metrics.diagnostic_metrics`
+    returns; the paired comparisons are set when the reference arm ran on the same seed.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    arm: str
+    ratio: float | None
+    fraction: float
+    seed: int
+    n_real: int
+    n_synthetic: int
+    lever: str | None = None
+    synthetic_shortfall: int | None = None
+    val_auc: float | None = None
+    best_epoch: int | None = None
+    auc_diff_vs_real: float | None = None
+    delong_p: float | None = None
+    auc_diff_vs_classical: float | None = None
+    delong_p_vs_classical: float | None = None
+
+    #: Fields left out of a row when unset (``ratio`` stays: None means "no synthetic ratio").
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "lever",
+        "synthetic_shortfall",
+        "auc_diff_vs_real",
+        "delong_p",
+        "auc_diff_vs_classical",
+        "delong_p_vs_classical",
+    )
+
+    def record(self) -> dict[str, Any]:
+        """The row as ``results.csv`` and the cell files hold it."""
+        return {k: v for k, v in self.model_dump().items() if not (k in self.OPTIONAL and v is None)}
+
+
+def _verdict(values: list[float], better: str, worse: str) -> tuple[float, list[float], str]:
+    """Mean, t-interval over seeds and the verdict it supports (a CI clear of 0, or not)."""
+    sm = summarize_over_seeds(values, bounds=(-1.0, 1.0))
+    lo, hi = sm["ci"]
+    return sm["mean"], list(sm["ci"]), better if lo > 0 else (worse if hi < 0 else "no clear difference")
+
+
+def _summary_row(arm: str, ratio: Any, f: float, g: pd.DataFrame, skipped: list[dict]) -> dict[str, Any]:
+    """One arm setting over seeds: mean metrics with t-intervals, the verdicts vs real and classical."""
+    rec: dict[str, Any] = {
+        "arm": arm,
+        "ratio": None if pd.isna(ratio) else ratio,
+        "fraction": f,
+        "seeds": len(g),
+    }
+    for metric in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1"):
+        if metric in g:
+            sm = summarize_over_seeds(g[metric].tolist(), bounds=(0.0, 1.0))
+            rec[metric], rec[f"{metric}_ci"] = sm["mean"], list(sm["ci"])
+    if arm != "real" and "auc_diff_vs_real" in g:
+        values = g["auc_diff_vs_real"].dropna().tolist()
+        rec["auc_diff_vs_real"], rec["auc_diff_ci"], rec["verdict"] = _verdict(values, "helped", "hurt")
+    if arm not in ("real", "classical") and g.get("auc_diff_vs_classical", pd.Series()).notna().any():
+        values = g["auc_diff_vs_classical"].dropna().tolist()
+        mean, ci, verdict = _verdict(values, "better than classical", "worse than classical")
+        rec["auc_diff_vs_classical"], rec["auc_diff_vs_classical_ci"], rec["verdict_vs_classical"] = (
+            mean,
+            ci,
+            verdict,
+        )
+    n_skipped = sum((k["arm"], k["ratio"], k["fraction"]) == (arm, rec["ratio"], f) for k in skipped)
+    if n_skipped:
+        rec["skipped_seeds"] = n_skipped
+    return rec
+
+
+def summarize(results: pd.DataFrame, skipped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``summary.csv``: one row per (arm, ratio, fraction) over seeds; arm settings every seed of
+    which was skipped (a failing synthesizer) get one row that says why."""
+    summary = [
+        _summary_row(arm, ratio, f, g, skipped)
+        for (arm, ratio, f), g in results.groupby(["arm", "ratio", "fraction"], dropna=False, sort=False)
+    ] if len(results) else []  # fmt: skip
+    done = {(r["arm"], r["ratio"], r["fraction"]) for r in summary}
+    for k in skipped:
+        key = (k["arm"], k["ratio"], k["fraction"])
+        if key in done:
+            continue
+        done.add(key)
+        summary.append(
+            {
+                "arm": k["arm"],
+                "ratio": k["ratio"],
+                "fraction": k["fraction"],
+                "seeds": 0,
+                "skipped_seeds": sum((j["arm"], j["ratio"], j["fraction"]) == key for j in skipped),
+                "verdict": "skipped: the synthesizer failed the quality gates",
+                "skipped_reason": k["reason"],
+            }
+        )
+    return summary
+
+
 def run_study(
     cfg: RunConfig,
     data_dir: Path,
     out: Path,
-    cgan_checkpoint: Path | None = None,
-    cgan_metrics: dict[str, Any] | None = None,
+    synthesizer_checkpoint: Path | None = None,
+    synthesizer_metrics: dict[str, Any] | None = None,
     real_classifier_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``.
 
-    ``cgan_checkpoint``: a conditional GAN already trained on the whole train split (``medgan run``'s),
-    reused for the 100 % fraction instead of training the same model again; ``cgan_metrics``: its
-    evaluation (``medgan run``'s metrics.json), used for its quality gates.
+    ``synthesizer_checkpoint``: the run's own synthesizer (``model.kind``), already trained on the
+    whole train split (``medgan run``'s), reused by the arm of its kind for the 100 % fraction
+    instead of training the same model again; ``synthesizer_metrics``: its evaluation, used for
+    its quality gates.
 
     Quality gates (``cfg.gates``): every synthesizer the study uses is compared with them (its
     metrics computed as ``medgan run`` does when not given; cached under ``out/gates/``, the real
@@ -441,236 +739,28 @@ def run_study(
     ``out/cells/<fingerprint>/``; a rerun with the same config reuses finished cells and trains
     only the rest (the fingerprint covers everything a cell depends on).
     """
-    from medgan.classifier import train_classifier
-    from medgan.classifier.augment import classical_augmentation
-    from medgan.classifier.metrics import (
-        bootstrap_metrics,
-        delong_test,
-        diagnostic_metrics,
-        summarize_over_seeds,
-    )
-    from medgan.train import data_meta
-
-    st = cfg.study
-    ss = load_source(cfg.data, data_dir)
-    tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
-    for name, part in (("train", tr), ("val", va), ("test", te)):
-        if len(part) == 0:
-            raise InputError("data", f"the {name} split is empty; the study needs train, val and test slices")
-        if (part.manifest["label"] < 0).any():
-            raise InputError("data", f"{name} slices are unlabelled; a diagnostic study needs labels")
-    ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
-    classes = list(ss.classes)
-    plan = _plan(cfg, ty, classes)  # every error before any training
+    d = _load_splits(cfg, data_dir)
+    plan = _plan(cfg, d.ty, d.classes, arm_specs(cfg.study))  # every error before any training
     out.mkdir(parents=True, exist_ok=True)
-    cells = out / "cells" / _fingerprint(cfg, cgan_checkpoint)
+    reuse = {cfg.model.kind: synthesizer_checkpoint} if synthesizer_checkpoint is not None else {}
+    cells = out / "cells" / _fingerprint(cfg, synthesizer_checkpoint)
     cells.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": classes, "shape": list(ss.shape), "data": data_meta(tr)}
-    positive = 1 if len(classes) == 2 else None
-    rows: list[dict[str, Any]] = []
-    probas: dict[tuple, np.ndarray] = {}
-    known = {Path(cgan_checkpoint): cgan_metrics} if cgan_checkpoint is not None and cgan_metrics else {}
-    gates = _Gates(cfg, ss, out, real_classifier_dir or out / "real_classifier", known)
-    skipped: list[dict[str, Any]] = []
-    specs = arm_specs(st)
-    pools_needed = {sp.pool for sp in specs if sp.synthetic}
-    keep_real_clf = any(sp.synthetic and sp.min_confidence is not None for sp in specs)
-    max_ratio = max(r for sp in specs for r in sp.ratios if r is not None) if pools_needed else 0.0
-    # confidence filtering chooses from a cGAN pool FILTER_POOL times as large; image k of class c is
-    # the same image in both, so the unfiltered arms see exactly the first ``need`` per class
-    factor = FILTER_POOL if any(sp.pool == "cgan" and sp.min_confidence is not None for sp in specs) else 1
+    known = {Path(synthesizer_checkpoint): synthesizer_metrics} if reuse and synthesizer_metrics else {}
+    gates = _Gates(cfg, d.ss, out, real_classifier_dir or out / "real_classifier", known)
+    runner = _Cells(cfg, d, out, cells, gates, reuse)
     for f, s, idx in plan:
-        x, y = tr.images[idx], ty[idx]
-        sub_meta = {
-            **meta,
-            "data": {**meta["data"], "n_train": len(idx)},
-            "real_subset": {"fraction": f, "seed": s},
-        }
-        clf_cfg = cfg.classifier.model_copy(update={"seed": s})
-        pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        filter_pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # what confidence filtering chooses from
-        need = max_ratio * np.bincount(y).max()
-        keys = [_cell_key(sp.name, ratio, f, s) for sp in specs for ratio in sp.ratios]
-        all_done = all((cells / f"{k}.json").is_file() for k in keys)
-        failing: dict[str, str] = {}  # pool name -> why its arms are skipped
-        # every cell finished and no gates to check: no synthesizer or pool is needed
-        if "cgan" in pools_needed and (not all_done or gates.active):
-            reuse = cgan_checkpoint if f == 1.0 and not st.cgan_steps else None
-            folder = _synth_dir(out, "cgan", f, s)
-            ckpt = _cgan_checkpoint(cfg, x, y, sub_meta, folder, reuse, val=(va.images, vy))
-            if gates.active:
-                g = gates.check(folder.name, "cgan", ckpt, f, s)
-                if st.skip_failing_synthesizers and not g["passed"]:
-                    failing["cgan"] = g["verdict"]
-            if not all_done and "cgan" not in failing:
-                wide = _cgan_samples(ckpt, [math.ceil(need) * factor] * len(classes), s)
-                pools["cgan"] = _first_per_class(wide, math.ceil(need)) if factor > 1 else wide
-                filter_pools["cgan"] = wide
-        if "cyclegan" in pools_needed and (not all_done or gates.active):
-            folder = _synth_dir(out, "cyclegan", f, s)
-            ckpt, ia, ib = _cyclegan_checkpoint(cfg, x, y, sub_meta, folder)
-            if gates.active:
-                g = gates.check(folder.name, "cyclegan", ckpt, f, s, ia=ia, ib=ib)
-                if st.skip_failing_synthesizers and not g["passed"]:
-                    failing["cyclegan"] = g["verdict"]
-            if not all_done and "cyclegan" not in failing:
-                pools["cyclegan"] = _cyclegan_pool(ckpt, x, y, ia, ib)
-        real_clf = None
-        for sp in specs:
-            for ratio in sp.ratios:
-                arm = sp.name
-                if sp.synthetic and sp.pool in failing:
-                    skipped.append(
-                        {"arm": arm, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[sp.pool]}
-                    )
-                    continue
-                cell = cells / f"{_cell_key(arm, ratio, f, s)}.json"
-                if cell.is_file():
-                    rec = json.loads(cell.read_text(encoding="utf-8"))
-                    probas[(arm, ratio, f, s)] = np.asarray(rec["proba"], dtype=np.float64)
-                    rows.append(rec["row"])
-                    if arm == "real" and keep_real_clf and not all_done:
-                        from medgan.classifier import TrainedClassifier
-                        from medgan.training.seeding import resolve_device
-
-                        real_clf = TrainedClassifier.load(
-                            cells / f"real-f{f:g}-s{s}", device=resolve_device(clf_cfg.device)
-                        )
-                    continue
-                pool = pools.get(sp.pool) if sp.synthetic else None
-                filtered = pool is not None and sp.min_confidence is not None and real_clf is not None
-                if filtered:
-                    wide = filter_pools.get(sp.pool, pool)
-                    keep = filter_by_confidence(wide[0], wide[1], real_clf.predict_proba, sp.min_confidence)
-                    pool = (wide[0][keep], wide[1][keep])
-                ds = MixedDataset(
-                    (x, y),
-                    pool,
-                    ratio=ratio or 1.0,
-                    policy=sp.policy,
-                    synthetic_weight=sp.synthetic_weight,
-                    seed=s,
-                    cap=sp.base == "cyclegan" or filtered,
-                )
-                aug = classical_augmentation(s) if sp.classical else None
-                init = None
-                if sp.pretrain and sp.synthetic and ds.n_synthetic:
-                    syn = ds.synthetic
-                    pre = train_classifier(
-                        ds.images[syn], ds.labels[syn], va.images, vy, len(classes), clf_cfg, classes
-                    )
-                    init = pre.model.state_dict()
-                    ds_x, ds_y, w = x, y, None
-                else:
-                    ds_x, ds_y, w = ds.images, ds.labels, ds.weights
-                clf = train_classifier(
-                    ds_x,
-                    ds_y,
-                    va.images,
-                    vy,
-                    len(classes),
-                    clf_cfg,
-                    classes,
-                    sample_weight=w,
-                    batch_transform=aug,
-                    init_state=init,
-                )
-                if arm == "real":
-                    real_clf = clf
-                p = clf.predict_proba(te.images)
-                probas[(arm, ratio, f, s)] = p
-                m = diagnostic_metrics(sy, p, **({"positive": positive} if positive is not None else {}))
-                ci = bootstrap_metrics(sy, p, n_boot=st.n_boot, seed=s)
-                row = {
-                    "arm": arm,
-                    "ratio": ratio,
-                    "fraction": f,
-                    "seed": s,
-                    "n_real": ds.n_real,
-                    "n_synthetic": ds.n_synthetic,
-                }
-                if sp.lever is not None:
-                    row["lever"] = sp.lever
-                if ds.shortfall:
-                    row["synthetic_shortfall"] = int(sum(ds.shortfall.values()))
-                row.update({k: v for k, v in m.items() if isinstance(v, int | float)})
-                row.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
-                row.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
-                row["val_auc"], row["best_epoch"] = clf.val_auc, clf.best_epoch
-                if positive is not None:
-                    for ref in ("real", "classical"):
-                        base = probas.get((ref, None, f, s))
-                        if arm == ref or base is None or (ref == "classical" and not sp.synthetic):
-                            continue
-                        d = delong_test(sy, base[:, positive], p[:, positive])
-                        sfx = "" if ref == "real" else "_vs_classical"
-                        row[f"auc_diff_vs_{ref}"] = -d["diff"]  # arm - reference
-                        row[f"delong_p{sfx}"] = d["p_value"]
-                rows.append(row)
-                if arm == "real" and keep_real_clf:
-                    clf.save(cells / f"real-f{f:g}-s{s}")
-                atomic_write_text(cell, json.dumps({"row": row, "proba": p.tolist()}, default=float))
-                atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
-    results = pd.DataFrame(rows)
-    summary = []
-    for (arm, ratio, f), g in results.groupby(["arm", "ratio", "fraction"], dropna=False, sort=False):
-        rec: dict[str, Any] = {
-            "arm": arm,
-            "ratio": None if pd.isna(ratio) else ratio,
-            "fraction": f,
-            "seeds": len(g),
-        }
-        for metric in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1"):
-            if metric in g:
-                sm = summarize_over_seeds(g[metric].tolist(), bounds=(0.0, 1.0))
-                rec[metric], rec[f"{metric}_ci"] = sm["mean"], list(sm["ci"])
-        if arm != "real" and "auc_diff_vs_real" in g:
-            sm = summarize_over_seeds(g["auc_diff_vs_real"].dropna().tolist(), bounds=(-1.0, 1.0))
-            rec["auc_diff_vs_real"], rec["auc_diff_ci"] = sm["mean"], list(sm["ci"])
-            lo, hi = sm["ci"]
-            rec["verdict"] = "helped" if lo > 0 else ("hurt" if hi < 0 else "no clear difference")
-        if arm not in ("real", "classical") and g.get("auc_diff_vs_classical", pd.Series()).notna().any():
-            sm = summarize_over_seeds(g["auc_diff_vs_classical"].dropna().tolist(), bounds=(-1.0, 1.0))
-            rec["auc_diff_vs_classical"], rec["auc_diff_vs_classical_ci"] = sm["mean"], list(sm["ci"])
-            lo, hi = sm["ci"]
-            rec["verdict_vs_classical"] = (
-                "better than classical"
-                if lo > 0
-                else ("worse than classical" if hi < 0 else "no clear difference")
-            )
-        skips = [k for k in skipped if (k["arm"], k["ratio"], k["fraction"]) == (arm, rec["ratio"], f)]
-        if skips:
-            rec["skipped_seeds"] = len(skips)
-        summary.append(rec)
-    done = {(r["arm"], r["ratio"], r["fraction"]) for r in summary}
-    for k in skipped:  # arm settings with no cell left: one summary row that says why
-        if (k["arm"], k["ratio"], k["fraction"]) not in done:
-            done.add((k["arm"], k["ratio"], k["fraction"]))
-            n = sum(
-                (j["arm"], j["ratio"], j["fraction"]) == (k["arm"], k["ratio"], k["fraction"])
-                for j in skipped
-            )
-            summary.append(
-                {
-                    "arm": k["arm"],
-                    "ratio": k["ratio"],
-                    "fraction": k["fraction"],
-                    "seeds": 0,
-                    "skipped_seeds": n,
-                    "verdict": "skipped: the synthesizer failed the quality gates",
-                    "skipped_reason": k["reason"],
-                }
-            )
+        runner.run(f, s, idx)
+    summary = summarize(pd.DataFrame(runner.rows), runner.skipped)
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     report = {
-        "classes": classes,
-        "n_train": len(tr),
-        "n_val": len(va),
-        "n_test": len(te),
-        "study": st.model_dump(mode="json"),
+        "classes": d.classes,
+        "n_train": len(d.tr),
+        "n_val": len(d.va),
+        "n_test": len(d.te),
+        "study": cfg.study.model_dump(mode="json"),
         "summary": summary,
         "gates": gates.records,
-        "skipped": skipped,
+        "skipped": runner.skipped,
     }
     atomic_write_text(out / "study.json", json.dumps(report, indent=2, default=float))
     return report

@@ -27,6 +27,9 @@ from medgan.errors import InputError
 from medgan.generate import OutputWriter, _check_writable, _record, _slug
 from medgan.io.atomic import FolderLock, atomic_write_text
 from medgan.progress import progress
+from medgan.synthesis import registry
+from medgan.synthesis.registry import cyclegan_domains
+from medgan.train import training_slices
 
 if TYPE_CHECKING:
     from medgan.metrics.features import FeatureExtractor
@@ -68,6 +71,13 @@ def domain_split(
         return sa.images, load_source(cfg.data_b, data_dir).split(split).images
     lab = sa.manifest["label"].to_numpy()
     return sa.images[lab == domains["label_a"]], sa.images[lab == domains["label_b"]]
+
+
+def domain_train_sets(cfg: RunConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Domain-A and domain-B train slices of a CycleGAN config, and its domains (as in its checkpoints)."""
+    images, labels, meta = training_slices(cfg, data_dir)
+    dom = meta.get("domains") or cyclegan_domains(cfg.model, meta["classes"])  # type: ignore[arg-type]
+    return images[labels == dom["label_a"]], images[labels == dom["label_b"]], dom
 
 
 def translation_scores(
@@ -132,9 +142,7 @@ def domain_classifier(
         if list_checkpoints(folder):
             return TrainedClassifier.load(folder), folder
     cfg = RunConfig.model_validate(meta["config"])
-    from medgan.train import cyclegan_domains
-
-    a, b, domains, _ = cyclegan_domains(cfg, data_dir)
+    a, b, domains = domain_train_sets(cfg, data_dir)
     va, vb = domain_split(cfg, data_dir, "val", domains)
     if len(va) == 0 or len(vb) == 0:
         raise InputError(
@@ -180,10 +188,9 @@ def translate(
     """
     from medgan.data.detect import source_from_spec
     from medgan.data.sources import load_source
+    from medgan.device import resolve_device
     from medgan.generate import FORMATS
-    from medgan.synthesis.cyclegan import CycleGANTranslator
     from medgan.training.checkpoint import resolve_checkpoint
-    from medgan.training.seeding import resolve_device
 
     if direction not in ("A2B", "B2A"):
         raise InputError("--translate", f"must be A2B or B2A (got {direction!r})")
@@ -196,7 +203,7 @@ def translate(
     if eval_split not in ("train", "val", "test"):
         raise InputError("eval_split", f"must be train, val or test (got {eval_split!r})")
     ckpt = resolve_checkpoint(checkpoint)
-    tr = CycleGANTranslator(ckpt, resolve_device(device))
+    tr = registry.load(ckpt, resolve_device(device), makes="translations")
     c, h, w = tr.shape
     data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
     ss = load_source(data, data_dir)
@@ -347,12 +354,11 @@ def _quality(
     cache: Path | None,
 ) -> dict[str, Any]:
     """:func:`translation_scores` against the target domain of the checkpoint's own data."""
+    from medgan.device import resolve_device
     from medgan.metrics.features import get_extractor
-    from medgan.train import cyclegan_domains
-    from medgan.training.seeding import resolve_device
 
     cfg = RunConfig.model_validate(tr.meta["config"])
-    a, b, domains, _ = cyclegan_domains(cfg, data_dir)
+    a, b, domains = domain_train_sets(cfg, data_dir)
     ea, eb = domain_split(cfg, data_dir, eval_split, domains)
     target_eval, target_train = (eb, b) if direction == "A2B" else (ea, a)
     ext = get_extractor(features, resolve_device(device), clf_dir if features == "domain" else None)

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from medgan.bundle import REQUIRED_METADATA_KEYS, export_bundle, script_generator, seeded_noise
 from medgan.cli import main
-from medgan.synthesis.cgan import CGANSynthesizer, noise_for_seeds
+from medgan.seeding import noise_for_seeds
+from medgan.synthesis.cgan import CGANSynthesizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.[a-z_]+` is deprecated:DeprecationWarning")
 
@@ -337,7 +338,7 @@ def test_cli_cyclegan_checkpoint(
     meta["model"]["kind"] = "cyclegan"
     fake.with_suffix(".json").write_text(json.dumps(meta))
     code, _, err = run_cli(capsys, "export-bundle", fake, "--out", tmp_path / "b")
-    assert_one_line_error(code, err, "cyclegan", "not a conditional GAN")
+    assert_one_line_error(code, err, "model.kind: 'cyclegan' is a CycleGAN", "needs a cgan checkpoint")
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
 
 

@@ -16,8 +16,8 @@ from PIL import Image
 from medgan.cli import main
 from medgan.errors import InputError
 from medgan.generate import counts_like, generate
+from medgan.seeding import derive_seed
 from medgan.synthesis.cgan import CGANSynthesizer
-from medgan.training.seeding import derive_seed
 from tests.conftest import require_tool
 
 
@@ -260,3 +260,51 @@ def test_cli_generate_counts_like(
     assert "needs --counts-like" in capsys.readouterr().err
     args = [*base, "--n-per-class", "2", "--counts-like", "medmnist:tinymnist", "--out", str(tmp_path / "i")]
     assert main(args) == 2 and "not both" in capsys.readouterr().err
+
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_cgan"
+
+
+def _legacy_digests(out: Path, fmt: str) -> dict[str, str]:
+    import hashlib
+
+    return {
+        f"out-{fmt}/{p.relative_to(out).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "generate.json" and not p.name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
+def test_checkpoint_from_before_the_registry_generates_the_same_bytes(fmt: str, tmp_path: Path) -> None:
+    """A checkpoint written at commit 9069526 (cGAN keys under ``train:``) loads, and generation
+    from it gives the files that commit wrote, byte for byte (tests/fixtures/legacy_cgan/README.md).
+
+    The expected files were written with 2 intra-op threads (CPU float sums follow the thread
+    split); DICOM files carry their generation time, so for them the pixel data and UIDs count.
+    """
+    import json
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = tmp_path / f"out-{fmt}"
+        generate(LEGACY / "step-0000002.safetensors", out, 3, fmt=fmt, seed=5)
+    finally:
+        torch.set_num_threads(threads)
+    lines = (LEGACY / "expected_sha256.txt").read_text().splitlines()
+    expected = {rel: digest for digest, rel in (ln.split() for ln in lines) if rel.startswith(f"out-{fmt}/")}
+    got = _legacy_digests(out, fmt)
+    if fmt == "dicom":
+        import hashlib
+
+        want = json.loads((LEGACY / "expected_dicom.json").read_text())
+        for rel, ref in want.items():
+            ds = pydicom.dcmread(out / rel.removeprefix("out-dicom/"))
+            assert hashlib.sha256(ds.PixelData).hexdigest() == ref["PixelData_sha256"], rel
+            for uid in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+                assert str(ds[uid].value) == ref[uid], (rel, uid)
+        got = {k: v for k, v in got.items() if k not in want}
+    assert got == expected

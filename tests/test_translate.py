@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from medgan.cli import main
 from medgan.config import config_from_dict
-from medgan.errors import InputError
+from medgan.errors import ConfigError, InputError
 from medgan.train import train
 from medgan.translate import translate
 from tests.synthesis.test_cyclegan import tiny_cycle_config
@@ -128,7 +128,9 @@ def test_bad_input(
 ) -> None:
     with pytest.raises(InputError, match="A2B or B2A"):
         translate(cycle_ckpt, tmp_path / "x", "AtoB", "medmnist:tinymnist", tiny_data_dir)
-    with pytest.raises(InputError, match="not a CycleGAN"):
+    with pytest.raises(
+        ConfigError, match=r"model.kind: 'cgan' is a class-conditional GAN.*needs a cyclegan checkpoint"
+    ):
         translate(tiny_checkpoint, tmp_path / "x", "A2B", "medmnist:tinymnist", tiny_data_dir)
     code = main(
         ["generate", "--checkpoint", str(cycle_ckpt), "--translate", "A2B", "--out", str(tmp_path / "y")]

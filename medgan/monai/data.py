@@ -13,7 +13,8 @@ from monai.data import MetaTensor
 from torch.utils.data import Dataset
 
 from medgan.errors import InputError
-from medgan.training.seeding import derive_seed
+from medgan.seeding import derive_seed
+from medgan.synthesis import registry
 
 
 def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
@@ -26,12 +27,12 @@ def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Te
 
 def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Any:
     """A :class:`~medgan.synthesis.cgan.CGANSynthesizer` from a checkpoint path (or pass one through)."""
+    from medgan.device import resolve_device
     from medgan.synthesis.cgan import CGANSynthesizer
-    from medgan.training.seeding import resolve_device
 
     if isinstance(checkpoint, CGANSynthesizer):
         return checkpoint
-    return CGANSynthesizer(checkpoint, resolve_device(str(device) if device is not None else "auto"))
+    return registry.load(checkpoint, resolve_device(str(device) if device is not None else "auto"), makes="samples")
 
 
 class SyntheticDataset(Dataset):

@@ -17,7 +17,10 @@ import torch
 
 from medgan import distributed
 from medgan.config import CGAN_LEGACY, CGANConfig, TrainConfig
+from medgan.device import autocast, fast_paths
 from medgan.errors import InputError
+from medgan.grids import make_grid
+from medgan.seeding import derive_seed, make_generator, noise_for_seeds
 from medgan.synthesis.diffaugment import diff_augment, resolve_policy
 from medgan.synthesis.losses import LeCam, accuracy, d_loss, g_loss, grad_penalty_at, gradient_penalty
 from medgan.synthesis.networks import build_cgan
@@ -28,57 +31,7 @@ from medgan.training.checkpoint import (
     state_dict_of,
 )
 from medgan.training.ema import ema_beta, make_ema, update_ema
-from medgan.training.seeding import autocast, fast_paths, make_generator
-
-
-class BatchSampler:
-    """Seeded, resumable batches from an in-memory tensor: shuffled epochs, or class-balanced draws."""
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        seed: int,
-        balanced: bool,
-        xflip: bool = False,
-    ) -> None:
-        self.images, self.labels = images, labels.to(images.device)
-        self.batch_size = min(batch_size, len(images))
-        self.balanced = balanced
-        self.xflip = xflip
-        self.gen = make_generator(seed, "cpu")
-        self.order = torch.empty(0, dtype=torch.long)
-        self.pos = 0
-        counts = torch.bincount(labels.cpu(), minlength=int(labels.max()) + 1).double()
-        self.weights = (1.0 / counts.clamp(min=1))[labels.cpu()]
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch (images, labels), on the images' device."""
-        if self.balanced:
-            idx = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.gen)
-        else:
-            if self.pos + self.batch_size > len(self.order):
-                self.order = torch.randperm(len(self.images), generator=self.gen)
-                self.pos = 0
-            idx = self.order[self.pos : self.pos + self.batch_size]
-            self.pos += self.batch_size
-        idx = idx.to(self.images.device)
-        x = self.images[idx]
-        if self.xflip:  # each image mirrored left-right with probability 1/2 (data augmentation)
-            flip = (torch.rand(len(idx), generator=self.gen) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x, self.labels[idx]
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """Tensors that restore the exact position in the stream."""
-        return {"gen": self.gen.get_state(), "order": self.order.clone(), "pos": torch.tensor(self.pos)}
-
-    def load(self, st: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state`."""
-        self.gen.set_state(st["gen"])
-        self.order = st["order"].clone()
-        self.pos = int(st["pos"])
+from medgan.training.sampler import ClassBatchSampler
 
 
 class ConditionalGAN:
@@ -110,9 +63,9 @@ class ConditionalGAN:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=train_cfg.lr_g, betas=train_cfg.betas, **fused)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=train_cfg.lr_d, betas=train_cfg.betas, **fused)
         self.gen = make_generator(distributed.rank_seed(seed + 1), device)  # noise and augmentation
-        self.sampler: BatchSampler | None = None
+        self.sampler: ClassBatchSampler | None = None
         self.policy: list[str] = []
-        self.lecam = LeCam(train_cfg.lecam_decay, device) if train_cfg.lecam_weight > 0 else None
+        self.lecam = LeCam(model_cfg.lecam_decay, device) if model_cfg.lecam_weight > 0 else None
         self.d_forward = self.d
         if train_cfg.compile:
             self.d_forward = torch.compile(self.d)  # type: ignore[assignment]
@@ -131,15 +84,15 @@ class ConditionalGAN:
 
         Under ``torchrun`` each rank draws its batches from its own share of the images.
         """
-        self.policy = resolve_policy(self.train_cfg.diffaugment, len(images))
+        self.policy = resolve_policy(self.model_cfg.diffaugment, len(images))
         images, labels = distributed.shard_rows(images), distributed.shard_rows(labels)
-        self.sampler = BatchSampler(
+        self.sampler = ClassBatchSampler(
             images.to(self.device),
             labels.to(self.device),
             self.train_cfg.batch_size,
             distributed.rank_seed(seed + 2),
-            self.train_cfg.class_balance,
-            self.train_cfg.xflip,
+            self.model_cfg.class_balance,
+            self.model_cfg.xflip,
         )
 
     def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
@@ -159,11 +112,11 @@ class ConditionalGAN:
         back in one transfer when it logs, so a GPU step never waits for the host.
         """
         assert self.sampler is not None, "attach_data() first"
-        tc = self.train_cfg
+        tc, mc = self.train_cfg, self.model_cfg
         self.g.train()
         self.d.train()
         out: dict[str, float | torch.Tensor] = {}
-        for _ in range(tc.d_steps):
+        for _ in range(mc.d_steps):
             real, y = self.sampler.next()
             if self.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
@@ -172,24 +125,24 @@ class ConditionalGAN:
                     fake = self.g(self._noise(len(y)), y)
                 s_real = self.d_sync(self._aug(real), y).float()
                 s_fake = self.d_sync(self._aug(fake), y).float()
-                loss = d_loss(tc.loss, s_real, s_fake)
+                loss = d_loss(mc.loss, s_real, s_fake)
             if self.lecam is not None:
                 self.lecam.update(s_real.detach(), s_fake.detach())
                 reg = self.lecam(s_real, s_fake)
-                loss = loss + tc.lecam_weight * reg
+                loss = loss + mc.lecam_weight * reg
                 out["lecam"] = reg.detach()
-            if tc.loss == "wgan-gp" and tc.gp_weight > 0:
+            if mc.loss == "wgan-gp" and mc.gp_weight > 0:
                 gp = gradient_penalty(
                     lambda x, y=y: self.d_sync(self._aug(x), y).float(), real, fake, self.gen
                 )
-                loss = loss + tc.gp_weight * gp
+                loss = loss + mc.gp_weight * gp
                 out["gp"] = gp.detach()
-            if step % tc.r1_every == 0:  # lazy regularisation: every r1_every steps, scaled up to match
-                for name, gamma, x in (("r1", tc.r1_gamma, real), ("r2", tc.r2_gamma, fake)):
+            if step % mc.r1_every == 0:  # lazy regularisation: every r1_every steps, scaled up to match
+                for name, gamma, x in (("r1", mc.r1_gamma, real), ("r2", mc.r2_gamma, fake)):
                     if gamma > 0:
                         with autocast(self.device, self.amp):
                             pen = grad_penalty_at(lambda v, y=y: self.d_sync(v, y).float(), self._aug(x))
-                        loss = loss + (gamma / 2) * tc.r1_every * pen
+                        loss = loss + (gamma / 2) * mc.r1_every * pen
                         out[name] = pen.detach()
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,25 +154,25 @@ class ConditionalGAN:
         with autocast(self.device, self.amp):
             fake = self.g_sync(self._noise(len(y)), y)
             s_gen = self.d_forward(self._aug(fake), y).float()
-            if tc.loss == "rpgan":  # each generated image paired with a real one of the last D batch
+            if mc.loss == "rpgan":  # each generated image paired with a real one of the last D batch
                 with torch.no_grad():
                     s_ref = self.d_forward(self._aug(real), y).float()
-                lg = g_loss(tc.loss, s_gen, s_ref)
+                lg = g_loss(mc.loss, s_gen, s_ref)
             else:
-                lg = g_loss(tc.loss, s_gen)
+                lg = g_loss(mc.loss, s_gen)
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()
         out["loss_g"] = lg.detach()
         world = distributed.world_size()
         beta = ema_beta(
-            tc.ema_decay,
-            tc.ema_kimg,
-            tc.ema_rampup,
+            mc.ema_decay,
+            mc.ema_kimg,
+            mc.ema_rampup,
             (step + 1) * tc.batch_size * world,
             tc.batch_size * world,
         )
-        update_ema(self.g_ema, self.g, beta if step >= tc.ema_start else 0.0)
+        update_ema(self.g_ema, self.g, beta if step >= mc.ema_start else 0.0)
         out["ema_beta"] = beta
         out["lr_g"], out["lr_d"] = self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
         return out
@@ -265,53 +218,6 @@ class ConditionalGAN:
             self.sampler.load(
                 {k.split(".", 2)[2]: v.cpu() for k, v in tensors.items() if k.startswith("rng.sampler.")}
             )
-
-
-def make_grid(images: np.ndarray, ncol: int, pad: int = 2) -> np.ndarray:
-    """Tile (N, C, H, W) images into one (C, H', W') image, ``ncol`` per row, padded with -1."""
-    n, c, h, w = images.shape
-    nrow = (n + ncol - 1) // ncol
-    grid = np.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), -1.0, dtype=np.float32)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        grid[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
-        ] = images[i]
-    return grid
-
-
-_GOLDEN = 0x9E3779B97F4A7C15 - 2**64  # SplitMix64 constants as signed int64
-_MIX1 = 0xBF58476D1CE4E5B9 - 2**64
-_MIX2 = 0x94D049BB133111EB - 2**64
-
-
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    """The SplitMix64 finaliser on int64 tensors (wrapping multiply, logical shifts)."""
-    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _MIX1
-    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _MIX2
-    return z ^ ((z >> 31) & ((1 << 33) - 1))
-
-
-def noise_for_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """One standard-normal vector per seed, a pure function of (seed, z_dim): independent of batching.
-
-    Counter-based and vectorised (no per-seed Python loop, so it keeps up with a GPU): the j-th
-    uniform of seed s is SplitMix64(SplitMix64(s) + j x golden ratio), 53 bits, and pairs of
-    uniforms become normals by Box-Muller in float64. Integer hashing is exact everywhere, so
-    CPU and CUDA draw the same vectors (float64 transcendentals agree to well below float32).
-    """
-    dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda"):  # float64 is not available everywhere (e.g. MPS)
-        return noise_for_seeds(seeds, z_dim, "cpu").to(dev)
-    s = torch.as_tensor(list(seeds) if not isinstance(seeds, torch.Tensor) else seeds, dtype=torch.int64)
-    s = s.to(dev)
-    half = (z_dim + 1) // 2
-    j = torch.arange(1, 2 * half + 1, dtype=torch.int64, device=dev)
-    x = _mix64(_mix64(s)[:, None] + j[None, :] * _GOLDEN)
-    u = (((x >> 11) & ((1 << 53) - 1)).double() + 0.5) * (1.0 / 2**53)  # in (0, 1)
-    r = torch.sqrt(-2.0 * torch.log(u[:, :half]))
-    theta = (2.0 * torch.pi) * u[:, half:]
-    return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :z_dim].float()
 
 
 @torch.no_grad()
@@ -400,3 +306,10 @@ class CGANSynthesizer:
         return generate_images(
             self.g, labels, seeds, self.model_cfg.z_dim, self.device, batch_size, precision
         )
+
+    def sample_counts(self, counts: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``counts[c]`` samples of each class ``c``, grouped by class; image ``k`` of class ``c`` comes
+        from ``derive_seed(seed, c, k)`` (as ``medgan generate``), so a larger count extends a smaller one."""
+        labels = [c for c, n in enumerate(counts) for _ in range(n)]
+        seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
+        return self.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)

@@ -26,8 +26,10 @@ from monai.networks.nets import MultiScalePatchDiscriminator
 
 from medgan import distributed
 from medgan.config import CycleGANConfig, TrainConfig
+from medgan.device import autocast, fast_paths
 from medgan.errors import InputError
-from medgan.synthesis.cgan import BatchSampler, make_grid
+from medgan.grids import make_grid
+from medgan.seeding import make_generator
 from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
 from medgan.synthesis.diffaugment import diff_augment
 from medgan.training.checkpoint import (
@@ -36,7 +38,7 @@ from medgan.training.checkpoint import (
     restore_training_state,
     state_dict_of,
 )
-from medgan.training.seeding import autocast, fast_paths, make_generator
+from medgan.training.sampler import ClassBatchSampler
 
 
 class ImagePool:
@@ -107,8 +109,8 @@ class CycleGAN:
         self.cpu_gen = make_generator(distributed.rank_seed(seed + 3), "cpu")  # image pools
         self.pool_a = ImagePool(model_cfg.pool_size, self.cpu_gen)
         self.pool_b = ImagePool(model_cfg.pool_size, self.cpu_gen)
-        self.sampler_a: BatchSampler | None = None
-        self.sampler_b: BatchSampler | None = None
+        self.sampler_a: ClassBatchSampler | None = None
+        self.sampler_b: ClassBatchSampler | None = None
         self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
         # the updates' forward passes: DDP wrappers under torchrun (gradients averaged over ranks),
         # the networks themselves in a single process (checkpoints keep the networks' own names)
@@ -123,14 +125,14 @@ class CycleGAN:
         """
         bs = self.train_cfg.batch_size
         own_a, own_b = distributed.shard_rows(a), distributed.shard_rows(b)
-        self.sampler_a = BatchSampler(
+        self.sampler_a = ClassBatchSampler(
             own_a.to(self.device),
             torch.zeros(len(own_a), dtype=torch.long, device=self.device),
             bs,
             distributed.rank_seed(seed + 2),
             False,
         )
-        self.sampler_b = BatchSampler(
+        self.sampler_b = ClassBatchSampler(
             own_b.to(self.device),
             torch.zeros(len(own_b), dtype=torch.long, device=self.device),
             bs,
@@ -145,9 +147,9 @@ class CycleGAN:
         return [(self.opt_g, self.train_cfg.lr_g), (self.opt_d, self.train_cfg.lr_d)]
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.train_cfg.diffaugment, self.gen)
+        return diff_augment(x, self.model_cfg.diffaugment, self.gen)
 
-    def _batch(self, sampler: BatchSampler | None) -> torch.Tensor:
+    def _batch(self, sampler: ClassBatchSampler | None) -> torch.Tensor:
         assert sampler is not None, "attach_data() first"
         x, _ = sampler.next()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -273,7 +275,7 @@ class CycleGANTranslator:
         tensors, meta = load_model_checkpoint(checkpoint, "cyclegan", "CycleGAN")
         self.meta, self.sha256 = meta, meta["sha256"]
         self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
-        self.domains: dict[str, str] = meta["domains"]
+        self.domains: dict[str, Any] = meta["domains"]
         self.model_cfg = CycleGANConfig.model_validate(meta["model"])
         self.device = torch.device(device)
         g_ab, g_ba, _, _ = build_cyclegan(self.model_cfg, self.shape)
@@ -291,3 +293,18 @@ class CycleGANTranslator:
             for i in range(0, len(images), batch_size)
         ]
         return torch.cat(outs) if outs else images[:0]
+
+    def translate_labelled(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every slice of domain A or B translated into the other domain, labelled with its target
+        (A -> B first, then B -> A); needs a CycleGAN between two classes of one dataset."""
+        dom = self.domains
+        if dom.get("mode") != "labels":
+            raise InputError(
+                "model.domain_a", "this CycleGAN translates between two datasets, not two classes"
+            )
+        ia, ib = int(dom["label_a"]), int(dom["label_b"])  # type: ignore[call-overload]
+        to_b = self.translate(torch.from_numpy(images[labels == ia]), "A2B").numpy()
+        to_a = self.translate(torch.from_numpy(images[labels == ib]), "B2A").numpy()
+        return np.concatenate([to_b, to_a]), np.concatenate(
+            [np.full(len(to_b), ib), np.full(len(to_a), ia)]
+        ).astype(np.int64)

@@ -133,9 +133,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def _refuse_pickle(path: Path) -> None:
+    """Refuse a pickle / ``torch.save`` file (zip or raw pickle) before anything reads it."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04":
+        raise InputError(
+            path,
+            "is a pickle / torch.save file; medgan loads only its own safetensors checkpoints and never unpickles",
+        )
+
+
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of a checkpoint (no tensors loaded, no hash check)."""
     p = resolve_checkpoint(path)
+    _refuse_pickle(p)
     meta_path = p.with_suffix(".json")
     if not meta_path.is_file():
         raise InputError(p, "no JSON metadata beside it; not a medgan checkpoint")
@@ -150,10 +164,6 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _looks_like_pickle(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    return head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04"
 
 
 def load_checkpoint(
@@ -161,11 +171,6 @@ def load_checkpoint(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load tensors + metadata, verifying the SHA-256. Pickles and foreign files are refused, never unpickled."""
     p = resolve_checkpoint(path)
-    if _looks_like_pickle(p):
-        raise InputError(
-            p,
-            "is a pickle / torch.save file; medgan loads only its own safetensors checkpoints and never unpickles",
-        )
     meta = read_checkpoint_meta(p)
     digest = sha256_file(p)
     if digest != meta.get("sha256"):

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from medgan import distributed
-from medgan.config import LEGACY_KEYS, RunConfig, dump_config
+from medgan.config import LEGACY_KEYS, RunConfig, dump_config, upgrade_raw
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
 from medgan.training.checkpoint import (
@@ -118,7 +118,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
-    a, b = _flat(saved), _flat(current)
+    a, b = _flat(upgrade_raw(saved, strict=False)), _flat(current)
     for k, v in LEGACY_KEYS.items():  # a run from before the key existed behaved as its legacy value
         if k not in a and k in b and not (k.startswith("model.") and a.get("model.kind") == "cyclegan"):
             a[k] = v

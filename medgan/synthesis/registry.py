@@ -1,0 +1,162 @@
+"""The synthesizer registry: one entry per ``model.kind``, the only place that maps a kind to code.
+
+An entry names the kind's config class (the ``model:`` section), how its training task is built
+on labelled slices, the class that loads a checkpoint for inference, what that class makes
+(``samples`` from noise and a label, or ``translations`` of real slices) and whether the kind
+supports checkpoint selection. ``medgan train`` / ``run`` / ``study`` build tasks through
+:func:`get`; ``generate``, ``augment``, ``export-bundle`` and the MONAI plug-in load checkpoints
+through :func:`load`, which reads the kind from the checkpoint and refuses one that cannot do
+what the caller needs with a one-line :class:`~medgan.errors.ConfigError` naming ``model.kind``.
+
+Adding a kind: a config class with ``kind: Literal[...]`` in :mod:`medgan.config` (added to
+``ModelConfig`` and ``MODEL_CONFIGS``), a task implementing :class:`medgan.training.loop.Task`,
+an inference class taking ``(checkpoint, device)``, and one :class:`SynthesizerKind` below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from medgan import distributed
+from medgan.config import CGANConfig, CycleGANConfig, RunConfig
+from medgan.errors import ConfigError, InputError
+from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
+from medgan.synthesis.cyclegan import CycleGAN, CycleGANTranslator
+from medgan.training.checkpoint import read_checkpoint_meta
+
+Makes = Literal["samples", "translations"]
+
+
+@dataclass(frozen=True)
+class SynthesizerKind:
+    """What one ``model.kind`` is and can do."""
+
+    kind: str
+    description: str
+    config: type[CGANConfig] | type[CycleGANConfig]
+    #: ``(cfg, images, labels, meta, device) -> task``: the training task with its data attached
+    build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Any]
+    #: ``(model_cfg, classes) -> dict``: what the kind adds to checkpoint metadata (e.g. domains)
+    describe: Callable[[Any, list[str]], dict[str, Any]]
+    #: ``(checkpoint, device) -> synthesizer`` for inference
+    inference: Callable[..., Any]
+    makes: Makes
+    selects: bool  # supports checkpoint selection on the validation split (train.select)
+
+    def pool(
+        self, synth: Any, images: np.ndarray, labels: np.ndarray, n_per_class: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Synthetic slices for a training set of real ``images`` / ``labels``: samples
+        (``n_per_class`` of every class) or translations of each real slice into the other domain."""
+        if self.makes == "samples":
+            return synth.sample_counts([n_per_class] * len(synth.classes), seed)
+        return synth.translate_labelled(images, labels)
+
+
+def domain_index(value: str | int, classes: list[str], key: str) -> int:
+    """The class index a CycleGAN domain names (a class name, or an index as int or digits)."""
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and value not in classes):
+        i = int(value)
+        if 0 <= i < len(classes):
+            return i
+    elif value in classes:
+        return classes.index(value)
+    raise ConfigError(key, f"{value!r} is not one of the data's classes {classes}")
+
+
+def cyclegan_domains(mc: CycleGANConfig, classes: list[str], key: str = "model") -> dict[str, Any]:
+    """Domains A and B of a CycleGAN whose two domains are two classes of one dataset."""
+    ia = domain_index(mc.domain_a, classes, f"{key}.domain_a")
+    ib = domain_index(mc.domain_b, classes, f"{key}.domain_b")
+    if ia == ib:
+        raise ConfigError(f"{key}.domain_b", "must differ from domain_a")
+    return {"mode": "labels", "a": classes[ia], "b": classes[ib], "label_a": ia, "label_b": ib}
+
+
+def _check_share(n: int, what: str) -> None:
+    """Under ``torchrun`` every rank needs at least one training image of its own."""
+    if n < distributed.world_size():
+        raise InputError(
+            "data", f"{n} {what} slices cannot be shared by {distributed.world_size()} processes"
+        )
+
+
+def _build_cgan(
+    cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
+) -> ConditionalGAN:
+    _check_share(len(images), "train")
+    task = ConditionalGAN(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)  # type: ignore[arg-type]
+    task.attach_data(torch.tensor(images), torch.tensor(np.asarray(labels, dtype=np.int64)), cfg.seed)
+    return task
+
+
+def _build_cyclegan(
+    cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
+) -> CycleGAN:
+    dom = meta["domains"]
+    labels = np.asarray(labels)
+    a, b = images[labels == dom["label_a"]], images[labels == dom["label_b"]]
+    for name, arr in (("A", a), ("B", b)):
+        if len(arr) == 0:
+            raise InputError("data", f"domain {name} ({dom[name.lower()]}) has no train slices")
+        _check_share(len(arr), f"domain {name}")
+    task = CycleGAN(cfg.model, cfg.train, images.shape[1:], device, cfg.seed)  # type: ignore[arg-type]
+    task.attach_data(torch.tensor(a), torch.tensor(b), cfg.seed)
+    return task
+
+
+KINDS: dict[str, SynthesizerKind] = {
+    "cgan": SynthesizerKind(
+        kind="cgan",
+        description="class-conditional GAN (noise + class -> slice)",
+        config=CGANConfig,
+        build_task=_build_cgan,
+        describe=lambda mc, classes: {},
+        inference=CGANSynthesizer,
+        makes="samples",
+        selects=True,
+    ),
+    "cyclegan": SynthesizerKind(
+        kind="cyclegan",
+        description="CycleGAN (unpaired translation between two domains)",
+        config=CycleGANConfig,
+        build_task=_build_cyclegan,
+        describe=lambda mc, classes: {"domains": cyclegan_domains(mc, classes)},
+        inference=CycleGANTranslator,
+        makes="translations",
+        selects=False,
+    ),
+}
+
+_NEEDS = {"samples": "makes slices from noise and a class", "translations": "translates real slices"}
+
+
+def get(kind: str, *, makes: Makes | None = None, where: str = "model.kind") -> SynthesizerKind:
+    """The entry of ``kind``; with ``makes``, refuse a kind that does not make that."""
+    entry = KINDS.get(kind)
+    if entry is None:
+        raise ConfigError(where, f"unknown synthesizer kind {kind!r}; choose one of {sorted(KINDS)}")
+    if makes is not None and entry.makes != makes:
+        able = " or ".join(sorted(k for k, e in KINDS.items() if e.makes == makes))
+        raise ConfigError(
+            where,
+            f"{kind!r} is a {entry.description}; this needs a {able} checkpoint (one that {_NEEDS[makes]})",
+        )
+    return entry
+
+
+def checkpoint_kind(checkpoint: str | Path, *, makes: Makes | None = None) -> SynthesizerKind:
+    """The entry of the kind a checkpoint was trained as (read from its metadata)."""
+    kind = str((read_checkpoint_meta(checkpoint).get("model") or {}).get("kind", "cgan"))
+    return get(kind, makes=makes, where=f"{checkpoint}: model.kind")
+
+
+def load(checkpoint: str | Path, device: str | torch.device = "cpu", *, makes: Makes | None = None) -> Any:
+    """The inference object of a checkpoint (sampler or translator), refusing a kind that cannot ``makes``."""
+    return checkpoint_kind(checkpoint, makes=makes).inference(checkpoint, device)
