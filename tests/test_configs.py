@@ -1,4 +1,5 @@
-"""Every config shipped in ``configs/`` goes through ``medgan run`` (tiny steps) to a report with its arms."""
+"""Every config shipped in ``configs/`` goes through ``medgan run`` (tiny steps) to a report with its arms;
+every data-source example in ``configs/data/`` through ``medgan data inspect``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import yaml
 from medgan.cli import main
 from medgan.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(ROOT.glob("*.yaml"))
+DATA_CONFIGS = sorted((ROOT / "data").glob("*.yaml"))
 
 #: Tiny lengths only: every key that shapes what runs (model kind, data, arms, levers) stays the config's.
 TINY = [
@@ -34,15 +37,50 @@ TINY = [
 
 
 def test_every_config_is_covered() -> None:
-    assert len(CONFIGS) >= 11
+    assert len(CONFIGS) >= 9 and len(DATA_CONFIGS) >= 2
     assert {load_config(c).model.kind for c in CONFIGS} == {"cgan", "cyclegan"}
+    assert sorted(ROOT.rglob("*.yaml")) == sorted(CONFIGS + DATA_CONFIGS)  # nothing elsewhere
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("config", DATA_CONFIGS, ids=[c.stem for c in DATA_CONFIGS])
+def test_data_config_inspects(config: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "inspect", str(config), "--data-dir", str(data_dir)]) == 0
+    assert "slices" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def my_images(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding ``my_images/`` built from BreastMNIST as docs/data.md shows."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgdata")
+    out = root / "my_images"
+    out.mkdir()
+    classes = {0: "malignant", 1: "benign"}
+    with np.load(data_dir / "medmnist" / "breastmnist.npz") as z:
+        rows = ["path,label,split"]
+        for split in ("train", "val", "test"):
+            for i, (img, lab) in enumerate(
+                zip(z[f"{split}_images"], z[f"{split}_labels"][:, 0], strict=True)
+            ):
+                name = f"{split} {i:04d}.png"
+                Image.fromarray(img).save(out / name)
+                rows.append(f"{name},{classes[int(lab)]},{split}")
+    (out / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_config_runs_end_to_end(config: Path, data_dir: Path, pool_features: str, tmp_path: Path) -> None:
+def test_config_runs_end_to_end(
+    config: Path, data_dir: Path, pool_features: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     cfg = load_config(config)
+    if config.stem == "image_folder":  # the user's own folder: built as docs/data.md shows
+        data_dir = request.getfixturevalue("my_images")
     ratio = f"study.ratios=[{cfg.study.ratios[0]}]"
     sets = [*TINY, ratio, f"pipeline.features={pool_features}"]
     if cfg.study.levers:
@@ -52,9 +90,11 @@ def test_config_runs_end_to_end(config: Path, data_dir: Path, pool_features: str
     out = tmp_path / "out"
     study = json.loads((out / "study" / "study.json").read_text())
     arms = {r["arm"] for r in study["summary"] if r.get("seeds")}
-    want = set(cfg.study.arms) | {f"{a}[{cfg.study.levers[0].name}]" for a in cfg.study.levers[0].arms} if (
-        cfg.study.levers
-    ) else set(cfg.study.arms)
+    want = (
+        set(cfg.study.arms) | {f"{a}[{cfg.study.levers[0].name}]" for a in cfg.study.levers[0].arms}
+        if (cfg.study.levers)
+        else set(cfg.study.arms)
+    )
     assert arms == want  # every configured arm ran (none skipped, none crashed)
     md = (out / "report.md").read_text()
     assert "## Does synthetic data help the classifier?" in md
@@ -66,7 +106,7 @@ def test_config_runs_end_to_end(config: Path, data_dir: Path, pool_features: str
             assert metrics["n_written"] > 0 and metrics["quality"]["fid"] is not None
             assert direction in md
         assert "## Translations" in md and (out / "figures" / "translations.png").is_file()
-    else:
+    elif cfg.pipeline.evaluate:
         assert "## Synthetic data quality" in md
         assert json.loads((out / "evaluation" / "metrics.json").read_text())["fid"] is not None
     assert yaml.safe_load((out / "config.resolved.yaml").read_text())["model"]["kind"] == cfg.model.kind

@@ -269,6 +269,39 @@ def _metrics_section(m: dict[str, Any]) -> list[str]:
     return md
 
 
+def _translations_section(t: dict[str, dict[str, Any]]) -> list[str]:
+    """A CycleGAN run's translations of the test split: label preservation and scores per direction."""
+    rows = []
+    for direction, m in t.items():
+        q = m.get("quality") or {}
+        fid = q.get("fid")
+        rows.append(
+            {
+                "direction": direction,
+                "source -> target": f"{m['source_domain']} -> {m['target_domain']}",
+                "translated": m["n_written"],
+                "classified as target": f"{m['share_classified_as_target']:.2f}",
+                "sources classified as target": f"{m['share_sources_classified_as_target']:.2f}",
+                "FID (floor)": "n/a" if fid is None else f"{fid:.2f} ({_num(q.get('floor_fid'))})",
+                "precision": _num(q.get("precision")),
+                "recall": _num(q.get("recall")),
+                "coverage": _num(q.get("coverage")),
+            }
+        )
+    return [
+        "## Translations",
+        "",
+        "The test split's slices of each domain translated into the other. *Classified as target*: the "
+        "share of translations that a classifier trained on the real train split (domain A vs B) "
+        "assigns to the target domain, beside the same share for the untranslated sources; FID, "
+        "precision, recall and coverage compare the translations with the real test slices of the "
+        "target domain, the floor with real train slices of it (docs/metrics.md).",
+        "",
+        _table(rows, list(rows[0])) if rows else "No translations.",
+        "",
+    ]
+
+
 def _study_section(st: dict[str, Any]) -> list[str]:
     """The study section: its table, then which arms helped, hurt or beat classical augmentation."""
     summary = st["summary"]
@@ -361,7 +394,8 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
 
     ``sections`` may hold: ``data`` (inspect summary), ``gates`` (synthesizer name -> its gate
     report: ``passed``, ``results``; shown before any metric or accuracy row), ``metrics``
-    (metrics.json dict), ``study`` (study.json dict), ``figures`` (caption -> PNG path),
+    (metrics.json dict), ``translations`` (direction -> a translation's metrics.json), ``study``
+    (study.json dict), ``figures`` (caption -> PNG path),
     ``config`` (YAML text).
     """
     md: list[str] = [f"# {title}", ""]
@@ -371,6 +405,8 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
         md += _gates_section(sections["gates"], sections.get("study"))
     if "metrics" in sections:
         md += _metrics_section(sections["metrics"])
+    if "translations" in sections:
+        md += _translations_section(sections["translations"])
     if "study" in sections:
         md += _study_section(sections["study"])
     figures = sections.get("figures", {})
