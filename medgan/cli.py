@@ -16,6 +16,7 @@ import typer
 
 from medgan import __version__
 from medgan.errors import MedganError
+from medgan.provenance import set_command
 
 app = typer.Typer(
     name="medgan",
@@ -575,6 +576,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medgan`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    set_command(["medgan", *args])
     debug = "--debug" in args
     try:
         _check_torchrun(args)

@@ -16,6 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medgan.io.atomic import atomic_write_text
+
+#: The command being run, as the user typed it (set by ``medgan.cli.main``); ``sys.argv`` otherwise.
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command line this process runs (``medgan.cli.main`` calls it with its arguments)."""
+    global _COMMAND
+    _COMMAND = [str(a) for a in argv]
+
+
 #: File name written by :func:`write_provenance`.
 PROVENANCE_NAME = "provenance.json"
 
@@ -119,7 +131,7 @@ def provenance(started: _dt.datetime | None = None) -> dict[str, Any]:
     except OSError:
         host = None
     return {
-        "command": list(sys.argv),
+        "command": list(_COMMAND) if _COMMAND is not None else list(sys.argv),
         "started_utc": started.astimezone(_dt.timezone.utc).isoformat(),
         "hostname": host,
         "versions": _versions(),
@@ -129,9 +141,20 @@ def provenance(started: _dt.datetime | None = None) -> dict[str, Any]:
 
 
 def write_provenance(folder: Path, started: _dt.datetime | None = None) -> Path:
-    """Write :func:`provenance` to ``<folder>/provenance.json`` atomically (creating ``folder``); return its path."""
-    from medgan.io.atomic import atomic_write_text
+    """Write :func:`provenance` to ``<folder>/provenance.json`` atomically (creating ``folder``); return its path.
 
+    A folder that already has one (a resumed run, a rerun of ``medgan run``) keeps the earlier
+    starts under ``earlier`` (oldest first), so every process that wrote into it is on record.
+    """
     path = Path(folder) / PROVENANCE_NAME
-    atomic_write_text(path, json.dumps(provenance(started), indent=2) + "\n")
+    rec = provenance(started)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            old = None
+        if isinstance(old, dict):
+            earlier = old.pop("earlier", [])
+            rec["earlier"] = [*(earlier if isinstance(earlier, list) else []), old]
+    atomic_write_text(path, json.dumps(rec, indent=2) + "\n")
     return path

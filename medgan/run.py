@@ -30,6 +30,7 @@ from medgan.io.npz import read_npz
 from medgan.metrics.evaluate import eval_counts, evaluate, split_class_counts
 from medgan.metrics.features import get_extractor
 from medgan.metrics.gates import gates_verdict
+from medgan.provenance import write_provenance
 from medgan.report import auc_plot, build_report, real_vs_synthetic_figure
 from medgan.study import run_study
 from medgan.synthesis import registry
@@ -239,6 +240,7 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     """Every stage of ``cfg`` into ``out``; re-running resumes finished stages. Returns ``report.html``."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    write_provenance(out)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))
     ss = load_source(cfg.data, data_dir)
     summary = summarize(ss)

@@ -49,6 +49,7 @@ from medgan.metrics.evaluate import (
 )
 from medgan.metrics.features import get_extractor
 from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsample
+from medgan.provenance import write_provenance
 from medgan.synthesis import registry
 from medgan.synthesis.registry import cyclegan_domains
 from medgan.train import data_meta, train_slices
@@ -742,6 +743,7 @@ def run_study(
     d = _load_splits(cfg, data_dir)
     plan = _plan(cfg, d.ty, d.classes, arm_specs(cfg.study))  # every error before any training
     out.mkdir(parents=True, exist_ok=True)
+    write_provenance(out)
     reuse = {cfg.model.kind: synthesizer_checkpoint} if synthesizer_checkpoint is not None else {}
     cells = out / "cells" / _fingerprint(cfg, synthesizer_checkpoint)
     cells.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -153,9 +154,23 @@ def test_rerun_resumes(tiny_run: Path, tiny_data_dir: Path, capsys: pytest.Captu
         rel for rel, (sha, ns) in before.items() if rel.startswith(REUSED) and after[rel] != (sha, ns)
     ]
     assert not rewritten, rewritten
-    # everything else (evaluation, figures, report) is rebuilt from them, byte for byte the same
+    # everything else (evaluation, figures, report) is rebuilt from them, byte for byte the same;
+    # the provenance of the run and of its study records this process beside the earlier one
     changed = [rel for rel in before if after[rel][0] != before[rel][0]]
-    assert not changed, changed  # REBUILT were stale: the same as before, so they were regenerated
+    assert sorted(changed) == ["provenance.json", "study/provenance.json"], changed
+    for rel in changed:
+        prov = json.loads((tiny_run / rel).read_text())
+        assert prov["command"] == [
+            "medgan",
+            "run",
+            str(cfg),
+            "--out",
+            str(tiny_run),
+            "--data-dir",
+            str(tiny_data_dir),
+        ]
+        assert prov["earlier"][0]["command"] == prov["command"]
+        assert len(prov["earlier"]) == 1 and prov["earlier"][0]["versions"] == prov["versions"]
 
 
 def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:

@@ -31,6 +31,33 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _software_section(run_dir: Path) -> list[str]:
+    """Versions, and (from the run folder's provenance.json) the command, code revision and device."""
+    versions = _versions()
+    md = ["## Software", "", _table([versions], list(versions)), ""]
+    prov_path = run_dir / "provenance.json"
+    if prov_path.is_file():
+        try:
+            prov = json.loads(prov_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return md
+        git = prov.get("git") or {}
+        rev = git.get("revision")
+        rev_text = (
+            "not a git checkout"
+            if not rev
+            else f"`{rev[:12]}`" + (" (uncommitted changes)" if git.get("dirty") else "")
+        )
+        dev = prov.get("device") or {}
+        md += [
+            f"Command: `{' '.join(prov.get('command') or [])}`; code revision: {rev_text}; "
+            f"device: {dev.get('device') or 'unknown'}"
+            " (run folder: provenance.json).",
+            "",
+        ]
+    return md
+
+
 def _savefig(fig: Any, path: Path) -> Path:
     from medgan.io.atomic import atomic_path
 
@@ -412,7 +439,7 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
     figures = sections.get("figures", {})
     if figures:
         md += _figures_section(figures, run_dir)
-    md += ["## Software", "", _table([_versions()], list(_versions())), ""]
+    md += _software_section(run_dir)
     if "config" in sections:
         md += ["## Config", "", "```yaml", sections["config"].rstrip(), "```", ""]
     text = "\n".join(md)

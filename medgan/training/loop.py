@@ -43,6 +43,8 @@ from medgan import distributed
 from medgan.config import LEGACY_KEYS, RunConfig, dump_config, upgrade_raw
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
+from medgan.io.images import write_png
+from medgan.provenance import write_provenance
 from medgan.training.checkpoint import (
     best_checkpoint,
     checkpoint_step,
@@ -256,6 +258,134 @@ class _Progress:
             self.bar.stop()
 
 
+class _Checkpoints:
+    """Writes the run's checkpoints: the task's state with the run's metadata (rank 0 only)."""
+
+    def __init__(
+        self, task: Task, cfg: RunConfig, run_dir: Path, meta: dict[str, Any], selector: Selector | None
+    ) -> None:
+        self.task, self.selector, self.seed = task, selector, cfg.seed
+        self.folder, self.keep_last = run_dir / "checkpoints", cfg.train.keep_last
+        self.config = cfg.model_dump(mode="json")
+        self.meta = meta
+        self.main, self.world = distributed.is_main(), distributed.world_size()
+
+    def __call__(self, step: int) -> Path:
+        """Write the checkpoint of ``step`` (a collective under ``torchrun``); returns its path."""
+        tensors, info = self.task.state_tensors()
+        tensors = _with_rank_streams(tensors)  # collective under torchrun: every rank gets here
+        if not self.main:
+            distributed.barrier()  # returns once rank 0 has written it
+            return self.folder / f"step-{step:07d}.safetensors"
+        full = {
+            **self.meta,
+            "config": self.config,
+            "model": self.config["model"],
+            "state_info": info,
+            "seed": self.seed,
+            **({"world_size": self.world} if self.world > 1 else {}),
+            **({"select": self.selector.state()} if self.selector is not None else {}),
+        }
+        path = save_checkpoint(self.folder, step, tensors, full, keep_last=self.keep_last)
+        distributed.barrier()
+        return path
+
+
+def _start(
+    task: Task,
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    device: torch.device | str,
+    selector: Selector | None,
+) -> Path | None:
+    """Prepare the run folder; on ``resume``, restore the task (and selector) from the last checkpoint.
+
+    Returns the checkpoint resumed from (None for a fresh run). A folder with checkpoints is
+    refused without ``resume``; a config that changed what the steps taken so far did is refused
+    on resume (:func:`check_resumable`).
+    """
+    existing = list_checkpoints(run_dir / "checkpoints")
+    main = distributed.is_main()
+    if resume:
+        if not existing:
+            raise InputError(run_dir, "nothing to resume: no checkpoint in this run folder")
+        tensors, saved = load_checkpoint(existing[-1], device)
+        check_resumable(saved["config"], cfg.model_dump(mode="json"), existing[-1])
+        task.load_state(_own_rank_streams(tensors, saved, existing[-1]), saved["state_info"])
+        if selector is not None:
+            selector.load_state(saved.get("select"))
+        if main:
+            _truncate_stats(run_dir / "stats.jsonl", int(saved["step"]))
+            _repair_best(run_dir / "checkpoints", (saved.get("select") or {}).get("best_step"))
+    elif existing:
+        raise InputError(
+            run_dir, "already holds checkpoints; pass --resume to continue it, or choose another --out"
+        )
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_provenance(run_dir)
+        atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
+    return existing[-1] if resume else None
+
+
+class _Loop:
+    """The steps of one :func:`fit`: learning rate, train step, logging, samples, selection, checkpoints."""
+
+    def __init__(
+        self, task: Task, cfg: RunConfig, run_dir: Path, checkpoints: _Checkpoints, selector: Selector | None
+    ) -> None:
+        self.task, self.cfg, self.tc, self.run_dir = task, cfg, cfg.train, run_dir
+        self.checkpoint, self.selector = checkpoints, selector
+        self.main, self.world = distributed.is_main(), distributed.world_size()
+        # only rank 0 scores (it alone holds a selector under torchrun), but every rank must write the
+        # same checkpoints: all take rank 0's cadence
+        self.select_every = distributed.broadcast_object(selector.every if selector is not None else 0)
+        self.t_window, self.n_window = time.perf_counter(), 0
+
+    def step(self, step: int) -> tuple[dict[str, float], bool]:
+        """One training step at ``step`` (the schedule applied first); its stats and whether it diverged."""
+        tc = self.tc
+        factor = lr_factor(step, tc.steps, tc.lr_schedule, tc.decay_start)
+        for opt, base_lr in self.task.optimizers():
+            for group in opt.param_groups:
+                group["lr"] = base_lr * factor
+        stats = scalars(self.task.train_step(step))
+        self.n_window += 1
+        return stats, not all(np.isfinite(v) for v in stats.values())
+
+    def log(self, step: int, stats: dict[str, float], stats_file: Any) -> dict[str, float]:
+        """Every ``log_every`` steps (and the last): the stats averaged over ranks, written by rank 0."""
+        if step % self.tc.log_every and step != self.tc.steps:
+            return stats
+        now = time.perf_counter()
+        rate = self.n_window * self.tc.batch_size * self.world / max(now - self.t_window, 1e-9)
+        stats = distributed.mean_scalars(stats)  # over ranks under torchrun
+        if self.main:
+            stats_file.write(json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n")
+            stats_file.flush()
+        self.t_window, self.n_window = now, 0
+        return stats
+
+    def after(self, step: int, stats_file: Any, last: Path | None) -> Path | None:
+        """Sample grid, validation score and checkpoint when their step comes; returns the last checkpoint."""
+        tc, last_step = self.tc, step == self.tc.steps
+        if self.main and (step % tc.sample_every == 0 or last_step):
+            grid = self.task.sample_grid(tc.samples_per_class, self.cfg.seed)
+            write_png(self.run_dir / "samples" / f"step-{step:07d}.png", grid)
+        selecting = self.select_every > 0 and (step % self.select_every == 0 or last_step)
+        improved = False
+        if selecting and self.selector is not None and self.main:
+            sel, improved = self.selector(self.task.generate, step)  # type: ignore[attr-defined]
+            stats_file.write(json.dumps({"step": step, **sel}) + "\n")
+            stats_file.flush()
+        if step % tc.checkpoint_every == 0 or last_step or selecting:
+            last = self.checkpoint(step)
+            if improved:
+                save_best(last)
+        return last
+
+
 def fit(
     task: Task,
     cfg: RunConfig,
@@ -270,79 +400,26 @@ def fit(
 
     ``meta`` (classes, shape, intensity, ...) goes into every checkpoint's JSON beside the config.
     ``selector``: checkpoint selection (see the module docstring); ``checkpoints/best.*`` then
-    holds the best-scoring checkpoint.
+    holds the best-scoring checkpoint. The run folder gets ``provenance.json`` (command line,
+    versions, code revision, device) at every start.
     """
-    from medgan.io.images import write_png
-
-    tc = cfg.train
     run_dir = Path(run_dir)
-    ckpt_dir, samples_dir, stats_path = run_dir / "checkpoints", run_dir / "samples", run_dir / "stats.jsonl"
-    config_dump = cfg.model_dump(mode="json")
+    last = _start(task, cfg, run_dir, resume, device, selector)
+    step = 0 if last is None else checkpoint_step(last)
+    checkpoint = _Checkpoints(task, cfg, run_dir, meta, selector)
+    loop = _Loop(task, cfg, run_dir, checkpoint, selector)
     main, world = distributed.is_main(), distributed.world_size()
-    existing = list_checkpoints(ckpt_dir)
-    start = 0
-    if resume:
-        if not existing:
-            raise InputError(run_dir, "nothing to resume: no checkpoint in this run folder")
-        tensors, saved = load_checkpoint(existing[-1], device)
-        check_resumable(saved["config"], config_dump, existing[-1])
-        task.load_state(_own_rank_streams(tensors, saved, existing[-1]), saved["state_info"])
-        start = int(saved["step"])
-        if selector is not None:
-            selector.load_state(saved.get("select"))
-        if main:
-            _truncate_stats(stats_path, start)
-            _repair_best(ckpt_dir, (saved.get("select") or {}).get("best_step"))
-    elif existing:
-        raise InputError(
-            run_dir, "already holds checkpoints; pass --resume to continue it, or choose another --out"
-        )
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.resolved.yaml", dump_config(cfg))
-
     stop = threading.Event()
     old_handler = None
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    def checkpoint(step: int) -> Path:
-        tensors, info = task.state_tensors()
-        tensors = _with_rank_streams(tensors)  # collective under torchrun: every rank gets here
-        if not main:
-            distributed.barrier()  # returns once rank 0 has written it
-            return ckpt_dir / f"step-{step:07d}.safetensors"
-        full = {
-            **meta,
-            "config": config_dump,
-            "model": config_dump["model"],
-            "state_info": info,
-            "seed": cfg.seed,
-            **({"world_size": world} if world > 1 else {}),
-            **({"select": selector.state()} if selector is not None else {}),
-        }
-        path = save_checkpoint(ckpt_dir, step, tensors, full, keep_last=tc.keep_last)
-        distributed.barrier()
-        return path
-
-    # only rank 0 scores (it alone holds a selector under torchrun), but every rank must write the
-    # same checkpoints: all take rank 0's cadence
-    select_every = distributed.broadcast_object(selector.every if selector is not None else 0)
-    progress = _Progress(tc.steps, start, enabled=main)
-    last: Path | None = existing[-1] if resume else None
-    t_window, n_window = time.perf_counter(), 0
-    step = start
+    progress = _Progress(cfg.train.steps, step, enabled=main)
+    stats_path = run_dir / "stats.jsonl"
     try:
         with open(stats_path, "a", encoding="utf-8") if main else contextlib.nullcontext() as stats_file:
-            while step < tc.steps:
-                factor = lr_factor(step, tc.steps, tc.lr_schedule, tc.decay_start)
-                for opt, base_lr in task.optimizers():
-                    for group in opt.param_groups:
-                        group["lr"] = base_lr * factor
-                stats = scalars(task.train_step(step))
+            while step < cfg.train.steps:
+                stats, diverged = loop.step(step)
                 step += 1
-                n_window += 1
-                diverged = not all(np.isfinite(v) for v in stats.values())
                 stopping = False
                 if world > 1:  # every rank takes the same decisions (one small CPU all-reduce)
                     diverged, stopping = distributed.any_flags(diverged, stop.is_set())
@@ -350,30 +427,8 @@ def fit(
                     raise MedganError(
                         f"{run_dir}: training diverged at step {step} (non-finite loss {stats})"
                     )
-                if step % tc.log_every == 0 or step == tc.steps:
-                    now = time.perf_counter()
-                    rate = n_window * tc.batch_size * world / max(now - t_window, 1e-9)
-                    stats = distributed.mean_scalars(stats)  # over ranks under torchrun
-                    if main:
-                        stats_file.write(
-                            json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n"
-                        )
-                        stats_file.flush()
-                    t_window, n_window = now, 0
-                progress.update(step, stats)
-                if main and (step % tc.sample_every == 0 or step == tc.steps):
-                    grid = task.sample_grid(tc.samples_per_class, cfg.seed)
-                    write_png(samples_dir / f"step-{step:07d}.png", grid)
-                selecting = select_every > 0 and (step % select_every == 0 or step == tc.steps)
-                improved = False
-                if selecting and selector is not None and main:
-                    sel, improved = selector(task.generate, step)  # type: ignore[attr-defined]
-                    stats_file.write(json.dumps({"step": step, **sel}) + "\n")
-                    stats_file.flush()
-                if step % tc.checkpoint_every == 0 or step == tc.steps or selecting:
-                    last = checkpoint(step)
-                    if improved:
-                        save_best(last)
+                progress.update(step, loop.log(step, stats, stats_file))
+                last = loop.after(step, stats_file, last)
                 if stopping if world > 1 else stop.is_set():
                     if last is None or not last.name.endswith(f"{step:07d}.safetensors"):
                         last = checkpoint(step)
