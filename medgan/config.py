@@ -24,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from medgan.data.intensity import WINDOW_PRESETS
 from medgan.errors import ConfigError
+from medgan.intensity import WINDOW_PRESETS
 from medgan.paths import resolve_under
 
 

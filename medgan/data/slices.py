@@ -1,10 +1,11 @@
 """Labelled 2-D slices: float32 in [-1, 1], shape (C, H, W), plus a manifest row per slice.
 
-Readers in :mod:`medgan.io` return either ready 2-D images (MedMNIST, image folders) or
-:class:`Volume` objects (DICOM series, NIfTI). :func:`volume_to_slices` turns a volume into
-labelled slices (lesion when the mask has at least ``min_lesion_px`` pixels), and
-:func:`build_sliceset` resizes, fixes channels, hashes and splits everything into a
-:class:`SliceSet`.
+Readers in :mod:`medgan.io` return raw 2-D images with manifest rows (MedMNIST, image
+folders) or :class:`~medgan.io.contract.Volume` objects (DICOM series, NIfTI), see
+:mod:`medgan.io.contract`. :func:`volume_to_slices` turns a volume into labelled slices (lesion
+when the mask has at least ``min_lesion_px`` pixels), and :func:`build_sliceset` resizes, fixes
+channels, hashes and splits everything into a :class:`SliceSet`; :mod:`medgan.data.sources`
+drives both.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from medgan.data.intensity import (
+from medgan.data.manifest import make_manifest
+from medgan.data.splits import assign_splits
+from medgan.errors import InputError
+from medgan.intensity import (
     WINDOW_PRESETS,
     IntensityRange,
     dtype_range,
@@ -27,38 +31,9 @@ from medgan.data.intensity import (
     percentile_range,
     window_range,
 )
-from medgan.data.manifest import make_manifest
-from medgan.data.splits import assign_splits
-from medgan.errors import InputError
+from medgan.io.contract import Volume, check_finite
 
 UNLABELLED = "unlabelled"
-
-
-@dataclass
-class Volume:
-    """A stack of 2-D slices from one file or series, in display orientation.
-
-    ``data`` is (Z, C, H, W) in raw units (HU for CT after RescaleSlope/Intercept);
-    ``mask`` is (Z, H, W) or None. Geometry follows DICOM's LPS patient convention.
-    """
-
-    data: np.ndarray
-    source_format: str
-    sources: list[str]
-    slice_index: list[int]
-    patient_id: str
-    mask: np.ndarray | None = None
-    mask_source: str | None = None
-    positions: np.ndarray | None = None  # (Z, 3) mm, first pixel centre
-    orientation: np.ndarray | None = None  # (6,) row then column direction cosines
-    spacing: tuple[float, float] | None = None  # (between rows, between columns) mm
-    thickness: float | None = None
-    modality: str | None = None
-    series_uid: str | None = None
-    sop_uids: list[str | None] | None = None
-    frames: list[int | None] | None = None
-    window_hint: tuple[float, float] | None = None
-    raw_dtype: str | None = None
 
 
 @dataclass
@@ -120,14 +95,6 @@ def resolve_intensity(
     if mode == "dtype":
         return dtype_range(np.dtype(raw_dtype or values.dtype))
     raise ValueError(f"unknown intensity mode {mode!r}")
-
-
-def check_finite(data: np.ndarray, where: str) -> None:
-    """Raise :class:`InputError` when ``data`` has NaN or Inf values."""
-    if np.issubdtype(data.dtype, np.floating):
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        if bad:
-            raise InputError(where, f"contains {bad} NaN/Inf voxel(s); clean the file or mask them first")
 
 
 def _fmt(values: Sequence[float] | np.ndarray | None) -> str | None:
@@ -223,25 +190,6 @@ def volume_to_slices(
             }
         )
     return images[keep], rows, int(z - keep.sum())
-
-
-def as_chw(image: np.ndarray) -> np.ndarray:
-    """A slice to be written, as float64 (C, H, W) with C = 1 or 3; (H, W) counts as grey.
-
-    Raises ``ValueError`` for other shapes, non-real dtypes and NaN / Inf values. Every writer
-    (PNG, NIfTI, DICOM) checks its input through this one function.
-    """
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
-        raise ValueError(f"expected an image of shape (C, H, W) with C = 1 or 3, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"expected a real-valued image, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("image has NaN or infinite values")
-    return arr
 
 
 def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:

@@ -1,7 +1,16 @@
-"""From a source config to a :class:`~medgan.data.slices.SliceSet`: one entry point for every format."""
+"""From a source config to a :class:`~medgan.data.slices.SliceSet`: one entry point for every format.
+
+The readers of :mod:`medgan.io` take plain arguments and return one of the two contracts of
+:mod:`medgan.io.contract`: :class:`~medgan.io.contract.Volume` objects (DICOM, NIfTI) or
+:class:`~medgan.io.contract.Images2D` (MedMNIST, image folders). This module is where a config
+becomes reader arguments and reader output becomes a SliceSet: :func:`_from_volumes` and
+:func:`_from_images` choose the intensity interval, normalise to [-1, 1], label, show paths
+relative to the data dir and hand everything to :func:`~medgan.data.slices.build_sliceset`.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +19,29 @@ from medgan.config import (
     DataConfig,
     DicomSource,
     ImageFolderSource,
+    IntensityConfig,
     MedMNISTSource,
     NiftiSource,
     VolumeOptions,
 )
-from medgan.data.slices import SliceSet, Volume, build_sliceset, volume_to_slices
+from medgan.data.slices import (
+    SliceSet,
+    build_sliceset,
+    resize_batch,
+    resolve_intensity,
+    to_channels,
+    volume_to_slices,
+)
+from medgan.intensity import normalize
+from medgan.io.contract import Images2D, Volume, check_finite
+from medgan.io.dicom import read_dicom_volumes
+from medgan.io.images import read_image_folder
+from medgan.io.medmnist import read_medmnist
+from medgan.io.nifti import read_case
 from medgan.paths import display_path
+
+#: MedMNIST files are uint8: their full range 0..255 maps onto [-1, 1].
+MEDMNIST_INTENSITY = IntensityConfig(mode="dtype")
 
 
 def _volume_kwargs(src: VolumeOptions) -> dict:
@@ -71,26 +97,80 @@ def _from_volumes(
     )
 
 
+def _auto_mode(mode: str, window: object | None, dtype: np.dtype) -> str:
+    """For 2-D images, ``auto`` means the dtype range for 8/16-bit files and min-max otherwise."""
+    if mode != "auto" or window is not None:
+        return mode
+    return "dtype" if dtype in (np.uint8, np.uint16) else "minmax"
+
+
+def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig, data_dir: Path) -> SliceSet:
+    """Normalise each batch of raw 2-D images on its own, then resize it at once (memory follows
+    the target size, not the files') and convert channels; paths are shown relative to ``data_dir``."""
+    size = data.hw()
+    arrays: list[np.ndarray] = []
+    rows: list[dict] = []
+    shown: dict[str, str] = {}
+    raw_lo, raw_hi = math.inf, -math.inf
+    for batch in images.batches:
+        raw = batch.pixels
+        if not len(raw):
+            continue
+        check_finite(raw, batch.source)
+        mode = _auto_mode(intensity.mode, intensity.window, raw.dtype)
+        rng = resolve_intensity(
+            raw, mode, intensity.window, tuple(intensity.percentiles), raw_dtype=raw.dtype.name
+        )
+        img = normalize(raw, rng)
+        if data.channels is not None:
+            img = to_channels(img, data.channels)
+        if size is not None:
+            img = resize_batch(img, size)
+        arrays.append(img)
+        raw_lo, raw_hi = min(raw_lo, float(raw.min())), max(raw_hi, float(raw.max()))
+        for row in batch.rows:
+            src = row["source"]
+            if src not in shown:
+                shown[src] = display_path(src, data_dir)
+            row.update(
+                source=shown[src], intensity_mode=rng.mode, intensity_lo=rng.lo, intensity_hi=rng.hi
+            )
+            rows.append(row)
+    info = dict(images.info)
+    if "file" in info:
+        info["file"] = display_path(info["file"], data_dir)
+    info.setdefault("raw_range", [raw_lo, raw_hi])
+    return build_sliceset(
+        arrays,
+        rows,
+        images.classes,
+        images.source_format,
+        size=size,
+        channels=data.channels,
+        fractions=(data.splits.train, data.splits.val, data.splits.test),
+        seed=data.splits.seed,
+        info=info,
+        where=images.where,
+    )
+
+
 def load_source(data: DataConfig, data_dir: Path) -> SliceSet:
     """Read every slice a :class:`DataConfig` describes (paths resolved under ``data_dir``)."""
     src = data.source.resolved(data_dir)
     if isinstance(src, MedMNISTSource):
-        from medgan.io.medmnist import load_medmnist
-
-        return load_medmnist(src, data, data_dir)
+        images = read_medmnist(src.name, data_dir, src.path, src.download)
+        return _from_images(images, MEDMNIST_INTENSITY, data, data_dir)
     if isinstance(src, ImageFolderSource):
-        from medgan.io.images import load_image_folder
-
-        return load_image_folder(src, data, data_dir)
+        images = read_image_folder(src.labels_csv, src.root, src.classes)
+        return _from_images(images, src.intensity, data, data_dir)
     if isinstance(src, DicomSource):
-        from medgan.io.dicom import read_dicom_volumes
-
         volumes = read_dicom_volumes(src.path, series=src.series, mask=src.mask, segments=src.segments)
         return _from_volumes(volumes, src, data, data_dir, "dicom", str(src.path))
     if isinstance(src, NiftiSource):
-        from medgan.io.nifti import read_case
-
-        volumes = [read_case(c, axis=src.axis, volume_index=src.volume_index) for c in src.case_list()]
+        volumes = [
+            read_case(c.image, c.mask, patient_id=c.patient_id, axis=src.axis, volume_index=src.volume_index)
+            for c in src.case_list()
+        ]
         where = str(src.case_list()[0].image)
         return _from_volumes(volumes, src, data, data_dir, "nifti", where)
     raise TypeError(f"unknown source {type(src).__name__}")

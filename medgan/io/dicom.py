@@ -1,4 +1,4 @@
-"""DICOM reader: files, multi-frame files and folders -> one :class:`~medgan.data.slices.Volume` per series.
+"""DICOM reader: files, multi-frame files and folders -> one :class:`~medgan.io.contract.Volume` per series.
 
 Conventions (all in one place):
 
@@ -50,10 +50,11 @@ from pydicom.uid import (
 from pydicom.valuerep import DSfloat
 
 from medgan import __version__
-from medgan.data.slices import Volume
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.contract import Volume, as_chw
 from medgan.io.limits import check_claim
+from medgan.io.nifti import read_itk, sitk_array
 from medgan.progress import progress
 
 __all__ = ["SyntheticDicomMeta", "read_dicom_volumes", "write_dicom"]
@@ -746,8 +747,6 @@ def _is_label_volume(mask: Path) -> bool:
 
 def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] | None, path: Path) -> None:
     """A NIfTI / NRRD / MHA label volume for the single series."""
-    from medgan.io.nifti import read_itk, sitk_array
-
     if len(volumes) != 1:
         raise InputError(
             mask,
@@ -1036,9 +1035,7 @@ def _check_meta(meta: SyntheticDicomMeta) -> None:
 
 
 def _pixels(image: np.ndarray) -> np.ndarray:
-    """A generated slice as float64 (C, H, W) (see :func:`~medgan.data.slices.as_chw`), within DICOM's size limit."""
-    from medgan.data.slices import as_chw
-
+    """A generated slice as float64 (C, H, W) (see :func:`~medgan.io.contract.as_chw`), within DICOM's size limit."""
     arr = as_chw(image)
     if arr.shape[1] > 65535 or arr.shape[2] > 65535:
         raise ValueError(f"image of {arr.shape[1]}x{arr.shape[2]} pixels is too large for DICOM")

@@ -2,7 +2,8 @@
 
 :func:`read_image` returns a file's raw values as (C, H, W) with C = 1 or 3 in the file's own
 dtype (16-bit PNG stays uint16); :func:`read_labels_csv` checks a ``path,label[,patient_id][,split]``
-CSV; :func:`load_image_folder` turns both into a :class:`~medgan.data.slices.SliceSet`.
+CSV; :func:`read_image_folder` returns both as the 2-D reader contract
+(:class:`~medgan.io.contract.Images2D`), reading one file at a time.
 """
 
 from __future__ import annotations
@@ -15,28 +16,17 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from medgan.config import DataConfig, ImageFolderSource
-from medgan.data.intensity import normalize
-from medgan.data.slices import (
-    SliceSet,
-    as_chw,
-    build_sliceset,
-    check_finite,
-    resize_batch,
-    resolve_intensity,
-    to_channels,
-)
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.contract import ImageBatch, Images2D, as_chw
 from medgan.io.limits import check_claim
-from medgan.paths import display_path
 from medgan.progress import progress
 
 #: Columns a labels CSV may have; ``path`` and ``label`` are required.
@@ -506,72 +496,45 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
 # --------------------------------------------------------------------------- the whole folder
 
 
-def _auto_mode(mode: str, window: object | None, dtype: np.dtype) -> str:
-    """For images, ``auto`` means the dtype range for 8/16-bit files and min-max otherwise."""
-    if mode != "auto" or window is not None:
-        return mode
-    return "dtype" if dtype in (np.uint8, np.uint16) else "minmax"
+def read_image_folder(
+    labels_csv: str | Path, root: str | Path | None = None, classes: list[str] | None = None
+) -> Images2D:
+    """Every image a labels CSV lists, as the 2-D reader contract (checked CSV first, files lazily).
 
-
-def load_image_folder(src: ImageFolderSource, data: DataConfig, data_dir: Path) -> SliceSet:
-    """Read every image a labels CSV lists into a :class:`SliceSet` (``src`` already resolved).
-
-    Each image is normalised to [-1, 1] on its own (``auto``: 0..255 for 8-bit, 0..65535 for
-    16-bit, min-max for float files), then resized to ``data.size`` and converted to
-    ``data.channels`` (default: 3 when any image is colour). Splits come from the CSV's ``split``
-    column when present, else they are assigned grouped by ``patient_id`` (each image its own
-    group without it) with identical images kept together.
+    ``root`` (default: the CSV's folder) and ``classes`` are as in :func:`read_labels_csv`. The
+    batches read one file each, in CSV order, with a progress bar: raw (1, C, H, W) pixels in
+    the file's dtype and one row (``split`` / ``patient_id`` when the CSV gives them). ``info``
+    has ``n_files``.
     """
-    csv_path = Path(src.labels_csv)
-    root = Path(src.root) if src.root is not None else csv_path.parent
-    frame, classes = read_labels_csv(csv_path, root, src.classes)
-    icfg = src.intensity
-    size = data.hw()
-    images: list[np.ndarray] = []
-    rows: list[dict] = []
-    raw_lo, raw_hi = math.inf, -math.inf
+    csv_path = Path(labels_csv)
+    frame, class_list = read_labels_csv(csv_path, Path(root) if root is not None else csv_path.parent, classes)
+    return Images2D(
+        class_list,
+        _image_batches(frame, csv_path),
+        "images",
+        where=str(csv_path),
+        info={"n_files": len(frame)},
+    )
+
+
+def _image_batches(frame: pd.DataFrame, csv_path: Path) -> Iterator[ImageBatch]:
+    """One :class:`ImageBatch` per listed file, read when the batch is asked for."""
     for rec in progress(frame.to_dict("records"), f"reading {csv_path.name}"):
         file = Path(rec["path"])
         raw, fmt = _read(file)
-        check_finite(raw, str(file))
-        mode = _auto_mode(icfg.mode, icfg.window, raw.dtype)
-        rng = resolve_intensity(raw, mode, icfg.window, tuple(icfg.percentiles), raw_dtype=raw.dtype.name)
-        img = normalize(raw, rng)[None]
-        if data.channels is not None:
-            img = to_channels(img, data.channels)
-        if size is not None:
-            img = resize_batch(img, size)  # early, so that memory follows the target size
-        images.append(img)
-        raw_lo, raw_hi = min(raw_lo, float(raw.min())), max(raw_hi, float(raw.max()))
         row = {
             "label": int(rec["label"]),
             "label_name": rec["label_name"],
-            "source": display_path(file, data_dir),
+            "source": str(file),
             "source_format": fmt,
             "rows": int(raw.shape[1]),
             "cols": int(raw.shape[2]),
-            "intensity_mode": rng.mode,
-            "intensity_lo": rng.lo,
-            "intensity_hi": rng.hi,
         }
         if rec.get("split"):
             row["split"] = rec["split"]
         if rec.get("patient_id"):
             row["patient_id"] = rec["patient_id"]
-        rows.append(row)
-    info = {"n_files": len(rows), "raw_range": [raw_lo, raw_hi]}
-    return build_sliceset(
-        images,
-        rows,
-        classes,
-        "images",
-        size=size,
-        channels=data.channels,
-        fractions=(data.splits.train, data.splits.val, data.splits.test),
-        seed=data.splits.seed,
-        info=info,
-        where=str(csv_path),
-    )
+        yield ImageBatch(raw[None], [row], str(file))
 
 
 # --------------------------------------------------------------------------- writing PNG

@@ -2,6 +2,8 @@
 
 ``medmnist:NAME`` resolves under the data directory; when the file is missing and the network
 is reachable it is downloaded from the official record with MD5 verification.
+:func:`read_medmnist` returns the 2-D reader contract (:class:`~medgan.io.contract.Images2D`):
+uint8 images per official split with their manifest rows.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.config import DataConfig, MedMNISTSource
-from medgan.data.intensity import dtype_range, normalize
-from medgan.data.slices import SliceSet, build_sliceset
 from medgan.errors import InputError
+from medgan.io.contract import ImageBatch, Images2D
 from medgan.io.npz import read_npz, read_npz_keys
-from medgan.paths import display_path, user_cache_dir
+from medgan.paths import user_cache_dir
 
 #: The official MedMNIST record (v3 on Zenodo; the 28-px files are byte-identical to v2).
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
@@ -270,19 +270,24 @@ def _class_indices(labs: np.ndarray, path: Path, key: str) -> np.ndarray:
     return labs.astype(np.int64)
 
 
-def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> SliceSet:
-    """Read a MedMNIST set with its official splits into a :class:`SliceSet`."""
-    path = resolve_medmnist(src.name, data_dir, src.path, src.download)
+def read_medmnist(name: str, data_dir: Path, path: Path | None = None, download: bool = True) -> Images2D:
+    """Read a MedMNIST set with its official splits (file found as :func:`resolve_medmnist` says).
+
+    One :class:`~medgan.io.contract.ImageBatch` per split present: uint8 pixels (n, C, H, W) and
+    rows carrying the official ``split``; ``info`` has ``file``, ``task`` and the integer
+    ``raw_range`` of all pixels.
+    """
+    path = resolve_medmnist(name, data_dir, path, download)
     splits = read_medmnist_npz(path)
-    info = MEDMNIST_INFO.get(_base_name(src.name.lower().removesuffix(".npz")))
+    info = MEDMNIST_INFO.get(_base_name(name.lower().removesuffix(".npz")))
     if not any(lab.size for _, lab in splits.values()):
         raise InputError(path, "holds no images (every split is empty)")
     n_classes = int(max(int(lab.max()) for _, lab in splits.values() if lab.size) + 1)
     classes = (
         list(info.labels) if info and len(info.labels) >= n_classes else [str(i) for i in range(n_classes)]
     )
-    shown = display_path(path, data_dir)
-    images, rows = [], []
+    source = str(path)
+    batches = []
     raw_lo, raw_hi = 255, 0
     for split, (imgs, labs) in splits.items():
         if imgs.dtype != np.uint8:
@@ -290,33 +295,26 @@ def load_medmnist(src: MedMNISTSource, data: DataConfig, data_dir: Path) -> Slic
         if labs.size and (labs.min() < 0 or labs.max() >= len(classes)):
             raise InputError(path, f"'{split}_labels' has values outside 0..{len(classes) - 1}")
         arr = imgs[:, None] if imgs.ndim == 3 else np.moveaxis(imgs, -1, 1)
-        rng = dtype_range(np.uint8)
-        images.append(normalize(arr, rng))
         if imgs.size:
             raw_lo, raw_hi = min(raw_lo, int(imgs.min())), max(raw_hi, int(imgs.max()))
-        for i, lab in enumerate(labs.tolist()):
-            rows.append(
-                {
-                    "label": lab,
-                    "label_name": classes[lab],
-                    "split": split,
-                    "source": shown,
-                    "source_format": "medmnist",
-                    "slice_index": i,
-                    "rows": arr.shape[2],
-                    "cols": arr.shape[3],
-                    "intensity_mode": rng.mode,
-                    "intensity_lo": rng.lo,
-                    "intensity_hi": rng.hi,
-                }
-            )
-    return build_sliceset(
-        images,
-        rows,
+        rows = [
+            {
+                "label": lab,
+                "label_name": classes[lab],
+                "split": split,
+                "source": source,
+                "source_format": "medmnist",
+                "slice_index": i,
+                "rows": arr.shape[2],
+                "cols": arr.shape[3],
+            }
+            for i, lab in enumerate(labs.tolist())
+        ]
+        batches.append(ImageBatch(arr, rows, source))
+    return Images2D(
         classes,
+        batches,
         "medmnist",
-        size=data.hw(),
-        channels=data.channels,
-        info={"file": shown, "task": info.task if info else None, "raw_range": [raw_lo, raw_hi]},
-        where=str(path),
+        where=source,
+        info={"file": source, "task": info.task if info else None, "raw_range": [raw_lo, raw_hi]},
     )

@@ -17,11 +17,10 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import OrientationError, apply_orientation, inv_ornt_aff, io_orientation
 
-from medgan.config import NiftiCase
-from medgan.data.intensity import denormalize
-from medgan.data.slices import Volume, check_finite
 from medgan.errors import InputError
+from medgan.intensity import denormalize
 from medgan.io.atomic import atomic_write_bytes
+from medgan.io.contract import Volume, as_chw, check_finite
 from medgan.io.limits import check_claim
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -183,9 +182,20 @@ def _canonical(arr: np.ndarray, aff: np.ndarray, path: Path) -> tuple[np.ndarray
         raise InputError(path, f"cannot determine the orientation from the affine ({_short(exc)})") from None
 
 
-def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = None) -> Volume:
-    """Read one image (and its optional mask) into a :class:`Volume` of display-oriented slices."""
-    img_path = Path(case.image)
+def read_case(
+    image: str | Path,
+    mask: str | Path | None = None,
+    *,
+    patient_id: str | None = None,
+    axis: str = "axial",
+    volume_index: int | None = None,
+) -> Volume:
+    """Read one image (and its optional mask) into a :class:`Volume` of display-oriented slices.
+
+    ``axis`` is ``axial``, ``coronal`` or ``sagittal``; ``volume_index`` picks one volume of a
+    4-D file (the mask's too when it is 4-D); ``patient_id`` defaults to the file's stem.
+    """
+    img_path = Path(image)
     arr, aff, dtype_name = read_array(img_path)
     arr = _to_3d(arr, img_path, volume_index)
     if arr.size == 0:
@@ -195,9 +205,9 @@ def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = N
     a = _AXES[axis]
     data = _slices(canon, a).astype(np.float32)[:, None]
 
-    mask = None
-    if case.mask is not None:
-        mpath = Path(case.mask)
+    mask_slices = None
+    if mask is not None:
+        mpath = Path(mask)
         marr, _, _ = read_array(mpath)
         marr = _to_3d(marr, mpath, volume_index if marr.ndim == 4 else None)
         if marr.shape != arr.shape:
@@ -205,7 +215,7 @@ def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = N
                 mpath, f"mask shape {marr.shape} does not match image shape {arr.shape} ({img_path.name})"
             )
         check_finite(np.asarray(marr), str(mpath))
-        mask = _slices(apply_orientation(np.asarray(marr), ornt), a) > 0
+        mask_slices = _slices(apply_orientation(np.asarray(marr), ornt), a) > 0
 
     # index along the file's own voxel axis for every canonical slice
     n = canon.shape[a]
@@ -228,9 +238,9 @@ def read_case(case: NiftiCase, axis: str = "axial", volume_index: int | None = N
         source_format="nifti",
         sources=[str(img_path)] * n,
         slice_index=slice_index,
-        patient_id=case.patient_id or _stem(img_path),
-        mask=None if mask is None else mask.astype(np.uint8),
-        mask_source=None if case.mask is None else str(case.mask),
+        patient_id=patient_id or _stem(img_path),
+        mask=None if mask_slices is None else mask_slices.astype(np.uint8),
+        mask_source=None if mask is None else str(mask),
         positions=positions,
         orientation=np.concatenate([row_dir, col_dir]),
         spacing=(float(np.linalg.norm(row_vec)), float(np.linalg.norm(col_vec))),
@@ -276,8 +286,6 @@ def write_nifti(
     lower = path.name.lower()
     if not lower.endswith((".nii.gz", ".nii")):
         raise ValueError(f"{path}: a NIfTI file name must end in .nii.gz or .nii")
-    from medgan.data.slices import as_chw
-
     arr = as_chw(image)
     if arr.shape[0] != 1:
         raise ValueError(f"NIfTI output takes grey images (1, H, W); got {arr.shape[0]} channels")

@@ -111,7 +111,7 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
             parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in dict.fromkeys(m["path"])]
             imgs = np.concatenate(parts)
         elif fmt == "png":
-            from medgan.data.intensity import dtype_range, normalize
+            from medgan.intensity import dtype_range, normalize
             from medgan.io.images import read_image
 
             arrs = [read_image(inside(p, f, p / "manifest.csv")) for f in m["path"]]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medgan.data.intensity import WINDOW_PRESETS, denormalize, normalize, percentile_range, window_range
 from medgan.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
-from medgan.data.slices import Volume, build_sliceset, resize_batch, to_channels, volume_to_slices
+from medgan.data.slices import build_sliceset, resize_batch, to_channels, volume_to_slices
 from medgan.errors import InputError
+from medgan.intensity import WINDOW_PRESETS, denormalize, normalize, percentile_range, window_range
+from medgan.io.contract import Volume
 
 
 def _volume(z: int = 6, mask: bool = True) -> Volume:

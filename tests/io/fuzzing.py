@@ -1219,7 +1219,6 @@ def _dicom_calls(path: Path, work: Path) -> list[ReaderCall]:
 def _nifti_calls(path: Path, work: Path) -> list[ReaderCall]:
     import nibabel as nib
 
-    from medgan.config import NiftiCase
     from medgan.io.dicom import read_dicom_volumes
     from medgan.io.nifti import read_case
 
@@ -1234,15 +1233,15 @@ def _nifti_calls(path: Path, work: Path) -> list[ReaderCall]:
         (ct_only / "ct.dcm").write_bytes(_dicom_bytes(dicom_seed("ct")))
     name = path.name
     return [
-        ReaderCall("read_case(image)", lambda: read_case(NiftiCase(image=path)), _sane_volume, (name,)),
+        ReaderCall("read_case(image)", lambda: read_case(path), _sane_volume, (name,)),
         ReaderCall(
             "read_case(image, coronal, volume 1)",
-            lambda: read_case(NiftiCase(image=path), axis="coronal", volume_index=1),
+            lambda: read_case(path, axis="coronal", volume_index=1),
             _sane_volume,
             (name,),
         ),
         ReaderCall(
-            "read_case(mask)", lambda: read_case(NiftiCase(image=companion, mask=path)), _sane_volume, (name,)
+            "read_case(mask)", lambda: read_case(companion, path), _sane_volume, (name,)
         ),
         ReaderCall(
             "read_dicom_volumes(mask=label volume)",

@@ -109,15 +109,14 @@ def test_max_voxels_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_lowered_limit_refuses_a_valid_file_with_a_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from medgan.config import NiftiCase
     from medgan.io.nifti import read_case
 
     p = tmp_path / "vol.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), str(p))
-    assert read_case(NiftiCase(image=p)).data.shape == (8, 1, 8, 8)
+    assert read_case(p).data.shape == (8, 1, 8, 8)
     monkeypatch.setenv(MAX_VOXELS_ENV, "100")
     with pytest.raises(InputError) as ei:
-        read_case(NiftiCase(image=p))
+        read_case(p)
     msg = str(ei.value)
     assert "vol.nii.gz" in msg and MAX_VOXELS_ENV in msg and "\n" not in msg
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medgan.config import NiftiCase, config_from_dict
+from medgan.config import config_from_dict
 from medgan.data.sources import load_source
 from medgan.errors import InputError
 from medgan.io.nifti import read_case
@@ -59,7 +59,7 @@ def test_min_lesion_px_and_empty_threshold(tmp_path: Path) -> None:
 def test_flipped_axis_keeps_file_slice_index(tmp_path: Path) -> None:
     aff = np.diag([1.0, 1.0, -1.0, 1.0])  # z voxel axis runs inferior
     img, mask = _pair(tmp_path, aff)
-    vol = read_case(NiftiCase(image=img, mask=mask))
+    vol = read_case(img, mask)
     # canonical order goes inferior -> superior, i.e. file index 7..0
     assert vol.slice_index == list(range(7, -1, -1))
     assert [int(vol.mask[k].sum()) for k in range(8)] == [0, 0, 1, 0, 4, 0, 0, 0]
@@ -70,8 +70,8 @@ def test_flipped_axis_keeps_file_slice_index(tmp_path: Path) -> None:
 
 def test_coronal_and_sagittal_shapes(tmp_path: Path) -> None:
     img, _ = _pair(tmp_path)
-    assert read_case(NiftiCase(image=img), axis="coronal").data.shape == (10, 1, 8, 12)
-    assert read_case(NiftiCase(image=img), axis="sagittal").data.shape == (12, 1, 8, 10)
+    assert read_case(img, axis="coronal").data.shape == (10, 1, 8, 12)
+    assert read_case(img, axis="sagittal").data.shape == (12, 1, 8, 10)
 
 
 def test_four_d_needs_volume_index(tmp_path: Path) -> None:
@@ -79,8 +79,8 @@ def test_four_d_needs_volume_index(tmp_path: Path) -> None:
     with pytest.raises(
         InputError, match=r"dwi\.nii\.gz: is 4-D with 3 volumes; choose one with data\.source\.volume_index"
     ):
-        read_case(NiftiCase(image=p))
-    assert read_case(NiftiCase(image=p), volume_index=2).data.shape == (4, 1, 6, 6)
+        read_case(p)
+    assert read_case(p, volume_index=2).data.shape == (4, 1, 6, 6)
 
 
 def test_mask_shape_mismatch(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_mask_shape_mismatch(tmp_path: Path) -> None:
     with pytest.raises(
         InputError, match=r"bad_mask\.nii\.gz: mask shape \(12, 10, 7\) does not match image shape"
     ):
-        read_case(NiftiCase(image=img, mask=bad))
+        read_case(img, bad)
 
 
 def test_nan_voxels(tmp_path: Path) -> None:
@@ -97,27 +97,27 @@ def test_nan_voxels(tmp_path: Path) -> None:
     arr[1, 1, 1] = np.inf
     p = _save(tmp_path / "nan.nii.gz", arr)
     with pytest.raises(InputError, match=r"nan\.nii\.gz: contains 1 NaN/Inf"):
-        read_case(NiftiCase(image=p))
+        read_case(p)
 
 
 def test_corrupt_and_non_nifti_files(tmp_path: Path) -> None:
     p = tmp_path / "junk.nii.gz"
     p.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(InputError, match=r"junk\.nii\.gz: not a readable NIfTI"):
-        read_case(NiftiCase(image=p))
+        read_case(p)
     img, _ = _pair(tmp_path)
     data = img.read_bytes()
     (tmp_path / "trunc.nii.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"trunc\.nii\.gz"):
-        read_case(NiftiCase(image=tmp_path / "trunc.nii.gz"))
+        read_case(tmp_path / "trunc.nii.gz")
 
 
 def test_nrrd_label_volume_via_simpleitk(tmp_path: Path) -> None:
     img, mask = _pair(tmp_path)
     m = sitk.ReadImage(str(mask))
     sitk.WriteImage(m, str(tmp_path / "mask.nrrd"))
-    a = read_case(NiftiCase(image=img, mask=mask))
-    b = read_case(NiftiCase(image=img, mask=tmp_path / "mask.nrrd"))
+    a = read_case(img, mask)
+    b = read_case(img, tmp_path / "mask.nrrd")
     assert np.array_equal(a.mask, b.mask)
 
 
@@ -141,7 +141,7 @@ def test_brain1_defaults_give_7_lesion_and_18_healthy(data_dir: Path) -> None:
 def test_slice_geometry_agrees_with_simpleitk(data_dir: Path) -> None:
     """A pixel's LPS position from the manifest geometry lands on the voxel with the same value in SimpleITK."""
     path = data_dir / "nifti/lesion_volumes/breast1_image.nii.gz"
-    vol = read_case(NiftiCase(image=path))
+    vol = read_case(path)
     ref = sitk.ReadImage(str(path))
     ref_arr = sitk.GetArrayFromImage(ref)  # (z, y, x)
     row_dir, col_dir = vol.orientation[:3], vol.orientation[3:]

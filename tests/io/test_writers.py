@@ -21,8 +21,7 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from medgan import __version__
-from medgan.config import NiftiCase
-from medgan.data.intensity import IntensityRange, denormalize, normalize
+from medgan.intensity import IntensityRange, denormalize, normalize
 from medgan.io.dicom import SyntheticDicomMeta, read_dicom_volumes, write_dicom
 from medgan.io.images import read_image, write_png
 from medgan.io.nifti import read_case, write_nifti
@@ -132,7 +131,7 @@ def test_png_bytes_are_deterministic(tmp_path: Path, bits: int) -> None:
 def test_nifti_round_trip_through_read_case(tmp_path: Path) -> None:
     x = _grey()
     out = write_nifti(tmp_path / "g.nii.gz", x, spacing=(0.7, 0.5), thickness=2.5, intensity=(-160.0, 240.0))
-    vol = read_case(NiftiCase(image=out))
+    vol = read_case(out)
     assert vol.data.shape == (1, *x.shape)
     np.testing.assert_allclose(vol.data[0], denormalize(x, -160.0, 240.0), atol=1e-4)
     np.testing.assert_allclose(normalize(vol.data[0], IntensityRange(-160.0, 240.0, "t")), x, atol=1e-6)
@@ -146,7 +145,7 @@ def test_nifti_round_trip_through_read_case(tmp_path: Path) -> None:
 def test_nifti_without_intensity_keeps_unit_values(tmp_path: Path) -> None:
     x = _grey(6, 9)
     out = write_nifti(tmp_path / "u.nii", x)
-    vol = read_case(NiftiCase(image=out))
+    vol = read_case(out)
     np.testing.assert_array_equal(vol.data[0], x)
     assert vol.spacing == (1.0, 1.0) and vol.thickness == 1.0
 

@@ -1,8 +1,9 @@
-"""Intensity normalisation to [-1, 1]: CT windows, percentiles, min-max and dtype ranges.
+"""Intensity normalisation to [-1, 1]: CT windows, percentiles, min-max and dtype ranges (leaf module).
 
 Every slice records the raw range ``(lo, hi)`` that was mapped linearly onto ``[-1, 1]``
 (values outside are clipped), so outputs can be mapped back to raw units with
-:func:`denormalize`.
+:func:`denormalize`. A leaf module (numpy only): the config validates window names against
+:data:`WINDOW_PRESETS`, the data layer normalises with it and the NIfTI writer denormalises.
 """
 
 from __future__ import annotations
