@@ -24,8 +24,6 @@ seeds as in ``medgan generate``).
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +31,24 @@ import numpy as np
 import pandas as pd
 
 from medgan.config import RunConfig
+from medgan.data.sources import load_source
 from medgan.errors import ConfigError, InputError
-from medgan.io.atomic import FolderLock, atomic_write_text
+from medgan.generate import generate
+from medgan.io.atomic import atomic_write_text
+from medgan.io.images import write_png
+from medgan.io.nifti import write_nifti
+from medgan.io.output import OutputFolder
 from medgan.mixing import plan_mix
+from medgan.paths import slug
 from medgan.progress import progress
 from medgan.synthesis import registry
+from medgan.train import data_meta
 
 DATALIST = "datalist.json"
 MANIFEST = "manifest.csv"
 RECORD = "augment.json"
 SPLIT_KEYS = {"train": "training", "val": "validation", "test": "test"}
 _EXT = {"png": ".png", "nifti": ".nii.gz"}
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "class"
 
 
 def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> list[Any]:
@@ -82,135 +83,124 @@ def _split_counts(n: int, parts: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(parts)]
 
 
-def _record(out: Path, params: dict[str, Any], overwrite: bool) -> None:
-    path = out / RECORD
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        diff = [k for k in params if old.get(k) != params[k]]
-        if diff and not overwrite:
-            raise InputError(
-                out,
-                f"holds a different augmented dataset ({', '.join(diff)} differ); use another --out or --overwrite",
+def _real_row(rel: str, split: str, lab: int, classes: list[str], m: pd.Series) -> dict[str, Any]:
+    return {
+        "path": rel,
+        "split": split,
+        "label": lab,
+        "label_name": classes[lab],
+        "source": "real",
+        "checkpoint": "",
+        "checkpoint_sha256": "",
+        "seed": pd.NA,
+        "origin": str(m["source"]),
+        "origin_slice_index": m["slice_index"],
+    }
+
+
+def _write_real(ss: Any, keep: np.ndarray, out: Path, cfg: RunConfig) -> list[dict[str, Any]]:
+    """The real slices (the kept train slices, all of val and test) as files; their manifest rows."""
+    ac, classes = cfg.augment, list(ss.classes)
+    inten = data_meta(ss.split("train"))["intensity"]
+    intensity = (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
+    jobs: list[tuple[str, int, Any]] = []  # (split, row in the split, slice set)
+    for split in ("train", "val", "test"):
+        part = ss.split(split)
+        idx = keep if split == "train" else np.arange(len(part))
+        jobs += [(split, int(i), part) for i in idx]
+    rows = []
+    for split, i, part in progress(jobs, "real slices"):
+        m = part.manifest.iloc[i]
+        lab = int(m["label"])
+        rel = f"real/{split}/{lab:02d}-{slug(classes[lab])}/{int(m['slice_id']):06d}{_EXT[ac.format]}"
+        path = out / rel
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if ac.format == "png":
+                write_png(path, part.images[i], bits=ac.bits)
+            else:
+                sr, sc = m["spacing_row"], m["spacing_col"]
+                write_nifti(
+                    path,
+                    part.images[i],
+                    spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
+                    thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
+                    intensity=intensity,
+                    description="real slice (medgan augment)",
+                )
+        rows.append(_real_row(rel, split, lab, classes, m))
+    return rows
+
+
+def _write_synthetic(
+    cfg: RunConfig, synths: list[Any], take: dict[int, int], out: Path, classes: list[str]
+) -> list[dict[str, Any]]:
+    """Each class's synthetic count split between the checkpoints, generated into ``synthetic/``."""
+    ac, rows = cfg.augment, []
+    for k, (ck, synth) in enumerate(zip(ac.checkpoints, synths, strict=True)):
+        for c, n_all in sorted(take.items()):
+            n = _split_counts(n_all, len(synths))[k]
+            if n == 0:
+                continue
+            folder = f"synthetic/{k}-{c:02d}-{slug(classes[c])}"
+            gm = generate(
+                ck,
+                out / folder,
+                n,
+                classes=[classes[c]],
+                fmt=ac.format,
+                seed=ac.seed,
+                batch_size=ac.batch_size,
+                bits=ac.bits,
+                device=cfg.train.device,
             )
-        if not diff:
-            return
-    elif out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not overwrite:
-        raise InputError(out, "is not empty and holds no augmented dataset; choose an empty or new folder")
-    rec = {**params, "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    atomic_write_text(path, json.dumps(rec, indent=2) + "\n")
+            rows += [
+                {
+                    "path": f"{folder}/{r.path}",
+                    "split": "train",
+                    "label": int(r.label),
+                    "label_name": str(r.label_name),
+                    "source": "synthetic",
+                    "checkpoint": str(ck),
+                    "checkpoint_sha256": synth.sha256,
+                    "seed": int(r.seed),
+                    "origin": "",
+                    "origin_slice_index": pd.NA,
+                }
+                for r in gm.itertuples(index=False)
+            ]
+    return rows
 
 
 def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool = False) -> pd.DataFrame:
     """Write the augmented dataset described by ``cfg`` into ``out``; returns the manifest."""
-    from medgan.data.sources import load_source
-    from medgan.generate import generate
-    from medgan.io.images import write_png
-    from medgan.io.nifti import write_nifti
-    from medgan.train import data_meta
-
-    ac = cfg.augment
-    out = Path(out)
     ss = load_source(cfg.data, data_dir)
     classes = list(ss.classes)
     synths = _checkpoints(cfg, classes, tuple(ss.shape))
-    tr = ss.split("train")
-    labels = tr.manifest["label"].to_numpy().astype(np.int64)
+    labels = ss.split("train").manifest["label"].to_numpy().astype(np.int64)
     keep, take = synthetic_counts(cfg, labels, classes)
     params = {
         "config_name": cfg.name,
         "data": cfg.data.model_dump(mode="json"),
         "checkpoints_sha256": [s.sha256 for s in synths],
-        "augment": ac.model_dump(mode="json", exclude={"checkpoints", "batch_size"}),
+        "augment": cfg.augment.model_dump(mode="json", exclude={"checkpoints", "batch_size"}),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, f"medgan augment {cfg.name}").acquire()
-    try:
-        _record(out, params, overwrite)
-        meta = data_meta(tr)
-        inten = meta["intensity"]
-        intensity = (
-            (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
-        )
-        ext = _EXT[ac.format]
-
-        rows: list[dict[str, Any]] = []
-        jobs: list[tuple[str, int, Any]] = []  # (split, row in the split, slice set)
-        for split in ("train", "val", "test"):
-            part = ss.split(split)
-            idx = keep if split == "train" else np.arange(len(part))
-            jobs += [(split, int(i), part) for i in idx]
-        for split, i, part in progress(jobs, "real slices"):
-            m = part.manifest.iloc[i]
-            lab = int(m["label"])
-            rel = f"real/{split}/{lab:02d}-{_slug(classes[lab])}/{int(m['slice_id']):06d}{ext}"
-            path = out / rel
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if ac.format == "png":
-                    write_png(path, part.images[i], bits=ac.bits)
-                else:
-                    sr, sc = m["spacing_row"], m["spacing_col"]
-                    write_nifti(
-                        path,
-                        part.images[i],
-                        spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
-                        thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
-                        intensity=intensity,
-                        description="real slice (medgan augment)",
-                    )
-            rows.append(
-                {
-                    "path": rel,
-                    "split": split,
-                    "label": lab,
-                    "label_name": classes[lab],
-                    "source": "real",
-                    "checkpoint": "",
-                    "checkpoint_sha256": "",
-                    "seed": pd.NA,
-                    "origin": str(m["source"]),
-                    "origin_slice_index": m["slice_index"],
-                }
-            )
-
-        for k, (ck, synth) in enumerate(zip(ac.checkpoints, synths, strict=True)):
-            for c, n_all in sorted(take.items()):
-                n = _split_counts(n_all, len(synths))[k]
-                if n == 0:
-                    continue
-                folder = f"synthetic/{k}-{c:02d}-{_slug(classes[c])}"
-                gm = generate(
-                    ck,
-                    out / folder,
-                    n,
-                    classes=[classes[c]],
-                    fmt=ac.format,
-                    seed=ac.seed,
-                    batch_size=ac.batch_size,
-                    bits=ac.bits,
-                    device=cfg.train.device,
-                )
-                for r in gm.itertuples(index=False):
-                    rows.append(
-                        {
-                            "path": f"{folder}/{r.path}",
-                            "split": "train",
-                            "label": int(r.label),
-                            "label_name": str(r.label_name),
-                            "source": "synthetic",
-                            "checkpoint": str(ck),
-                            "checkpoint_sha256": synth.sha256,
-                            "seed": int(r.seed),
-                            "origin": "",
-                            "origin_slice_index": pd.NA,
-                        }
-                    )
+    folder = OutputFolder(
+        out,
+        record=RECORD,
+        what="augmented dataset",
+        command=f"medgan augment {cfg.name}",
+        overwrite=overwrite,
+    )
+    folder.check_writable()
+    with folder:
+        folder.claim(params)
+        out = folder.path
+        rows = _write_real(ss, keep, out, cfg) + _write_synthetic(cfg, synths, take, out, classes)
         manifest = pd.DataFrame(rows)
         atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
         atomic_write_text(out / DATALIST, json.dumps(datalist(manifest, classes, cfg.name), indent=1) + "\n")
         return manifest
-    finally:
-        lock.release()
 
 
 def datalist(manifest: pd.DataFrame, classes: list[str], name: str) -> dict[str, Any]:

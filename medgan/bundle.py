@@ -29,7 +29,9 @@ from torch import nn
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_dir
+from medgan.paths import slug
 from medgan.synthesis import registry
+from medgan.training.checkpoint import CheckpointMeta
 
 #: The MONAI bundle metadata schema the exported ``metadata.json`` names (and was checked against).
 SCHEMA_URL = (
@@ -140,21 +142,14 @@ def script_generator(generator: nn.Module, z_dim: int, n_classes: int) -> torch.
     return module.eval()
 
 
-def _slug(name: str) -> str:
-    from medgan.generate import _slug as generate_slug
-
-    return generate_slug(name)
-
-
-def _data_description(meta: dict[str, Any]) -> tuple[str, str]:
+def _data_description(meta: CheckpointMeta) -> tuple[str, str]:
     """(data_source, data_type) for the metadata, from the checkpoint's config and data record."""
-    data = meta.get("data", {})
-    src = (meta.get("config", {}).get("data") or {}).get("source") or {}
-    kind = src.get("kind") or data.get("source_format") or "unknown"
+    src = (meta.config.get("data") or {}).get("source") or {}
+    kind = src.get("kind") or meta.data.source_format or "unknown"
     what = src.get("name") or src.get("path") or ""
-    n = data.get("n_train")
+    n = meta.data.n_train
     source = f"{kind}{': ' + str(what) if what else ''}, train split" + (f" ({n} slices)" if n else "")
-    return source, str(data.get("source_format") or kind)
+    return source, str(meta.data.source_format or kind)
 
 
 def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
@@ -172,8 +167,7 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
     meta = synth.meta
     c, h, w = synth.shape
     classes = list(synth.classes)
-    data = meta.get("data", {})
-    modality = data.get("modality") or "n/a"
+    modality = meta.data.modality or "n/a"
     source, dtype = _data_description(meta)
     class_list = ", ".join(f"{i} = {n}" for i, n in enumerate(classes))
     sha = synth.sha256
@@ -249,13 +243,15 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
         "medgan": {
             "version": __version__,
             "checkpoint_sha256": sha,
-            "checkpoint_step": meta.get("step"),
-            "run_name": meta.get("config", {}).get("name"),
+            "checkpoint_step": meta.step,
+            "run_name": meta.config.get("name"),
             "classes": classes,
             "shape": [c, h, w],
             "z_dim": synth.model_cfg.z_dim,
-            "model": meta.get("model"),
-            "intensity": data.get("intensity"),
+            "model": meta.model,
+            "intensity": meta.data.intensity.model_dump(exclude_unset=True)
+            if "data" in meta.model_fields_set
+            else None,
             "synthetic": True,
             "noise": "z = noise_for_seeds(seed): SplitMix64 counter hash + float64 Box-Muller (medgan.synthesis.cgan)",
             "seed_derivation": (
@@ -268,12 +264,11 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
 
 def build_inference_config(synth: Any, n_per_class: int, seed: int, batch_size: int, output_ext: str) -> dict:
     """The bundle's ``inference.json``: MONAI config syntax, runnable with ``python -m monai.bundle run``."""
-    data = synth.meta.get("data", {})
-    inten = data.get("intensity") or {}
-    lo, hi = inten.get("lo"), inten.get("hi")
-    sp = data.get("spacing") or [None, None]
+    data = synth.meta.data
+    lo, hi = data.intensity.lo, data.intensity.hi
+    sp = data.spacing or [None, None]
     spacing = [float(sp[0]), float(sp[1])] if sp and sp[0] and sp[1] else [1.0, 1.0]
-    thickness = float(data["thickness"]) if data.get("thickness") else 1.0
+    thickness = float(data.thickness) if data.thickness else 1.0
     classes = list(synth.classes)
     return {
         "imports": ["$import os", "$import pathlib"],
@@ -282,7 +277,7 @@ def build_inference_config(synth: Any, n_per_class: int, seed: int, batch_size: 
         "model_path": "$@bundle_root + '/models/model.ts'",
         "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
         "classes": classes,
-        "class_slugs": [_slug(n) for n in classes],
+        "class_slugs": [slug(n) for n in classes],
         "checkpoint_sha256": synth.sha256,
         "labels": "$list(range(len(@classes)))",
         "n_per_class": n_per_class,
@@ -464,7 +459,7 @@ def export_bundle(
     synth = registry.load(checkpoint, "cpu", makes="samples")
     if output_ext == ".nii.gz" and synth.shape[0] != 1:
         raise InputError("--output-ext", "NIfTI output takes grey images; this checkpoint makes colour ones")
-    name = name or f"medgan_{_slug(str(synth.meta.get('config', {}).get('name') or 'cgan'))}_cgan"
+    name = name or f"medgan_{slug(str(synth.meta.config.get('name') or 'cgan'))}_cgan"
     module = script_generator(synth.g, synth.model_cfg.z_dim, len(synth.classes))
     _self_check(module, synth)
     meta = build_metadata(synth, version, name)
@@ -475,7 +470,7 @@ def export_bundle(
         "checkpoint_sha256": synth.sha256,
         "classes": json.dumps(synth.classes),
         "shape": json.dumps(list(synth.shape)),
-        "model": json.dumps(synth.meta.get("model"), sort_keys=True),
+        "model": json.dumps(synth.meta.model, sort_keys=True),
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for sub in ("configs", "models", "docs"):

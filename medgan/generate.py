@@ -14,10 +14,7 @@ and a shard manifest; rank 0 checks that the shard manifests cover the plan and 
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +26,24 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
-from medgan import __version__, distributed
+from medgan import distributed
+from medgan.data.detect import source_from_spec
+from medgan.data.sources import load_source
+from medgan.device import resolve_device
 from medgan.errors import InputError
-from medgan.io.atomic import FolderLock, atomic_write_text
+from medgan.io.atomic import atomic_write_text
+from medgan.io.dicom import SyntheticDicomMeta, write_dicom
+from medgan.io.images import write_png
+from medgan.io.nifti import write_nifti
+from medgan.io.npz import write_npz
+from medgan.io.output import OutputFolder
+from medgan.metrics.evaluate import split_spec
+from medgan.metrics.selection import proportional_counts
+from medgan.paths import slug
 from medgan.progress import progress
 from medgan.seeding import derive_seed
 from medgan.synthesis import registry
+from medgan.training.checkpoint import CheckpointMeta
 
 FORMATS = ("png", "nifti", "npz", "dicom")
 _EXT = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm"}
@@ -54,10 +63,6 @@ class Item:
     path: str  # relative to the output folder
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "class"
-
-
 def plan(
     classes: list[str], labels: list[int], n_per_class: int | Mapping[int, int], seed: int, fmt: str
 ) -> list[Item]:
@@ -70,7 +75,7 @@ def plan(
     for lab in labels:
         n = n_per_class[lab] if isinstance(n_per_class, Mapping) else n_per_class
         for k in range(n):
-            rel = "" if fmt == "npz" else f"images/{lab:02d}-{_slug(classes[lab])}-{k:06d}{_EXT[fmt]}"
+            rel = "" if fmt == "npz" else f"images/{lab:02d}-{slug(classes[lab])}-{k:06d}{_EXT[fmt]}"
             items.append(Item(lab, classes[lab], k, derive_seed(seed, lab, k), rel))
     if fmt == "npz":
         items = [
@@ -80,53 +85,12 @@ def plan(
     return items
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".medgan-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(
-            out, f"output folder cannot be written ({exc.__class__.__name__}: {exc.strerror or exc})"
-        ) from None
-
-
-def _record(out: Path, params: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """Create or check ``generate.json``: the same parameters resume, different ones are refused."""
-    path = out / RECORD
-    if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise InputError(path, "corrupt generation record; remove it or pass --overwrite") from None
-        diff = [k for k in params if old.get(k) != params[k]]
-        if diff:
-            raise InputError(
-                out,
-                f"holds a different generation ({', '.join(diff)} differ); choose another --out or pass --overwrite",
-            )
-        return old
-    if not path.is_file() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not overwrite:
-        raise InputError(
-            out, "output folder is not empty and holds no medgan generation; choose another --out"
-        )
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d%H%M%S")
-    rec = {**params, "created_utc": now, "medgan_version": __version__}
-    atomic_write_text(path, json.dumps(rec, indent=2))
-    return rec
-
-
 def counts_like(spec: str, data_dir: Path, n_total: int | None = None) -> dict[str, int]:
     """Per-class counts of a real split (``SOURCE[:split]``, default ``test``), by class name.
 
     With ``n_total``, that many slices split in the split's class proportions (largest remainder;
     every class present keeps at least one). Unlabelled slices are not counted.
     """
-    from medgan.data.detect import source_from_spec
-    from medgan.data.sources import load_source
-    from medgan.metrics.evaluate import split_spec
-    from medgan.metrics.selection import proportional_counts
 
     src, split = split_spec(spec)
     ss = load_source(source_from_spec(src, data_dir), data_dir)
@@ -153,8 +117,127 @@ def _resolve_counts(synth: Any, counts: Mapping[int | str, int]) -> dict[int, in
             raise InputError(f"class {key!r}", "given twice in the per-class counts")
         out[c] = int(n)
     if not any(out.values()):
-        raise InputError("--n-per-class", "the per-class counts add up to 0")
+        raise InputError("n_per_class", "the per-class counts add up to 0")
     return {c: out[c] for c in sorted(out) if out[c] > 0}
+
+
+def _check_options(
+    n_per_class: int | Mapping[int | str, int],
+    classes: list[str] | None,
+    fmt: str,
+    bits: int,
+    batch_size: int,
+    precision: str,
+) -> None:
+    """One-line errors for options out of range, named as the function's parameters."""
+    if isinstance(n_per_class, Mapping):
+        bad = {k: v for k, v in n_per_class.items() if int(v) < 0}
+        if bad:
+            raise InputError("n_per_class", f"per-class counts must be >= 0 (got {bad})")
+        if classes:
+            raise InputError("classes", "cannot be combined with per-class counts (they name the classes)")
+    elif n_per_class <= 0:
+        raise InputError("n_per_class", f"must be at least 1 (got {n_per_class})")
+    checks = (
+        ("format", fmt in FORMATS, f"must be one of {', '.join(FORMATS)} (got {fmt!r})"),
+        ("bits", bits in (8, 16), "must be 8 or 16"),
+        ("batch_size", batch_size > 0, "must be at least 1"),
+        ("precision", precision in ("fp32", "bf16"), f"must be fp32 or bf16 (got {precision!r})"),
+    )
+    for key, ok, problem in checks:
+        if not ok:
+            raise InputError(key, problem)
+
+
+def _request(
+    synth: Any, n_per_class: int | Mapping[int | str, int], classes: list[str] | None
+) -> tuple[int | dict[int, int], list[int], int | dict[str, int]]:
+    """The counts to plan (one count, or per label), the labels, and the counts as recorded (by name)."""
+    if isinstance(n_per_class, Mapping):
+        counts = _resolve_counts(synth, n_per_class)
+        return counts, list(counts), {synth.classes[c]: n for c, n in counts.items()}
+    labels = list(range(len(synth.classes))) if not classes else [synth.label_index(c) for c in classes]
+    return int(n_per_class), labels, int(n_per_class)
+
+
+def _write_shards(
+    writer: OutputWriter, out: Path, items: list[Item], synth: Any, batch_size: int, precision: str
+) -> list[Item]:
+    """NPZ: this rank's shards that are not written yet; returns the items this rank owns."""
+    shards: dict[str, list[Item]] = {}
+    for it in items:
+        shards.setdefault(it.path, []).append(it)
+    names = list(shards)
+    mine = [names[i] for i in distributed.shard(len(names))]  # this rank's shards
+    todo = [s for s in mine if not (out / s).is_file()]
+    for shard in progress(todo, "generating", minimum=0 if distributed.is_main() else sys.maxsize):
+        its = shards[shard]
+        imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size, precision)
+        writer.write_shard(
+            shard,
+            images=imgs.numpy().astype(np.float32),
+            labels=np.array([i.label for i in its], dtype=np.int64),
+            seeds=np.array([i.seed for i in its], dtype=np.int64),
+            index=np.array([i.index for i in its], dtype=np.int64),
+        )
+    return [it for s in mine for it in shards[s]]
+
+
+def _write_images(
+    writer: OutputWriter, out: Path, items: list[Item], synth: Any, batch_size: int, precision: str
+) -> list[Item]:
+    """PNG / NIfTI / DICOM: this rank's batches with a missing file; returns the items this rank owns.
+
+    Batches are fixed slices of the whole plan, so a resumed run computes every image in the same
+    batch as an uninterrupted one (results are then bit-identical, not just close).
+    """
+    geometry = _checkpoint_geometry(synth.meta)
+
+    def write_one(it: Item, img: np.ndarray) -> None:
+        writer.write(
+            it.path,
+            img,
+            uid_key=(it.seed, it.label, it.index),
+            instance_number=it.index + 1,
+            series_number=it.label + 1,
+            series_description=f"medgan synthetic {it.label_name}",
+            derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
+            **geometry,
+        )
+
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    batches = [batches[i] for i in distributed.shard(len(batches))]  # this rank's batches
+    owned = [it for b in batches for it in b]
+    batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for batch in progress(batches, "generating", minimum=1 if distributed.is_main() else sys.maxsize):
+            imgs = synth.generate(
+                [i.label for i in batch], [i.seed for i in batch], batch_size, precision
+            ).numpy()
+            missing = [
+                (it, img) for it, img in zip(batch, imgs, strict=True) if not (out / it.path).is_file()
+            ]
+            list(pool.map(lambda pair: write_one(*pair), missing))
+    return owned
+
+
+def _manifest(items: list[Item], synth: Any, fmt: str) -> pd.DataFrame:
+    """One row per planned image: file, label, index, seed, checkpoint; NPZ rows name their shard row."""
+    manifest = pd.DataFrame(
+        {
+            "path": [it.path for it in items],
+            "label": [it.label for it in items],
+            "label_name": [it.label_name for it in items],
+            "index": [it.index for it in items],
+            "seed": [it.seed for it in items],
+            "checkpoint_sha256": synth.sha256,
+            "format": fmt,
+            "source": "synthetic",
+        }
+    )
+    if fmt == "npz":
+        manifest["shard_row"] = [i % NPZ_SHARD for i in range(len(items))]
+    return manifest
 
 
 def generate(
@@ -180,36 +263,17 @@ def generate(
     bf16 autocast on CUDA (faster; images differ slightly from fp32 ones, so it is recorded and
     a resume must use the same setting).
     """
-    from medgan.device import resolve_device
-
-    per_class = isinstance(n_per_class, Mapping)
-    if per_class:
-        bad = {k: v for k, v in n_per_class.items() if int(v) < 0}
-        if bad:
-            raise InputError("--n-per-class", f"per-class counts must be >= 0 (got {bad})")
-        if classes:
-            raise InputError("--classes", "cannot be combined with per-class counts (they name the classes)")
-    elif n_per_class <= 0:
-        raise InputError("--n-per-class", f"must be at least 1 (got {n_per_class})")
-    if fmt not in FORMATS:
-        raise InputError("--format", f"must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    if bits not in (8, 16):
-        raise InputError("--bits", "must be 8 or 16")
-    if batch_size <= 0:
-        raise InputError("--batch-size", "must be at least 1")
-    if precision not in ("fp32", "bf16"):
-        raise InputError("--precision", f"must be fp32 or bf16 (got {precision!r})")
+    _check_options(n_per_class, classes, fmt, bits, batch_size, precision)
     synth = registry.load(checkpoint, distributed.local_device(resolve_device(device)), makes="samples")
-    counts: int | dict[int, int]
-    if per_class:
-        counts = _resolve_counts(synth, n_per_class)  # type: ignore[arg-type]
-        labels = list(counts)
-        recorded: int | dict[str, int] = {synth.classes[c]: n for c, n in counts.items()}
-    else:
-        counts = recorded = int(n_per_class)  # type: ignore[arg-type]
-        labels = list(range(len(synth.classes))) if not classes else [synth.label_index(c) for c in classes]
-    out = Path(out)
-    _check_writable(out)
+    counts, labels, recorded = _request(synth, n_per_class, classes)
+    folder = OutputFolder(
+        out,
+        record=RECORD,
+        what="generation",
+        command=f"medgan generate {Path(checkpoint).name}",
+        overwrite=overwrite,
+    )
+    folder.check_writable()
     params = {
         "checkpoint_sha256": synth.sha256,
         "seed": seed,
@@ -220,100 +284,20 @@ def generate(
         "batch_size": batch_size,
         **({"precision": precision} if precision != "fp32" else {}),
     }
-    held: list[FolderLock] = []
-
-    def claim() -> dict[str, Any]:
-        """Lock the folder for this run (rank 0), clean what a killed run left, check the record."""
-        lock = FolderLock(out, f"medgan generate {Path(checkpoint).name}").acquire()
-        try:
-            rec = _record(out, params, overwrite)
-        except BaseException:
-            lock.release()
-            raise
-        held.append(lock)
-        return rec
-
-    rec = distributed.on_main(claim)
-    try:
+    rec = distributed.on_main(folder.claim, params)  # rank 0 locks and records; the others wait
+    with folder:
+        out = folder.path
         items = plan(synth.classes, labels, counts, seed, fmt)
         writer = OutputWriter(
-            out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.get("data", {}).get("modality")
+            out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.data.modality
         )
-        geometry = _checkpoint_geometry(synth.meta)
-
-        def write_one(it: Item, img: np.ndarray) -> None:
-            writer.write(
-                it.path,
-                img,
-                uid_key=(it.seed, it.label, it.index),
-                instance_number=it.index + 1,
-                series_number=it.label + 1,
-                series_description=f"medgan synthetic {it.label_name}",
-                derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
-                **geometry,
-            )
-
-        if fmt == "npz":
-            shards: dict[str, list[Item]] = {}
-            for it in items:
-                shards.setdefault(it.path, []).append(it)
-            names = list(shards)
-            mine = [names[i] for i in distributed.shard(len(names))]  # this rank's shards
-            owned = [it for s in mine for it in shards[s]]
-            todo_shards = [s for s in mine if not (out / s).is_file()]
-            for shard in progress(
-                todo_shards, "generating", minimum=0 if distributed.is_main() else sys.maxsize
-            ):
-                its = shards[shard]
-                imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size, precision)
-                writer.write_shard(
-                    shard,
-                    images=imgs.numpy().astype(np.float32),
-                    labels=np.array([i.label for i in its], dtype=np.int64),
-                    seeds=np.array([i.seed for i in its], dtype=np.int64),
-                    index=np.array([i.index for i in its], dtype=np.int64),
-                )
-        else:
-            # batches are fixed slices of the whole plan, so a resumed run computes every image in the
-            # same batch as an uninterrupted one (results are then bit-identical, not just close)
-            batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-            batches = [batches[i] for i in distributed.shard(len(batches))]  # this rank's batches
-            owned = [it for b in batches for it in b]
-            batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-                for batch in progress(
-                    batches, "generating", minimum=1 if distributed.is_main() else sys.maxsize
-                ):
-                    imgs = synth.generate(
-                        [i.label for i in batch], [i.seed for i in batch], batch_size, precision
-                    ).numpy()
-                    missing = [
-                        (it, img)
-                        for it, img in zip(batch, imgs, strict=True)
-                        if not (out / it.path).is_file()
-                    ]
-                    list(pool.map(lambda pair: write_one(*pair), missing))
-        manifest = pd.DataFrame(
-            {
-                "path": [it.path for it in items],
-                "label": [it.label for it in items],
-                "label_name": [it.label_name for it in items],
-                "index": [it.index for it in items],
-                "seed": [it.seed for it in items],
-                "checkpoint_sha256": synth.sha256,
-                "format": fmt,
-                "source": "synthetic",
-            }
-        )
-        if fmt == "npz":
-            manifest["shard_row"] = [i % NPZ_SHARD for i in range(len(items))]
+        write = _write_shards if fmt == "npz" else _write_images
+        owned = write(writer, out, items, synth, batch_size, precision)
+        manifest = _manifest(items, synth, fmt)
         _write_shard_manifest(out, owned)
         distributed.barrier()  # every rank's files and shard manifest are written
         distributed.on_main(_merge_shard_manifests, out, items, manifest)
         return manifest
-    finally:
-        for lock in held:
-            lock.release()
 
 
 _SHARD_MANIFEST = ".manifest-rank{rank:05d}-of-{world:05d}.csv"
@@ -381,12 +365,8 @@ class OutputWriter:
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "png":
-            from medgan.io.images import write_png
-
             write_png(path, img, bits=self.bits)
         elif self.fmt == "nifti":
-            from medgan.io.nifti import write_nifti
-
             write_nifti(
                 path,
                 img,
@@ -396,8 +376,6 @@ class OutputWriter:
                 description=derivation[:79],
             )
         else:
-            from medgan.io.dicom import SyntheticDicomMeta, write_dicom
-
             meta = SyntheticDicomMeta(
                 study_uid=self.study_uid,
                 series_uid=generate_uid(
@@ -418,20 +396,15 @@ class OutputWriter:
 
     def write_shard(self, rel: str, **arrays: np.ndarray) -> None:
         """Write one NPZ shard (deterministic bytes, atomic)."""
-        from medgan.io.npz import write_npz
-
         (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
         write_npz(self.out / rel, **arrays)
 
 
-def _checkpoint_geometry(meta: dict[str, Any]) -> dict[str, Any]:
-    data = meta.get("data", {})
-    inten = data.get("intensity", {})
-    sp = data.get("spacing") or [None, None]
+def _checkpoint_geometry(meta: CheckpointMeta) -> dict[str, Any]:
+    """Intensity interval, pixel spacing and slice thickness of the training data, for the writers."""
+    sp = meta.data.spacing or [None, None]
     return {
-        "intensity": (inten["lo"], inten["hi"])
-        if inten.get("lo") is not None and inten.get("hi") is not None
-        else None,
+        "intensity": meta.data.intensity.interval(),
         "spacing": (float(sp[0]), float(sp[1])) if sp[0] and sp[1] else None,
-        "thickness": data.get("thickness"),
+        "thickness": meta.data.thickness,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DATA_DIR_ENV = "MEDGAN_DATA_DIR"
@@ -61,3 +62,8 @@ def inside(root: str | Path, rel: str | Path, where: str | Path, what: str = "pa
     if full != root_abs and root_abs not in full.parents:
         raise InputError(where, f"{what} {text[:100]!r} leads outside {root_abs}")
     return full
+
+
+def slug(name: str) -> str:
+    """A file-name-safe, lower-case form of a class or run name (``"Normal, benign"`` -> ``normal-benign``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "class"

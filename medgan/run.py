@@ -36,9 +36,9 @@ from medgan.study import run_study
 from medgan.synthesis import registry
 from medgan.train import train_slices, training_slices, val_split
 from medgan.training.checkpoint import (
+    checkpoint_meta,
     checkpoint_step,
     list_checkpoints,
-    read_checkpoint_meta,
     resolve_checkpoint,
 )
 from medgan.translate import translate
@@ -59,8 +59,8 @@ def _describe(counts: int | dict[int, int], classes: list[str]) -> str:
 def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed: int) -> pd.DataFrame:
     """``generate`` (NPZ) into a folder the run owns; a generation left there by an earlier config
     (another checkpoint, seed or counts) is removed first instead of being refused."""
-    meta = read_checkpoint_meta(ckpt)
-    want = counts if isinstance(counts, int) else {meta["classes"][c]: k for c, k in counts.items()}
+    meta = checkpoint_meta(ckpt)
+    want = counts if isinstance(counts, int) else {meta.classes[c]: k for c, k in counts.items()}
     rec_path = folder / RECORD
     if rec_path.is_file():
         try:
@@ -68,7 +68,7 @@ def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed
         except json.JSONDecodeError:
             rec = {}
         got = (rec.get("checkpoint_sha256"), rec.get("seed"), rec.get("n_per_class"), rec.get("format"))
-        if got != (meta.get("sha256"), seed, want, "npz"):
+        if got != (meta.sha256, seed, want, "npz"):
             shutil.rmtree(folder)
     return generate(ckpt, folder, counts, fmt="npz", seed=seed)
 
@@ -162,7 +162,7 @@ def translation_stages(
         folder = out / "translations" / direction
         rec = folder / RECORD
         if rec.is_file() and json.loads(rec.read_text(encoding="utf-8")).get("checkpoint_sha256") != (
-            read_checkpoint_meta(ckpt).get("sha256")
+            checkpoint_meta(ckpt).sha256
         ):
             shutil.rmtree(folder)  # an earlier config's translations: the run owns this folder
         m = translate(ckpt, folder, direction, source, data_dir, split="test", fmt="npz", features=features)

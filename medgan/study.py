@@ -54,9 +54,9 @@ from medgan.synthesis import registry
 from medgan.synthesis.registry import cyclegan_domains
 from medgan.train import data_meta, train_slices
 from medgan.training.checkpoint import (
+    checkpoint_meta,
     checkpoint_step,
     list_checkpoints,
-    read_checkpoint_meta,
     resolve_checkpoint,
 )
 from medgan.translate import translation_scores
@@ -132,7 +132,7 @@ def _fingerprint(cfg: RunConfig, reused: Path | None) -> str:
         keep["study"].pop("levers", None)  # studies without levers keep their cells
     keep["classifier"].pop("device", None)
     if reused is not None:
-        keep["cgan_checkpoint"] = read_checkpoint_meta(reused).get("sha256")
+        keep["cgan_checkpoint"] = checkpoint_meta(reused).sha256
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -273,7 +273,7 @@ class _Gates:
         if name in self.records:
             return self.records[name]
         key = {
-            "checkpoint": read_checkpoint_meta(ckpt).get("sha256"),
+            "checkpoint": checkpoint_meta(ckpt).sha256,
             "seed": self.cfg.seed,
             "data": self.cfg.data.model_dump(mode="json"),
             "pipeline": self.cfg.pipeline.model_dump(mode="json"),

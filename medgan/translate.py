@@ -16,23 +16,30 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from medgan.classifier import TrainedClassifier, train_classifier
 from medgan.config import RunConfig
+from medgan.data.detect import source_from_spec
+from medgan.data.sources import load_source
+from medgan.device import resolve_device
 from medgan.errors import InputError
-from medgan.generate import OutputWriter, _check_writable, _record, _slug
-from medgan.io.atomic import FolderLock, atomic_write_text
+from medgan.generate import FORMATS, RECORD, OutputWriter
+from medgan.io.atomic import atomic_write_text
+from medgan.io.output import OutputFolder
+from medgan.metrics.evaluate import cached_features, distribution_scores
+from medgan.metrics.features import FeatureExtractor, get_extractor
+from medgan.metrics.stats import check_features
+from medgan.paths import slug
 from medgan.progress import progress
 from medgan.synthesis import registry
 from medgan.synthesis.registry import cyclegan_domains
 from medgan.train import training_slices
-
-if TYPE_CHECKING:
-    from medgan.metrics.features import FeatureExtractor
+from medgan.training.checkpoint import CheckpointMeta, list_checkpoints, resolve_checkpoint
 
 CLASSIFIER_DIR = "classifier"
 MANIFEST_COLUMNS = [
@@ -63,7 +70,6 @@ def domain_split(
     cfg: RunConfig, data_dir: Path, split: str, domains: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Domain-A and domain-B slices of one split of a CycleGAN config's data (two labels, or data / data_b)."""
-    from medgan.data.sources import load_source
 
     sa = load_source(cfg.data, data_dir).split(split)
     if domains["mode"] == "datasets":
@@ -100,8 +106,6 @@ def translation_scores(
     the share of translations it accepts as the target class. ``tag`` names the real sets in the
     feature cache.
     """
-    from medgan.metrics.evaluate import cached_features, distribution_scores
-    from medgan.metrics.stats import check_features
 
     if len(translated) < 2 or len(target_eval) < 2:
         raise InputError(
@@ -132,16 +136,14 @@ def translation_scores(
 
 
 def domain_classifier(
-    checkpoint: Path, meta: dict[str, Any], data_dir: Path, fallback: Path
+    checkpoint: Path, meta: CheckpointMeta, data_dir: Path, fallback: Path
 ) -> tuple[Any, Path]:
     """The run's A-vs-B classifier (``<run>/classifier``), trained on the real train split the first time."""
-    from medgan.classifier import TrainedClassifier, train_classifier
-    from medgan.training.checkpoint import list_checkpoints
 
     for folder in (_run_dir(checkpoint) / CLASSIFIER_DIR, fallback / CLASSIFIER_DIR):
         if list_checkpoints(folder):
             return TrainedClassifier.load(folder), folder
-    cfg = RunConfig.model_validate(meta["config"])
+    cfg = RunConfig.model_validate(meta.run_config())
     a, b, domains = domain_train_sets(cfg, data_dir)
     va, vb = domain_split(cfg, data_dir, "val", domains)
     if len(va) == 0 or len(vb) == 0:
@@ -159,6 +161,158 @@ def domain_classifier(
         target = fallback / CLASSIFIER_DIR
     clf.save(target)
     return clf, target
+
+
+def _check_translate_options(
+    direction: str, fmt: str, split: str, min_target_prob: float | None, eval_split: str
+) -> None:
+    """One-line errors for options out of range."""
+    checks = (
+        ("direction", direction in ("A2B", "B2A"), f"must be A2B or B2A (got {direction!r})"),
+        ("format", fmt in FORMATS, f"must be one of {', '.join(FORMATS)} (got {fmt!r})"),
+        (
+            "--split",
+            split in ("train", "val", "test", "all"),
+            f"must be train, val, test or all (got {split!r})",
+        ),
+        (
+            "--min-target-prob",
+            min_target_prob is None or 0.0 <= min_target_prob <= 1.0,
+            "must be between 0 and 1",
+        ),
+        (
+            "eval_split",
+            eval_split in ("train", "val", "test"),
+            f"must be train, val or test (got {eval_split!r})",
+        ),
+    )
+    for key, ok, problem in checks:
+        if not ok:
+            raise InputError(key, problem)
+
+
+def _source_slices(tr: Any, direction: str, source: str, data_dir: Path, split: str) -> tuple[Any, bool]:
+    """The slices to translate: ``source`` (``split``) at the checkpoint's size, only the source domain's
+    when its classes name the domains; and whether that filter applied."""
+    c, h, w = tr.shape
+    data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
+    ss = load_source(data, data_dir)
+    if split != "all":
+        ss = ss.split(split)
+    src_name = tr.domains["a"] if direction == "A2B" else tr.domains["b"]
+    filtered = False
+    if tr.domains.get("mode") == "labels" and str(src_name) in ss.classes:
+        keep = (ss.manifest["label_name"].astype(str) == str(src_name)).to_numpy()
+        ss.images, ss.manifest = ss.images[keep], ss.manifest[keep].reset_index(drop=True)
+        filtered = True
+    if len(ss) == 0:
+        raise InputError(source, f"no {split} slices of domain {src_name!r} to translate")
+    return ss, filtered
+
+
+def _manifest_row(
+    row: pd.Series,
+    rel: str,
+    j: int,
+    direction: str,
+    dst_name: str,
+    p_out: float,
+    p_src: float,
+    sha: str,
+    fmt: str,
+) -> dict[str, Any]:
+    """The manifest row of one translation, traced to its source slice."""
+    return {
+        "path": rel,
+        "row_in_shard": j if fmt == "npz" else None,
+        "direction": direction,
+        "target_domain": dst_name,
+        "target_prob": round(p_out, 6),
+        "source_target_prob": round(p_src, 6),
+        "source": row["source"],
+        "source_slice_id": int(row["slice_id"]),
+        "source_slice_index": row["slice_index"],
+        "source_frame": row["frame"],
+        "source_sop_instance_uid": row["sop_instance_uid"],
+        "source_label_name": row["label_name"],
+        "source_split": row["split"],
+        "checkpoint_sha256": sha,
+        "format": fmt,
+    }
+
+
+def _write_one(
+    writer: OutputWriter,
+    rel: str,
+    row: pd.Series,
+    image: np.ndarray,
+    j: int,
+    direction: str,
+    names: tuple[str, str],
+    sha: str,
+    data_dir: Path,
+) -> None:
+    """Write one translated slice with its source's geometry and intensity interval."""
+
+    def pair(a: str, b: str) -> tuple[float, float] | None:
+        return (float(row[a]), float(row[b])) if pd.notna(row[a]) and pd.notna(row[b]) else None
+
+    src_name, dst_name = names
+    writer.write(
+        rel,
+        image,
+        uid_key=(direction, row["source"], int(row["slice_id"])),
+        instance_number=j + 1,
+        series_number=1 if direction == "A2B" else 2,
+        series_description=f"medgan CycleGAN {direction} {dst_name}",
+        derivation=(
+            f"medgan CycleGAN {direction} ({src_name} -> {dst_name}); checkpoint sha256 {sha}; "
+            f"source {row['source']} slice {row['slice_index']}"
+        ),
+        spacing=pair("spacing_row", "spacing_col"),
+        thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
+        intensity=pair("intensity_lo", "intensity_hi"),
+        source_images=_source_reference(row, data_dir),
+    )
+
+
+def _write_translations(
+    writer: OutputWriter,
+    ss: Any,
+    translated: np.ndarray,
+    probs: tuple[np.ndarray, np.ndarray],
+    kept: np.ndarray,
+    direction: str,
+    names: tuple[str, str],
+    data_dir: Path,
+) -> pd.DataFrame:
+    """Write the kept translations (files, or one NPZ shard) and return their manifest."""
+    p_out, p_src = probs
+    fmt, sha, m = writer.fmt, writer.sha, ss.manifest
+    keep_idx = np.flatnonzero(kept)
+    shard = f"shards/translated-{direction}.npz"
+    if fmt == "npz" and not (writer.out / shard).is_file():
+        writer.write_shard(
+            shard,
+            images=translated[keep_idx].astype(np.float32),
+            source_slice_id=m["slice_id"].to_numpy()[keep_idx].astype(np.int64),
+            target_prob=p_out[keep_idx].astype(np.float32),
+        )
+    ext = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm", "npz": ".npz"}[fmt]
+    rows = []
+    for j, i in enumerate(progress(list(keep_idx), "writing", minimum=200)):
+        row = m.iloc[i]
+        rel = (
+            shard
+            if fmt == "npz"
+            else f"images/{direction}-{slug(str(names[1]))}-{int(row['slice_id']):06d}{ext}"
+        )
+        if fmt != "npz" and not (writer.out / rel).is_file():
+            _write_one(writer, rel, row, translated[i], j, direction, names, sha, data_dir)
+        rows.append(
+            _manifest_row(row, rel, j, direction, names[1], float(p_out[i]), float(p_src[i]), sha, fmt)
+        )
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
 def translate(
@@ -186,42 +340,19 @@ def translate(
     --features``), it also holds :func:`translation_scores` under ``quality``: the translations
     against the real target-domain slices of the checkpoint config's ``eval_split``, with the floor.
     """
-    from medgan.data.detect import source_from_spec
-    from medgan.data.sources import load_source
-    from medgan.device import resolve_device
-    from medgan.generate import FORMATS
-    from medgan.training.checkpoint import resolve_checkpoint
-
-    if direction not in ("A2B", "B2A"):
-        raise InputError("--translate", f"must be A2B or B2A (got {direction!r})")
-    if fmt not in FORMATS:
-        raise InputError("--format", f"must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    if split not in ("train", "val", "test", "all"):
-        raise InputError("--split", f"must be train, val, test or all (got {split!r})")
-    if min_target_prob is not None and not 0.0 <= min_target_prob <= 1.0:
-        raise InputError("--min-target-prob", "must be between 0 and 1")
-    if eval_split not in ("train", "val", "test"):
-        raise InputError("eval_split", f"must be train, val or test (got {eval_split!r})")
+    _check_translate_options(direction, fmt, split, min_target_prob, eval_split)
     ckpt = resolve_checkpoint(checkpoint)
     tr = registry.load(ckpt, resolve_device(device), makes="translations")
-    c, h, w = tr.shape
-    data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
-    ss = load_source(data, data_dir)
-    if split != "all":
-        ss = ss.split(split)
-    src_name, dst_name = (
-        (tr.domains["a"], tr.domains["b"]) if direction == "A2B" else (tr.domains["b"], tr.domains["a"])
+    ss, filtered = _source_slices(tr, direction, source, data_dir, split)
+    names = (tr.domains["a"], tr.domains["b"]) if direction == "A2B" else (tr.domains["b"], tr.domains["a"])
+    folder = OutputFolder(
+        out,
+        record=RECORD,
+        what="generation",
+        command=f"medgan generate --translate {direction}",
+        overwrite=overwrite,
     )
-    filtered = False
-    if tr.domains.get("mode") == "labels" and str(src_name) in ss.classes:
-        keep = (ss.manifest["label_name"].astype(str) == str(src_name)).to_numpy()
-        ss.images, ss.manifest = ss.images[keep], ss.manifest[keep].reset_index(drop=True)
-        filtered = True
-    if len(ss) == 0:
-        raise InputError(source, f"no {split} slices of domain {src_name!r} to translate")
-
-    out = Path(out)
-    _check_writable(out)
+    folder.check_writable()
     params = {
         "checkpoint_sha256": tr.sha256,
         "translate": direction,
@@ -232,10 +363,9 @@ def translate(
         "min_target_prob": min_target_prob,
         "batch_size": batch_size,
     }
-    lock = FolderLock(out, f"medgan generate --translate {direction}").acquire()
-    try:
-        rec = _record(out, params, overwrite)
-
+    with folder:
+        rec = folder.claim(params)
+        out = folder.path
         translated = tr.translate(
             torch.from_numpy(np.ascontiguousarray(ss.images)), direction, batch_size
         ).numpy()
@@ -244,78 +374,16 @@ def translate(
         p_out = clf.predict_proba(translated)[:, target_col]
         p_src = clf.predict_proba(ss.images)[:, target_col]
         kept = np.ones(len(ss), bool) if min_target_prob is None else p_out >= min_target_prob
-
-        m = ss.manifest
-        ext = {"png": ".png", "nifti": ".nii.gz", "dicom": ".dcm", "npz": ".npz"}[fmt]
-        rows = []
-        writer = OutputWriter(
-            out, fmt, bits, tr.sha256, rec["created_utc"], 0, tr.meta.get("data", {}).get("modality")
+        modality = tr.meta.data.modality
+        writer = OutputWriter(out, fmt, bits, tr.sha256, rec["created_utc"], 0, modality)
+        manifest = _write_translations(
+            writer, ss, translated, (p_out, p_src), kept, direction, names, data_dir
         )
-        keep_idx = np.flatnonzero(kept)
-        if fmt == "npz":
-            rel = f"shards/translated-{direction}.npz"
-            if not (out / rel).is_file():
-                writer.write_shard(
-                    rel,
-                    images=translated[keep_idx].astype(np.float32),
-                    source_slice_id=m["slice_id"].to_numpy()[keep_idx].astype(np.int64),
-                    target_prob=p_out[keep_idx].astype(np.float32),
-                )
-        for j, i in enumerate(progress(list(keep_idx), "writing", minimum=200)):
-            row = m.iloc[i]
-            rel = (
-                rel
-                if fmt == "npz"
-                else f"images/{direction}-{_slug(str(dst_name))}-{int(row['slice_id']):06d}{ext}"
-            )
-            if fmt != "npz" and not (out / rel).is_file():
-                spacing = None
-                if pd.notna(row["spacing_row"]) and pd.notna(row["spacing_col"]):
-                    spacing = (float(row["spacing_row"]), float(row["spacing_col"]))
-                intensity = None
-                if pd.notna(row["intensity_lo"]) and pd.notna(row["intensity_hi"]):
-                    intensity = (float(row["intensity_lo"]), float(row["intensity_hi"]))
-                writer.write(
-                    rel,
-                    translated[i],
-                    uid_key=(direction, row["source"], int(row["slice_id"])),
-                    instance_number=j + 1,
-                    series_number=1 if direction == "A2B" else 2,
-                    series_description=f"medgan CycleGAN {direction} {dst_name}",
-                    derivation=(
-                        f"medgan CycleGAN {direction} ({src_name} -> {dst_name}); checkpoint sha256 {tr.sha256}; "
-                        f"source {row['source']} slice {row['slice_index']}"
-                    ),
-                    spacing=spacing,
-                    thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
-                    intensity=intensity,
-                    source_images=_source_reference(row, data_dir),
-                )
-            rows.append(
-                {
-                    "path": rel,
-                    "row_in_shard": j if fmt == "npz" else None,
-                    "direction": direction,
-                    "target_domain": dst_name,
-                    "target_prob": round(float(p_out[i]), 6),
-                    "source_target_prob": round(float(p_src[i]), 6),
-                    "source": row["source"],
-                    "source_slice_id": int(row["slice_id"]),
-                    "source_slice_index": row["slice_index"],
-                    "source_frame": row["frame"],
-                    "source_sop_instance_uid": row["sop_instance_uid"],
-                    "source_label_name": row["label_name"],
-                    "source_split": row["split"],
-                    "checkpoint_sha256": tr.sha256,
-                    "format": fmt,
-                }
-            )
-        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
         metrics = {
             "direction": direction,
-            "source_domain": src_name,
-            "target_domain": dst_name,
+            "source_domain": names[0],
+            "target_domain": names[1],
             "n_sources": len(ss),
             "filtered_to_source_domain": filtered,
             "share_classified_as_target": float((p_out > 0.5).mean()),
@@ -337,8 +405,6 @@ def translate(
             )
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
         return manifest
-    finally:
-        lock.release()
 
 
 def _quality(
@@ -354,10 +420,8 @@ def _quality(
     cache: Path | None,
 ) -> dict[str, Any]:
     """:func:`translation_scores` against the target domain of the checkpoint's own data."""
-    from medgan.device import resolve_device
-    from medgan.metrics.features import get_extractor
 
-    cfg = RunConfig.model_validate(tr.meta["config"])
+    cfg = RunConfig.model_validate(tr.meta.run_config())
     a, b, domains = domain_train_sets(cfg, data_dir)
     ea, eb = domain_split(cfg, data_dir, eval_split, domains)
     target_eval, target_train = (eb, b) if direction == "A2B" else (ea, a)

@@ -296,9 +296,11 @@ def test_torchrun_train_writes_the_run_folder_once(torchrun_run: tuple[Path, str
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoints",
         "config.resolved.yaml",
+        "provenance.json",  # written once, by rank 0
         "samples",
         "stats.jsonl",
     ]
+    assert "earlier" not in json.loads((run / "provenance.json").read_text())
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
     lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]  # one line per step: rank 0 alone writes

@@ -40,7 +40,7 @@ def test_short_cpu_run_on_breastmnist(data_dir: Path, tmp_path: Path) -> None:
     imgs = synth.generate([0, 1, 1], [1, 2, 3])
     assert imgs.shape == (3, 1, 28, 28) and imgs.min() >= -1 and imgs.max() <= 1
     meta = synth.meta
-    assert meta["data"]["n_train"] == 546 and meta["data"]["intensity"]["mode"] == "dtype:uint8"
+    assert meta.data.n_train == 546 and meta.data.intensity.mode == "dtype:uint8" and meta.meta_version == 2
     grid = tmp_path / "run" / "samples" / "step-0000006.png"
     assert grid.is_file()
 

@@ -258,10 +258,10 @@ class CGANSynthesizer:
     def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
         tensors, meta = load_model_checkpoint(checkpoint, "cgan", "conditional GAN")
         self.meta = meta
-        self.sha256: str = meta["sha256"]
-        self.classes: list[str] = list(meta["classes"])
-        self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
-        recorded = dict(meta["model"])
+        self.sha256: str = meta.sha256
+        self.classes: list[str] = list(meta.classes)
+        self.shape: tuple[int, int, int] = meta.shape
+        recorded = dict(meta.model)
         for key, value in CGAN_LEGACY.items():  # written before the key existed: built the old way
             recorded.setdefault(key, value)
         self.model_cfg = CGANConfig.model_validate(recorded)

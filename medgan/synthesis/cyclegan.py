@@ -273,10 +273,12 @@ class CycleGANTranslator:
 
     def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
         tensors, meta = load_model_checkpoint(checkpoint, "cyclegan", "CycleGAN")
-        self.meta, self.sha256 = meta, meta["sha256"]
-        self.shape: tuple[int, int, int] = tuple(meta["shape"])  # type: ignore[assignment]
-        self.domains: dict[str, Any] = meta["domains"]
-        self.model_cfg = CycleGANConfig.model_validate(meta["model"])
+        self.meta, self.sha256 = meta, meta.sha256
+        self.shape: tuple[int, int, int] = meta.shape
+        if meta.domains is None:
+            raise InputError(checkpoint, "CycleGAN checkpoint without its domains A and B")
+        self.domains: dict[str, Any] = meta.domains
+        self.model_cfg = CycleGANConfig.model_validate(meta.model)
         self.device = torch.device(device)
         g_ab, g_ba, _, _ = build_cyclegan(self.model_cfg, self.shape)
         for prefix, net in (("g_ab", g_ab), ("g_ba", g_ba)):

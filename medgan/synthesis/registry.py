@@ -28,7 +28,7 @@ from medgan.config import CGANConfig, CycleGANConfig, RunConfig
 from medgan.errors import ConfigError, InputError
 from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
 from medgan.synthesis.cyclegan import CycleGAN, CycleGANTranslator
-from medgan.training.checkpoint import read_checkpoint_meta
+from medgan.training.checkpoint import checkpoint_meta
 
 Makes = Literal["samples", "translations"]
 
@@ -153,8 +153,7 @@ def get(kind: str, *, makes: Makes | None = None, where: str = "model.kind") -> 
 
 def checkpoint_kind(checkpoint: str | Path, *, makes: Makes | None = None) -> SynthesizerKind:
     """The entry of the kind a checkpoint was trained as (read from its metadata)."""
-    kind = str((read_checkpoint_meta(checkpoint).get("model") or {}).get("kind", "cgan"))
-    return get(kind, makes=makes, where=f"{checkpoint}: model.kind")
+    return get(checkpoint_meta(checkpoint).kind, makes=makes, where=f"{checkpoint}: model.kind")
 
 
 def load(checkpoint: str | Path, device: str | torch.device = "cpu", *, makes: Makes | None = None) -> Any:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medgan import __version__
+from medgan.config import upgrade_raw
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_path, atomic_write_text
 
@@ -133,6 +135,97 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+#: Version of a synthesizer checkpoint's metadata record (:class:`CheckpointMeta`). 1 (no
+#: ``meta_version`` key): written before 2026-11-29, a cGAN's objective keys under ``config.train``;
+#: 2: those keys under ``config.model``. Both load (version 1 through :func:`medgan.config.upgrade_raw`).
+META_VERSION = 2
+
+
+class IntensityMeta(BaseModel):
+    """The raw interval the training slices were mapped from to [-1, 1] (median over slices)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mode: str | None = None
+    lo: float | None = None
+    hi: float | None = None
+    varies: bool = False
+
+    def interval(self) -> tuple[float, float] | None:
+        """``(lo, hi)`` when both are known."""
+        return None if self.lo is None or self.hi is None else (self.lo, self.hi)
+
+
+class DataMeta(BaseModel):
+    """What generation needs to know about the training data: intensity, geometry, modality."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source_format: str | None = None
+    n_train: int | None = None
+    intensity: IntensityMeta = Field(default_factory=IntensityMeta)
+    spacing: list[float | None] | None = None
+    thickness: float | None = None
+    modality: str | None = None
+
+
+class RunMeta(BaseModel):
+    """What a training run records about its data in every checkpoint (given to the fit loop)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[str]
+    shape: tuple[int, int, int]
+    data: DataMeta = Field(default_factory=DataMeta)
+    domains: dict[str, Any] | None = None  # a CycleGAN's domains A and B
+    n_a: int | None = None
+    n_b: int | None = None
+    real_subset: dict[str, Any] | None = None  # a study synthesizer's real subset (fraction, seed)
+
+
+class CheckpointMeta(RunMeta):
+    """The JSON beside a synthesizer checkpoint, typed (read with :func:`checkpoint_meta`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = FORMAT
+    meta_version: int = 1
+    step: int
+    sha256: str
+    medgan_version: str | None = None
+    seed: int | None = None
+    config: dict[str, Any]
+    model: dict[str, Any]
+    state_info: dict[str, Any] = Field(default_factory=dict)
+    select: dict[str, Any] | None = None
+    world_size: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """The synthesizer kind (``model.kind``)."""
+        return str(self.model.get("kind", "cgan"))
+
+    def run_config(self) -> dict[str, Any]:
+        """The recorded run config in today's layout (a version-1 record upgraded), as a raw dict."""
+        return upgrade_raw(self.config, strict=False)
+
+
+def checkpoint_meta(path: str | Path) -> CheckpointMeta:
+    """The typed metadata of a synthesizer checkpoint; a record that does not fit is a one-line error."""
+    p = resolve_checkpoint(path)
+    raw = read_checkpoint_meta(p)
+    if int(raw.get("meta_version", 1)) > META_VERSION:
+        raise InputError(
+            p, f"written by a newer medgan (metadata version {raw['meta_version']}; this one reads <= {META_VERSION})"
+        )
+    try:
+        return CheckpointMeta.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        raise InputError(p.with_suffix(".json"), f"not a synthesizer checkpoint record: {where}: {e['msg']}") from None
+
+
 def _refuse_pickle(path: Path) -> None:
     """Refuse a pickle / ``torch.save`` file (zip or raw pickle) before anything reads it."""
     if not path.is_file():
@@ -187,12 +280,13 @@ def load_checkpoint(
 
 def load_model_checkpoint(
     path: str | Path, kind: str, what: str, device: str | torch.device = "cpu"
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """:func:`load_checkpoint`, refusing a checkpoint of another model kind (``what`` names the expected one)."""
-    tensors, meta = load_checkpoint(path, device)
-    found = meta.get("model", {}).get("kind")
-    if found != kind:
-        raise InputError(path, f"is a {found!r} checkpoint, not a {what}")
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """:func:`load_checkpoint` of a synthesizer with its typed metadata, refusing another model kind
+    (``what`` names the expected one)."""
+    tensors, _ = load_checkpoint(path, device)
+    meta = checkpoint_meta(path)
+    if meta.kind != kind:
+        raise InputError(path, f"is a {meta.kind!r} checkpoint, not a {what}")
     return tensors, meta
 
 

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from medgan import distributed
 from medgan.config import LEGACY_KEYS, RunConfig, dump_config, upgrade_raw
@@ -46,6 +47,8 @@ from medgan.io.atomic import atomic_write_text
 from medgan.io.images import write_png
 from medgan.provenance import write_provenance
 from medgan.training.checkpoint import (
+    META_VERSION,
+    RunMeta,
     best_checkpoint,
     checkpoint_step,
     list_checkpoints,
@@ -267,7 +270,10 @@ class _Checkpoints:
         self.task, self.selector, self.seed = task, selector, cfg.seed
         self.folder, self.keep_last = run_dir / "checkpoints", cfg.train.keep_last
         self.config = cfg.model_dump(mode="json")
-        self.meta = meta
+        try:  # what the run records about its data, checked before the first step
+            self.meta = RunMeta.model_validate(meta).model_dump(mode="json", exclude_unset=True)
+        except ValidationError as err:
+            raise ValueError(f"fit: meta does not fit RunMeta: {err}") from None
         self.main, self.world = distributed.is_main(), distributed.world_size()
 
     def __call__(self, step: int) -> Path:
@@ -283,6 +289,7 @@ class _Checkpoints:
             "model": self.config["model"],
             "state_info": info,
             "seed": self.seed,
+            "meta_version": META_VERSION,
             **({"world_size": self.world} if self.world > 1 else {}),
             **({"select": self.selector.state()} if self.selector is not None else {}),
         }
