@@ -1,0 +1,223 @@
+"""The synthesizer registry: one entry per model.kind, and the crashes it removed (issue 16)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from medgan.cli import main
+from medgan.config import MODEL_CONFIGS, CGANConfig, CycleGANConfig, config_from_dict
+from medgan.errors import ConfigError
+from medgan.synthesis import registry
+from medgan.synthesis.registry import cyclegan_domains
+from medgan.training.checkpoint import checkpoint_meta
+from tests.conftest import tiny_config
+
+
+def test_every_config_kind_has_one_entry() -> None:
+    assert set(registry.KINDS) == set(MODEL_CONFIGS)
+    for kind, entry in registry.KINDS.items():
+        assert entry.kind == kind and entry.config is MODEL_CONFIGS[kind]
+    assert registry.get("cgan").makes == "samples" and registry.get("cyclegan").makes == "translations"
+    with pytest.raises(ConfigError, match=r"model.kind: unknown synthesizer kind 'diffusion'"):
+        registry.get("diffusion")
+
+
+def test_a_kind_that_cannot_do_it_is_refused_naming_model_kind() -> None:
+    with pytest.raises(ConfigError, match=r"model.kind: 'cyclegan' is a CycleGAN.*needs a cgan checkpoint"):
+        registry.get("cyclegan", makes="samples")
+
+
+def test_domains_resolve_class_names_and_indices() -> None:
+    classes = ["normal, benign", "malignant"]
+    mc = CycleGANConfig(kind="cyclegan", domain_a="malignant", domain_b="normal, benign")
+    assert cyclegan_domains(mc, classes) == {
+        "mode": "labels",
+        "a": "malignant",
+        "b": "normal, benign",
+        "label_a": 1,
+        "label_b": 0,
+    }
+    assert (
+        cyclegan_domains(CycleGANConfig(kind="cyclegan", domain_a=1, domain_b="0"), classes)["label_a"] == 1
+    )
+    with pytest.raises(ConfigError, match=r"study.cyclegan.domain_a: 'lesion' is not one of"):
+        cyclegan_domains(CycleGANConfig(kind="cyclegan", domain_a="lesion"), classes, "study.cyclegan")
+
+
+# ---------------------------------------------------------------- config: a kind's keys, in its section
+
+
+def test_cgan_training_keys_live_in_the_model_and_older_configs_still_load() -> None:
+    base = tiny_config()
+    model = {**base["model"], "loss": "rpgan", "ema_kimg": 5, "diffaugment": "auto"}
+    new = config_from_dict({**base, "model": model})
+    old = config_from_dict(tiny_config(loss="rpgan", ema_kimg=5, diffaugment="auto"))  # under train:
+    assert isinstance(new.model, CGANConfig) and new.model == old.model
+    assert new.model.loss == "rpgan" and not hasattr(new.train, "loss")
+    with pytest.raises(ConfigError, match=r"train.loss: given twice: write it once, as model.loss"):
+        config_from_dict({**tiny_config(loss="hinge"), "model": {"loss": "rpgan"}})
+
+
+def test_a_cgan_key_in_a_cyclegan_config_is_refused_not_ignored() -> None:
+    raw = {**tiny_config(loss="wgan-gp"), "model": {"kind": "cyclegan"}}
+    with pytest.raises(
+        ConfigError, match=r"cfg.yaml: train.loss: is a cgan training key; model.kind 'cyclegan'"
+    ):
+        config_from_dict(raw, "cfg.yaml")
+
+
+def test_cyclegan_keeps_its_reference_training_defaults_unless_set() -> None:
+    cfg = config_from_dict({**tiny_config(), "model": {"kind": "cyclegan"}, "train": {"steps": 3}})
+    assert cfg.train.betas == (0.5, 0.999) and cfg.train.lr_schedule == "linear_decay"
+    assert cfg.train.batch_size == 8 and cfg.model.diffaugment == []
+    cfg = config_from_dict({**tiny_config(), "model": {"kind": "cyclegan"}, "train": {"batch_size": 2}})
+    assert cfg.train.batch_size == 2
+    assert config_from_dict(tiny_config()).train.betas == (0.0, 0.99)  # the cGAN's shared defaults
+
+
+def test_study_synthesizer_sections_are_typed() -> None:
+    raw = {**tiny_config(), "study": {"cyclegan": {"domain_a": 1, "n_res_block": 3}}}
+    with pytest.raises(ConfigError, match=r"study.cyclegan.n_res_block: unknown key"):
+        config_from_dict(raw)
+    st = config_from_dict({**tiny_config(), "study": {"cyclegan": {"domain_a": "1"}}}).study
+    assert st.cyclegan.g_channels == 32 and st.cyclegan.n_res_blocks == 6 and st.cyclegan.domain_a == "1"
+    assert isinstance(st.cgan, CGANConfig)
+
+
+# ---------------------------------------------------------------- the commands dispatch by the checkpoint's kind
+
+
+@pytest.fixture(scope="module")
+def named_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with an image folder whose classes have names ("healthy", "lesion")."""
+    root = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(0)
+    rows = ["path,label,split"]
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        for i in range(n):
+            lab = ("healthy", "lesion")[i % 2]
+            img = (rng.random((16, 16)) * (80 if lab == "healthy" else 230)).astype(np.uint8)
+            Image.fromarray(img).save(root / f"{split}-{i}.png")
+            rows.append(f"{split}-{i}.png,{lab},{split}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _cyclegan_run_cfg(data: Path, features: str) -> dict:
+    return {
+        "name": "tiny-cycle",
+        "data": {"source": {"kind": "images", "labels_csv": str(data / "labels.csv")}},
+        "model": {
+            "kind": "cyclegan",
+            "domain_a": "healthy",
+            "domain_b": "lesion",
+            "g_channels": 8,
+            "n_res_blocks": 1,
+            "d_channels": 8,
+            "pool_size": 2,
+        },
+        "train": {"steps": 2, "batch_size": 4, "sample_every": 2, "checkpoint_every": 2},
+        "classifier": {"epochs": 1, "width": 4, "patience": 1, "batch_size": 16},
+        "study": {
+            "arms": ["real", "cyclegan", "cgan"],
+            "ratios": [1.0],
+            "seeds": 1,
+            "n_boot": 20,
+            "cgan": {"g_channels": 16, "d_channels": 8, "z_dim": 8, "embed_dim": 4},
+            "cgan_steps": 2,
+        },
+        "pipeline": {"features": features},
+        "gates": None,
+    }
+
+
+@pytest.fixture(scope="module")
+def cyclegan_run(named_data: Path, pool_features: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``medgan run`` on a CycleGAN config whose domains are class names (it crashed on 'z_dim')."""
+    d = tmp_path_factory.mktemp("cyclerun")
+    (d / "cfg.yaml").write_text(yaml.safe_dump(_cyclegan_run_cfg(named_data, pool_features)))
+    assert main(["run", str(d / "cfg.yaml"), "--out", str(d / "out"), "--data-dir", str(named_data)]) == 0
+    return d / "out"
+
+
+def test_medgan_run_on_a_cyclegan_config(cyclegan_run: Path) -> None:
+    meta = checkpoint_meta(cyclegan_run / "cyclegan" / "checkpoints" / "step-0000002.safetensors")
+    assert meta.kind == "cyclegan" and meta.domains is not None and meta.domains["a"] == "healthy"
+    for direction, (src, dst) in (("A2B", ("healthy", "lesion")), ("B2A", ("lesion", "healthy"))):
+        m = json.loads((cyclegan_run / "translations" / direction / "metrics.json").read_text())
+        assert (m["source_domain"], m["target_domain"], m["n_written"]) == (src, dst, 4)  # 4 test slices each
+        assert m["quality"]["fid"] is not None and m["quality"]["floor_fid"] is not None
+    study = json.loads((cyclegan_run / "study" / "study.json").read_text())
+    assert {r["arm"] for r in study["summary"]} == {"real", "cyclegan", "cgan"}
+    # the study's CycleGAN arm reuses the run's own CycleGAN (class-name domains; int() crashed on them)
+    assert not (cyclegan_run / "study" / "synthesizers" / "cyclegan-f1").exists()
+    assert (cyclegan_run / "study" / "synthesizers" / "cgan-f1").is_dir()  # the cgan arm: study.cgan
+    md = (cyclegan_run / "report.md").read_text()
+    assert "## Translations" in md and "| A2B | healthy -> lesion | 4 |" in md
+    assert "## Does synthetic data help the classifier?" in md and "## Synthetic data quality" not in md
+
+
+def test_generate_follows_the_checkpoint_not_the_flags(
+    cyclegan_run: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = cyclegan_run / "cyclegan"
+    code = main(["generate", "--checkpoint", str(ckpt), "--n-per-class", "2", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "model.kind: 'cyclegan'" in err and "--translate" in err and not (tmp_path / "a").exists()
+    code = main(
+        [
+            "generate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--translate",
+            "A2B",
+            "--input",
+            "x",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model.kind: 'cgan' is a class-conditional GAN" in err and "cyclegan" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_study_cyclegan_arm_in_a_cgan_run_takes_class_names(
+    named_data: Path, tmp_path: Path, pool_features: str
+) -> None:
+    from medgan.study import run_study
+
+    raw = _cyclegan_run_cfg(named_data, pool_features)
+    raw["model"] = {"g_channels": 16, "d_channels": 8, "z_dim": 8, "embed_dim": 4}  # a cGAN run
+    raw["study"] = {
+        "arms": ["real", "cyclegan"],
+        "ratios": [1.0],
+        "seeds": 1,
+        "n_boot": 20,
+        "cyclegan_steps": 2,
+        "cyclegan": {
+            "domain_a": "lesion",
+            "domain_b": "healthy",
+            "g_channels": 8,
+            "n_res_blocks": 1,
+            "d_channels": 8,
+        },
+    }
+    rep = run_study(config_from_dict(raw), named_data, tmp_path)
+    assert [r["arm"] for r in rep["summary"]] == ["real", "cyclegan"]
+    meta = checkpoint_meta(
+        tmp_path / "synthesizers" / "cyclegan-f1" / "checkpoints" / "step-0000002.safetensors"
+    )
+    assert meta.domains == {"mode": "labels", "a": "lesion", "b": "healthy", "label_a": 1, "label_b": 0}
+    raw["study"]["cyclegan"]["domain_a"] = "tumour"
+    with pytest.raises(
+        ConfigError, match=r"study.cyclegan.domain_a: 'tumour' is not one of the data's classes"
+    ):
+        run_study(config_from_dict(raw), named_data, tmp_path / "again")
