@@ -51,7 +51,7 @@ def _configs(size: int, amp: str, channels_last: str) -> tuple[Any, Any]:
     repo = Path(__file__).resolve().parents[1]
     cfg = load_config(
         repo / "configs/quickstart.yaml",
-        ["train.diffaugment=[]", f"train.amp='{amp}'", f"train.channels_last='{channels_last}'"],
+        ["model.diffaugment=[]", f"train.amp='{amp}'", f"train.channels_last='{channels_last}'"],
     )
     return cfg.model, cfg.train
 

@@ -29,9 +29,7 @@ def images_per_s(
     """Images/s for one setting (random images; throughput does not depend on content)."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mc = CycleGANConfig(kind="cyclegan")
-    tc = TrainConfig(
-        batch_size=batch, amp=amp, channels_last=channels_last, betas=(0.5, 0.999), diffaugment=[]
-    )
+    tc = TrainConfig(batch_size=batch, amp=amp, channels_last=channels_last, betas=(0.5, 0.999))
     task = CycleGAN(mc, tc, (1, size, size), dev, 0)
     data = torch.rand(max(16, batch * 2), 1, size, size) * 2 - 1
     task.attach_data(data, data.clone(), 0)
