@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import gzip
-import shutil
 import socket
 import struct
 import subprocess
@@ -25,6 +24,7 @@ from medgan.intensity import IntensityRange, denormalize, normalize
 from medgan.io.dicom import SyntheticDicomMeta, read_dicom_volumes, write_dicom
 from medgan.io.images import read_image, write_png
 from medgan.io.nifti import read_case, write_nifti
+from tests.conftest import require_tool
 
 SENTINEL = "SENTINEL-PATIENT-7f3a9c"  # an identifier handed to no writer: it must never show up
 
@@ -370,9 +370,9 @@ def test_dicom_rejects_bad_meta(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy is not installed")
 @pytest.mark.parametrize("kind", ["grey", "grey-plain", "rgb"])
 def test_dicom_passes_dciodvfy(tmp_path: Path, kind: str) -> None:
+    dciodvfy = require_tool("dciodvfy", "validates the synthetic DICOM writer")
     if kind == "grey":
         sources = ((str(CTImageStorage), generate_uid()),)
         out = write_dicom(tmp_path / "f.dcm", _grey(), _ct_meta(source_images=sources))
@@ -380,7 +380,7 @@ def test_dicom_passes_dciodvfy(tmp_path: Path, kind: str) -> None:
         out = write_dicom(tmp_path / "f.dcm", _grey(), _meta())
     else:
         out = write_dicom(tmp_path / "f.dcm", _rgb(), _meta(spacing=(0.5, 0.5), derivation="seed=1"))
-    proc = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([dciodvfy, str(out)], capture_output=True, text=True, timeout=60, check=False)
     report = proc.stdout + proc.stderr
     assert "SCImage" in report  # dciodvfy recognised the IOD
     errors = [line for line in report.splitlines() if "Error" in line]
