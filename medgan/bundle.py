@@ -28,7 +28,7 @@ from torch import nn
 
 from medgan import __version__
 from medgan.errors import InputError
-from medgan.io.atomic import atomic_dir
+from medgan.io.atomic import atomic_dir, atomic_write_text
 from medgan.paths import slug
 from medgan.synthesis import registry
 from medgan.training.checkpoint import CheckpointMeta
@@ -442,8 +442,6 @@ def export_bundle(
     is refused unless ``overwrite``.
     """
     from safetensors.torch import save_file
-
-    from medgan.io.atomic import atomic_write_text
 
     if output_ext not in OUTPUT_EXTS:
         raise InputError("--output-ext", f"must be one of {', '.join(OUTPUT_EXTS)} (got {output_ext!r})")

@@ -2,6 +2,10 @@
 
 Errors caused by input print one line ``medgan: error: ...`` and exit with code 2;
 ``--debug`` (anywhere on the command line) shows the traceback instead.
+
+Each command imports the library code it runs inside its function (``# lazy: keeps --help
+fast``), so ``medgan --help``, ``--version`` and a mistyped option answer without loading torch,
+MONAI or pydantic; only leaf modules (errors, paths, provenance) are imported at the top.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Annotated
 import typer
 
 from medgan import __version__
-from medgan.errors import MedganError
+from medgan.errors import ConfigError, InputError, MedganError
+from medgan.paths import resolve_data_dir
 from medgan.provenance import set_command
 
 app = typer.Typer(
@@ -77,10 +82,9 @@ def inspect_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Print format, slice count, splits, labels, shape and intensity range of SOURCE."""
-    from medgan.data.detect import source_from_spec
-    from medgan.data.inspect import render_text, summarize
-    from medgan.data.sources import load_source
-    from medgan.paths import resolve_data_dir
+    from medgan.data.detect import source_from_spec  # lazy: keeps --help fast
+    from medgan.data.inspect import render_text, summarize  # lazy: keeps --help fast
+    from medgan.data.sources import load_source  # lazy: keeps --help fast
 
     ddir = resolve_data_dir(data_dir)
     src_opts: dict = {}
@@ -109,11 +113,10 @@ def prepare_cmd(
     ] = False,
 ) -> None:
     """Write the slices a config describes as NPZ shards plus manifest.csv."""
-    from medgan.config import load_config
-    from medgan.data.inspect import render_text, summarize
-    from medgan.data.prepare import write_prepared
-    from medgan.data.sources import load_source
-    from medgan.paths import resolve_data_dir
+    from medgan.config import load_config  # lazy: keeps --help fast
+    from medgan.data.inspect import render_text, summarize  # lazy: keeps --help fast
+    from medgan.data.prepare import write_prepared  # lazy: keeps --help fast
+    from medgan.data.sources import load_source  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     ddir = resolve_data_dir(data_dir)
@@ -136,17 +139,16 @@ def train_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Train the config's synthesizer on its train split (checkpoints, samples, stats in the run folder)."""
-    from medgan import distributed
-    from medgan.config import load_config
-    from medgan.paths import resolve_data_dir
-    from medgan.train import train
+    from medgan import distributed  # lazy: keeps --help fast
+    from medgan.config import load_config  # lazy: keeps --help fast
+    from medgan.train import train  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     distributed.init_from_env(cfg.train.device)
     run_dir = out if out is not None else Path("runs") / cfg.name
     ckpt = train(cfg, run_dir, resolve_data_dir(data_dir), resume=resume)
     if distributed.is_main():
-        from medgan.training.checkpoint import checkpoint_step
+        from medgan.training.checkpoint import checkpoint_step  # lazy: keeps --help fast
 
         which = (
             f"best on validation, step {checkpoint_step(ckpt)}" if ckpt.name.startswith("best") else "last"
@@ -221,12 +223,11 @@ def generate_cmd(
     ] = "fp32",
 ) -> None:
     """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
-    from medgan import distributed
-    from medgan.errors import ConfigError, InputError
-    from medgan.generate import generate
+    from medgan import distributed  # lazy: keeps --help fast
+    from medgan.generate import generate  # lazy: keeps --help fast
 
     distributed.init_from_env(device)
-    from medgan.synthesis import registry
+    from medgan.synthesis import registry  # lazy: keeps --help fast
 
     entry = registry.checkpoint_kind(checkpoint)  # the checkpoint, not the flags, decides the path
     if translate is None and entry.makes == "translations":
@@ -236,8 +237,7 @@ def generate_cmd(
         )
     if translate is not None:
         registry.get(entry.kind, makes="translations", where=f"{checkpoint}: model.kind")
-        from medgan.paths import resolve_data_dir
-        from medgan.translate import translate as run_translate
+        from medgan.translate import translate as run_translate  # lazy: keeps --help fast
 
         if input_spec is None:
             raise InputError("--input", "--translate needs --input (the slices to translate)")
@@ -270,8 +270,7 @@ def generate_cmd(
         raise InputError("--counts-like", "give --n-per-class or --counts-like, not both")
     counts: int | dict[str, int]
     if counts_like is not None:
-        from medgan.generate import counts_like as real_counts
-        from medgan.paths import resolve_data_dir
+        from medgan.generate import counts_like as real_counts  # lazy: keeps --help fast
 
         counts = real_counts(counts_like, resolve_data_dir(data_dir), n_total)
     elif n_per_class is None:
@@ -323,7 +322,7 @@ def export_bundle_cmd(
     ] = ".png",
 ) -> None:
     """Export a conditional-GAN checkpoint as a self-contained MONAI bundle (run with python -m monai.bundle run)."""
-    from medgan.bundle import export_bundle
+    from medgan.bundle import export_bundle  # lazy: keeps --help fast
 
     path = export_bundle(
         checkpoint,
@@ -352,9 +351,8 @@ def run_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """The main job: data, conditional GAN, samples, metrics, study and report in one run folder (resumable)."""
-    from medgan.config import load_config
-    from medgan.paths import resolve_data_dir
-    from medgan.run import run
+    from medgan.config import load_config  # lazy: keeps --help fast
+    from medgan.run import run  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     folder = out if out is not None else Path("runs") / cfg.name
@@ -373,9 +371,8 @@ def augment_cmd(
     ] = False,
 ) -> None:
     """Write a ready-to-train augmented dataset (real + synthetic slices, manifest, MONAI datalist)."""
-    from medgan.augment import augment
-    from medgan.config import load_config
-    from medgan.paths import resolve_data_dir
+    from medgan.augment import augment  # lazy: keeps --help fast
+    from medgan.config import load_config  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     m = augment(cfg, out, resolve_data_dir(data_dir), overwrite=overwrite)
@@ -395,9 +392,8 @@ def study_cmd(
     overrides: SetOpt = None,
 ) -> None:
     """Augmentation-benefit study: classifier metrics with CIs for each arm, paired with real-only."""
-    from medgan.config import load_config
-    from medgan.paths import resolve_data_dir
-    from medgan.study import run_study
+    from medgan.config import load_config  # lazy: keeps --help fast
+    from medgan.study import run_study  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     folder = out if out is not None else Path("runs") / cfg.name / "study"
@@ -482,21 +478,20 @@ def evaluate_cmd(
 ) -> None:
     """FID, KID, precision/recall, density/coverage, per-class scores, diversity, memorization and
     quality gates of synthetic slices, with N and the real-real floor (optionally label agreement and CAS)."""
-    from medgan import distributed
-    from medgan.device import resolve_device
-    from medgan.metrics.evaluate import evaluate
-    from medgan.metrics.features import get_extractor
-    from medgan.paths import resolve_data_dir
+    from medgan import distributed  # lazy: keeps --help fast
+    from medgan.device import resolve_device  # lazy: keeps --help fast
+    from medgan.metrics.evaluate import evaluate  # lazy: keeps --help fast
+    from medgan.metrics.features import get_extractor  # lazy: keeps --help fast
 
     distributed.init_from_env(device)
     ddir = resolve_data_dir(data_dir)
     if features == "domain" and classifier is None:
-        from medgan.metrics.evaluate import ensure_domain_classifier
+        from medgan.metrics.evaluate import ensure_domain_classifier  # lazy: keeps --help fast
 
         base = run if run is not None else (out if out is not None else Path("."))
         classifier = distributed.on_main(ensure_domain_classifier, real, ddir, base / "classifier")
     ext = get_extractor(features, distributed.local_device(resolve_device(device)), classifier, precision)
-    from medgan.config import ClassifierConfig, GatesConfig, load_config
+    from medgan.config import ClassifierConfig, GatesConfig, load_config  # lazy: keeps --help fast
 
     cfg = load_config(config) if config is not None else None
     clf_dir = None

@@ -9,6 +9,8 @@ import contextlib
 
 import torch
 
+from medgan.errors import ConfigError
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU; anything else as given (must be available)."""
@@ -16,8 +18,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from medgan.errors import ConfigError
-
         raise ConfigError("train.device", f"{name} requested but no CUDA device is available")
     return dev
 
@@ -59,8 +59,6 @@ def fast_paths(
         amp = "bf16" if native else "off"
     if device.type == "cpu" and amp == "bf16":
         if not cpu_has_bf16():
-            from medgan.errors import ConfigError
-
             raise ConfigError(
                 "train.amp", "bf16 on this CPU would be emulated (no AVX512-BF16 or AMX); use auto or off"
             )

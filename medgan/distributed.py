@@ -20,6 +20,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from medgan.errors import MedganError
+from medgan.seeding import derive_seed
+
 T = TypeVar("T")
 
 _CPU_GROUP: Any = None  # gloo group for CPU collectives (the default group when it is gloo itself)
@@ -121,8 +124,6 @@ def rank_seed(seed: int) -> int:
     """A per-rank seed for a random stream: ``seed`` itself in a single process, else derived from (seed, rank)."""
     if world_size() == 1:
         return seed
-    from medgan.seeding import derive_seed
-
     return derive_seed(seed, rank())
 
 
@@ -228,8 +229,6 @@ def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     if not is_initialized():
         return fn(*args, **kwargs)
-    from medgan.errors import MedganError
-
     result: Any = None
     failure: tuple[str, str] | None = None
     error: BaseException | None = None

@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+from medgan.errors import InputError
+
 DATA_DIR_ENV = "MEDGAN_DATA_DIR"
 CACHE_DIR_ENV = "MEDGAN_CACHE_DIR"
 
@@ -52,8 +54,6 @@ def inside(root: str | Path, rel: str | Path, where: str | Path, what: str = "pa
     :class:`~medgan.errors.InputError` naming ``where``. The check is lexical (``..`` collapsed,
     symbolic links not followed), so a link the user placed inside the root still works.
     """
-    from medgan.errors import InputError
-
     text = str(rel)
     if "\x00" in text:
         raise InputError(where, f"{what} {text[:100]!r} contains a NUL byte")

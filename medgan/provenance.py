@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medgan import __version__
 from medgan.io.atomic import atomic_write_text
 
 #: The command being run, as the user typed it (set by ``medgan.cli.main``); ``sys.argv`` otherwise.
@@ -104,8 +105,6 @@ def _versions() -> dict[str, str | None]:
     import monai
     import numpy
     import torch
-
-    from medgan import __version__
 
     return {
         "python": platform.python_version(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medgan.config import DataConfig, config_from_dict, load_config
+from medgan.config import DataConfig, apply_overrides, config_from_dict, load_config
 from medgan.errors import InputError
 
 _NIFTI = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -104,7 +104,5 @@ def source_from_spec(
         source["mask"] = str(find_input(mask, data_dir))
     source.update(src_opts)
     raw: dict[str, Any] = {"data": {"source": source, **data_opts}}
-    from medgan.config import apply_overrides
-
     raw = apply_overrides(raw, list(overrides or []))
     return config_from_dict(raw, "command line").data

@@ -16,6 +16,7 @@ from medgan.data.slices import SliceSet
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_dir
 from medgan.io.npz import read_npz
+from medgan.paths import inside
 
 SHARD_SIZE = 8192
 MANIFEST = "manifest.csv"
@@ -62,8 +63,6 @@ def write_prepared(
 
 def load_prepared(path: str | Path) -> SliceSet:
     """Read a folder written by :func:`write_prepared` back into a :class:`SliceSet`."""
-    from medgan.paths import inside
-
     path = Path(path)
     meta_path = path / META
     if not meta_path.is_file():

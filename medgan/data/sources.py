@@ -132,9 +132,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
             src = row["source"]
             if src not in shown:
                 shown[src] = display_path(src, data_dir)
-            row.update(
-                source=shown[src], intensity_mode=rng.mode, intensity_lo=rng.lo, intensity_hi=rng.hi
-            )
+            row.update(source=shown[src], intensity_mode=rng.mode, intensity_lo=rng.lo, intensity_hi=rng.hi)
             rows.append(row)
     info = dict(images.info)
     if "file" in info:

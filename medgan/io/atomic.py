@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from medgan.errors import InputError
+
 
 def _umask_mode() -> int:
     mask = os.umask(0)
@@ -75,12 +77,8 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        from medgan.errors import InputError
-
         raise InputError(path, "output path exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        from medgan.errors import InputError
-
         raise InputError(path, "output folder exists and is not empty (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
@@ -140,8 +138,6 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         """Take the lock (refusing if another process holds it) and clean stale temporaries."""
-        from medgan.errors import InputError
-
         if importlib.util.find_spec("fcntl") is None:  # pragma: no cover - Windows
             return self
         import filelock

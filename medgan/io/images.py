@@ -507,7 +507,9 @@ def read_image_folder(
     has ``n_files``.
     """
     csv_path = Path(labels_csv)
-    frame, class_list = read_labels_csv(csv_path, Path(root) if root is not None else csv_path.parent, classes)
+    frame, class_list = read_labels_csv(
+        csv_path, Path(root) if root is not None else csv_path.parent, classes
+    )
     return Images2D(
         class_list,
         _image_batches(frame, csv_path),

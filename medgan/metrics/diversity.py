@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medgan.grids import make_grid
+from medgan.io.images import write_png
+
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
@@ -123,9 +126,6 @@ def closest_pairs_grid(
     k: int = 8,
 ) -> Path:
     """PNG grid of the ``k`` synthetic images closest to a training image: top row synthetic, bottom row its neighbour."""
-    from medgan.grids import make_grid
-    from medgan.io.images import write_png
-
     order = np.argsort(dist)[:k]
     tiles = np.concatenate([syn_images[order], train_images[idx[order]]]).astype(np.float32)
     grid = make_grid(tiles, len(order))

@@ -19,15 +19,26 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+# train_classifier is looked up in the package at each call, so a patch of medgan.classifier reaches it
+from medgan import classifier as classifiers
 from medgan import distributed
+from medgan.classifier import TrainedClassifier
+from medgan.classifier.metrics import diagnostic_metrics
 from medgan.config import ClassifierConfig, DataConfig, GatesConfig, PipelineConfig
+from medgan.data.detect import source_from_spec
+from medgan.data.slices import SliceSet
+from medgan.data.sources import load_source
+from medgan.device import resolve_device
 from medgan.errors import InputError
+from medgan.intensity import dtype_range, normalize
 from medgan.io.atomic import atomic_write_text
+from medgan.io.images import read_image
+from medgan.io.npz import read_npz, write_npz
 from medgan.metrics.diversity import (
     closest_pairs_grid,
     mean_pairwise_distance,
@@ -35,6 +46,8 @@ from medgan.metrics.diversity import (
     within_class_ms_ssim,
 )
 from medgan.metrics.features import FeatureExtractor
+from medgan.metrics.gates import check_gates, gates_passed, gates_verdict
+from medgan.metrics.label import classification_accuracy_score, label_agreement
 from medgan.metrics.stats import (
     bootstrap_ci,
     check_features,
@@ -42,12 +55,10 @@ from medgan.metrics.stats import (
     fid,
     kid,
     precision_recall,
+    proportional_counts,
 )
-from medgan.paths import user_cache_dir
-
-if TYPE_CHECKING:
-    from medgan.classifier import TrainedClassifier
-    from medgan.data.slices import SliceSet
+from medgan.paths import inside, user_cache_dir
+from medgan.training.checkpoint import list_checkpoints
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -81,16 +92,12 @@ def cached_features(
     path = folder / f"{h.hexdigest()[:32]}.npz"
     cached = None
     if path.is_file():
-        from medgan.io.npz import read_npz
-
         with contextlib.suppress(InputError, KeyError):  # a damaged cache entry is recomputed
             cached = read_npz(path)["features"]
     if distributed.all_true(cached is not None):  # every rank read it (or, in one process: it was read)
         return cached
     feats = sharded_features(extractor, images)
     if distributed.is_main():  # under torchrun only rank 0 writes the cache
-        from medgan.io.npz import write_npz
-
         folder.mkdir(parents=True, exist_ok=True)
         write_npz(path, features=feats)
     return feats
@@ -100,20 +107,13 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
     """Synthetic slices (N, C, H, W) in [-1, 1] and labels from a generation folder (PNG or NPZ) or any source."""
     p = Path(spec)
     if p.is_dir() and (p / "manifest.csv").is_file():
-        from medgan.paths import inside
-
         m = pd.read_csv(p / "manifest.csv", dtype={"path": str}, keep_default_na=False)
         fmt = str(m["format"].iloc[0]) if len(m) and "format" in m else "png"
         labels = m["label"].to_numpy() if "label" in m else np.zeros(len(m), np.int64)
         if fmt == "npz":
-            from medgan.io.npz import read_npz
-
             parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in dict.fromkeys(m["path"])]
             imgs = np.concatenate(parts)
         elif fmt == "png":
-            from medgan.intensity import dtype_range, normalize
-            from medgan.io.images import read_image
-
             arrs = [read_image(inside(p, f, p / "manifest.csv")) for f in m["path"]]
             imgs = np.stack([normalize(a, dtype_range(a.dtype)) for a in arrs])
         else:
@@ -121,9 +121,6 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
                 p, f"evaluate reads PNG or NPZ generations (this one is {fmt}); regenerate with --format npz"
             )
         return imgs.astype(np.float32), labels.astype(np.int64), str(p)
-    from medgan.data.detect import source_from_spec
-    from medgan.data.sources import load_source
-
     data = source_from_spec(spec, data_dir).model_copy(
         update={"size": tuple(shape[1:]), "channels": shape[0]}
     )
@@ -145,12 +142,6 @@ def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Pa
     Trained with the default :class:`~medgan.config.ClassifierConfig` (early stopping on the
     validation split) and saved in ``folder`` (safetensors + JSON), so later evaluations reuse it.
     """
-    from medgan.classifier import train_classifier
-    from medgan.config import ClassifierConfig
-    from medgan.data.detect import source_from_spec
-    from medgan.data.sources import load_source
-    from medgan.training.checkpoint import list_checkpoints
-
     if list_checkpoints(folder):
         return folder
     src, _ = split_spec(real_spec)
@@ -158,7 +149,7 @@ def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Pa
     tr, va = ss.split("train"), ss.split("val")
     if (tr.manifest["label"] < 0).any():
         raise InputError(src, "domain features need a labelled source (a classifier is trained on it)")
-    clf = train_classifier(
+    clf = classifiers.train_classifier(
         tr.images,
         tr.manifest["label"].to_numpy(),
         va.images,
@@ -176,12 +167,10 @@ def class_stratified_indices(
 ) -> np.ndarray:
     """``n`` indices into ``pool_labels`` drawn (seeded, without replacement) in the class mix of ``like_labels``.
 
-    Counts come from :func:`~medgan.metrics.selection.proportional_counts`; a class the pool has
+    Counts come from :func:`~medgan.metrics.stats.proportional_counts`; a class the pool has
     too few of is topped up from the rest of the pool at random. Without usable labels (any
     negative, or fewer slices than classes) the draw is a plain random subset.
     """
-    from medgan.metrics.selection import proportional_counts
-
     pool = np.asarray(pool_labels, np.int64)
     like = np.asarray(like_labels, np.int64)
     n = int(min(n, len(pool)))
@@ -207,8 +196,6 @@ def split_class_counts(part: SliceSet, n: int, n_classes: int) -> dict[int, int]
 
     Every class present gets at least one slice (``n`` is raised to the number of classes present).
     """
-    from medgan.metrics.selection import proportional_counts
-
     y = part.manifest["label"].to_numpy().astype(np.int64)
     y = y[y >= 0]
     if len(y) == 0:
@@ -296,10 +283,6 @@ def ensure_real_classifier(
     The cached one is reused only when its config, classes and training data (a hash written
     beside it as ``trained_on.json``) are the same; otherwise it is trained again and replaced.
     """
-    from medgan.classifier import TrainedClassifier, train_classifier
-    from medgan.device import resolve_device
-    from medgan.training.checkpoint import list_checkpoints
-
     key = _data_hash(train_x, np.asarray(train_y, np.int64), val_x, np.asarray(val_y, np.int64))
     stamp = None if folder is None else Path(folder) / "trained_on.json"
     if folder is not None and list_checkpoints(folder) and stamp is not None and stamp.is_file():
@@ -308,7 +291,7 @@ def ensure_real_classifier(
             clf = TrainedClassifier.load(folder, device=resolve_device(cfg.device))
             if rec.get("data") == key and clf.classes == list(classes) and clf.config == cfg:
                 return clf
-    clf = train_classifier(train_x, train_y, val_x, val_y, len(classes), cfg, list(classes))
+    clf = classifiers.train_classifier(train_x, train_y, val_x, val_y, len(classes), cfg, list(classes))
     if folder is not None and distributed.is_main():
         clf.save(folder)
         atomic_write_text(Path(folder) / "trained_on.json", json.dumps({"data": key}))
@@ -316,8 +299,6 @@ def ensure_real_classifier(
 
 
 def _test_scores(clf: TrainedClassifier, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    from medgan.classifier.metrics import diagnostic_metrics
-
     p = clf.predict_proba(x)
     m = diagnostic_metrics(y, p, **({"positive": 1} if p.shape[1] == 2 else {}))
     return {k: float(m[k]) for k in ("auc", "acc", "balanced_acc")}
@@ -341,9 +322,6 @@ def compute_label_scores(
     ``cas_set`` (default: ``syn``) only and tests it on the real split, beside the real-trained one
     and one trained on a real train subset of the CAS set's N and class counts (the CAS floor).
     """
-    from medgan.classifier import train_classifier
-    from medgan.metrics.label import classification_accuracy_score, label_agreement
-
     real = ss if split == "all" else ss.split(split)
     tr, va = ss.split("train"), ss.split("val")
     ys = {
@@ -369,7 +347,9 @@ def compute_label_scores(
     n = min(len(cas_x), len(tr))
     if n < len(tr):
         idx = class_stratified_indices(ty, cas_y, n, seed)
-        small = train_classifier(tr.images[idx], ty[idx], va.images, vy, len(classes), cfg, classes)
+        small = classifiers.train_classifier(
+            tr.images[idx], ty[idx], va.images, vy, len(classes), cfg, classes
+        )
         same_n = _test_scores(small, real.images, ry)
     else:
         same_n = _test_scores(clf, real.images, ry)
@@ -417,9 +397,6 @@ def evaluate(
     Under ``torchrun`` every rank extracts its share of the features; rank 0 returns the metrics
     and writes the files, the other ranks return ``{}``.
     """
-    from medgan.data.detect import source_from_spec
-    from medgan.data.sources import load_source
-
     if isinstance(real_spec, DataConfig):  # a config's data section: evaluate against its test split
         src, split = real_spec.model_dump_json(), "test"
         ss = load_source(real_spec, data_dir)
@@ -662,8 +639,6 @@ def evaluate_sets(
 
 def gate_report(metrics: dict[str, Any], gates: GatesConfig, name: str) -> dict[str, Any]:
     """``{"passed", "verdict", "results"}``: :func:`~medgan.metrics.gates.check_gates` in JSON-able form."""
-    from medgan.metrics.gates import check_gates, gates_passed, gates_verdict
-
     res = check_gates(metrics, gates)
     return {
         "passed": gates_passed(res),

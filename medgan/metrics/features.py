@@ -23,7 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medgan.classifier import TrainedClassifier
 from medgan.errors import InputError
+from medgan.training.checkpoint import resolve_checkpoint
 
 INCEPTION_FILE = "default_1.pt"
 
@@ -154,9 +156,6 @@ class DomainExtractor:
     """Penultimate-layer features of a MONAI classifier trained on the real train split (``medgan.classifier``)."""
 
     def __init__(self, classifier: str | Path, device: torch.device | str = "cpu") -> None:
-        from medgan.classifier import TrainedClassifier
-        from medgan.training.checkpoint import resolve_checkpoint
-
         self.clf = TrainedClassifier.load(classifier, device=device)
         ckpt = resolve_checkpoint(classifier)
         self.name = f"domain:{self.clf.arch}"

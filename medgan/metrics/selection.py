@@ -23,28 +23,8 @@ from medgan.config import SelectConfig
 from medgan.errors import ConfigError
 from medgan.metrics.evaluate import cached_features
 from medgan.metrics.features import FeatureExtractor, get_extractor
-from medgan.metrics.stats import fid, kid
+from medgan.metrics.stats import fid, kid, proportional_counts
 from medgan.seeding import derive_seed
-
-
-def proportional_counts(labels: np.ndarray, n: int, n_classes: int) -> list[int]:
-    """``n`` split over classes in the proportions of ``labels`` (largest remainder).
-
-    Every class present in ``labels`` gets at least one slice when ``n`` allows it (taken from the
-    largest count).
-    """
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
-    if counts.sum() == 0:
-        raise ValueError("no labels to take proportions from")
-    exact = counts / counts.sum() * n
-    out = np.floor(exact).astype(np.int64)
-    for i in np.argsort(-(exact - out), kind="stable")[: n - int(out.sum())]:
-        out[i] += 1
-    present = counts > 0
-    while n >= int(present.sum()) and (out[present] == 0).any():  # a rare class still gets one slice
-        out[np.flatnonzero(present & (out == 0))[0]] += 1
-        out[int(np.argmax(out))] -= 1
-    return out.tolist()
 
 
 class ValidationSelector:

@@ -169,3 +169,23 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
     density = float(inside.double().sum() / (k * len(fake)))
     coverage = float(inside.any(dim=1).double().mean())
     return density, coverage
+
+
+def proportional_counts(labels: np.ndarray, n: int, n_classes: int) -> list[int]:
+    """``n`` split over classes in the proportions of ``labels`` (largest remainder).
+
+    Every class present in ``labels`` gets at least one slice when ``n`` allows it (taken from the
+    largest count).
+    """
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
+    if counts.sum() == 0:
+        raise ValueError("no labels to take proportions from")
+    exact = counts / counts.sum() * n
+    out = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - out), kind="stable")[: n - int(out.sum())]:
+        out[i] += 1
+    present = counts > 0
+    while n >= int(present.sum()) and (out[present] == 0).any():  # a rare class still gets one slice
+        out[np.flatnonzero(present & (out == 0))[0]] += 1
+        out[int(np.argmax(out))] -= 1
+    return out.tolist()

@@ -12,9 +12,11 @@ import torch
 from monai.data import MetaTensor
 from torch.utils.data import Dataset
 
+from medgan.device import resolve_device
 from medgan.errors import InputError
 from medgan.seeding import derive_seed
 from medgan.synthesis import registry
+from medgan.synthesis.cgan import CGANSynthesizer
 
 
 def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
@@ -27,12 +29,11 @@ def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Te
 
 def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Any:
     """A :class:`~medgan.synthesis.cgan.CGANSynthesizer` from a checkpoint path (or pass one through)."""
-    from medgan.device import resolve_device
-    from medgan.synthesis.cgan import CGANSynthesizer
-
     if isinstance(checkpoint, CGANSynthesizer):
         return checkpoint
-    return registry.load(checkpoint, resolve_device(str(device) if device is not None else "auto"), makes="samples")
+    return registry.load(
+        checkpoint, resolve_device(str(device) if device is not None else "auto"), makes="samples"
+    )
 
 
 class SyntheticDataset(Dataset):

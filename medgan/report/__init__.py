@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medgan.io.atomic import atomic_write_text
+from medgan import __version__
+from medgan.io.atomic import atomic_path, atomic_write_text
+from medgan.metrics.gates import gates_verdict
 
 
 def _versions() -> dict[str, str]:
     import monai
     import torch
-
-    from medgan import __version__
 
     return {
         "medgan": __version__,
@@ -59,8 +59,6 @@ def _software_section(run_dir: Path) -> list[str]:
 
 
 def _savefig(fig: Any, path: Path) -> Path:
-    from medgan.io.atomic import atomic_path
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -160,8 +158,6 @@ def _num(v: Any) -> str:
 
 def _gates_section(gates: dict[str, dict[str, Any]], study: dict[str, Any] | None) -> list[str]:
     """The quality-gate section: a plain verdict per synthesizer, failures spelled out, then a table."""
-    from medgan.metrics.gates import gates_verdict
-
     md = ["## Quality gates", ""]
     failed = [name for name, g in gates.items() if not g["passed"]]
     skip = bool(study and study.get("study", {}).get("skip_failing_synthesizers"))

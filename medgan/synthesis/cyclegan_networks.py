@@ -23,6 +23,7 @@ from monai.networks.nets import MultiScalePatchDiscriminator, PatchDiscriminator
 from torch import nn
 
 from medgan.config import CycleGANConfig
+from medgan.synthesis.networks import init_weights
 
 _NORMS = {"instance": "INSTANCE", "batch": "BATCH", "group": ("GROUP", {"num_groups": 8})}
 
@@ -137,8 +138,6 @@ def build_cyclegan(
         return PatchDiscriminator(2, cfg.d_channels, c, num_layers_d=layers, norm=norm)
 
     nets = (gen(), gen(), disc(), disc())
-    from medgan.synthesis.networks import init_weights
-
     for n in nets:
         init_weights(n, cfg.init)
     return nets

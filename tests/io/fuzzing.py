@@ -1240,9 +1240,7 @@ def _nifti_calls(path: Path, work: Path) -> list[ReaderCall]:
             _sane_volume,
             (name,),
         ),
-        ReaderCall(
-            "read_case(mask)", lambda: read_case(companion, path), _sane_volume, (name,)
-        ),
+        ReaderCall("read_case(mask)", lambda: read_case(companion, path), _sane_volume, (name,)),
         ReaderCall(
             "read_dicom_volumes(mask=label volume)",
             lambda: read_dicom_volumes(ct_only, mask=path),
