@@ -19,6 +19,12 @@ import medgan
 from medgan import provenance as prov
 
 
+@pytest.fixture(autouse=True)
+def _no_cli_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget a command line an earlier test's ``medgan.cli.main`` recorded (these tests expect ``sys.argv``)."""
+    monkeypatch.setattr(prov, "_COMMAND", None)
+
+
 def test_provenance_has_every_fact() -> None:
     p = prov.provenance()
     assert p["command"] == sys.argv
