@@ -29,6 +29,7 @@ from medgan.errors import ConfigError, InputError
 from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
 from medgan.synthesis.cyclegan import CycleGAN, CycleGANTranslator
 from medgan.training.checkpoint import checkpoint_meta
+from medgan.training.loop import Task
 
 Makes = Literal["samples", "translations"]
 
@@ -41,7 +42,8 @@ class SynthesizerKind:
     description: str
     config: type[CGANConfig] | type[CycleGANConfig]
     #: ``(cfg, images, labels, meta, device) -> task``: the training task with its data attached
-    build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Any]
+    #: (a :class:`~medgan.training.loop.SelectableTask` when ``selects``)
+    build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Task]
     #: ``(model_cfg, classes) -> dict``: what the kind adds to checkpoint metadata (e.g. domains)
     describe: Callable[[Any, list[str]], dict[str, Any]]
     #: ``(checkpoint, device) -> synthesizer`` for inference

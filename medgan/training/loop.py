@@ -33,8 +33,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -78,18 +79,38 @@ IGNORED_SECTIONS = ("augment.", "study.", "classifier.", "pipeline.")
 PER_RANK_PREFIXES = ("rng.", "pool.")
 
 
+@runtime_checkable
 class Task(Protocol):
-    """What :func:`fit` drives."""
+    """What :func:`fit` drives: every synthesizer kind's training task implements it."""
 
-    def train_step(self, step: int) -> dict[str, float]: ...
+    def train_step(self, step: int) -> dict[str, float | torch.Tensor]:
+        """One optimisation step; its losses and diagnostics (floats or 0-d tensors)."""
+        ...
 
-    def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]: ...
+    def optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
+        """Each optimizer with its base learning rate (the loop applies the schedule)."""
+        ...
 
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to resume exactly: flat tensors and JSON-able info."""
+        ...
 
-    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None: ...
+    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore :meth:`state_tensors`."""
+        ...
 
-    def sample_grid(self, per_class: int, seed: int) -> np.ndarray: ...
+    def sample_grid(self, per_class: int, seed: int) -> np.ndarray:
+        """A (C, H, W) image in [-1, 1] of samples for the run folder."""
+        ...
+
+
+@runtime_checkable
+class SelectableTask(Task, Protocol):
+    """A task whose generator a :class:`Selector` can score (kinds with checkpoint selection)."""
+
+    def generate(self, labels: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
+        """(N, C, H, W) images in [-1, 1] from the generator that sampling uses."""
+        ...
 
 
 class Selector(Protocol):
@@ -383,7 +404,7 @@ class _Loop:
         selecting = self.select_every > 0 and (step % self.select_every == 0 or last_step)
         improved = False
         if selecting and self.selector is not None and self.main:
-            sel, improved = self.selector(self.task.generate, step)  # type: ignore[attr-defined]
+            sel, improved = self.selector(cast(SelectableTask, self.task).generate, step)
             stats_file.write(json.dumps({"step": step, **sel}) + "\n")
             stats_file.flush()
         if step % tc.checkpoint_every == 0 or last_step or selecting:

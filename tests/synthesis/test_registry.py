@@ -28,6 +28,26 @@ def test_every_config_kind_has_one_entry() -> None:
         registry.get("diffusion")
 
 
+def test_each_kind_builds_a_task_the_fit_loop_can_drive(tiny_data_dir: Path) -> None:
+    import torch
+
+    from medgan.training.loop import SelectableTask, Task
+
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 16, 16)).astype(np.float32)
+    y = np.arange(8) % 2
+    for kind, entry in registry.KINDS.items():
+        model = (
+            {**tiny_config()["model"]}
+            if kind == "cgan"
+            else {"kind": kind, "g_channels": 8, "n_res_blocks": 1}
+        )
+        cfg = config_from_dict({**tiny_config(), "model": model})
+        meta = {"classes": ["0", "1"], "shape": [1, 16, 16], **entry.describe(cfg.model, ["0", "1"])}
+        task = entry.build_task(cfg, x, y, meta, torch.device("cpu"))
+        assert isinstance(task, Task)
+        assert isinstance(task, SelectableTask) == entry.selects, kind
+
+
 def test_a_kind_that_cannot_do_it_is_refused_naming_model_kind() -> None:
     with pytest.raises(ConfigError, match=r"model.kind: 'cyclegan' is a CycleGAN.*needs a cgan checkpoint"):
         registry.get("cyclegan", makes="samples")
