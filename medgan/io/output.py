@@ -29,7 +29,9 @@ class OutputFolder:
     Usable as a context manager after :meth:`claim`.
     """
 
-    def __init__(self, path: str | Path, *, record: str, what: str, command: str, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, record: str, what: str, command: str, overwrite: bool = False
+    ) -> None:
         self.path, self.record_name, self.what = Path(path), record, what
         self.overwrite = overwrite
         self._lock = FolderLock(self.path, command)
@@ -49,7 +51,8 @@ class OutputFolder:
             probe.unlink()
         except OSError as exc:
             raise InputError(
-                self.path, f"output folder cannot be written ({exc.__class__.__name__}: {exc.strerror or exc})"
+                self.path,
+                f"output folder cannot be written ({exc.__class__.__name__}: {exc.strerror or exc})",
             ) from None
 
     def read_record(self) -> dict[str, Any] | None:
@@ -78,7 +81,9 @@ class OutputFolder:
                 )
             return old
         if not self.overwrite and not self.record_path.is_file() and self._has_files():
-            raise InputError(self.path, f"output folder is not empty and holds no medgan {self.what}; choose another --out")
+            raise InputError(
+                self.path, f"output folder is not empty and holds no medgan {self.what}; choose another --out"
+            )
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d%H%M%S")
         rec = {**params, "created_utc": now, "medgan_version": __version__}
         atomic_write_text(self.record_path, json.dumps(rec, indent=2))

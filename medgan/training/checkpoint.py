@@ -216,14 +216,17 @@ def checkpoint_meta(path: str | Path) -> CheckpointMeta:
     raw = read_checkpoint_meta(p)
     if int(raw.get("meta_version", 1)) > META_VERSION:
         raise InputError(
-            p, f"written by a newer medgan (metadata version {raw['meta_version']}; this one reads <= {META_VERSION})"
+            p,
+            f"written by a newer medgan (metadata version {raw['meta_version']}; this one reads <= {META_VERSION})",
         )
     try:
         return CheckpointMeta.model_validate(raw)
     except ValidationError as err:
         e = err.errors()[0]
         where = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        raise InputError(p.with_suffix(".json"), f"not a synthesizer checkpoint record: {where}: {e['msg']}") from None
+        raise InputError(
+            p.with_suffix(".json"), f"not a synthesizer checkpoint record: {where}: {e['msg']}"
+        ) from None
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -255,8 +258,6 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(meta_path, f"not a medgan checkpoint (expected format {FORMAT!r})")
     return meta
-
-
 
 
 def load_checkpoint(
