@@ -30,6 +30,7 @@ from medgan.io.npz import read_npz
 from medgan.metrics.evaluate import eval_counts, evaluate, split_class_counts
 from medgan.metrics.features import get_extractor
 from medgan.metrics.gates import gates_verdict
+from medgan.metrics.records import EvaluationResult
 from medgan.provenance import write_provenance
 from medgan.report import auc_plot, build_report, real_vs_synthetic_figure
 from medgan.study import run_study
@@ -132,19 +133,19 @@ def sample_stages(
     pairs = out / "evaluation" / "closest_pairs.png"
     if pairs.is_file():
         sections["figures"]["Memorization check: closest synthetic (top) / training (bottom) pairs"] = pairs
+    r = EvaluationResult.model_validate(metrics)
     label = (
-        f", label agreement {metrics['label_agreement']['agreement']:.2f}, CAS AUC {_f(metrics['cas']['auc'])}"
-        if "label_agreement" in metrics
+        f", label agreement {r.label_agreement['agreement']:.2f}, CAS AUC {_f((r.cas or {}).get('auc'))}"
+        if r.label_agreement is not None
         else ""
     )
     log(
-        f"[4/5] metrics: FID {metrics['fid']:.1f} (floor {metrics.get('floor_fid') or float('nan'):.1f}), "
-        f"precision {_f(metrics['precision'])}, recall {_f(metrics['recall'])}, "
-        f"coverage {_f(metrics['coverage'])}{label}"
+        f"[4/5] metrics: FID {r.fid:.1f} (floor {r.floor_fid or float('nan'):.1f}), "
+        f"precision {_f(r.precision)}, recall {_f(r.recall)}, coverage {_f(r.coverage)}{label}"
     )
-    if "gates" in metrics:
-        sections["gates"]["cgan (this run's conditional GAN)"] = metrics["gates"]
-        log(f"      gates: {gates_verdict('the conditional GAN', metrics['gates']['results'])}")
+    if r.gates is not None:
+        sections["gates"]["cgan (this run's conditional GAN)"] = r.gates
+        log(f"      gates: {gates_verdict('the conditional GAN', r.gates['results'])}")
     return metrics
 
 

@@ -48,6 +48,7 @@ from medgan.metrics.diversity import (
 from medgan.metrics.features import FeatureExtractor
 from medgan.metrics.gates import check_gates, gates_passed, gates_verdict
 from medgan.metrics.label import classification_accuracy_score, label_agreement
+from medgan.metrics.records import EvaluationResult
 from medgan.metrics.stats import (
     bootstrap_ci,
     check_features,
@@ -631,10 +632,11 @@ def evaluate_sets(
         out_d["discriminator_accuracy"] = discriminator_accuracy(run_dir)
     if gates is not None:
         out_d["gates"] = gate_report(out_d, gates, "the synthetic set")
+    result = EvaluationResult.model_validate(out_d)  # one type per field, checked before it is written
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out) / "metrics.json", json.dumps(out_d, indent=2, default=float))
-    return out_d
+        result.write(Path(out) / "metrics.json")
+    return result.as_dict()
 
 
 def gate_report(metrics: dict[str, Any], gates: GatesConfig, name: str) -> dict[str, Any]:
