@@ -120,8 +120,9 @@ def auc_plot(summary: pd.DataFrame, x: str, path: Path) -> Path | None:
         color = f"C{i % 10}"  # one colour per arm, bands included, so every arm is told apart
         g = g.dropna(subset=[x]) if x == "ratio" and g[x].notna().any() else g
         if x == "ratio" and g[x].isna().all():
-            lo, hi = zip(*g["auc_ci"], strict=True)
-            ax.axhspan(float(np.nanmean(lo)), float(np.nanmean(hi)), color=color, alpha=0.12)
+            lo, hi = (np.asarray(v, dtype=float) for v in zip(*g["auc_ci"], strict=True))
+            if np.isfinite(lo).any() and np.isfinite(hi).any():  # one seed: no interval to shade
+                ax.axhspan(float(np.nanmean(lo)), float(np.nanmean(hi)), color=color, alpha=0.12)
             ax.axhline(
                 float(g["auc"].mean()), color=color, lw=1.2, ls="--", label=f"{arm} (no ratio; band = CI)"
             )
