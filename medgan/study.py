@@ -51,7 +51,6 @@ from medgan.metrics.features import get_extractor
 from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsample
 from medgan.provenance import write_provenance
 from medgan.synthesis import registry
-from medgan.synthesis.registry import cyclegan_domains
 from medgan.train import data_meta, train_slices
 from medgan.training.checkpoint import (
     checkpoint_meta,
@@ -63,6 +62,11 @@ from medgan.translate import translation_scores
 
 SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
 FILTER_POOL = 4  # a confidence-filtered arm chooses from this many times the samples it needs
+
+
+def _samples(kind: str) -> bool:
+    """Whether a synthesizer kind samples from noise (a pool of any size) rather than translating."""
+    return registry.get(kind).makes == "samples"
 
 
 def _arm_kinds(specs: list[ArmSpec]) -> list[str]:
@@ -98,14 +102,14 @@ def _plan(
 ) -> list[tuple[float, int, np.ndarray]]:
     """All (fraction, seed, subset indices), validated before any training starts."""
     st = cfg.study
-    if "cyclegan" in _arm_kinds(specs):
-        if cfg.data_b is not None:
-            raise ConfigError(
-                "study.arms",
-                "the cyclegan arm translates between two classes; this run's CycleGAN translates data into data_b",
-            )
-        c = arm_config(cfg, "cyclegan")
-        cyclegan_domains(c.model, classes, "model" if cfg.model.kind == "cyclegan" else "study.cyclegan")  # type: ignore[arg-type]
+    if cfg.data_b is not None and any(not _samples(k) for k in _arm_kinds(specs)):
+        raise ConfigError(
+            "study.arms",
+            "a translation arm translates between two classes; this run's CycleGAN translates data into data_b",
+        )
+    for kind in _arm_kinds(specs):  # e.g. a CycleGAN arm's domains must name classes of the data
+        key = "model" if cfg.model.kind == kind else f"study.{kind}"
+        registry.get(kind).describe(arm_config(cfg, kind).model, classes, key)
     if len(np.unique(labels)) < 2:
         raise InputError("data", "the train split holds a single class; a diagnostic study needs two or more")
     plan = []
@@ -436,7 +440,9 @@ class _Cells:
         self.max_ratio = max(ratios) if ratios else 0.0
         # confidence filtering chooses from a cGAN pool FILTER_POOL times as large; image k of class
         # c is the same image in both, so the unfiltered arms see exactly the first ``need`` per class
-        filtering = any(sp.pool == "cgan" and sp.min_confidence is not None for sp in self.specs)
+        filtering = any(
+            sp.synthetic and _samples(sp.pool) and sp.min_confidence is not None for sp in self.specs
+        )
         self.factor = FILTER_POOL if filtering else 1
         self.rows: list[dict[str, Any]] = []
         self.probas: dict[tuple, np.ndarray] = {}
@@ -494,7 +500,7 @@ class _Cells:
             if all_done or kind in failing:
                 continue
             entry = registry.get(kind)
-            factor = self.factor if kind == "cgan" else 1
+            factor = self.factor if _samples(kind) else 1
             pool = entry.pool(registry.load(ckpt), x, y, need * factor, s)
             wide[kind] = pool
             pools[kind] = _first_per_class(pool, need) if factor > 1 else pool
@@ -543,7 +549,7 @@ class _Cells:
             policy=sp.policy,
             synthetic_weight=sp.synthetic_weight,
             seed=s,
-            cap=sp.base == "cyclegan" or filtered,
+            cap=(sp.synthetic and not _samples(sp.pool)) or filtered,  # translations: one per real slice
         )
         init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
         if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset

@@ -44,8 +44,9 @@ class SynthesizerKind:
     #: ``(cfg, images, labels, meta, device) -> task``: the training task with its data attached
     #: (a :class:`~medgan.training.loop.SelectableTask` when ``selects``)
     build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Task]
-    #: ``(model_cfg, classes) -> dict``: what the kind adds to checkpoint metadata (e.g. domains)
-    describe: Callable[[Any, list[str]], dict[str, Any]]
+    #: ``(model_cfg, classes, key) -> dict``: what the kind adds to checkpoint metadata (e.g. its
+    #: domains); a config that does not fit the data is a ConfigError under ``key`` (its section)
+    describe: Callable[[Any, list[str], str], dict[str, Any]]
     #: ``(checkpoint, device) -> synthesizer`` for inference
     inference: Callable[..., Any]
     makes: Makes
@@ -119,7 +120,7 @@ KINDS: dict[str, SynthesizerKind] = {
         description="class-conditional GAN (noise + class -> slice)",
         config=CGANConfig,
         build_task=_build_cgan,
-        describe=lambda mc, classes: {},
+        describe=lambda mc, classes, key="model": {},
         inference=CGANSynthesizer,
         makes="samples",
         selects=True,
@@ -129,7 +130,7 @@ KINDS: dict[str, SynthesizerKind] = {
         description="CycleGAN (unpaired translation between two domains)",
         config=CycleGANConfig,
         build_task=_build_cyclegan,
-        describe=lambda mc, classes: {"domains": cyclegan_domains(mc, classes)},
+        describe=lambda mc, classes, key="model": {"domains": cyclegan_domains(mc, classes, key)},
         inference=CycleGANTranslator,
         makes="translations",
         selects=False,
