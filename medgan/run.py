@@ -199,6 +199,7 @@ def translation_stages(
         np.concatenate([np.full(len(t), i) for i, (_, t, _) in enumerate(shown)]),
         [name for _, _, name in shown],
         fig,
+        kinds=("test slice", "its translation"),
     )
     sections["figures"]["Test slices (real) and their translations (synthetic), per direction"] = fig
     log("[4/5] translation scores in translations/<direction>/metrics.json")

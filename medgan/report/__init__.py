@@ -76,8 +76,9 @@ def real_vs_synthetic_figure(
     classes: list[str],
     path: Path,
     k: int = 8,
+    kinds: tuple[str, str] = ("real", "synthetic"),
 ) -> Path:
-    """Per class: a row of real slices above a row of synthetic ones."""
+    """Per class: a row of real slices above a row of synthetic ones (``kinds`` names the two rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +86,7 @@ def real_vs_synthetic_figure(
 
     rows = []
     for c, name in enumerate(classes):
-        for kind, imgs, labs in (("real", real, real_labels), ("synthetic", syn, syn_labels)):
+        for kind, imgs, labs in ((kinds[0], real, real_labels), (kinds[1], syn, syn_labels)):
             sel = imgs[labs == c][:k]
             rows.append((f"{name}\n{kind}", sel))
     fig, axes = plt.subplots(len(rows), k, figsize=(k * 1.1, len(rows) * 1.2), squeeze=False)
