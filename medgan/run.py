@@ -224,8 +224,9 @@ def study_stage(
         real_classifier_dir=out / "real_classifier",
     )
     sections["study"] = study
+    shown = bool(metrics and metrics.get("gates"))  # the run's own synthesizer's gates, from its evaluation
     for name, g in study.get("gates", {}).items():
-        if g.get("checkpoint") != str(ckpt) or not sections["gates"]:
+        if g.get("checkpoint") != str(ckpt) or not shown:
             sections["gates"][f"{name} (study synthesizer)"] = g
     summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
     for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):

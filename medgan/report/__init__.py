@@ -154,8 +154,8 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _num(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+def _num(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
 def _gates_section(gates: dict[str, dict[str, Any]], study: dict[str, Any] | None) -> list[str]:
@@ -307,7 +307,7 @@ def _translations_section(t: dict[str, dict[str, Any]]) -> list[str]:
                 "translated": m["n_written"],
                 "classified as target": f"{m['share_classified_as_target']:.2f}",
                 "sources classified as target": f"{m['share_sources_classified_as_target']:.2f}",
-                "FID (floor)": "n/a" if fid is None else f"{fid:.2f} ({_num(q.get('floor_fid'))})",
+                "FID (floor)": "n/a" if fid is None else f"{fid:.1f} ({_num(q.get('floor_fid'), 1)})",
                 "precision": _num(q.get("precision")),
                 "recall": _num(q.get("recall")),
                 "coverage": _num(q.get("coverage")),

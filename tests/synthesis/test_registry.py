@@ -153,7 +153,15 @@ def _cyclegan_run_cfg(data: Path, features: str) -> dict:
             "cgan_steps": 2,
         },
         "pipeline": {"features": features},
-        "gates": None,
+        "gates": {  # one gate on: every synthesizer of the run is gated and shown
+            "fid_ratio_max": 1e6,
+            "recall_min": None,
+            "precision_min": None,
+            "ms_ssim_max": None,
+            "label_agreement_margin": None,
+            "cas_auc_min": None,
+            "memorized_max": None,
+        },
     }
 
 
@@ -180,6 +188,10 @@ def test_medgan_run_on_a_cyclegan_config(cyclegan_run: Path) -> None:
     assert (cyclegan_run / "study" / "synthesizers" / "cgan-f1").is_dir()  # the cgan arm: study.cgan
     md = (cyclegan_run / "report.md").read_text()
     assert "## Translations" in md and "| A2B | healthy -> lesion | 4 |" in md
+    # the run's own CycleGAN is gated (by the study: translations of the test split) and shown
+    gates = md[md.index("## Quality gates") : md.index("## Translations")]
+    assert "| cyclegan-f1 (study synthesizer) | FID / real-real floor |" in gates
+    assert "| cgan-f1 (study synthesizer) | FID / real-real floor |" in gates
     assert "## Does synthetic data help the classifier?" in md and "## Synthetic data quality" not in md
 
 
