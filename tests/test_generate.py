@@ -308,3 +308,27 @@ def test_checkpoint_from_before_the_registry_generates_the_same_bytes(fmt: str, 
                 assert str(ds[uid].value) == ref[uid], (rel, uid)
         got = {k: v for k, v in got.items() if k not in want}
     assert got == expected
+
+
+def test_non_finite_generator_weights_are_refused_before_any_output(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A damaged checkpoint (NaN in the EMA generator) fails before the output folder exists (issue 17)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from medgan.training.checkpoint import sha256_file
+
+    tensors = load_file(str(tiny_checkpoint))
+    key = next(k for k in tensors if k.startswith("g_ema.") and tensors[k].is_floating_point())
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    bad = tmp_path / "run" / "checkpoints" / "step-0000004.safetensors"
+    bad.parent.mkdir(parents=True)
+    save_file(tensors, str(bad))
+    meta = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    bad.with_suffix(".json").write_text(json.dumps({**meta, "sha256": sha256_file(bad)}))
+    with pytest.raises(InputError, match=r"generator's weights are not finite \(NaN or infinity in g_ema\."):
+        generate(bad, tmp_path / "out", 2)
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,7 @@ from medgan.synthesis.diffaugment import diff_augment, resolve_policy
 from medgan.synthesis.losses import LeCam, accuracy, d_loss, g_loss, grad_penalty_at, gradient_penalty
 from medgan.synthesis.networks import build_cgan
 from medgan.training.checkpoint import (
+    finite_or_refuse,
     flatten_training_state,
     load_model_checkpoint,
     restore_training_state,
@@ -268,6 +269,8 @@ class CGANSynthesizer:
         self.device = torch.device(device)
         g, _ = build_cgan(self.model_cfg, len(self.classes), self.shape)
         sd = state_dict_of(tensors, "g_ema")
+        ema = {k: v for k, v in tensors.items() if k.startswith("g_ema.")}
+        finite_or_refuse(ema, checkpoint, "the generator's weights")  # before any output folder exists
         try:
             g.load_state_dict(sd)
         except RuntimeError as exc:

@@ -33,6 +33,7 @@ from medgan.seeding import make_generator
 from medgan.synthesis.cyclegan_networks import build_cyclegan, patch_scores
 from medgan.synthesis.diffaugment import diff_augment
 from medgan.training.checkpoint import (
+    finite_or_refuse,
     flatten_training_state,
     load_model_checkpoint,
     restore_training_state,
@@ -282,7 +283,11 @@ class CycleGANTranslator:
         self.device = torch.device(device)
         g_ab, g_ba, _, _ = build_cyclegan(self.model_cfg, self.shape)
         for prefix, net in (("g_ab", g_ab), ("g_ba", g_ba)):
-            net.load_state_dict(state_dict_of(tensors, prefix))
+            sd = state_dict_of(tensors, prefix)
+            finite_or_refuse(
+                {f"{prefix}.{k}": v for k, v in sd.items()}, checkpoint, "the generators' weights"
+            )
+            net.load_state_dict(sd)
         self.g = {"A2B": g_ab.to(self.device).eval(), "B2A": g_ba.to(self.device).eval()}
 
     @torch.no_grad()

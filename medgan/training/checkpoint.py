@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,26 @@ def resolve_checkpoint(path: str | Path) -> Path:
         p = p.with_suffix(".safetensors")
         if not p.is_file():
             raise InputError(p, "checkpoint tensors missing beside the JSON")
+    _require_regular_file(p)
     return p
+
+
+def _require_regular_file(p: Path) -> None:
+    """Refuse a device, FIFO or socket (also behind a symlink) before anything opens it: reading one
+    blocks or never ends (a link to /dev/zero is an endless stream)."""
+    if not stat.S_ISREG(p.stat().st_mode):
+        raise InputError(
+            p, "is not a regular file (a device, FIFO or socket); a checkpoint is a .safetensors file"
+        )
+
+
+def finite_or_refuse(tensors: dict[str, torch.Tensor], where: str | Path, what: str) -> None:
+    """One-line error when any tensor holds NaN or infinity (a diverged or damaged checkpoint)."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(
+            where, f"{what} are not finite (NaN or infinity in {bad[0]}{' and more' if len(bad) > 1 else ''})"
+        )
 
 
 #: Version of a synthesizer checkpoint's metadata record (:class:`CheckpointMeta`). 1 (no
@@ -247,6 +267,8 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     p = resolve_checkpoint(path)
     _refuse_pickle(p)
     meta_path = p.with_suffix(".json")
+    if meta_path.exists():
+        _require_regular_file(meta_path)
     if not meta_path.is_file():
         raise InputError(p, "no JSON metadata beside it; not a medgan checkpoint")
     try:

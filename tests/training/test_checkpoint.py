@@ -83,3 +83,17 @@ def test_optimizer_state_round_trip() -> None:
     for k in a["state"]:
         for name in a["state"][k]:
             assert torch.equal(torch.as_tensor(a["state"][k][name]), torch.as_tensor(b["state"][k][name]))
+
+
+def test_a_device_file_or_fifo_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """A checkpoint path that is a symlink to an endless device, or a FIFO, used to hang (issue 17)."""
+    import os
+
+    link = tmp_path / "step-0000001.safetensors"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_checkpoint(link)
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_checkpoint(fifo)
