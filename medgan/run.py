@@ -62,16 +62,24 @@ def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed
     (another checkpoint, seed or counts) is removed first instead of being refused."""
     meta = checkpoint_meta(ckpt)
     want = counts if isinstance(counts, int) else {meta.classes[c]: k for c, k in counts.items()}
-    rec_path = folder / RECORD
-    if rec_path.is_file():
-        try:
-            rec = json.loads(rec_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            rec = {}
-        got = (rec.get("checkpoint_sha256"), rec.get("seed"), rec.get("n_per_class"), rec.get("format"))
-        if got != (meta.sha256, seed, want, "npz"):
-            shutil.rmtree(folder)
+    _clear_if_other(
+        folder, {"checkpoint_sha256": meta.sha256, "seed": seed, "n_per_class": want, "format": "npz"}
+    )
     return generate(ckpt, folder, counts, fmt="npz", seed=seed)
+
+
+def _clear_if_other(folder: Path, want: dict[str, Any]) -> None:
+    """Remove an output folder the run owns when its record (``generate.json``) was written for other
+    parameters (an earlier config's), so the writer starts it afresh instead of refusing it."""
+    rec_path = folder / RECORD
+    if not rec_path.is_file():
+        return
+    try:
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        rec = {}
+    if any(rec.get(k) != v for k, v in want.items()):
+        shutil.rmtree(folder)
 
 
 def _read_images(folder: Path, manifest: pd.DataFrame) -> np.ndarray:
@@ -159,18 +167,15 @@ def translation_stages(
     source = str(out / "config.resolved.yaml")
     results: dict[str, Any] = {}
     shown: list[tuple[np.ndarray, np.ndarray, str]] = []
+    sha = checkpoint_meta(ckpt).sha256
+    test = ss.split("test")
+    by_id = dict(zip(test.manifest["slice_id"].to_numpy(), range(len(test)), strict=True))
     for direction in ("A2B", "B2A"):
         folder = out / "translations" / direction
-        rec = folder / RECORD
-        if rec.is_file() and json.loads(rec.read_text(encoding="utf-8")).get("checkpoint_sha256") != (
-            checkpoint_meta(ckpt).sha256
-        ):
-            shutil.rmtree(folder)  # an earlier config's translations: the run owns this folder
+        _clear_if_other(folder, {"checkpoint_sha256": sha})
         m = translate(ckpt, folder, direction, source, data_dir, split="test", fmt="npz", features=features)
         results[direction] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         src_ids = m["source_slice_id"].to_numpy()
-        test = ss.split("test")
-        by_id = dict(zip(test.manifest["slice_id"].to_numpy(), range(len(test)), strict=True))
         sources = test.images[[by_id[i] for i in src_ids]] if len(m) else test.images[:0]
         r = results[direction]
         shown.append(

@@ -233,7 +233,11 @@ class CheckpointMeta(RunMeta):
 def checkpoint_meta(path: str | Path) -> CheckpointMeta:
     """The typed metadata of a synthesizer checkpoint; a record that does not fit is a one-line error."""
     p = resolve_checkpoint(path)
-    raw = read_checkpoint_meta(p)
+    return _typed_meta(read_checkpoint_meta(p), p)
+
+
+def _typed_meta(raw: dict[str, Any], p: Path) -> CheckpointMeta:
+    """A checkpoint's JSON (as read) validated into :class:`CheckpointMeta`, or a one-line error."""
     if int(raw.get("meta_version", 1)) > META_VERSION:
         raise InputError(
             p,
@@ -306,8 +310,8 @@ def load_model_checkpoint(
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     """:func:`load_checkpoint` of a synthesizer with its typed metadata, refusing another model kind
     (``what`` names the expected one)."""
-    tensors, _ = load_checkpoint(path, device)
-    meta = checkpoint_meta(path)
+    tensors, raw = load_checkpoint(path, device)
+    meta = _typed_meta(raw, resolve_checkpoint(path))  # the JSON load_checkpoint read, not a second read
     if meta.kind != kind:
         raise InputError(path, f"is a {meta.kind!r} checkpoint, not a {what}")
     return tensors, meta
