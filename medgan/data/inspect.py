@@ -34,6 +34,7 @@ def summarize(ss: SliceSet) -> dict[str, Any]:
         "raw_intensity_range": ss.info.get("raw_range"),
         "n_patients": int(m["patient_id"].dropna().nunique()),
         "cross_split_duplicates": ss.info.get("cross_split_duplicates", 0),
+        "warnings": list(ss.info.get("warnings", [])),
     }
     for key in ("file", "task", "n_volumes", "n_dropped_empty", "n_files"):
         if key in ss.info:
@@ -99,6 +100,7 @@ def render_text(summary: dict[str, Any], source: str) -> str:
             f"warning      {summary['cross_split_duplicates']} identical image(s) appear in more than one "
             "official split"
         )
+    lines.extend(f"warning      {w}" for w in summary.get("warnings", []))
     return "\n".join(lines)
 
 

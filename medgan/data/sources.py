@@ -82,6 +82,7 @@ def _from_volumes(
         "n_dropped_empty": dropped,
         "raw_range": [raw_lo, raw_hi],
         "has_mask": any(v.mask is not None for v in volumes),
+        "warnings": [w for v in volumes for w in v.warnings],
     }
     return build_sliceset(
         images,
@@ -138,6 +139,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
     if "file" in info:
         info["file"] = display_path(info["file"], data_dir)
     info.setdefault("raw_range", [raw_lo, raw_hi])
+    info["warnings"] = [*info.get("warnings", []), *images.warnings]
     return build_sliceset(
         arrays,
         rows,

@@ -50,6 +50,9 @@ class Volume:
     frames: list[int | None] | None = None
     window_hint: tuple[float, float] | None = None
     raw_dtype: str | None = None
+    #: Named problems the reader tolerated (duplicate positions, slope 0, ...): one line each,
+    #: shown by ``medgan data inspect`` and kept in ``SliceSet.info["warnings"]``.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Images2D:
     source_format: str
     where: str
     info: dict = field(default_factory=dict)
+    #: Named problems the reader tolerated, one line each (see :attr:`Volume.warnings`).
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_finite(data: np.ndarray, where: str) -> None:
