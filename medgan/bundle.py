@@ -29,6 +29,7 @@ from torch import nn
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_dir, atomic_write_text
+from medgan.io.tensors import write_safetensors
 from medgan.paths import slug
 from medgan.synthesis import registry
 from medgan.training.checkpoint import CheckpointMeta
@@ -441,8 +442,6 @@ def export_bundle(
     ``configs/inference.json`` (each can be overridden when the bundle runs). A non-empty ``out``
     is refused unless ``overwrite``.
     """
-    from safetensors.torch import save_file
-
     if output_ext not in OUTPUT_EXTS:
         raise InputError("--output-ext", f"must be one of {', '.join(OUTPUT_EXTS)} (got {output_ext!r})")
     if n_per_class <= 0:
@@ -482,7 +481,7 @@ def export_bundle(
             torch.jit.save(
                 module, str(tmp / "models" / "model.ts"), _extra_files={"metadata.json": meta_text}
             )
-        save_file(weights, str(tmp / "models" / "model.safetensors"), metadata=st_meta)
+        write_safetensors(tmp / "models" / "model.safetensors", weights, metadata=st_meta)
         atomic_write_text(tmp / "docs" / "README.md", _readme(synth, meta, cfg, name))
     return out
 

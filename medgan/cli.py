@@ -11,8 +11,10 @@ MONAI or pydantic; only leaf modules (errors, paths, provenance) are imported at
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +54,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also show the warnings libraries raised (as notes).")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -569,10 +574,38 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medgan`` console script; returns the exit code."""
+    """Entry point of the ``medgan`` console script; returns the exit code.
+
+    Warnings that libraries (pydicom, Pillow, nibabel, torch) raise while a command runs are
+    collected, not printed: a failing command folds the first into its one-line error, a
+    successful one shows them only with ``--verbose`` (as ``medgan: note:`` lines).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     set_command(["medgan", *args])
     debug = "--debug" in args
+    with warnings.catch_warnings(record=True) as caught:
+        code = _run(args, debug, caught)
+    if code == 0 and "--verbose" in args:
+        for line in _warning_lines(caught):
+            print(f"medgan: note: {line}", file=sys.stderr)
+    return code
+
+
+def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warnings, one line each (category and message), in the order they came."""
+    lines = [f"{w.category.__name__}: {' '.join(str(w.message).split())[:300]}" for w in caught]
+    return list(dict.fromkeys(lines))
+
+
+def _error_line(err: BaseException, caught: list[warnings.WarningMessage]) -> str:
+    lines = _warning_lines(caught)
+    if not lines:
+        return str(err)
+    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+    return f"{err} (library warning: {lines[0]}{more})"
+
+
+def _run(args: list[str], debug: bool, caught: list[warnings.WarningMessage]) -> int:
     try:
         _check_torchrun(args)
         app(args=args, prog_name="medgan", standalone_mode=False)
@@ -580,29 +613,48 @@ def main(argv: list[str] | None = None) -> int:
     except MedganError as err:
         if debug:
             traceback.print_exc()
-        print(f"medgan: error: {err}", file=sys.stderr)
+        print(f"medgan: error: {_error_line(err, caught)}", file=sys.stderr)
         return err.exit_code
     except typer.Exit as err:
         return int(err.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("medgan: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        # the file system refused: a folder that cannot be made, a full disk, no permission
+        if debug or err.filename is None:
+            return _internal_error(err, debug)
+        print(f"medgan: error: {_os_error_line(err)}", file=sys.stderr)
+        return MedganError.exit_code
     except Exception as err:
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # click / typer usage errors
             err.show()
             return int(err.exit_code)
-        if debug:
-            raise
-        msg = " ".join(str(err).split())[:300]
-        print(
-            f"medgan: internal error: {err.__class__.__name__}: {msg} (rerun with --debug for details)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(err, debug)
     finally:
         dist = sys.modules.get("medgan.distributed")  # loaded only by the commands that use it
         if dist is not None:
             dist.destroy()
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for a file-system refusal, naming the path (and the file in the way, if one is)."""
+    path = Path(os.fsdecode(err.filename))
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and blocker is not None:
+        return f"{path}: cannot create a folder here, {blocker} is a file"
+    return f"{path}: {err.strerror or err.__class__.__name__}"
+
+
+def _internal_error(err: Exception, debug: bool) -> int:
+    if debug:
+        raise err
+    msg = " ".join(str(err).split())[:300]
+    print(
+        f"medgan: internal error: {err.__class__.__name__}: {msg} (rerun with --debug for details)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 #: The commands that run under ``torchrun`` (docs/distributed.md).
@@ -611,7 +663,6 @@ DISTRIBUTED_COMMANDS = ("train", "generate", "evaluate")
 
 def _check_torchrun(args: list[str]) -> None:
     """Refuse other commands under ``torchrun``: their processes would all write the same files."""
-    import os
 
     command = next((a for a in args if not a.startswith("-")), None)
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and command not in (None, *DISTRIBUTED_COMMANDS):

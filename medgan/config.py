@@ -8,6 +8,8 @@ naming the file and the key. Paths in a config are relative to the data director
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -26,6 +28,7 @@ from pydantic import (
 
 from medgan.errors import ConfigError
 from medgan.intensity import WINDOW_PRESETS
+from medgan.io.limits import MAX_VOXELS_ENV, max_voxels
 from medgan.paths import resolve_under
 
 
@@ -242,6 +245,11 @@ class DataConfig(StrictModel):
         sizes = [v] if isinstance(v, int) else list(v or [])
         if any(s < 4 for s in sizes):
             raise ValueError("size must be at least 4 pixels")
+        if sizes and math.prod(sizes if len(sizes) == 2 else sizes * 2) > max_voxels():
+            raise ValueError(
+                f"size {v} makes one slice larger than the limit of {max_voxels():,} values "
+                f"({MAX_VOXELS_ENV}); every slice is resized to this size"
+            )
         return v
 
     def hw(self) -> tuple[int, int] | None:
@@ -727,6 +735,104 @@ def validation_error_message(err: ValidationError, where: str) -> ConfigError:
     return ConfigError(where, "; ".join(msgs))
 
 
+#: Largest config file read (bytes): real configs are a few KiB.
+MAX_CONFIG_BYTES = 1 << 20
+#: Deepest nesting of mappings / lists in a config (real configs nest 4 levels).
+MAX_YAML_DEPTH = 64
+#: Most values a config may hold once YAML aliases are expanded (a "billion laughs" file holds 10**9).
+MAX_YAML_VALUES = 100_000
+_KEY_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+
+
+class _YAMLBound(yaml.YAMLError):
+    """A config beyond the bounds above, or with a key given twice."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with bounded depth and size, refusing a key given twice in one mapping."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YAMLBound(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, {}, set())
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise _YAMLBound(
+                        f"key {key_node.value!r} appears twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """Values ``node`` holds once aliases are expanded; refuses recursion and more than MAX_YAML_VALUES."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _YAMLBound("an alias refers to the mapping or list that contains it", node.start_mark)
+    active.add(key)
+    if isinstance(node, yaml.ScalarNode):
+        total = 1
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(child, memo, active) for child in node.value)
+    else:
+        total = 1 + sum(
+            _expanded_size(k, memo, active) + _expanded_size(v, memo, active) for k, v in node.value
+        )
+    active.discard(key)
+    if total > MAX_YAML_VALUES:
+        raise _YAMLBound(
+            f"holds more than {MAX_YAML_VALUES:,} values once aliases are expanded", node.start_mark
+        )
+    memo[key] = total
+    return total
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text safely (no code execution), within the bounds above; raises ``yaml.YAMLError``."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no code execution
+    except RecursionError:
+        raise _YAMLBound("nested too deeply", None) from None
+
+
+def _override_parts(item: str, key: str) -> list[str]:
+    parts = key.strip().split(".")
+    if not key.strip():
+        raise ConfigError(f"--set {item}", "empty key")
+    bad = [p for p in parts if not _KEY_PART.fullmatch(p)]
+    if bad:
+        shown = "an empty part" if "" in bad else f"{bad[0]!r}"
+        raise ConfigError(
+            f"--set {item}", f"key has {shown}; expected dotted names like data.size or study.ratios"
+        )
+    return parts
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict; returns a copy."""
     out = copy.deepcopy(raw)
@@ -734,13 +840,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"--set {item}", "expected KEY=VALUE, e.g. data.size=64")
         key, _, text = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"--set {item}", "empty key")
+        parts = _override_parts(item, key)
+        key = key.strip()
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}", f"value is not valid YAML ({exc.__class__.__name__})") from None
+            raise ConfigError(f"--set {key}", f"value is not valid YAML ({_yaml_problem(exc)})") from None
         node: Any = out
         for i, p in enumerate(parts[:-1]):
             if isinstance(node, list) and p.isdigit() and int(p) < len(node):
@@ -761,21 +866,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
+def _yaml_problem(exc: BaseException) -> str:
+    return str(getattr(exc, "problem", None) or exc.__class__.__name__)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (no code execution); one-line errors."""
+    """Read a YAML mapping safely (no code execution; bounded size and depth; no key twice); one-line errors."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), "config file not found")
     if p.is_dir():
         raise ConfigError(str(p), "is a folder, expected a YAML config file")
+    if not p.is_file():
+        raise ConfigError(
+            str(p), "is not a regular file (a device, pipe or socket), expected a YAML config file"
+        )
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(str(p), f"is {size:,} bytes; a config may be at most {MAX_CONFIG_BYTES:,}")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = parse_yaml(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{p}:{line + 1}" if line is not None else str(p)
-        raise ConfigError(
-            where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
-        ) from None
+        raise ConfigError(where, f"not valid YAML ({_yaml_problem(exc)})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

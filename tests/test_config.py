@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medgan.config import apply_overrides, config_from_dict, load_config
+from medgan.config import apply_overrides, config_from_dict, load_config, parse_yaml
 from medgan.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,3 +84,64 @@ def test_shipped_configs_cover_every_source_kind() -> None:
     # configs/data/ holds the sources too small or unlabelled for a study (the DICOM ones)
     kinds = {load_config(p).data.source.kind for p in (REPO / "configs").rglob("*.yaml")}
     assert kinds == {"medmnist", "images", "dicom", "nifti"}
+
+
+# ---- configs from the wild: bounded, unambiguous, no exit 1 ----------------------------------
+
+
+def test_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data:\n  source: {kind: medmnist, name: breastmnist}\n  size: 28\n  size: 64\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:4: .*'size' appears twice"):
+        load_config(p)
+
+
+def test_yaml_merge_keys_still_override() -> None:
+    text = "base: &base {kind: medmnist, name: breastmnist}\nsource:\n  <<: *base\n  name: pneumoniamnist\n"
+    assert parse_yaml(text)["source"] == {"kind": "medmnist", "name": "pneumoniamnist"}
+
+
+@pytest.mark.parametrize("depth", [65, 5000])
+def test_deep_nesting_is_a_one_line_error(tmp_path: Path, depth: int) -> None:
+    with pytest.raises(ConfigError, match="nested more than 64 levels"):
+        load_config(_write(tmp_path, "a: " + "[" * depth + "]" * depth + "\n"))
+
+
+def test_alias_bomb_is_refused_before_expanding(tmp_path: Path) -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 10)}]")
+    with pytest.raises(ConfigError, match="more than 100,000 values once aliases are expanded"):
+        load_config(_write(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="alias refers to the mapping or list that contains it"):
+        load_config(_write(tmp_path, "a: &a [1, *a]\n"))
+
+
+def test_oversized_config_file_is_refused_unread(tmp_path: Path) -> None:
+    p = tmp_path / "big.yaml"
+    p.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="a config may be at most 1,048,576"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("key", ["data..size", ".data.size", "data.size.", "data. size", "data.si-ze"])
+def test_malformed_set_paths_are_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=r"--set .*: key has"):
+        apply_overrides({"data": {}}, [f"{key}=5"])
+
+
+def test_set_list_index_and_underscores_still_work() -> None:
+    out = apply_overrides({"a": {"b_c": [1, 2]}}, ["a.b_c.1=7"])
+    assert out == {"a": {"b_c": [1, 7]}}
+
+
+def test_size_beyond_the_voxel_limit_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = {"data": {"source": {"kind": "medmnist", "name": "breastmnist"}, "size": 2_000_000}}
+    with pytest.raises(ConfigError, match=r"data\.size: .*larger than the limit of 1,073,741,824 values"):
+        config_from_dict(raw)
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", str(64 * 64 - 1))
+    raw["data"]["size"] = 64
+    with pytest.raises(ConfigError, match="MEDGAN_MAX_VOXELS"):
+        config_from_dict(raw)

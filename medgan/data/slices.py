@@ -32,6 +32,7 @@ from medgan.intensity import (
     window_range,
 )
 from medgan.io.contract import Volume, check_finite
+from medgan.io.limits import check_claim
 
 UNLABELLED = "unlabelled"
 
@@ -251,6 +252,7 @@ def build_sliceset(
             where, f"slices have different sizes {sorted(shapes)[:4]}; set data.size to resize them"
         )
     target = size if size is not None else next(iter(shapes))
+    check_claim(where, (len(rows), chans, *target), what=f"{len(rows)} slices at {target[0]}x{target[1]}")
     out = np.empty((len(rows), chans, *target), dtype=np.float32)
     k = 0
     for a in images:

@@ -36,6 +36,7 @@ from medgan.intensity import normalize
 from medgan.io.contract import Images2D, Volume, check_finite
 from medgan.io.dicom import read_dicom_volumes
 from medgan.io.images import read_image_folder
+from medgan.io.limits import check_claim
 from medgan.io.medmnist import read_medmnist
 from medgan.io.nifti import read_case
 from medgan.paths import display_path
@@ -126,6 +127,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
         if data.channels is not None:
             img = to_channels(img, data.channels)
         if size is not None:
+            check_claim(batch.source, (len(img), img.shape[1], *size), what=f"data.size {size[0]}x{size[1]}")
             img = resize_batch(img, size)
         arrays.append(img)
         raw_lo, raw_hi = min(raw_lo, float(raw.min())), max(raw_hi, float(raw.max()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,29 @@ def test_different_sizes_need_a_size() -> None:
         build_sliceset([a, b], [dict(r) for r in rows], ["a"], "images")
     ss = build_sliceset([a, b], [dict(r) for r in rows], ["a"], "images", size=(8, 8))
     assert ss.shape == (1, 8, 8)
+
+
+def test_slice_count_times_size_is_checked_against_the_limit_before_allocating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    imgs = [np.zeros((10, 1, 8, 8), np.float32)]
+    rows = [{"label": 0, "label_name": "a", "patient_id": str(i), "source": "x.npz"} for i in range(10)]
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", str(10 * 3 * 64 * 64 - 1))
+    with pytest.raises(InputError, match=r"^data: 10 slices at 64x64 claims 10x3x64x64 = 122,880 values"):
+        build_sliceset(imgs, rows, ["a"], "npz", size=(64, 64), channels=3, where="data")
+    assert build_sliceset(imgs, rows, ["a"], "npz", size=(32, 32), channels=3).images.shape == (10, 3, 32, 32)
+
+
+def test_data_size_is_checked_per_file_before_resizing(
+    tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medgan.config import config_from_dict
+    from medgan.data.sources import load_source
+    from tests.conftest import tiny_config
+
+    raw = tiny_config()
+    raw["data"]["size"] = 64
+    cfg = config_from_dict(raw)
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", str(20_000))  # the file's 48 x 16 x 16 fit, 48 x 64 x 64 do not
+    with pytest.raises(InputError, match=r"tinymnist\.npz: data\.size 64x64 claims 48x1x64x64"):
+        load_source(cfg.data, tiny_data_dir)
