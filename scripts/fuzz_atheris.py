@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FORMATS = ("dicom", "nifti", "npz", "png", "csv")
+FORMATS = ("dicom", "nifti", "npz", "png", "csv", "yaml")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

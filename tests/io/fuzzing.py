@@ -39,7 +39,7 @@ from medgan.errors import MedganError
 
 T = TypeVar("T")
 
-FORMATS: tuple[str, ...] = ("dicom", "nifti", "npz", "png", "csv")
+FORMATS: tuple[str, ...] = ("dicom", "nifti", "npz", "png", "csv", "yaml")
 #: Seconds one reader call may take before it counts as a hang.
 CALL_TIMEOUT_S = float(os.environ.get("MEDGAN_FUZZ_TIMEOUT", "20"))
 #: New address space (bytes) one reader call may reserve; beyond it, allocation raises MemoryError.
@@ -1024,6 +1024,45 @@ def make_csv(c: Chooser) -> tuple[str, bytes]:
     return ".csv", data
 
 
+_YAML_BASE = (
+    "name: fuzz\n"
+    "data:\n  source: {kind: medmnist, name: tinymnist}\n  size: 16\n"
+    "model: {kind: cgan}\n"
+    "train: {steps: 2, batch_size: 8}\n"
+)
+_YAML_PIECES = (
+    "a: " + "[" * 200 + "]" * 200,
+    "a: " + "{b: " * 100 + "1" + "}" * 100,
+    "x: &x [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\ny: &y [*x, *x, *x, *x, *x, *x, *x, *x, *x, *x]\n"
+    "z: &z [*y, *y, *y, *y, *y, *y, *y, *y, *y, *y]\nw: &w [*z, *z, *z, *z, *z, *z, *z, *z, *z, *z]\n"
+    "v: [*w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w, *w]",
+    "r: &r [1, *r]",
+    "name: again",
+    "data: {size: 99999999}",
+    "data: {size: -3}",
+    "train: {steps: .nan}",
+    "train: !!python/object/apply:os.system [echo pwned]",
+    "model: !!binary AAAA",
+    "? [complex, key]\n: 1",
+    "<<: *undefined",
+    "%YAML 9.9\n---",
+    "--- a\n--- b",
+    "\t\tname: tabs",
+    "name: \"\\x00\"",
+)
+
+
+def make_yaml(c: Chooser) -> tuple[str, bytes]:
+    """A mutated run config: pieces that nest deeply, expand aliases, repeat keys, or run code."""
+    lines = _YAML_BASE.splitlines()
+    for _ in range(c.integer(0, 3)):
+        lines.insert(c.integer(0, len(lines)), c.choice(_YAML_PIECES))
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if c.boolean(30):
+        data = mutate_bytes(data, c)
+    return ".yaml", data
+
+
 def csv_root(folder: Path) -> Path:
     """An image folder with a.png, b.png, c.png and sub/d.png (valid 4x4 grey PNGs); returns it."""
     from PIL import Image
@@ -1047,6 +1086,7 @@ MAKERS: dict[str, Callable[[Chooser], tuple[str, bytes]]] = {
     "npz": make_npz,
     "png": make_image,
     "csv": make_csv,
+    "yaml": make_yaml,
 }
 
 
@@ -1347,12 +1387,23 @@ def _source_call(path: Path, work: Path, names: tuple[str, ...], label: str = "l
     return ReaderCall(f"{label}({path.name})", run, _sane_sliceset, names)
 
 
+def _yaml_calls(path: Path, work: Path) -> list[ReaderCall]:
+    from medgan.config import RunConfig, load_config
+
+    def config(result: Any, what: str) -> None:
+        if not isinstance(result, RunConfig):
+            raise PropertyViolation(f"{what}: returned {type(result).__name__}")
+
+    return [ReaderCall("load_config", lambda: load_config(path), config, (path.name,))]
+
+
 CALLS: dict[str, Callable[[Path, Path], list[ReaderCall]]] = {
     "dicom": _dicom_calls,
     "nifti": _nifti_calls,
     "npz": _npz_calls,
     "png": _png_calls,
     "csv": _csv_calls,
+    "yaml": _yaml_calls,
 }
 
 

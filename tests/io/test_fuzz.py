@@ -76,6 +76,13 @@ def test_fuzz_csv(data: st.DataObject) -> None:
     _fuzz("csv", data)
 
 
+@FUZZ
+@given(data=st.data())
+def test_fuzz_yaml(data: st.DataObject) -> None:
+    """Configs nested thousands deep, alias bombs, recursive aliases, repeated keys, tags that run code."""
+    _fuzz("yaml", data)
+
+
 # ----------------------------------------------------------------------------------------------
 # The voxel limit: huge claims are refused before anything is allocated
 # ----------------------------------------------------------------------------------------------
