@@ -116,19 +116,41 @@ def prepare_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")
     ] = False,
+    salt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--salt-file",
+            help="Salt of the pseudonymous patient keys: reused when it exists, created (0600) when not, "
+            "so prepares of the same patients share keys. Default: a new salt in OUT/patient_key.salt.",
+        ),
+    ] = None,
+    keep_source_ids: Annotated[
+        bool,
+        typer.Option(
+            "--keep-source-ids",
+            help="Keep the raw patient IDs and series / SOP instance UIDs in manifest.csv. "
+            "The output then contains patient identifiers.",
+        ),
+    ] = False,
 ) -> None:
-    """Write the slices a config describes as NPZ shards plus manifest.csv."""
+    """Write the slices a config describes as NPZ shards plus manifest.csv (pseudonymous patient keys)."""
     from medgan.config import load_config  # lazy: keeps --help fast
     from medgan.data.inspect import render_text, summarize  # lazy: keeps --help fast
     from medgan.data.prepare import write_prepared  # lazy: keeps --help fast
     from medgan.data.sources import load_source  # lazy: keeps --help fast
 
+    if keep_source_ids and salt_file is not None:
+        raise InputError(salt_file, "--salt-file has no use with --keep-source-ids (no keys are made)")
     cfg = load_config(config, overrides)
     ddir = resolve_data_dir(data_dir)
     ss = load_source(cfg.data, ddir)
-    write_prepared(ss, out, cfg, overwrite=overwrite)
+    write_prepared(ss, out, cfg, overwrite=overwrite, salt_file=salt_file, keep_source_ids=keep_source_ids)
     typer.echo(render_text(summarize(ss), str(config)))
     typer.echo(f"wrote {len(ss)} slices to {out}")
+    if keep_source_ids:
+        typer.echo(
+            f"warning: {out}/manifest.csv holds patient IDs and DICOM UIDs (--keep-source-ids)", err=True
+        )
 
 
 @app.command("train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from medgan.errors import InputError
@@ -46,22 +47,66 @@ def display_path(path: str | Path, data_dir: Path | None) -> str:
     return p.as_posix()
 
 
-def inside(root: str | Path, rel: str | Path, where: str | Path, what: str = "path") -> Path:
-    """``root / rel``, refused unless it stays inside ``root``.
+def _within(path: str, root: str) -> bool:
+    """Whether the absolute, normalised ``path`` is ``root`` or lies under it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
-    A manifest, labels CSV or metadata file may only point at files under its own root: a
-    ``../`` that climbs out, or an absolute path elsewhere, raises a one-line
-    :class:`~medgan.errors.InputError` naming ``where``. The check is lexical (``..`` collapsed,
-    symbolic links not followed), so a link the user placed inside the root still works.
+
+def inside(root: str | Path, rel: str | Path, where: str | Path, what: str = "path") -> Path:
+    """``root / rel``, refused unless the file it names really lies inside ``root``.
+
+    A manifest, labels CSV or metadata file may only point at files under its own root. The
+    rule is on real paths: symbolic links are followed (``os.path.realpath`` of both ``root`` and
+    the target), and the real target must lie in the real root. A ``../`` that climbs out, an
+    absolute path elsewhere, or a link (to a file, or through a linked folder) that leads
+    outside raises a one-line :class:`~medgan.errors.InputError` naming ``where``; a link inside
+    the root to another file inside it keeps working. The result is the real target, written
+    under ``root`` as given (so paths shown relative to a data folder stay relative).
     """
     text = str(rel)
     if "\x00" in text:
         raise InputError(where, f"{what} {text[:100]!r} contains a NUL byte")
     root_abs = Path(os.path.normpath(os.path.abspath(root)))
-    full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute rel replaces root_abs here
-    if full != root_abs and root_abs not in full.parents:
-        raise InputError(where, f"{what} {text[:100]!r} leads outside {root_abs}")
-    return full
+    joined = os.path.join(root_abs, rel)  # an absolute rel replaces root_abs here
+    real_root = os.path.realpath(root_abs)
+    real = os.path.realpath(joined)
+    if not _within(real, real_root):
+        lexical = os.path.normpath(joined)
+        via = "" if not _within(lexical, str(root_abs)) else f" (a symbolic link to {real[:200]})"
+        raise InputError(where, f"{what} {text[:100]!r} leads outside {root_abs}{via}")
+    return root_abs / os.path.relpath(real, real_root)
+
+
+def require_regular_file(
+    path: str | Path,
+    where: str | Path | None = None,
+    what: str = "",
+    expected: str = "a file",
+    hint: str = "",
+) -> Path:
+    """``path``, refused unless it is a regular file (symbolic links followed); checked before opening.
+
+    A device, FIFO or socket blocks or never ends when read (a link to ``/dev/zero`` is an
+    endless stream, a FIFO waits for a writer), so every reader calls this first. Raises a
+    one-line :class:`~medgan.errors.InputError` naming ``where`` (default: ``path``), its
+    problem prefixed by ``what`` (e.g. ``"row 3: path 'a.png'"``): not found, a folder
+    (``expected`` says what was wanted), unreadable, or not a regular file (``hint`` appended).
+    """
+    p = Path(path)
+    where = p if where is None else where
+    lead = f"{what} " if what else ""
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(where, f"{what} not found" if what else "file not found") from None
+    except OSError as exc:  # a link loop, a name too long, no permission on a folder above
+        raise InputError(where, f"{lead}cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(where, f"{lead}is a folder, expected {expected}")
+    if not stat.S_ISREG(mode):
+        tail = f"; {hint}" if hint else ""
+        raise InputError(where, f"{lead}is not a regular file (a device, FIFO or socket){tail}")
+    return p
 
 
 def slug(name: str) -> str:

@@ -97,6 +97,7 @@ def test_prepare_writes_shards_and_manifest(
         "manifest.csv",
         "prepared.json",
         "config.resolved.yaml",
+        "patient_key.salt",
     }
     ss = load_prepared(out)
     assert len(ss) == 69 and ss.shape == (1, 128, 128)
@@ -178,12 +179,14 @@ def test_four_d_nifti_without_volume(capsys: pytest.CaptureFixture[str], tmp_pat
     assert code == 0 and json.loads(out)["n_slices"] == 4
 
 
-def test_mask_shape_mismatch(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_mask_outside_the_image(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     img, mask = tmp_path / "img.nii.gz", tmp_path / "seg.nii.gz"
+    far = np.eye(4)
+    far[:3, 3] = 100.0  # the image's shape, 173 mm away in world space
     nib.save(nib.Nifti1Image(np.ones((6, 6, 4), np.int16), np.eye(4)), str(img))
-    nib.save(nib.Nifti1Image(np.ones((6, 6, 5), np.uint8), np.eye(4)), str(mask))
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 4), np.uint8), far), str(mask))
     code, _, err = run(capsys, "data", "inspect", img, "--mask", mask)
-    assert_one_line_error(code, err, "seg.nii.gz", "does not match")
+    assert_one_line_error(code, err, "seg.nii.gz", "does not overlap the image")
 
 
 def test_nan_voxels(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ more; a DICOM SEG marks the lesion slices. ``medgan run`` (train, generate, eval
 report) and ``medgan generate`` in every format, plus ``medgan augment``, write their outputs;
 every byte of every file they wrote is searched for every identifier (as written in the DICOM,
 and in the other spellings a writer could produce). The only DICOM identity allowed in a
-generated file is the synthetic marker.
+generated file is the synthetic marker. ``medgan data prepare`` is scanned too: by default its
+folder holds pseudonymous patient keys only; with ``--keep-source-ids`` the scan must find the
+patient IDs (which proves the scan finds what is there).
 """
 
 from __future__ import annotations
@@ -105,6 +107,19 @@ def _texts(path: Path) -> list[bytes]:
     return out
 
 
+def _scan(root: Path) -> list[tuple[str, str]]:
+    """(file, identifier) for every identifier found in any file under ``root``."""
+    needles = _needles()
+    return [
+        (p.relative_to(root).as_posix(), n.decode(errors="replace"))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        for text in _texts(p)
+        for n in needles
+        if n in text
+    ]
+
+
 def _write_patients(root: Path) -> Path:
     """Three CT series (12 slices of 16x16) with identifiers; a SEG marking slices 6-11 of each."""
     rng = np.random.default_rng(0)
@@ -165,6 +180,17 @@ def test_no_patient_identifier_in_any_output(tmp_path: Path) -> None:
         ]
         assert main([*args, "--format", fmt, "--device", "cpu"]) == 0
     assert main(["augment", str(tmp_path / "cfg.yaml"), "--out", str(outputs / "augmented"), *common]) == 0
+    assert (
+        main(["data", "prepare", str(tmp_path / "cfg.yaml"), "--out", str(outputs / "prepared"), *common])
+        == 0
+    )
+    kept = tmp_path / "prepared-with-ids"  # outside ``outputs``: it is meant to hold the IDs
+    assert (
+        main(
+            ["data", "prepare", str(tmp_path / "cfg.yaml"), "--out", str(kept), "--keep-source-ids", *common]
+        )
+        == 0
+    )
     assert main(["export-bundle", str(ckpt), "--out", str(outputs / "bundle")]) == 0
     # the CycleGAN (healthy <-> lesion) on the same series, and translations of real slices
     cyc = tiny_cycle_config(steps=4)
@@ -184,15 +210,12 @@ def test_no_patient_identifier_in_any_output(tmp_path: Path) -> None:
     files = [p for p in outputs.rglob("*") if p.is_file()]
     kinds = {p.suffix for p in files}
     assert {".dcm", ".gz", ".png", ".npz", ".csv", ".json", ".md", ".html", ".safetensors"} <= kinds
-    needles = _needles()
-    found = [
-        (p.relative_to(outputs).as_posix(), n.decode(errors="replace"))
-        for p in files
-        for text in _texts(p)
-        for n in needles
-        if n in text
-    ]
+    assert (outputs / "prepared" / "manifest.csv").is_file()
+    found = _scan(outputs)
     assert found == [], f"patient data in outputs: {found[:20]}"
+    # asked to keep them, prepare writes the patient IDs into its manifest, and the scan sees them
+    in_kept = {(f, n) for f, n in _scan(kept)}
+    assert {("manifest.csv", pt["PatientID"]) for pt in PATIENTS} <= in_kept
 
     # the synthetic DICOM carries the synthetic marker, and no identity but that
     for p in [*(outputs / "gen-dicom").rglob("*.dcm"), *(outputs / "translated-dicom").rglob("*.dcm")]:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_text
+from medgan.paths import require_regular_file
 
 #: Columns of ``manifest.csv``, in order. Geometry follows DICOM's patient (LPS) convention:
 #: ``position`` is the centre of the first pixel (x\\y\\z mm), ``orientation`` the row and column
@@ -83,8 +84,9 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a manifest written by :func:`write_manifest`."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(p, "manifest not found")
+    require_regular_file(p, expected="a manifest CSV file")
     try:
         df = pd.read_csv(
             p, dtype={"patient_id": "string", "series_uid": "string", "sop_instance_uid": "string"}

@@ -5,22 +5,32 @@ Conventions (all in one place):
 * **Files.** A folder is searched recursively; files of any name are tried. Files that are not
   DICOM (no ``DICM`` marker and no plausible raw DICOM start) are skipped quietly; a DICOM file
   that cannot be read or decoded raises :class:`~medgan.errors.InputError` naming that file.
-  Non-image objects (SEG, RTSTRUCT, SR, files without pixel data) are not images; a SEG is
-  only used through ``mask``.
-* **Series.** Image files are grouped by SeriesInstanceUID, volumes ordered by that UID.
+  Non-image objects (SEG, RTSTRUCT, SR, PR, DICOMDIR, ...) are not images: in a folder they are
+  left out quietly; a SEG is only used through ``mask``. An image file without pixel data is
+  refused alone, skipped in a folder with a warning naming it (refused when nothing else is left).
+* **Warnings.** Library warnings (pydicom's on invalid values, ...) are never printed: a refused
+  file carries the first in its one-line error, a loaded one lists them in ``Volume.warnings``.
+* **Series.** Image files are grouped by SeriesInstanceUID, volumes ordered by that UID. A series
+  whose slices differ in ImageOrientationPatient is refused, naming the odd file.
 * **Slice order.** Ascending ImagePositionPatient projected on the slice normal (row cosine x
   column cosine); without complete geometry by InstanceNumber; then by file name and frame.
-  Ties keep InstanceNumber / file-name order. Every frame of a multi-frame file is one slice.
+  Ties keep InstanceNumber / file-name order (slices sharing a position are kept, with a
+  warning). Every frame of a multi-frame file is one slice.
 * **Intensities.** float32 after the modality transform (pydicom's ``apply_modality_lut``: the
   Modality LUT Sequence, else RescaleSlope / RescaleIntercept, also from the
-  PixelValueTransformationSequence of enhanced files; HU for CT). MONOCHROME1 is inverted inside
+  PixelValueTransformationSequence of enhanced files; HU for CT; RescaleSlope 0 is refused).
+  MONOCHROME1 is inverted inside
   the range of representable values, ``y' = f(lo) + f(hi) - y`` with ``f`` the modality
   transform, so that higher is brighter; the file's window centre is mirrored the same way.
+  The VOI transform is never applied to the pixels: a linear window (VOILUTFunction LINEAR or
+  LINEAR_EXACT) is passed on as ``window_hint``; a SIGMOID window or a VOI LUT Sequence alone is
+  not (a CT series gets a warning).
   Colour images (RGB, YBR converted to RGB by pydicom, PALETTE COLOR through its lookup table)
   have 3 channels.
 * **Masks.** A DICOM SEG is mapped onto the slices it references (by SOPInstanceUID and frame,
-  else by ImagePositionPatient); a NIfTI / NRRD / MHA label volume must have the series' shape
-  (Z, rows, cols) in the same slice order (ITK's order for a DICOM series).
+  else by ImagePositionPatient and ImageOrientationPatient), in the series' Frame of Reference; a
+  NIfTI / NRRD / MHA label volume is aligned through its geometry and the series' (see
+  :mod:`medgan.io.masks`).
 """
 
 from __future__ import annotations
@@ -29,7 +39,9 @@ import io
 import os
 import re
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +58,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGExtended12Bit,
 )
 from pydicom.valuerep import DSfloat
 
@@ -54,7 +67,9 @@ from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
 from medgan.io.contract import Volume, as_chw
 from medgan.io.limits import check_claim
-from medgan.io.nifti import read_itk, sitk_array
+from medgan.io.masks import align_labels_to_slices
+from medgan.io.nifti import read_array
+from medgan.paths import require_regular_file
 from medgan.progress import progress
 
 __all__ = ["SyntheticDicomMeta", "read_dicom_volumes", "write_dicom"]
@@ -123,12 +138,14 @@ def read_dicom_volumes(
     path = Path(path)
     if segments is not None and mask is None:
         raise InputError(path, "'segments' needs a mask (a DICOM SEG or a label volume)")
-    groups = _series_groups(_image_slices(path))
+    slices, skipped = _image_slices(path)
+    groups = _series_groups(slices)
     if series is not None:
         if series not in groups:
             raise InputError(path, f"series {series} not found; available: {_describe_series(groups)}")
         groups = {series: groups[series]}
     volumes = [_build_volume(uid, groups[uid]) for uid in sorted(groups)]
+    _note_skipped(volumes, skipped, series)
     if mask is not None:
         mask = Path(mask)
         if _is_label_volume(mask):
@@ -160,6 +177,7 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
 
 def _read_header(f: Path) -> Dataset | None:
     """The dataset of ``f`` (large pixel data deferred), or None when ``f`` is not DICOM."""
+    require_regular_file(f)  # a device, FIFO or socket (also behind a link) would block or never end
     try:
         with open(f, "rb") as fh:
             head = fh.read(132)
@@ -170,8 +188,18 @@ def _read_header(f: Path) -> Dataset | None:
         return None
     if magic:
         _check_meta_lengths(f)
+    notes: list[str] = []
+    with _caught(notes):  # pydicom warns about bad values as elements are decoded
+        ds = _parse(f, magic, notes)
+    if ds is not None:
+        _notes(ds).extend(notes)
+    return ds
+
+
+def _parse(f: Path, magic: bool, notes: list[str]) -> Dataset | None:
+    """Read and check the dataset of ``f`` (see :func:`_read_header`)."""
     try:
-        ds, truncated = _dcmread(f, force=not magic)
+        ds, truncated = _dcmread(f, not magic, notes)
         if not magic:
             # forced read: accept only what clearly is a DICOM dataset
             if "SOPClassUID" not in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
@@ -189,6 +217,56 @@ def _read_header(f: Path) -> Dataset | None:
             return None
         raise InputError(f, f"not a readable DICOM file ({_short(exc)})") from None
     return ds
+
+
+# Library warnings (pydicom's on invalid values, numpy's on overflow) are never printed: a refused
+# file carries them in its one-line error, a loaded one in Volume.warnings (counted per message).
+_NOTES = "_medgan_notes"  # attribute of a Dataset: the warnings caught while reading and decoding it
+
+
+def _notes(ds: Dataset) -> list[str]:
+    """The library warnings caught for ``ds`` so far (a list kept on the dataset)."""
+    notes = getattr(ds, _NOTES, None)
+    if notes is None:
+        notes = []
+        object.__setattr__(ds, _NOTES, notes)  # not a DICOM element
+    return notes
+
+
+def _warning_line(w: warnings.WarningMessage) -> str:
+    """One warning as one short line: ``pydicom: <message>`` (or its category for other libraries)."""
+    text = " ".join(str(w.message).split())
+    text = text.split(" Please see <", 1)[0]  # pydicom's pointer to the table of value representations
+    if len(text) > 160:
+        text = text[:157] + "..."
+    origin = "pydicom" if "pydicom" in Path(str(w.filename)).parts else w.category.__name__
+    return f"{origin}: {text}"
+
+
+def _with_notes(exc: InputError, notes: list[str]) -> InputError:
+    """``exc`` with the first library warning (and how many more) appended to its one line."""
+    lines = list(dict.fromkeys(notes))
+    message = str(exc)
+    if not lines or "(library warning: " in message:
+        return exc
+    prefix = f"{exc.path}: "
+    problem = message[len(prefix) :] if exc.path is not None and message.startswith(prefix) else message
+    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+    return InputError(exc.path, f"{problem} (library warning: {lines[0]}{more})")
+
+
+@contextmanager
+def _caught(notes: list[str]) -> Iterator[None]:
+    """Collect the warnings raised inside the block into ``notes`` instead of printing them; an
+    :class:`InputError` raised inside carries the first of them (see :func:`_with_notes`)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except InputError as exc:
+            notes.extend(_warning_line(w) for w in caught)
+            raise _with_notes(exc, notes) from None
+        notes.extend(_warning_line(w) for w in caught)
 
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -223,8 +301,9 @@ def _check_meta_lengths(f: Path) -> None:
             pos = start + length
 
 
-def _dcmread(f: Path, force: bool) -> tuple[Dataset, str | None]:
-    """``pydicom.dcmread`` and its end-of-file warning, if any (pydicom then drops what it read)."""
+def _dcmread(f: Path, force: bool, notes: list[str]) -> tuple[Dataset, str | None]:
+    """``pydicom.dcmread`` and its end-of-file warning, if any (pydicom then drops what it read);
+    its other warnings go to ``notes``."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = pydicom.dcmread(f, force=force, defer_size=_DEFER_SIZE)
@@ -238,7 +317,7 @@ def _dcmread(f: Path, force: bool) -> tuple[Dataset, str | None]:
         if "end of file" in text.lower() or "truncated" in text.lower():
             truncated = truncated or text
         else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            notes.append(_warning_line(w))
     return ds, truncated
 
 
@@ -305,9 +384,22 @@ def _non_image_kind(ds: Dataset, f: Path) -> str | None:
         return modality or sop.name
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         if "Image Storage" in sop.name:
-            raise InputError(f, "pixel data is missing (the file is truncated or corrupt)")
+            raise _no_pixels(f)
         return f"{sop.name or modality or 'DICOM'} object without pixel data"
     return None
+
+
+def _no_pixels(f: Path) -> InputError:
+    return InputError(f, "pixel data is missing (the file is truncated or corrupt)")
+
+
+def _lacks_pixels(ds: Dataset, f: Path) -> bool:
+    """An image (by its SOP class) without pixel data: a truncated file or an incomplete export."""
+    try:
+        _non_image_kind(ds, f)
+    except InputError:
+        return True
+    return False
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -318,34 +410,62 @@ def _walk(folder: Path) -> list[Path]:
     return out
 
 
-def _image_slices(path: Path) -> list[_Slice]:
-    """Every image slice under ``path`` (a file or a folder)."""
+def _image_slices(path: Path) -> tuple[list[_Slice], list[tuple[str, Path]]]:
+    """Every image slice under ``path`` (a file or a folder), and the (SeriesInstanceUID, file) of
+    the image files of a folder that were skipped for lacking pixel data."""
     if not path.exists():
         raise InputError(path, "file or folder not found")
     if path.is_dir():
-        files = _walk(path)
-        if not files:
-            raise InputError(path, "folder is empty")
-        slices: list[_Slice] = []
-        n_dicom = 0
-        for f in progress(files, f"scanning {path.name}"):
-            ds = _read_header(f)
-            if ds is None:
-                continue
-            n_dicom += 1
-            if _non_image_kind(ds, f) is None:
-                slices.extend(_file_slices(f, ds))
-        if not slices:
-            what = f"{n_dicom} DICOM non-image object(s) and " if n_dicom else ""
-            raise InputError(path, f"no DICOM images found ({what}{len(files) - n_dicom} other file(s))")
-        return slices
+        return _folder_slices(path)
     ds = _read_header(path)
     if ds is None:
         raise InputError(path, "not a DICOM file")
     kind = _non_image_kind(ds, path)
     if kind is not None:
         raise InputError(path, f"is a DICOM {kind}, not an image (a SEG goes in 'mask')")
-    return _file_slices(path, ds)
+    return _file_slices(path, ds), []
+
+
+def _folder_slices(path: Path) -> tuple[list[_Slice], list[tuple[str, Path]]]:
+    """:func:`_image_slices` of a folder: non-image objects are left out quietly; image files
+    without pixel data are skipped (a warning names them) unless nothing else is left."""
+    files = _walk(path)
+    if not files:
+        raise InputError(path, "folder is empty")
+    slices: list[_Slice] = []
+    skipped: list[tuple[str, Path]] = []
+    n_dicom = 0
+    for f in progress(files, f"scanning {path.name}"):
+        ds = _read_header(f)
+        if ds is None:
+            continue
+        n_dicom += 1
+        if _lacks_pixels(ds, f):
+            skipped.append((str(ds.get("SeriesInstanceUID", "") or ""), f))
+        elif _non_image_kind(ds, f) is None:
+            slices.extend(_file_slices(f, ds))
+    if not slices and skipped:
+        raise _no_pixels(skipped[0][1])
+    if not slices:
+        what = f"{n_dicom} DICOM non-image object(s) and " if n_dicom else ""
+        raise InputError(path, f"no DICOM images found ({what}{len(files) - n_dicom} other file(s))")
+    return slices, skipped
+
+
+def _note_skipped(volumes: list[Volume], skipped: list[tuple[str, Path]], series: str | None) -> None:
+    """A warning on each volume naming the image files of its series skipped for lacking pixel
+    data; those of a series that was not read go to the first volume (unless one series was picked)."""
+    by_series: dict[str, list[Path]] = defaultdict(list)
+    for uid, f in skipped:
+        known = any((v.series_uid or "") == uid for v in volumes)
+        if known or series is None:
+            by_series[uid if known else (volumes[0].series_uid or "")].append(f)
+    for vol in volumes:
+        files = by_series.pop(vol.series_uid or "", [])
+        if files:
+            names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            n = len(files)
+            vol.warnings.append(f"skipped {n} image file{'s' if n > 1 else ''} without pixel data: {names}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -561,9 +681,35 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return UID(str(ts)) if ts else ImplicitVRLittleEndian
 
 
-def _no_decoder(f: Path, ts: UID) -> InputError:
+def _plugin_hint(ts: UID) -> str:
+    """What to install to decode ``ts``: the plugins pydicom lists as missing for it (GDCM's Python
+    package is python-gdcm), else the general hint."""
+    try:
+        missing = get_decoder(ts).missing_dependencies
+    except Exception:  # no decoder at all for this transfer syntax (or not one pydicom knows)
+        return _PLUGIN_HINT
+    options = [re.sub(r"^gdcm\b", "python-gdcm", m.split(" - requires ", 1)[-1]) for m in missing]
+    return f"install {' or '.join(options)}" if options else _PLUGIN_HINT
+
+
+def _no_decoder(f: Path, ts: UID, detail: str = "") -> InputError:
     name = _TS_NAMES.get(str(ts), ts.name)
-    return InputError(f, f"cannot decode transfer syntax {name} ({ts}); {_PLUGIN_HINT}")
+    return InputError(f, f"cannot decode transfer syntax {name} ({ts}){detail}; {_plugin_hint(ts)}")
+
+
+def _check_decoder(ds: Dataset, f: Path, ts: UID) -> None:
+    """Refuse a compressed file that no installed pydicom plugin can decode, before decoding."""
+    try:
+        decoder = get_decoder(ts)
+        available = decoder.is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise _no_decoder(f, ts)
+    bits = _first_float(ds.get("BitsStored")) or 0
+    if ts == JPEGExtended12Bit and bits > 8 and set(decoder.available_plugins) <= {"pillow"}:
+        # Pillow's libjpeg is built for 8-bit samples only
+        raise _no_decoder(f, ts, f" with {int(bits)}-bit samples (Pillow decodes only 8-bit JPEG)")
 
 
 def _decode(ds: Dataset, f: Path) -> np.ndarray:
@@ -572,12 +718,7 @@ def _decode(ds: Dataset, f: Path) -> np.ndarray:
     if not ts.is_transfer_syntax:
         raise _no_decoder(f, ts)
     if ts.is_compressed:
-        try:
-            available = get_decoder(ts).is_available
-        except NotImplementedError:
-            available = False
-        if not available:
-            raise _no_decoder(f, ts)
+        _check_decoder(ds, f, ts)
     try:
         return np.asarray(ds.pixel_array)
     except NotImplementedError:
@@ -630,8 +771,12 @@ def _modality_lut(ds: Dataset, frame: int | None) -> Dataset:
 
 def _to_modality(f: Path, ds: Dataset, frame: int | None, stored: np.ndarray) -> np.ndarray:
     """Stored values of one frame in modality units (HU for CT), float64."""
+    lut = _modality_lut(ds, frame)
+    if lut is not ds and float(lut.RescaleSlope) == 0.0:
+        where = "" if frame is None else f" (frame {frame + 1})"
+        raise InputError(f, f"RescaleSlope is 0{where}: every pixel would be the same value")
     try:
-        return np.asarray(apply_modality_lut(stored, _modality_lut(ds, frame)), dtype=np.float64)
+        return np.asarray(apply_modality_lut(stored, lut), dtype=np.float64)
     except Exception as exc:  # a broken LUT descriptor or LUT data
         raise InputError(f, f"cannot apply the modality LUT ({_short(exc)})") from None
 
@@ -639,7 +784,12 @@ def _to_modality(f: Path, ds: Dataset, frame: int | None, stored: np.ndarray) ->
 def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | None]]:
     """Decoded frames of a file: (F, C, H, W) float32 in modality units, stored dtype, and per
     frame the MONOCHROME1 mirror sum (the smallest plus the largest representable value in
-    modality units; None when not inverted)."""
+    modality units; None when not inverted). Library warnings go to the dataset's notes."""
+    with _caught(_notes(ds)):
+        return _pixels_of(f, ds)
+
+
+def _pixels_of(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | None]]:
     arr = _decode(ds, f)
     n = _n_frames(ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
@@ -675,21 +825,109 @@ def _file_pixels(f: Path, ds: Dataset) -> tuple[np.ndarray, str, list[float | No
     return out, raw_dtype, sums
 
 
-def _window_hint(s: _Slice, mirror: float | None) -> tuple[float, float] | None:
-    # Only the window's numbers (the intensity mode applies them); pydicom's apply_voi_lut would window the pixels.
+def _window_hint(s: _Slice, mirror: float | None, uid: str) -> tuple[tuple[float, float] | None, str | None]:
+    """The file's window as (center, width) in the volume's units, which intensity ``auto`` maps
+    linearly onto [-1, 1] (for CT), and for a CT series a warning when the file's display transform
+    is not such a window: VOILUTFunction SIGMOID (or unknown), or a VOI LUT Sequence alone. Those
+    are not used (pixels stay in modality units; ``auto`` falls back to percentiles)."""
+    # Only the window's numbers: pydicom's apply_voi_lut would change the pixels out of modality units.
     center = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowCenter"))
     width = _first_float(_attr(s.ds, s.frame, "FrameVOILUTSequence", "WindowWidth"))
+    function = str(_attr(s.ds, s.frame, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR").strip().upper()
+    ct = str(s.ds.get("Modality", "") or "").upper() == "CT"
+    series = uid or "(no SeriesInstanceUID)"
     if center is None or width is None:
-        return None
+        if ct and _attr(s.ds, s.frame, "FrameVOILUTSequence", "VOILUTSequence"):
+            return None, (
+                f"series {series}: its display window is a VOI LUT Sequence (a lookup table, not a "
+                "linear window) and is not used; intensity 'auto' uses percentiles (set a window to choose)"
+            )
+        return None, None
+    if function not in ("LINEAR", "LINEAR_EXACT"):
+        return None, (
+            f"series {series}: its window C {center:g} / W {width:g} has VOILUTFunction {function} (not "
+            f"linear) and is not used; intensity 'auto' uses percentiles (window: {{center: {center:g}, "
+            f"width: {width:g}}} gives its linear counterpart)"
+        ) if ct else None
     center = mirror - center if mirror is not None else center
     if not (width > 0 and abs(center) + width < 1e30):  # an absurd window is ignored, not used
+        return None, None
+    return (center, width), None
+
+
+#: Slices closer than this along the slice normal (mm) are at the same position.
+_SAME_POSITION_MM = 1e-3
+
+
+def _check_orientation(items: list[_Slice], uid: str) -> None:
+    """Refuse a series whose slices do not share one orientation (ImageOrientationPatient): it is
+    not one stack of parallel slices. The odd slice is the one off the most common orientation."""
+    oriented = [s for s in items if s.orientation is not None]
+    if len(oriented) < 2:
+        return
+    counts = Counter(tuple(np.round(s.orientation, 3) + 0.0) for s in oriented)  # type: ignore[arg-type]
+    common, n = counts.most_common(1)[0]
+    for s in oriented:
+        if not np.allclose(s.orientation, common, atol=1e-3):  # type: ignore[arg-type]
+            frame = "" if s.frame is None else f"frame {s.frame + 1}: "
+            raise InputError(
+                s.path,
+                f"{frame}orientation ({_cosines(s.orientation)}) differs from the ({_cosines(common)}) of "
+                f"{n} other slice(s) in series {uid or '(no SeriesInstanceUID)'}; a series must be one "
+                "stack of parallel slices (remove this file from the folder)",
+            )
+
+
+def _cosines(values: Any) -> str:
+    return ", ".join(f"{float(v):.3g}" for v in values)
+
+
+def _slice_name(s: _Slice) -> str:
+    return s.path.name if s.frame is None else f"{s.path.name} frame {s.frame + 1}"
+
+
+def _duplicate_positions(uid: str, items: list[_Slice], proj: np.ndarray | None) -> str | None:
+    """A warning when slices of the series share a position along the normal (two acquisitions,
+    echoes or phases in one series?). All are kept, in the sort order of the module doc."""
+    if proj is None or len(proj) < 2:
         return None
-    return center, width
+    groups: list[list[int]] = []  # runs of slices at one position, in sorted order
+    for k in np.flatnonzero(np.abs(np.diff(proj)) <= _SAME_POSITION_MM):
+        if groups and groups[-1][-1] == k:
+            groups[-1].append(int(k) + 1)
+        else:
+            groups.append([int(k), int(k) + 1])
+    if not groups:
+        return None
+    first = groups[0]
+    names = ", ".join(_slice_name(items[i]) for i in first[:3]) + (", ..." if len(first) > 3 else "")
+    at = f"position {proj[first[0]]:g} mm along the slice normal ({names})"
+    where = at if len(groups) == 1 else f"{len(groups)} positions, the first at {at}"
+    order = "InstanceNumber" if all(s.instance is not None for s in items) else "file-name"
+    return (
+        f"series {uid or '(no SeriesInstanceUID)'}: {sum(len(g) for g in groups)} slices share {where}; "
+        f"kept all, in {order} order (two acquisitions in one series?)"
+    )
+
+
+def _library_warnings(items: list[_Slice]) -> list[str]:
+    """The library warnings caught for the series' files: one line per message, naming its files."""
+    files: dict[str, list[str]] = {}
+    for path, ds in {s.path: s.ds for s in items}.items():
+        for line in dict.fromkeys(_notes(ds)):
+            files.setdefault(line, []).append(path.name)
+    out = []
+    for line, names in files.items():
+        more = ", ..." if len(names) > 2 else ""
+        where = names[0] if len(names) == 1 else f"{len(names)} files ({', '.join(names[:2])}{more})"
+        out.append(f"{where}: {line}")
+    return out
 
 
 def _build_volume(uid: str, items: list[_Slice]) -> Volume:
     """Sort, decode and stack the slices of one series."""
     _, rows, cols = _check_sizes(items, uid)
+    _check_orientation(items, uid)
     items, proj, orientation = _sort_slices(items)
     decoded: dict[Path, tuple[np.ndarray, str, list[float | None]]] = {}
     data = None
@@ -716,6 +954,8 @@ def _build_volume(uid: str, items: list[_Slice]) -> Volume:
             thickness = round(float(np.median(steps)), 6)
     patient = ds.get("PatientID")
     modality = ds.get("Modality")
+    hint, voi_note = _window_hint(first, first_pixels[2][0 if first.frame is None else first.frame], uid)
+    notes = [_duplicate_positions(uid, items, proj), voi_note, *_library_warnings(items)]
     return Volume(
         data=data,
         source_format="dicom",
@@ -730,8 +970,9 @@ def _build_volume(uid: str, items: list[_Slice]) -> Volume:
         series_uid=uid or None,
         sop_uids=[str(s.ds.get("SOPInstanceUID")) if s.ds.get("SOPInstanceUID") else None for s in items],
         frames=[s.frame for s in items],
-        window_hint=_window_hint(first, first_pixels[2][0 if first.frame is None else first.frame]),
+        window_hint=hint,
         raw_dtype=first_pixels[1],
+        warnings=[n for n in notes if n],
     )
 
 
@@ -745,8 +986,12 @@ def _is_label_volume(mask: Path) -> bool:
     return any(name.endswith(sfx) for sfx in LABEL_VOLUME_SUFFIXES)
 
 
+#: RAS (nibabel's world) -> LPS (DICOM's patient coordinates).
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
 def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] | None, path: Path) -> None:
-    """A NIfTI / NRRD / MHA label volume for the single series."""
+    """A NIfTI / NRRD / MHA label volume for the single series, aligned through both geometries."""
     if len(volumes) != 1:
         raise InputError(
             mask,
@@ -755,29 +1000,60 @@ def _attach_label_volume(volumes: list[Volume], mask: Path, segments: list[int] 
     vol = volumes[0]
     if not mask.is_file():
         raise InputError(mask, "mask file not found")
-    labels = sitk_array(read_itk(mask), mask)  # header checked against the voxel limit first
-    if labels.ndim not in (2, 3) or labels.dtype.kind not in "biuf":
+    labels, ras_affine, _ = read_array(mask)  # (x, y, z); header checked against the voxel limit first
+    while labels.ndim > 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if labels.ndim == 2:
+        labels = labels[:, :, None]
+    if labels.ndim != 3:
         raise InputError(
             mask,
             f"label volume has shape {tuple(labels.shape)} of {labels.dtype}; expected 3-D integer labels",
         )
-    if labels.ndim == 2:
-        labels = labels[None]
-    expected = (vol.data.shape[0], *vol.data.shape[2:])
-    if labels.shape != expected:
-        raise InputError(mask, f"mask shape {tuple(labels.shape)} does not match image shape {expected}")
-    if segments is None:
-        binary = labels > 0
-    else:
+    present = None
+    if segments is not None:
         present = np.unique(labels)
         present = present[present != 0]
         unknown = sorted(set(segments) - {int(v) for v in present})
         if unknown:
             avail = ", ".join(str(int(v)) for v in present[:20]) or "none"
             raise InputError(mask, f"unknown label value(s) {unknown}; available: {avail}")
-        binary = np.isin(labels, segments)
+    on_series = _label_volume_on_series(vol, labels, _RAS_TO_LPS @ ras_affine, mask)
+    binary = on_series > 0 if segments is None else np.isin(on_series, segments)
     vol.mask = binary.astype(np.uint8)
     vol.mask_source = str(mask)
+
+
+def _label_volume_on_series(
+    vol: Volume, labels: np.ndarray, lps_affine: np.ndarray, mask: Path
+) -> np.ndarray:
+    """Labels (x, y, z) with their LPS affine as (Z, rows, cols) on the series' slices; without the
+    series' geometry, in stored order (ITK's order for a DICOM series) with a named warning."""
+    rows, cols = vol.data.shape[2:]
+    if vol.positions is None or vol.orientation is None or vol.spacing is None:
+        stored = np.ascontiguousarray(np.transpose(labels))  # (z, y, x)
+        expected = (vol.data.shape[0], rows, cols)
+        if stored.shape != expected:
+            raise InputError(mask, f"mask shape {tuple(stored.shape)} does not match image shape {expected}")
+        vol.warnings.append(
+            f"mask {mask.name}: the series has no complete geometry (position, orientation, pixel spacing); "
+            "the label volume is used in its stored voxel order"
+        )
+        return stored
+    row_dir, col_dir = vol.orientation[:3], vol.orientation[3:]
+    out, note = align_labels_to_slices(
+        labels,
+        lps_affine,
+        vol.positions,
+        row_step=vol.spacing[0] * col_dir,  # from one row to the next: down a column
+        col_step=vol.spacing[1] * row_dir,
+        shape=(rows, cols),
+        mask=mask,
+        image=f"series {vol.series_uid or Path(vol.sources[0]).parent.name}",
+    )
+    if note:
+        vol.warnings.append(note)
+    return out
 
 
 def _read_seg(mask: Path) -> Dataset:
@@ -835,23 +1111,37 @@ def _seg_reference(seg: Dataset, frame: int) -> tuple[str | None, list[int] | No
 def _match_frame(
     vol: Volume,
     by_sop: dict[str, list[int]],
-    uid: str | None,
-    ref_frames: list[int] | None,
-    pos: np.ndarray | None,
+    frame: _SegFrame,
+    by_position: bool = True,
 ) -> list[int]:
-    """Slices of ``vol`` one SEG frame belongs to: by SOPInstanceUID (and frame), else by position."""
+    """Slices of ``vol`` one SEG frame belongs to: by SOPInstanceUID (and frame), else, when
+    ``by_position``, by ImagePositionPatient on a slice of the same ImageOrientationPatient."""
     frames = vol.frames or [None] * vol.data.shape[0]
+    uid, ref_frames, pos = frame.uid, frame.ref_frames, frame.position
     if uid is not None and uid in by_sop:
         cands = by_sop[uid]
         if ref_frames is not None:
             cands = [i for i in cands if (frames[i] if frames[i] is not None else 0) in ref_frames]
         if len(cands) == 1 or (ref_frames is not None and cands):
             return cands
-    if pos is not None and vol.positions is not None:
-        step = min(vol.spacing) if vol.spacing else 1.0
-        dist = np.linalg.norm(vol.positions - pos[None, :], axis=1)
-        return [int(i) for i in np.flatnonzero(dist <= 1e-3 * step)]
-    return []
+    if not by_position or pos is None or vol.positions is None:
+        return []
+    if not _seg_same_orientation(frame.orientation, vol.orientation):
+        return []  # a plane through the same corner point, cut another way
+    step = min(vol.spacing) if vol.spacing else 1.0
+    dist = np.linalg.norm(vol.positions - pos[None, :], axis=1)
+    return [int(i) for i in np.flatnonzero(dist <= 1e-3 * step)]
+
+
+@dataclass
+class _SegFrame:
+    """Where one SEG frame lies: its referenced image and its plane."""
+
+    uid: str | None  # referenced SOPInstanceUID
+    ref_frames: list[int] | None  # referenced 0-based frame numbers
+    position: np.ndarray | None  # ImagePositionPatient
+    orientation: np.ndarray | None  # ImageOrientationPatient
+    spacing: np.ndarray | None  # PixelSpacing (between rows, between columns)
 
 
 @dataclass
@@ -859,11 +1149,11 @@ class _SegFrames:
     """The frames of a DICOM SEG and what each one is about."""
 
     pixels: np.ndarray  # (F, rows, cols) bool: set (LABELMAP: one of the selected labels)
-    refs: list[tuple[str | None, list[int] | None]]  # referenced SOPInstanceUID and 0-based frames
-    positions: list[np.ndarray | None]  # ImagePositionPatient of each frame
+    frames: list[_SegFrame]
     segments: list[int | None]  # segment number of each frame (None: unknown)
     selected: set[int]
     labelmap: bool
+    frame_of_reference: str | None  # the SEG's FrameOfReferenceUID
 
 
 def _seg_labels(seg: Dataset, mask: Path) -> dict[int, str]:
@@ -878,8 +1168,19 @@ def _seg_labels(seg: Dataset, mask: Path) -> dict[int, str]:
     return labels
 
 
+def _seg_frame(seg: Dataset, i: int) -> _SegFrame:
+    uid, ref_frames = _seg_reference(seg, i)
+    return _SegFrame(
+        uid,
+        ref_frames,
+        _floats(_group_value(seg, i, "PlanePositionSequence", "ImagePositionPatient"), 3),
+        _floats(_attr(seg, i, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+        _floats(_group_value(seg, i, "PixelMeasuresSequence", "PixelSpacing"), 2),
+    )
+
+
 def _seg_table(seg: Dataset, mask: Path, segments: list[int] | None) -> _SegFrames:
-    """Decode the SEG's frames and read, per frame, its reference, position and segment."""
+    """Decode the SEG's frames and read, per frame, its reference, plane and segment."""
     labels = _seg_labels(seg, mask)
     numbers = sorted(labels)
     if segments is not None:
@@ -891,43 +1192,83 @@ def _seg_table(seg: Dataset, mask: Path, segments: list[int] | None) -> _SegFram
     pixels = _seg_frames(seg, mask, selected)
     n = pixels.shape[0]
     try:
-        refs = [_seg_reference(seg, i) for i in range(n)]
-        positions = [
-            _floats(_group_value(seg, i, "PlanePositionSequence", "ImagePositionPatient"), 3)
-            for i in range(n)
-        ]
+        frames = [_seg_frame(seg, i) for i in range(n)]
         segs = [_seg_segment(seg, i, numbers) for i in range(n)]
     except (TypeError, ValueError, AttributeError, IndexError) as exc:  # malformed functional groups
         raise InputError(
             mask, f"not a readable DICOM SEG (bad per-frame references: {_short(exc)})"
         ) from None
     labelmap = str(seg.get("SegmentationType", "BINARY")).upper() == "LABELMAP"
-    return _SegFrames(pixels, refs, positions, segs, selected, labelmap)
+    frame_of_reference = str(seg.get("FrameOfReferenceUID", "") or "") or None
+    return _SegFrames(pixels, frames, segs, selected, labelmap, frame_of_reference)
 
 
-def _seg_volume_mask(vol: Volume, table: _SegFrames, mask: Path) -> np.ndarray | None:
-    """The mask the SEG gives ``vol`` as (Z, rows, cols) uint8; None when no SEG frame is on it."""
+def _seg_same_orientation(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Two ImageOrientationPatient values agree (or one is unknown)."""
+    return a is None or b is None or bool(np.allclose(a, b, atol=1e-4))
+
+
+def _seg_check_frame(vol: Volume, table: _SegFrames, i: int, mask: Path) -> None:
+    """A SEG frame on ``vol``'s slices must have their pixel grid: size, spacing and orientation."""
+    rows, cols = table.pixels.shape[1:]
+    series = vol.series_uid
+    if (rows, cols) != tuple(vol.data.shape[2:]):
+        raise InputError(
+            mask,
+            f"SEG frame size {rows}x{cols} is different from the image size "
+            f"{vol.data.shape[2]}x{vol.data.shape[3]} of series {series}",
+        )
+    frame = table.frames[i]
+    if (
+        frame.spacing is not None
+        and vol.spacing is not None
+        and not np.allclose(frame.spacing, vol.spacing, rtol=1e-3)
+    ):
+        raise InputError(
+            mask,
+            f"SEG pixel spacing {frame.spacing[0]:g}x{frame.spacing[1]:g} mm is different from the image's "
+            f"{vol.spacing[0]:g}x{vol.spacing[1]:g} mm (series {series})",
+        )
+    theirs, ours = frame.orientation, vol.orientation
+    if theirs is not None and ours is not None and not _seg_same_orientation(theirs, ours):
+        a, b = (" ".join(f"{float(v):.4g}" for v in o) for o in (theirs, ours))
+        raise InputError(
+            mask, f"SEG frame {i + 1} orientation ({a}) is different from the image's ({b}) (series {series})"
+        )
+
+
+def _seg_volume_mask(
+    vol: Volume, table: _SegFrames, mask: Path, claimed: set[str], same_frame_of_reference: bool = True
+) -> np.ndarray | None:
+    """The mask the SEG gives ``vol`` as (Z, rows, cols) uint8; None when no SEG frame is on it.
+
+    A frame referencing an image of ``claimed`` (the SOPInstanceUIDs of every series read) goes
+    only there; frames are placed by position only in the same Frame of Reference."""
     by_sop: dict[str, list[int]] = defaultdict(list)
     for i, uid in enumerate(vol.sop_uids or []):
         if uid is not None:
             by_sop[uid].append(i)
-    rows, cols = table.pixels.shape[1:]
     out = np.zeros((vol.data.shape[0], *vol.data.shape[2:]), dtype=np.uint8)
     matched = False
     for i, frame in enumerate(table.pixels):
-        targets = _match_frame(vol, by_sop, table.refs[i][0], table.refs[i][1], table.positions[i])
+        ref = table.frames[i]
+        by_position = same_frame_of_reference and (ref.uid is None or ref.uid not in claimed)
+        targets = _match_frame(vol, by_sop, ref, by_position)
         if not targets:
             continue
         matched = True
-        if (rows, cols) != tuple(vol.data.shape[2:]):
-            raise InputError(
-                mask,
-                f"SEG frame size {rows}x{cols} is different from the image size "
-                f"{vol.data.shape[2]}x{vol.data.shape[3]} of series {vol.series_uid}",
-            )
+        _seg_check_frame(vol, table, i, mask)
         if table.labelmap or table.segments[i] in table.selected:
             out[targets] |= frame.astype(np.uint8)
     return out if matched else None
+
+
+def _seg_series_frame_of_reference(vol: Volume) -> str | None:
+    """The FrameOfReferenceUID of a series (from its first file), None when it has none."""
+    if not vol.sources:
+        return None
+    ds = _read_header(Path(vol.sources[0]))
+    return None if ds is None else (str(ds.get("FrameOfReferenceUID", "") or "") or None)
 
 
 # Own mapping, not highdicom's Segmentation: it refuses SEGs without coded segment properties, a
@@ -936,19 +1277,41 @@ def _seg_volume_mask(vol: Volume, table: _SegFrames, mask: Path) -> np.ndarray |
 def _attach_seg(
     volumes: list[Volume], mask: Path, segments: list[int] | None, series: str | None
 ) -> list[Volume]:
-    """Map a DICOM SEG onto the series it references; returns those volumes."""
+    """Map a DICOM SEG onto the series it references; returns those volumes.
+
+    Where both the SEG and a series carry a FrameOfReferenceUID and they differ, the SEG's
+    positions mean nothing there: a frame referencing one of its images is refused, and no
+    frame is placed on it by position."""
     table = _seg_table(_read_seg(mask), mask, segments)
+    claimed = {uid for vol in volumes for uid in (vol.sop_uids or []) if uid is not None}
     kept: list[Volume] = []
+    other_frames: list[tuple[Volume, str]] = []
     for vol in volumes:
-        out = _seg_volume_mask(vol, table, mask)
+        theirs = _seg_series_frame_of_reference(vol) if table.frame_of_reference else None
+        same = theirs is None or theirs == table.frame_of_reference
+        out = _seg_volume_mask(vol, table, mask, claimed, same)
+        if out is not None and not same:
+            raise _seg_other_frame(mask, table, vol, theirs)
+        if not same:
+            other_frames.append((vol, str(theirs)))
         if out is not None:
             vol.mask = out
             vol.mask_source = str(mask)
             kept.append(vol)
+    if not kept and other_frames:
+        raise _seg_other_frame(mask, table, *other_frames[0])
     if not kept:
         which = f"series {series}" if series else ", ".join(str(v.series_uid) for v in volumes)
         raise InputError(mask, f"SEG references no slice of the series ({which})")
     return kept
+
+
+def _seg_other_frame(mask: Path, table: _SegFrames, vol: Volume, theirs: str | None) -> InputError:
+    return InputError(
+        mask,
+        f"SEG FrameOfReferenceUID {table.frame_of_reference} is different from {theirs} of series "
+        f"{vol.series_uid}: its positions are in another coordinate system",
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_bytes
 from medgan.io.contract import ImageBatch, Images2D, as_chw
-from medgan.io.limits import check_claim
+from medgan.io.limits import MAX_VOXELS_ENV, check_claim, max_voxels
+from medgan.paths import inside, require_regular_file
 from medgan.progress import progress
 
 #: Columns a labels CSV may have; ``path`` and ``label`` are required.
@@ -77,10 +78,49 @@ def _bits(im: Image.Image, fmt: str, path: Path) -> int:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if path.is_dir():
-        raise InputError(path, "is a folder, expected an image file")
+    """Refuse a missing path, a folder, a device, FIFO or socket before anything opens it."""
+    require_regular_file(path, expected="an image file")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _pillow_guard(notes: list[str] | None) -> Iterator[None]:
+    """Pillow's own pixel limit set to :func:`~medgan.io.limits.max_voxels` for one read, and
+    Pillow's warnings recorded in ``notes`` (one line each) instead of printed on stderr.
+
+    Our header check (:func:`~medgan.io.limits.check_claim`) decides what is too large, so
+    raising ``$MEDGAN_MAX_VOXELS`` lets a genuine large image load; Pillow's check (which refuses
+    at twice its limit, before ours runs) can then only refuse what ours refuses too.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_voxels()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if notes is not None:
+        for w in caught:
+            text = _one_line(str(w.message))
+            if text and text not in notes:
+                notes.append(text)
+
+
+def _too_many_pixels(path: Path, exc: Exception) -> InputError:
+    """Our one-line refusal for Pillow's DecompressionBombError (raised at twice our limit)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    claim = f"claims {int(found.group(1)):,} pixels, more" if found else "claims more pixels"
+    return InputError(
+        path,
+        f"the image header {claim} than the limit of {max_voxels():,} values "
+        f"(raise {MAX_VOXELS_ENV} if the file is genuine)",
+    )
 
 
 def _composite(rgb: np.ndarray, alpha: np.ndarray, full: float) -> np.ndarray:
@@ -261,7 +301,7 @@ def _open_image(path: Path, sniffed: str | None) -> tuple[np.ndarray, str, bool]
         else:
             raise InputError(path, "not an image file (expected PNG, JPEG, TIFF or BMP)") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(path, f"image is too large to read safely ({exc})") from None
+        raise _too_many_pixels(path, exc) from None
     except PermissionError:
         raise InputError(path, "permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -272,19 +312,20 @@ def _open_image(path: Path, sniffed: str | None) -> tuple[np.ndarray, str, bool]
     return arr, fmt, deep_colour
 
 
-def _read(path: Path) -> tuple[np.ndarray, str]:
-    """Read one image: ((C, H, W) array, format name such as ``png``)."""
+def _read(path: Path, notes: list[str] | None = None) -> tuple[np.ndarray, str]:
+    """Read one image: ((C, H, W) array, format name such as ``png``); tolerated problems go to ``notes``."""
     path = Path(path)
     _check_readable(path)
     sniffed = _sniff(path)
     if sniffed == "png":
         _check_png(path)
-    arr, fmt, deep_colour = _open_image(path, sniffed)
-    if deep_colour and fmt == "tiff":
-        with contextlib.suppress(InputError):  # keep Pillow's 8-bit values if tifffile cannot decode it
-            arr = _tifffile_to_array(path)
-    elif deep_colour:
-        warnings.warn(f"{path}: 16-bit colour or alpha image read as 8-bit (a Pillow limit)", stacklevel=3)
+    with _pillow_guard(notes):
+        arr, fmt, deep_colour = _open_image(path, sniffed)
+        if deep_colour and fmt == "tiff":
+            with contextlib.suppress(InputError):  # keep Pillow's 8-bit values if tifffile cannot decode it
+                arr = _tifffile_to_array(path)
+    if deep_colour and fmt != "tiff" and notes is not None:
+        notes.append("16-bit colour or alpha image read as 8-bit (a Pillow limit)")
     try:
         arr = _fix_dtype(arr)
     except ValueError as exc:
@@ -293,15 +334,18 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(arr), fmt
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """Read a PNG / JPEG / TIFF / BMP file as raw values, shape (C, H, W) with C = 1 or 3.
 
     The dtype is the file's: uint8, uint16 (16-bit PNG / TIFF), int32 or float32. Alpha is
     dropped from grey images and composited onto black for colour ones; palettes become grey
     or RGB; bilevel images become 0/255. TIFFs Pillow cannot decode (float64, multi-sample
-    float, ...) are read with ``tifffile`` (first page). Problems raise :class:`InputError`.
+    float, ...) are read with ``tifffile`` (first page). Problems raise :class:`InputError`;
+    only a regular file is opened, and ``$MEDGAN_MAX_VOXELS`` (not Pillow's own limit) decides
+    what is too large. Problems tolerated (Pillow's warnings, 16-bit colour read as 8-bit) are
+    never printed: they are appended to ``notes`` when given, one line each.
     """
-    return _read(Path(path))[0]
+    return _read(Path(path), notes)[0]
 
 
 # --------------------------------------------------------------------------- the labels CSV
@@ -326,14 +370,13 @@ def sort_labels(labels: Iterable[str]) -> list[str]:
 
 def _csv_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
     """Header (stripped, lower-case) and data rows (stripped cells), skipping blank lines."""
+    require_regular_file(csv_path, expected="a labels CSV file")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(csv_path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(csv_path, "is a folder, expected a labels CSV file") from None
     except UnicodeDecodeError:
         raise InputError(csv_path, "not a UTF-8 text CSV file") from None
+    except OSError as exc:
+        raise InputError(csv_path, f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
     try:
         rows = [[c.strip() for c in r] for r in csv.reader(text.splitlines())]
     except csv.Error as exc:
@@ -387,20 +430,10 @@ def _row_cells(csv_path: Path, n: int, cells: list[str], header: list[str]) -> d
     return rec
 
 
-def _resolve_row_path(csv_path: Path, n: int, rel: str, root_abs: Path) -> Path:
-    """Row ``n``'s path made absolute under ``root_abs`` (normalised); it must stay inside ``root_abs``."""
-    if "\x00" in rel:
-        raise InputError(csv_path, f"row {n}: path {_clip(rel)} contains a NUL byte")
-    full = Path(os.path.normpath(root_abs / Path(rel)))  # an absolute path replaces the root
-    if full != root_abs and root_abs not in full.parents:
-        raise InputError(csv_path, f"row {n}: path {_clip(rel)} leads outside the root folder {root_abs}")
-    return full
-
-
-def _is_file(csv_path: Path, n: int, rel: str, full: Path) -> bool:
-    """Whether row ``n``'s file exists; a path the file system cannot even look up raises InputError."""
+def _exists(csv_path: Path, n: int, rel: str, full: Path) -> bool:
+    """Whether row ``n``'s path exists; a path the file system cannot even look up raises InputError."""
     try:
-        return full.is_file()
+        return full.exists()
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise InputError(csv_path, f"row {n}: unusable path {_clip(rel)} ({exc.strerror or exc})") from None
 
@@ -443,8 +476,10 @@ def _assign_labels(csv_path: Path, records: list[dict], classes: list[str] | Non
 def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
     """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
 
-    Paths are relative to ``root`` and must exist inside it: neither ``..`` nor an absolute path
-    may lead outside ``root`` (set ``root`` higher up to reach files elsewhere). Labels are class names as written; with ``classes``
+    Paths are relative to ``root`` and must name regular files inside it (the rule of
+    :func:`medgan.paths.inside`): neither ``..``, an absolute path nor a symbolic link may lead
+    outside ``root`` (set ``root`` higher up to reach files elsewhere), and a device, FIFO or
+    socket is refused before it is opened. Labels are class names as written; with ``classes``
     given they must be among them, otherwise the classes are the sorted unique labels. A
     ``split`` column (train / val / test) that is entirely empty counts as absent.
 
@@ -462,15 +497,17 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
     for n, cells in enumerate(rows, start=1):
         rec = _row_cells(csv_path, n, cells, header)
         rel = rec["path"]
-        full = _resolve_row_path(csv_path, n, rel, root_abs)
+        full = inside(root_abs, rel, csv_path, f"row {n}: path")
         key = str(full)
         if key in seen:
             raise InputError(
                 csv_path, f"row {n}: {_clip(rel, quote=False)} is listed again (first on row {seen[key]})"
             )
         seen[key] = n
-        if not _is_file(csv_path, n, rel, full):
+        if not _exists(csv_path, n, rel, full):
             missing.append((n, rel))
+        else:
+            require_regular_file(full, csv_path, f"row {n}: {_clip(rel, quote=False)}", "an image file")
         out = {"row": n, "path": key, "label_name": rec["label"]}
         if "patient_id" in rec:
             out["patient_id"] = rec["patient_id"]
@@ -504,26 +541,44 @@ def read_image_folder(
     ``root`` (default: the CSV's folder) and ``classes`` are as in :func:`read_labels_csv`. The
     batches read one file each, in CSV order, with a progress bar: raw (1, C, H, W) pixels in
     the file's dtype and one row (``split`` / ``patient_id`` when the CSV gives them). ``info``
-    has ``n_files``.
+    has ``n_files``. Problems Pillow tolerated are never printed: once every batch is read,
+    ``warnings`` holds one line per kind of problem, with how many files had it and the first.
     """
     csv_path = Path(labels_csv)
     frame, class_list = read_labels_csv(
         csv_path, Path(root) if root is not None else csv_path.parent, classes
     )
+    notes: list[str] = []
     return Images2D(
         class_list,
-        _image_batches(frame, csv_path),
+        _image_batches(frame, csv_path, notes),
         "images",
         where=str(csv_path),
         info={"n_files": len(frame)},
+        warnings=notes,
     )
 
 
-def _image_batches(frame: pd.DataFrame, csv_path: Path) -> Iterator[ImageBatch]:
-    """One :class:`ImageBatch` per listed file, read when the batch is asked for."""
+def _summarise_notes(per_note: dict[str, list[str]]) -> list[str]:
+    """One line per tolerated problem: ``a.png: <problem>`` or ``<problem> (N files, first a.png)``."""
+    out = []
+    for note, files in per_note.items():
+        out.append(
+            f"{files[0]}: {note}" if len(files) == 1 else f"{note} ({len(files)} files, first {files[0]})"
+        )
+    return out
+
+
+def _image_batches(frame: pd.DataFrame, csv_path: Path, warnings_out: list[str]) -> Iterator[ImageBatch]:
+    """One :class:`ImageBatch` per listed file, read when the batch is asked for; the problems
+    tolerated on the way are summarised into ``warnings_out`` after the last one."""
+    per_note: dict[str, list[str]] = {}
     for rec in progress(frame.to_dict("records"), f"reading {csv_path.name}"):
         file = Path(rec["path"])
-        raw, fmt = _read(file)
+        notes: list[str] = []
+        raw, fmt = _read(file, notes)
+        for note in notes:
+            per_note.setdefault(note, []).append(file.name)
         row = {
             "label": int(rec["label"]),
             "label_name": rec["label_name"],
@@ -537,6 +592,7 @@ def _image_batches(frame: pd.DataFrame, csv_path: Path) -> Iterator[ImageBatch]:
         if rec.get("patient_id"):
             row["patient_id"] = rec["patient_id"]
         yield ImageBatch(raw[None], [row], str(file))
+    warnings_out.extend(_summarise_notes(per_note))
 
 
 # --------------------------------------------------------------------------- writing PNG

@@ -17,7 +17,7 @@ import numpy as np
 from medgan.errors import InputError
 from medgan.io.contract import ImageBatch, Images2D
 from medgan.io.npz import read_npz, read_npz_keys
-from medgan.paths import user_cache_dir
+from medgan.paths import require_regular_file, user_cache_dir
 
 #: The official MedMNIST record (v3 on Zenodo; the 28-px files are byte-identical to v2).
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
@@ -204,9 +204,9 @@ def download_medmnist(name: str, dest: Path) -> Path:
 def resolve_medmnist(name: str, data_dir: Path, path: Path | None = None, download: bool = True) -> Path:
     """The ``.npz`` file for ``medmnist:NAME``: explicit path, data dir, user cache, else download."""
     if path is not None:
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise InputError(path, "MedMNIST file not found")
-        return Path(path)
+        return require_regular_file(path, expected="a MedMNIST .npz file")
     name = name.lower().removesuffix(".npz")
     for p in candidate_paths(name, data_dir):
         if p.is_file():

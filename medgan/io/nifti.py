@@ -22,6 +22,8 @@ from medgan.intensity import denormalize
 from medgan.io.atomic import atomic_write_bytes
 from medgan.io.contract import Volume, as_chw, check_finite
 from medgan.io.limits import check_claim
+from medgan.io.masks import align_labels
+from medgan.paths import require_regular_file
 
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -58,6 +60,7 @@ def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         raise InputError(path, "file not found")
     if path.is_dir():
         raise InputError(path, "is a folder, expected a NIfTI / NRRD file")
+    require_regular_file(path)  # a device, FIFO or socket would block or never end
     lower = path.name.lower()
     if lower.endswith(_ITK_SUFFIXES):
         img = read_itk(path)
@@ -66,9 +69,11 @@ def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         arr = sitk_array(img, path)  # (z, y, x)
         arr = np.transpose(arr, tuple(range(arr.ndim))[::-1])  # (x, y, z[, t])
         d = img.GetDimension()
-        direction = np.array(img.GetDirection()).reshape(d, d)[:3, :3]
-        spacing = np.array(img.GetSpacing())[:3]
-        origin = np.array(img.GetOrigin())[:3]
+        direction, spacing, origin = np.eye(3), np.ones(3), np.zeros(3)  # a 2-D image lies in z = 0
+        k = min(d, 3)
+        direction[:k, :k] = np.array(img.GetDirection()).reshape(d, d)[:k, :k]
+        spacing[:k] = np.array(img.GetSpacing())[:k]
+        origin[:k] = np.array(img.GetOrigin())[:k]
         aff = np.eye(4)
         aff[:3, :3] = _RAS_TO_LPS @ direction @ np.diag(spacing)
         aff[:3, 3] = _RAS_TO_LPS @ origin
@@ -194,6 +199,9 @@ def read_case(
 
     ``axis`` is ``axial``, ``coronal`` or ``sagittal``; ``volume_index`` picks one volume of a
     4-D file (the mask's too when it is 4-D); ``patient_id`` defaults to the file's stem.
+    The mask is placed on the image through both affines (:func:`~medgan.io.masks.align_labels`:
+    reordered when it is the same grid, else resampled by nearest neighbour with a line in
+    ``Volume.warnings``; refused when it does not overlap the image or has negative labels).
     """
     img_path = Path(image)
     arr, aff, dtype_name = read_array(img_path)
@@ -205,17 +213,15 @@ def read_case(
     a = _AXES[axis]
     data = _slices(canon, a).astype(np.float32)[:, None]
 
-    mask_slices = None
+    mask_slices, warnings = None, []
     if mask is not None:
         mpath = Path(mask)
-        marr, _, _ = read_array(mpath)
+        marr, maff, _ = read_array(mpath)
         marr = _to_3d(marr, mpath, volume_index if marr.ndim == 4 else None)
-        if marr.shape != arr.shape:
-            raise InputError(
-                mpath, f"mask shape {marr.shape} does not match image shape {arr.shape} ({img_path.name})"
-            )
-        check_finite(np.asarray(marr), str(mpath))
-        mask_slices = _slices(apply_orientation(np.asarray(marr), ornt), a) > 0
+        # the mask goes onto the image's voxel grid through both affines, not by voxel order
+        labels, note = align_labels(marr, maff, arr.shape, aff, mask=mpath, image=img_path.name)
+        warnings += [note] if note else []
+        mask_slices = _slices(apply_orientation(labels, ornt), a) > 0
 
     # index along the file's own voxel axis for every canonical slice
     n = canon.shape[a]
@@ -247,6 +253,7 @@ def read_case(
         thickness=float(np.linalg.norm(caff[:3, a])),
         modality=None,
         raw_dtype=dtype_name,
+        warnings=warnings,
     )
 
 

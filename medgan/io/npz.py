@@ -14,6 +14,7 @@ import numpy as np
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_path
 from medgan.io.limits import check_claim
+from medgan.paths import require_regular_file
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 #: What zipfile, zlib and numpy's .npy parser raise for damaged archives and members.
@@ -91,13 +92,10 @@ def read_npz(path: str | Path, keys: Collection[str] | None = None) -> dict[str,
 
     Every array's ``.npy`` header is checked before its data is allocated: object arrays are
     refused, and the claimed shape must fit in the archive and under
-    :func:`~medgan.io.limits.max_voxels` (see :mod:`medgan.io.limits`).
+    :func:`~medgan.io.limits.max_voxels` (see :mod:`medgan.io.limits`). Only a regular file is
+    opened (a device, FIFO or socket is refused first).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            path, "file not found" if not path.exists() else "is a folder, expected an .npz file"
-        )
+    path = require_regular_file(path, expected="an .npz file")
     out: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(path) as zf:
@@ -120,7 +118,7 @@ def read_npz(path: str | Path, keys: Collection[str] | None = None) -> dict[str,
 
 def read_npz_keys(path: str | Path) -> list[str]:
     """The array names of an ``.npz`` (member names without ``.npy``), without reading any array."""
-    path = Path(path)
+    path = require_regular_file(path, expected="an .npz file")
     try:
         with zipfile.ZipFile(path) as zf:
             return list(

@@ -16,19 +16,20 @@ import hashlib
 import json
 import re
 import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from medgan import __version__
 from medgan.config import upgrade_raw
 from medgan.errors import InputError
-from medgan.io.atomic import atomic_path, atomic_write_text
+from medgan.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from medgan.io.tensors import canonical_safetensors
+from medgan.paths import require_regular_file
 
 FORMAT = "medgan-checkpoint/1"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -52,10 +53,9 @@ def save_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:07d}.safetensors"
-    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(clean, str(tmp), metadata={"format": FORMAT, "step": str(step)})
-        digest = sha256_file(tmp)
+    blob = canonical_safetensors(tensors, metadata={"format": FORMAT, "step": str(step)})
+    digest = hashlib.sha256(blob).hexdigest()
+    atomic_write_bytes(path, blob)
     full = {**meta, "format": FORMAT, "step": step, "medgan_version": __version__, "sha256": digest}
     atomic_write_text(path.with_suffix(".json"), json.dumps(full, indent=2, sort_keys=True, default=str))
     for old in list_checkpoints(folder)[:-keep_last]:
@@ -133,17 +133,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         p = p.with_suffix(".safetensors")
         if not p.is_file():
             raise InputError(p, "checkpoint tensors missing beside the JSON")
-    _require_regular_file(p)
+    require_regular_file(p, hint="a checkpoint is a .safetensors file")
     return p
-
-
-def _require_regular_file(p: Path) -> None:
-    """Refuse a device, FIFO or socket (also behind a symlink) before anything opens it: reading one
-    blocks or never ends (a link to /dev/zero is an endless stream)."""
-    if not stat.S_ISREG(p.stat().st_mode):
-        raise InputError(
-            p, "is not a regular file (a device, FIFO or socket); a checkpoint is a .safetensors file"
-        )
 
 
 def finite_or_refuse(tensors: dict[str, torch.Tensor], where: str | Path, what: str) -> None:
@@ -272,7 +263,7 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     _refuse_pickle(p)
     meta_path = p.with_suffix(".json")
     if meta_path.exists():
-        _require_regular_file(meta_path)
+        require_regular_file(meta_path, hint="checkpoint metadata is a .json file")
     if not meta_path.is_file():
         raise InputError(p, "no JSON metadata beside it; not a medgan checkpoint")
     try:

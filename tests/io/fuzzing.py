@@ -1048,7 +1048,7 @@ _YAML_PIECES = (
     "%YAML 9.9\n---",
     "--- a\n--- b",
     "\t\tname: tabs",
-    "name: \"\\x00\"",
+    'name: "\\x00"',
 )
 
 

@@ -501,16 +501,24 @@ def test_label_volume_mask(four_slices: tuple[Path, list[Dataset]], tmp_path: Pa
     labels = np.zeros((4, 8, 8), dtype=np.uint8)
     labels[2, :2, :2] = 1
     labels[3, :1, :3] = 2
-    sitk.WriteImage(sitk.GetImageFromArray(labels), str(tmp_path / "lab.nii.gz"))
+
+    def write(arr: np.ndarray, path: Path) -> None:  # on the series' grid: origin, spacing (x, y, z)
+        img = sitk.GetImageFromArray(arr)
+        img.SetOrigin((-10.0, -20.0, 0.0))
+        img.SetSpacing((0.75, 0.5, 1.0))
+        sitk.WriteImage(img, str(path))
+
+    write(labels, tmp_path / "lab.nii.gz")
     (vol,) = read_dicom_volumes(folder, mask=tmp_path / "lab.nii.gz")
     assert vol.mask is not None and vol.mask.reshape(4, -1).sum(1).tolist() == [0, 0, 4, 3]
     assert vol.mask_source == str(tmp_path / "lab.nii.gz")
     (vol2,) = read_dicom_volumes(folder, mask=tmp_path / "lab.nii.gz", segments=[2])
     assert vol2.mask is not None and vol2.mask.reshape(4, -1).sum(1).tolist() == [0, 0, 0, 3]
 
-    sitk.WriteImage(sitk.GetImageFromArray(labels[:3]), str(tmp_path / "bad.nii.gz"))
-    with pytest.raises(InputError, match=r"mask shape \(3, 8, 8\) does not match image shape \(4, 8, 8\)"):
-        read_dicom_volumes(folder, mask=tmp_path / "bad.nii.gz")
+    write(labels[:3], tmp_path / "short.nii.gz")  # 3 of the 4 slices: placed on them, with a warning
+    (vol3,) = read_dicom_volumes(folder, mask=tmp_path / "short.nii.gz")
+    assert vol3.mask is not None and vol3.mask.reshape(4, -1).sum(1).tolist() == [0, 0, 4, 0]
+    assert len(vol3.warnings) == 1 and "mask short.nii.gz:" in vol3.warnings[0]
 
 
 def test_segments_without_mask(four_slices: tuple[Path, list[Dataset]]) -> None:

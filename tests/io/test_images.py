@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,6 @@ from medgan.io.images import (
     _assign_labels,
     _check_header,
     _check_splits,
-    _resolve_row_path,
     _row_cells,
     read_image,
     read_labels_csv,
@@ -238,14 +241,20 @@ def test_row_cells_pads_short_rows_and_needs_path_and_label() -> None:
         _row_cells(csv, 3, ["a.png"], header)
 
 
-def test_resolve_row_path_stays_inside_the_root(tmp_path: Path) -> None:
-    csv = tmp_path / "l.csv"
-    assert _resolve_row_path(csv, 1, "d/../a.png", tmp_path) == tmp_path / "a.png"
-    assert _resolve_row_path(csv, 1, str(tmp_path / "b.png"), tmp_path) == tmp_path / "b.png"
-    with pytest.raises(InputError, match=r"row 2: path '\.\./a\.png' leads outside the root folder"):
-        _resolve_row_path(csv, 2, "../a.png", tmp_path)
+def test_row_paths_stay_inside_the_root(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "l.csv", ["path,label", "d/../a.png,x", f"{tmp_path / 'b.png'},y"])
+    save(tmp_path / "a.png", grey())
+    save(tmp_path / "b.png", grey())
+    frame, _ = read_labels_csv(csv, tmp_path, None)
+    assert frame["path"].tolist() == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    write_csv(csv, ["path,label", "a.png,x", "../a.png,y"])
+    with pytest.raises(
+        InputError, match=rf"l\.csv: row 2: path '\.\./a\.png' leads outside {re.escape(str(tmp_path))}$"
+    ):
+        read_labels_csv(csv, tmp_path, None)
+    write_csv(csv, ["path,label", "a.png,x", "a\x00.png,y"])
     with pytest.raises(InputError, match=r"row 2: path 'a\\x00\.png' contains a NUL byte"):
-        _resolve_row_path(csv, 2, "a\x00.png", tmp_path)
+        read_labels_csv(csv, tmp_path, None)
 
 
 def test_check_splits_all_or_none() -> None:
@@ -483,3 +492,116 @@ def test_error_listed_twice(two_images: Path) -> None:
     csv = write_csv(two_images / "labels.csv", ["path,label", "a.png,x", "./a.png,y"])
     with pytest.raises(InputError, match=r"labels\.csv: row 2: \./a\.png is listed again \(first on row 1\)"):
         load(two_images, csv)
+
+
+# --------------------------------------------------------------------------- links and special files
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> Path:
+    """``root/`` holding a.png, a link leading out to a PNG (``out.png``), a linked folder outside
+    (``ext/``), a link to /etc/passwd, and a link to a PNG inside the root (``alias.png``)."""
+    root = tmp_path / "root"
+    save(root / "a.png", grey())
+    save(root / "store" / "b.png", grey())
+    save(tmp_path / "outside" / "c.png", grey())
+    (root / "out.png").symlink_to(tmp_path / "outside" / "c.png")
+    (root / "ext").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "passwd.png").symlink_to("/etc/passwd")
+    (root / "alias.png").symlink_to(root / "store" / "b.png")
+    return root
+
+
+@pytest.mark.parametrize("rel", ["out.png", "ext/c.png", "passwd.png"])
+def test_csv_row_linked_outside_the_root_is_refused_before_opening(linked: Path, rel: str) -> None:
+    csv = write_csv(linked / "labels.csv", ["path,label", "a.png,x", f"{rel},y"])
+    with pytest.raises(InputError) as exc:
+        load(linked, csv)
+    msg = str(exc.value)
+    assert msg.startswith(f"{csv}: row 2: path {rel!r} leads outside {linked} (a symbolic link to ")
+    assert "\n" not in msg
+
+
+def test_csv_row_linked_inside_the_root_is_read(linked: Path) -> None:
+    csv = write_csv(linked / "labels.csv", ["path,label", "a.png,x", "alias.png,y"])
+    ss = load(linked, csv)
+    assert len(ss) == 2 and ss.manifest["source"].tolist() == ["a.png", "store/b.png"]
+
+
+def test_csv_row_that_is_a_fifo_or_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    from tests.test_paths import no_hang
+
+    save(tmp_path / "a.png", grey())
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "sub").mkdir()
+    os.mkfifo(tmp_path / "sub" / "real_pipe")
+    (tmp_path / "linked_pipe.png").symlink_to(tmp_path / "sub" / "real_pipe")  # a link inside the root
+    for rel in ("pipe.png", "linked_pipe.png"):
+        csv = write_csv(tmp_path / "labels.csv", ["path,label", "a.png,x", f"{rel},y"])
+        with no_hang(), pytest.raises(InputError) as exc:
+            load(tmp_path, csv)
+        assert str(exc.value) == f"{csv}: row 2: {rel} is not a regular file (a device, FIFO or socket)"
+    os.mkfifo(tmp_path / "fifo.csv")
+    with no_hang(), pytest.raises(InputError, match=r"fifo\.csv: is not a regular file"):
+        load(tmp_path, tmp_path / "fifo.csv")
+
+
+# --------------------------------------------------------------------------- Pillow's limit and warnings
+
+
+def test_our_voxel_limit_decides_not_pillows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow's own limit (lowered here to stand for its default of ~89 M pixels, which a genuine
+    20000 x 20000 slide exceeds) no longer refuses what MEDGAN_MAX_VOXELS allows."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses above 200 pixels
+    files = [
+        save(tmp_path / "g.png", grey(30, 30)),
+        save(tmp_path / "g.jpg", grey(30, 30)),
+        save(tmp_path / "g.bmp", grey(30, 30)),
+    ]
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", "1000")
+    for f in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # not even Pillow's DecompressionBombWarning
+            assert read_image(f).shape == (1, 30, 30)
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's setting is restored after each read
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_too_many_pixels_is_refused_with_our_limit_and_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    f = save(tmp_path / f"big{suffix}", grey(100, 100))
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", "1000")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError) as exc:
+            read_image(f)
+    msg = str(exc.value)
+    assert msg.startswith(f"{f}: the ") and "more than the limit of 1,000" in msg
+    assert msg.endswith("(raise MEDGAN_MAX_VOXELS if the file is genuine)") and "\n" not in msg
+    # raised, the limit lets the image load, even where Pillow's own limit would refuse it
+    monkeypatch.setenv("MEDGAN_MAX_VOXELS", "20000")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert read_image(f).shape == (1, 100, 100)
+    assert capsys.readouterr().err == ""
+
+
+def test_pillow_warnings_are_named_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    """An EXIF block whose tag claims more data than it holds makes Pillow warn ("Tag data larger
+    than file. Skipping tag 270"); the image still loads, and the warning becomes one named line
+    in the set's warnings instead of text on stderr."""
+    ifd = struct.pack("<2sHIH", b"II", 42, 8, 1) + struct.pack("<HHIII", 0x010E, 2, 1000, 26, 0)
+    for name in ("e1.png", "e2.jpg"):
+        save(tmp_path / name, grey(), exif=b"Exif\x00\x00" + ifd)
+    save(tmp_path / "a.png", grey())
+    csv = write_csv(tmp_path / "labels.csv", ["path,label", "e1.png,x", "e2.jpg,y", "a.png,y"])
+    ss = load(tmp_path, csv)
+    assert len(ss) == 3
+    assert [str(w.message) for w in recwarn] == []
+    assert capsys.readouterr().err == ""
+    assert ss.info["warnings"] == ["Tag data larger than file. Skipping tag 270 (2 files, first e1.png)"]
+    notes: list[str] = []
+    read_image(tmp_path / "e1.png", notes)
+    assert notes == ["Tag data larger than file. Skipping tag 270"]

@@ -83,13 +83,17 @@ def test_four_d_needs_volume_index(tmp_path: Path) -> None:
     assert read_case(p, volume_index=2).data.shape == (4, 1, 6, 6)
 
 
-def test_mask_shape_mismatch(tmp_path: Path) -> None:
+def test_mask_of_another_shape_is_placed_by_geometry(tmp_path: Path) -> None:
+    """A mask covering 7 of the 8 slices (same grid otherwise) is placed on them, with a named warning."""
     img, _ = _pair(tmp_path)
-    bad = _save(tmp_path / "bad_mask.nii.gz", np.zeros((12, 10, 7), np.uint8))
-    with pytest.raises(
-        InputError, match=r"bad_mask\.nii\.gz: mask shape \(12, 10, 7\) does not match image shape"
-    ):
-        read_case(img, bad)
+    labels = np.zeros((12, 10, 7), np.uint8)
+    labels[4:6, 4:6, 3] = 1
+    short = _save(tmp_path / "short_mask.nii.gz", labels)
+    vol = read_case(img, short)
+    assert [int(vol.mask[k].sum()) for k in range(8)] == [0, 0, 0, 4, 0, 0, 0, 0]
+    (note,) = vol.warnings
+    assert note.startswith("mask short_mask.nii.gz: its 12x10x7 grid is the image's 1x1x1 mm grid")
+    assert "without interpolation; it covers 87.5% of the image" in note
 
 
 def test_nan_voxels(tmp_path: Path) -> None:
@@ -119,6 +123,16 @@ def test_nrrd_label_volume_via_simpleitk(tmp_path: Path) -> None:
     a = read_case(img, mask)
     b = read_case(img, tmp_path / "mask.nrrd")
     assert np.array_equal(a.mask, b.mask)
+
+
+def test_two_d_nrrd_image_and_mask(tmp_path: Path) -> None:
+    """A 2-D NRRD (no z axis in its header) is one slice; it crashed building its affine."""
+    arr = np.zeros((5, 6), np.uint8)
+    arr[1:3, 2:4] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "flat.nrrd"))
+    vol = read_case(tmp_path / "flat.nrrd", tmp_path / "flat.nrrd")
+    assert vol.data.shape == (1, 1, 5, 6) and vol.mask is not None and int(vol.mask.sum()) == 4
+    np.testing.assert_array_equal(vol.mask[0], vol.data[0, 0] > 0)
 
 
 @pytest.mark.integration

@@ -83,3 +83,4 @@ def test_sigkill_train_then_resume_equals_uninterrupted(tiny_data_dir: Path, tmp
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert last_a.read_bytes() == last_b.read_bytes()  # same SHA-256, so same manifests and UIDs

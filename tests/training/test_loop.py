@@ -30,6 +30,8 @@ def test_resume_equals_uninterrupted_run(tiny_data_dir: Path, tmp_path: Path) ->
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert different == []
+    # the bytes too: manifests and synthetic UIDs derive from the checkpoint's SHA-256
+    assert full.read_bytes() == resumed.read_bytes()
     steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "stats.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))  # no duplicate lines after resuming
 
