@@ -9,14 +9,12 @@ pseudonymous key (:func:`patient_key`: HMAC-SHA256 of the ID under a random salt
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from medgan.data.inspect import summarize
 from medgan.data.manifest import read_manifest, write_manifest
 from medgan.data.slices import SliceSet
 from medgan.errors import InputError
-from medgan.io.atomic import atomic_dir
+from medgan.io.atomic import atomic_dir, atomic_write_bytes
 from medgan.io.npz import read_npz
 from medgan.paths import inside, require_regular_file
 
@@ -70,20 +68,7 @@ def read_salt(path: str | Path) -> bytes:
 
 def write_salt(path: str | Path, salt: bytes) -> Path:
     """Write ``salt`` to ``path`` readable by its owner only (0600), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(salt)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_bytes(path, salt, mode=0o600)
 
 
 def _salt_for(out: Path, salt_file: str | Path | None, overwrite: bool) -> tuple[bytes, bool]:
