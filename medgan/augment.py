@@ -92,7 +92,7 @@ def _real_row(rel: str, split: str, lab: int, classes: list[str], m: pd.Series) 
         "source": "real",
         "checkpoint": "",
         "checkpoint_sha256": "",
-        "seed": pd.NA,
+        "seed": -1,  # not generated; -1 keeps the column integer (a blank would make pandas read 64-bit seeds as float)
         "origin": str(m["source"]),
         "origin_slice_index": m["slice_index"],
     }

@@ -310,10 +310,10 @@ def build_inference_config(synth: Any, n_per_class: int, seed: int, batch_size: 
         ),
         "to_nifti": (
             "$lambda x: ((x.double() + 1.0) * (@intensity[1] - @intensity[0]) / 2.0 + @intensity[0]"
-            " if @intensity else x.double()).float().flip(-1, -2).transpose(-1, -2).unsqueeze(-1)"
+            " if @intensity else x.double()).float().transpose(-1, -2).unsqueeze(-1)"
         ),
         "affine": (
-            "$torch.diag(torch.tensor([@spacing[1], @spacing[0], @thickness, 1.0], dtype=torch.float64))"
+            "$torch.diag(torch.tensor([-@spacing[1], -@spacing[0], @thickness, 1.0], dtype=torch.float64))"
         ),
         "saver": {
             "_target_": "SaveImage",

@@ -453,7 +453,11 @@ def evaluate_cmd(
         str, typer.Option("--real", help="Real slices: SOURCE[:split], e.g. medmnist:breastmnist:test.")
     ],
     synthetic: Annotated[
-        str, typer.Option("--synthetic", help="A generation folder (PNG/NPZ) or any source.")
+        str,
+        typer.Option(
+            "--synthetic",
+            help="A generation folder (PNG/NPZ), or any source as SOURCE[:split] (default: every split).",
+        ),
     ],
     features: Annotated[
         str, typer.Option("--features", help="inception | domain | path to a TorchScript feature network.")

@@ -410,6 +410,9 @@ class TrainConfig(StrictModel):
     amp: Literal["auto", "bf16", "bf16-if-native", "off"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
+    #: Experiment trackers for training runs and studies (medgan.training.tracking); None:
+    #: TensorBoard when it is installed, [] for none.
+    tracking: list[Literal["tensorboard", "mlflow"]] | None = None
 
     @field_validator("device")
     @classmethod
@@ -499,6 +502,17 @@ class StudyConfig(StrictModel):
     min_per_class: int = Field(2, ge=1)
     skip_failing_synthesizers: bool = False
     levers: list[LeverConfig] = Field(default_factory=list)
+    #: Where the cells and per-subset synthesizers run: ``local`` (this process, one after
+    #: another) or ``ray`` (Ray tasks; ``pip install 'medgan[ray]'``; docs/study.md).
+    executor: Literal["local", "ray"] = "local"
+    #: CPU cores (and torch threads) per job; None: all of this machine's with ``local``, 1
+    #: with ``ray``. Results are bit-identical across executors for the same value.
+    cpus_per_task: int | None = Field(None, ge=1)
+    #: GPUs per job under ``ray`` (fractions share a GPU).
+    gpus_per_task: float = Field(0.0, ge=0.0)
+    #: The Ray cluster: None starts a local Ray (or joins ``$RAY_ADDRESS``), ``auto`` joins the
+    #: cluster ``ray start`` runs on this machine, ``ray://host:10001`` a remote one.
+    ray_address: str | None = None
 
     @field_validator("cgan", "cyclegan", mode="before")
     @classmethod

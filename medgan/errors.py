@@ -17,6 +17,11 @@ class MedganError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
+        self._init_args: tuple = (message,)
+
+    def __reduce__(self) -> tuple:
+        """Pickle with the constructor's own arguments (errors cross process boundaries: Ray jobs)."""
+        return (self.__class__, self._init_args)
 
 
 class InputError(MedganError):
@@ -25,6 +30,7 @@ class InputError(MedganError):
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = None if path is None else str(path)
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+        self._init_args = (path, problem)
 
 
 class ConfigError(MedganError):
@@ -33,3 +39,4 @@ class ConfigError(MedganError):
     def __init__(self, where: str, problem: str) -> None:
         self.where = where
         super().__init__(f"{where}: {problem}")
+        self._init_args = (where, problem)

@@ -110,6 +110,39 @@ def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def label_like(template: Any, label: int) -> Any:
+    """``label`` in the form of ``template``, a real sample's label: an int stays an int; a
+    numpy array or tensor keeps its type, dtype and shape ((), (1,) or a one-hot vector).
+
+    So synthetic and real dicts collate together whatever label shape the user's data has.
+    """
+    if isinstance(template, torch.Tensor | np.ndarray):
+        n = int(np.prod(template.shape)) if template.shape else 1
+        values = np.zeros(n, dtype=np.float64)
+        if n > 1:
+            values[label] = 1.0  # one-hot
+        else:
+            values[0] = label
+        arr = values.reshape(tuple(template.shape))
+        if isinstance(template, torch.Tensor):
+            return torch.as_tensor(arr, dtype=template.dtype)
+        return arr.astype(template.dtype)
+    if isinstance(template, np.generic):
+        return template.dtype.type(label)
+    return int(label)
+
+
+def _label_template(source: Any, label_key: str = "label") -> Any:
+    """The first sample's label as the user stored it (None for arrays: their labels are ints)."""
+    if isinstance(source, tuple) or len(source) == 0:
+        return None
+    rows = getattr(source, "data", None)
+    first = (
+        rows[0] if isinstance(rows, Sequence) and len(rows) and isinstance(rows[0], Mapping) else source[0]
+    )
+    return first.get(label_key) if isinstance(first, Mapping) else None
+
+
 def _check_mix_args(ratio: float, policy: str, synthetic_weight: float) -> None:
     """A known policy, a positive ratio (at most 1 for ``replace``), a non-negative synthetic weight."""
     if policy not in POLICIES:
@@ -222,6 +255,7 @@ class MixedDataset(Dataset):
         self.synthetic = np.arange(len(self.labels)) >= n_real
         self.weights = np.where(self.synthetic, float(synthetic_weight), 1.0).astype(np.float32)
         self.n_real, self.n_synthetic = n_real, int(self.synthetic.sum())
+        self._label_template = _label_template(real)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -246,9 +280,11 @@ class MixedDataset(Dataset):
                 if not isinstance(got, Mapping):
                     raise InputError("synthetic" if syn else "real", f"item {j} is not a dict")
                 item = dict(got)
+                if syn and self._label_template is not None:
+                    item["label"] = label_like(self._label_template, int(self.labels[i]))
             item.setdefault("seed", -1)  # real samples: so real and synthetic dicts collate together
         item["synthetic"] = syn
-        item["weight"] = float(self.weights[i])
+        item["weight"] = np.float32(self.weights[i])  # collates to float32, the dtype of a model's loss
         return self.transform(item) if self.transform is not None else item
 
     def class_counts(self) -> dict[str, dict[int, int]]:

@@ -39,6 +39,7 @@ from medgan.config import RunConfig, StudyConfig
 from medgan.data.sources import load_source
 from medgan.device import resolve_device
 from medgan.errors import ConfigError, InputError
+from medgan.executor import Resources, make_executor
 from medgan.io.atomic import atomic_write_text
 from medgan.metrics.evaluate import (
     ensure_real_classifier,
@@ -52,12 +53,14 @@ from medgan.mixing import MixedDataset, filter_by_confidence, stratified_subsamp
 from medgan.provenance import write_provenance
 from medgan.synthesis import registry
 from medgan.train import data_meta, train_slices
+from medgan.training import tracking
 from medgan.training.checkpoint import (
     checkpoint_meta,
     checkpoint_step,
     list_checkpoints,
     resolve_checkpoint,
 )
+from medgan.training.tracking import Tracker
 from medgan.translate import translation_scores
 
 SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
@@ -129,9 +132,11 @@ def _fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     """What a study cell's result depends on: finished cells are reused only under the same one."""
     d = cfg.model_dump(mode="json")
     keep = {k: d[k] for k in ("seed", "data", "data_b", "model", "train", "classifier", "study")}
-    for k in ("device", "log_every", "sample_every", "samples_per_class"):
+    for k in ("device", "log_every", "sample_every", "samples_per_class", "tracking"):
         keep["train"].pop(k, None)
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
+    for k in ("executor", "cpus_per_task", "gpus_per_task", "ray_address"):  # where cells run, not what
+        keep["study"].pop(k, None)
     if not keep["study"].get("levers"):
         keep["study"].pop("levers", None)  # studies without levers keep their cells
     keep["classifier"].pop("device", None)
@@ -424,197 +429,290 @@ def _load_splits(cfg: RunConfig, data_dir: Path) -> _Splits:
     return _Splits(ss, tr, va, te, ty, vy, sy)
 
 
-class _Cells:
-    """Runs the cells of one (fraction, seed) subset: synthesizers, pools, classifiers, rows."""
+@dataclass(frozen=True)
+class _Ctx:
+    """What every study job needs: shipped once (Ray's object store) and read by each job."""
 
-    def __init__(
-        self, cfg: RunConfig, d: _Splits, out: Path, cells: Path, gates: _Gates, reuse: dict[str, Path]
-    ) -> None:
-        self.cfg, self.d, self.out, self.cells, self.gates, self.reuse = cfg, d, out, cells, gates, reuse
-        self.specs = arm_specs(cfg.study)
-        self.kinds = _arm_kinds(self.specs)
-        self.meta = {"classes": d.classes, "shape": list(d.ss.shape), "data": data_meta(d.tr)}
-        self.positive = 1 if len(d.classes) == 2 else None
-        self.keep_real_clf = any(sp.synthetic and sp.min_confidence is not None for sp in self.specs)
-        ratios = [r for sp in self.specs if sp.synthetic for r in sp.ratios if r is not None]
-        self.max_ratio = max(ratios) if ratios else 0.0
-        # confidence filtering chooses from a cGAN pool FILTER_POOL times as large; image k of class
-        # c is the same image in both, so the unfiltered arms see exactly the first ``need`` per class
-        filtering = any(
-            sp.synthetic and _samples(sp.pool) and sp.min_confidence is not None for sp in self.specs
+    cfg: RunConfig
+    d: _Splits
+    out: Path
+    cells: Path
+    keep_real_clf: bool
+    factor: int  # a confidence-filtered arm chooses from this many times the samples it needs
+
+
+def _subset_meta(ctx: _Ctx, f: float, s: int, n: int) -> dict[str, Any]:
+    d = ctx.d
+    return {
+        "classes": d.classes,
+        "shape": list(d.ss.shape),
+        "data": {**data_meta(d.tr), "n_train": n},
+        "real_subset": {"fraction": f, "seed": s},
+    }
+
+
+def _synth_job(ctx: _Ctx, kind: str, f: float, s: int, idx: np.ndarray, reuse: Path | None) -> Path:
+    """Train (or resume, or reuse) the ``kind`` synthesizer of the subset ``idx`` (a study job)."""
+    d = ctx.d
+    meta = _subset_meta(ctx, f, s, len(idx))
+    folder = _synth_dir(ctx.out, kind, f, s)
+    return _synthesizer_checkpoint(
+        ctx.cfg, kind, d.tr.images[idx], d.ty[idx], meta, folder, reuse, val=(d.va.images, d.vy)
+    )
+
+
+#: Pools of the last synthesizers used in this process: cells of one subset share them.
+_POOLS: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pool(
+    kind: str, ckpt: Path, x: np.ndarray, y: np.ndarray, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` per class from the synthesizer (samples) or one translation per real slice; cached."""
+    key = (str(ckpt), n, seed)
+    if key not in _POOLS:
+        while len(_POOLS) >= 4:
+            _POOLS.pop(next(iter(_POOLS)))
+        _POOLS[key] = registry.get(kind).pool(registry.load(ckpt), x, y, n, seed)
+    return _POOLS[key]
+
+
+def _mixture(
+    ctx: _Ctx, sp: ArmSpec, f: float, s: int, x: np.ndarray, y: np.ndarray, ckpt: Path | None, need: int
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
+    """The synthetic slices an arm mixes in, and whether confidence filtering chose them."""
+    if not sp.synthetic or ckpt is None:
+        return None, False
+    factor = ctx.factor if _samples(sp.pool) else 1
+    wide = _pool(sp.pool, ckpt, x, y, need * factor, s)
+    pool = _first_per_class(wide, need) if factor > 1 else wide
+    if sp.min_confidence is None:
+        return pool, False
+    device = resolve_device(ctx.cfg.classifier.device)
+    real_clf = classifier.TrainedClassifier.load(ctx.cells / f"real-f{f:g}-s{s}", device=device)
+    keep = filter_by_confidence(wide[0], wide[1], real_clf.predict_proba, sp.min_confidence)
+    return (wide[0][keep], wide[1][keep]), True
+
+
+def _cell_job(
+    ctx: _Ctx,
+    sp: ArmSpec,
+    ratio: float | None,
+    f: float,
+    s: int,
+    idx: np.ndarray,
+    ckpt: Path | None,
+    need: int,
+    after: Any = None,
+) -> dict[str, Any]:
+    """Train and score one cell's classifier (a study job); returns its row and test probabilities.
+
+    ``after``: the real arm's result for a confidence-filtered arm (only waited for: the real
+    classifier is read from the study folder).
+    """
+    d, cfg = ctx.d, ctx.cfg
+    x, y = d.tr.images[idx], d.ty[idx]
+    pool, filtered = _mixture(ctx, sp, f, s, x, y, ckpt, need)
+    clf_cfg = cfg.classifier.model_copy(update={"seed": s})
+    ds = MixedDataset(
+        (x, y),
+        pool,
+        ratio=ratio or 1.0,
+        policy=sp.policy,
+        synthetic_weight=sp.synthetic_weight,
+        seed=s,
+        cap=(sp.synthetic and not _samples(sp.pool)) or filtered,  # translations: one per real slice
+    )
+    init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
+    if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
+        syn = ds.synthetic
+        pre = classifier.train_classifier(
+            ds.images[syn], ds.labels[syn], d.va.images, d.vy, len(d.classes), clf_cfg, d.classes
         )
-        self.factor = FILTER_POOL if filtering else 1
-        self.rows: list[dict[str, Any]] = []
-        self.probas: dict[tuple, np.ndarray] = {}
-        self.skipped: list[dict[str, Any]] = []
+        init, ds_x, ds_y, w = pre.model.state_dict(), x, y, None
+    clf = classifier.train_classifier(
+        ds_x,
+        ds_y,
+        d.va.images,
+        d.vy,
+        len(d.classes),
+        clf_cfg,
+        d.classes,
+        sample_weight=w,
+        batch_transform=classical_augmentation(s) if sp.classical else None,
+        init_state=init,
+    )
+    p = clf.predict_proba(d.te.images)
+    if sp.name == "real" and ctx.keep_real_clf:
+        clf.save(ctx.cells / f"real-f{f:g}-s{s}")
+    return {"row": _row(cfg, d, sp, ratio, f, s, ds, clf, p).record(), "proba": p.tolist()}
 
-    def run(self, f: float, s: int, idx: np.ndarray) -> None:
-        """Every cell of the subset ``idx`` (fraction ``f``, seed ``s``)."""
-        x, y = self.d.tr.images[idx], self.d.ty[idx]
-        keys = [_cell_key(sp.name, r, f, s) for sp in self.specs for r in sp.ratios]
-        all_done = all((self.cells / f"{k}.json").is_file() for k in keys)
-        pools, wide, failing = self._synthesizers(f, s, x, y, all_done)
-        real_clf = None
-        for sp in self.specs:
-            for ratio in sp.ratios:
-                if sp.synthetic and sp.pool in failing:
-                    self.skipped.append(
-                        {"arm": sp.name, "ratio": ratio, "fraction": f, "seed": s, "reason": failing[sp.pool]}
-                    )
-                    continue
-                cell = self.cells / f"{_cell_key(sp.name, ratio, f, s)}.json"
-                if cell.is_file():
-                    real_clf = self._reload(cell, sp, ratio, f, s, all_done) or real_clf
-                    continue
-                pool = self._pool_for(sp, pools, wide, real_clf)
-                clf = self._cell(cell, sp, ratio, f, s, x, y, pool)
-                if sp.name == "real":
-                    real_clf = clf
 
-    def _synthesizers(
-        self, f: float, s: int, x: np.ndarray, y: np.ndarray, all_done: bool
-    ) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, str]]:
-        """Each arm kind's synthesizer of this subset (trained or reused), gated, and its pools."""
-        pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        wide: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # what confidence filtering chooses from
-        failing: dict[str, str] = {}  # kind -> why its arms are skipped
-        if all_done and not self.gates.active:  # every cell finished, no gate to check
-            return pools, wide, failing
-        meta = {
-            **self.meta,
-            "data": {**self.meta["data"], "n_train": len(x)},
-            "real_subset": {"fraction": f, "seed": s},
-        }
-        need = math.ceil(self.max_ratio * np.bincount(y).max())
-        for kind in self.kinds:
-            folder = _synth_dir(self.out, kind, f, s)
-            steps_set = getattr(self.cfg.study, f"{kind}_steps")
-            reuse = self.reuse.get(kind) if f == 1.0 and not steps_set else None
-            ckpt = _synthesizer_checkpoint(
-                self.cfg, kind, x, y, meta, folder, reuse, val=(self.d.va.images, self.d.vy)
-            )
-            if self.gates.active:
-                g = self.gates.check(folder.name, kind, ckpt, f, s)
-                if self.cfg.study.skip_failing_synthesizers and not g["passed"]:
-                    failing[kind] = g["verdict"]
-            if all_done or kind in failing:
-                continue
-            entry = registry.get(kind)
-            factor = self.factor if _samples(kind) else 1
-            pool = entry.pool(registry.load(ckpt), x, y, need * factor, s)
-            wide[kind] = pool
-            pools[kind] = _first_per_class(pool, need) if factor > 1 else pool
-        return pools, wide, failing
+def _row(
+    cfg: RunConfig,
+    d: _Splits,
+    sp: ArmSpec,
+    ratio: float | None,
+    f: float,
+    s: int,
+    ds: MixedDataset,
+    clf: Any,
+    p: np.ndarray,
+) -> StudyRow:
+    """The cell's result: test metrics with bootstrap CIs (the paired comparisons come later)."""
+    pos = 1 if len(d.classes) == 2 else None
+    m = diagnostic_metrics(d.sy, p, **({"positive": pos} if pos is not None else {}))
+    ci = bootstrap_metrics(d.sy, p, n_boot=cfg.study.n_boot, seed=s)
+    scores: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, int | float)}
+    scores.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
+    scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
+    shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
+    return StudyRow(
+        arm=sp.name,
+        ratio=ratio,
+        fraction=f,
+        seed=s,
+        n_real=ds.n_real,
+        n_synthetic=ds.n_synthetic,
+        lever=sp.lever,
+        synthetic_shortfall=shortfall,
+        **scores,
+        val_auc=clf.val_auc,
+        best_epoch=clf.best_epoch,
+    )
 
-    def _reload(self, cell: Path, sp: ArmSpec, ratio: float | None, f: float, s: int, all_done: bool) -> Any:
-        """A finished cell's row and probabilities; for ``real``, its classifier when filtering needs it."""
-        rec = json.loads(cell.read_text(encoding="utf-8"))
-        self.probas[(sp.name, ratio, f, s)] = np.asarray(rec["proba"], dtype=np.float64)
-        self.rows.append(rec["row"])
-        if sp.name == "real" and self.keep_real_clf and not all_done:
-            device = resolve_device(self.cfg.classifier.device)
-            return classifier.TrainedClassifier.load(self.cells / f"real-f{f:g}-s{s}", device=device)
-        return None
 
-    @staticmethod
-    def _pool_for(
-        sp: ArmSpec, pools: dict[str, tuple], wide: dict[str, tuple], real_clf: Any
-    ) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
-        """The synthetic slices an arm mixes in, and whether confidence filtering chose them."""
-        pool = pools.get(sp.pool) if sp.synthetic else None
-        if pool is None or sp.min_confidence is None or real_clf is None:
-            return pool, False
-        x, y = wide.get(sp.pool, pool)
-        keep = filter_by_confidence(x, y, real_clf.predict_proba, sp.min_confidence)
-        return (x[keep], y[keep]), True
-
-    def _cell(
-        self,
-        cell: Path,
-        sp: ArmSpec,
-        ratio: float | None,
-        f: float,
-        s: int,
-        x: np.ndarray,
-        y: np.ndarray,
-        chosen: tuple[tuple[np.ndarray, np.ndarray] | None, bool],
-    ) -> Any:
-        """Train and score one cell's classifier; saves the cell; returns the classifier."""
-        pool, filtered = chosen
-        d, clf_cfg = self.d, self.cfg.classifier.model_copy(update={"seed": s})
-        ds = MixedDataset(
-            (x, y),
-            pool,
-            ratio=ratio or 1.0,
-            policy=sp.policy,
-            synthetic_weight=sp.synthetic_weight,
-            seed=s,
-            cap=(sp.synthetic and not _samples(sp.pool)) or filtered,  # translations: one per real slice
-        )
-        init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
-        if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
-            syn = ds.synthetic
-            pre = classifier.train_classifier(
-                ds.images[syn], ds.labels[syn], d.va.images, d.vy, len(d.classes), clf_cfg, d.classes
-            )
-            init, ds_x, ds_y, w = pre.model.state_dict(), x, y, None
-        clf = classifier.train_classifier(
-            ds_x,
-            ds_y,
-            d.va.images,
-            d.vy,
-            len(d.classes),
-            clf_cfg,
-            d.classes,
-            sample_weight=w,
-            batch_transform=classical_augmentation(s) if sp.classical else None,
-            init_state=init,
-        )
-        p = clf.predict_proba(d.te.images)
-        self.probas[(sp.name, ratio, f, s)] = p
-        row = self._row(sp, ratio, f, s, ds, clf, p)
-        self.rows.append(row.record())
-        if sp.name == "real" and self.keep_real_clf:
-            clf.save(self.cells / f"real-f{f:g}-s{s}")
-        atomic_write_text(cell, json.dumps({"row": self.rows[-1], "proba": p.tolist()}, default=float))
-        atomic_write_text(self.out / "results.csv", pd.DataFrame(self.rows).to_csv(index=False))
-        return clf
-
-    def _row(
-        self, sp: ArmSpec, ratio: float | None, f: float, s: int, ds: MixedDataset, clf: Any, p: np.ndarray
-    ) -> StudyRow:
-        """The cell's result: test metrics with bootstrap CIs, and the paired comparisons."""
-        sy, pos = self.d.sy, self.positive
-        m = diagnostic_metrics(sy, p, **({"positive": pos} if pos is not None else {}))
-        ci = bootstrap_metrics(sy, p, n_boot=self.cfg.study.n_boot, seed=s)
-        scores: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, int | float)}
-        scores.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
-        scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
-        shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
-        row = StudyRow(
-            arm=sp.name,
-            ratio=ratio,
-            fraction=f,
-            seed=s,
-            n_real=ds.n_real,
-            n_synthetic=ds.n_synthetic,
-            lever=sp.lever,
-            synthetic_shortfall=shortfall,
-            **scores,
-            val_auc=clf.val_auc,
-            best_epoch=clf.best_epoch,
-        )
-        if pos is None:
-            return row
+def _compare(
+    rows: list[dict[str, Any]], probas: dict[tuple, np.ndarray], sy: np.ndarray, pos: int | None
+) -> None:
+    """Pair each arm with ``real`` (and synthetic arms with ``classical``) on the same seed: DeLong."""
+    if pos is None:
+        return
+    synthetic = {sp_name for sp_name in (r["arm"] for r in rows) if sp_name not in ("real", "classical")}
+    for r in rows:
         for ref in ("real", "classical"):
-            base = self.probas.get((ref, None, f, s))
-            if sp.name == ref or base is None or (ref == "classical" and not sp.synthetic):
+            base = probas.get((ref, None, r["fraction"], r["seed"]))
+            if r["arm"] == ref or base is None or (ref == "classical" and r["arm"] not in synthetic):
                 continue
+            p = probas[(r["arm"], r["ratio"], r["fraction"], r["seed"])]
             dl = delong_test(sy, base[:, pos], p[:, pos])
             sfx = "" if ref == "real" else "_vs_classical"
-            setattr(row, f"auc_diff_vs_{ref}", -dl["diff"])  # arm - reference
-            setattr(row, f"delong_p{sfx}", dl["p_value"])
-        return row
+            r[f"auc_diff_vs_{ref}"] = -dl["diff"]  # arm - reference
+            r[f"delong_p{sfx}"] = dl["p_value"]
+
+
+class _Study:
+    """The driver: plans the jobs, hands them to the executor, keeps the cell cache and the rows."""
+
+    def __init__(
+        self, ctx: _Ctx, gates: _Gates, reuse: dict[str, Path], executor: Any, tracker: Tracker | None = None
+    ) -> None:
+        self.ctx, self.gates, self.reuse, self.ex, self.tracker = ctx, gates, reuse, executor, tracker
+        self.specs = arm_specs(ctx.cfg.study)
+        self.kinds = _arm_kinds(self.specs)
+        ratios = [r for sp in self.specs if sp.synthetic for r in sp.ratios if r is not None]
+        self.max_ratio = max(ratios) if ratios else 0.0
+        st = ctx.cfg.study
+        self.resources = Resources(st.cpus_per_task, st.gpus_per_task)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.skipped: list[dict[str, Any]] = []
+
+    def _keys(self, f: float, s: int) -> list[tuple[ArmSpec, float | None, str]]:
+        return [(sp, r, _cell_key(sp.name, r, f, s)) for sp in self.specs for r in sp.ratios]
+
+    def _done(self, key: str) -> bool:
+        return (self.ctx.cells / f"{key}.json").is_file()
+
+    def synthesizers(self, plan: list[tuple[float, int, np.ndarray]], shared: Any) -> dict[tuple, Path]:
+        """Every subset's synthesizer of every arm kind (jobs), where a cell or a gate needs it."""
+        handles = {}
+        for f, s, idx in plan:
+            if all(self._done(k) for _, _, k in self._keys(f, s)) and not self.gates.active:
+                continue
+            for kind in self.kinds:
+                steps_set = getattr(self.ctx.cfg.study, f"{kind}_steps")
+                reuse = self.reuse.get(kind) if f == 1.0 and not steps_set else None
+                name = f"synthesizer {kind} f{f:g} s{s}"
+                handles[(kind, f, s)] = self.ex.submit(
+                    _synth_job, shared, kind, f, s, idx, reuse, resources=self.resources, name=name
+                )
+        return {k: Path(self.ex.get(h)) for k, h in handles.items()}
+
+    def failing(self, ckpts: dict[tuple, Path]) -> dict[tuple[float, int], dict[str, str]]:
+        """The gate verdicts (checked here, in the driver) of synthesizers whose arms are skipped."""
+        out: dict[tuple[float, int], dict[str, str]] = {}
+        if not self.gates.active:
+            return out
+        for (kind, f, s), ckpt in ckpts.items():
+            g = self.gates.check(_synth_dir(self.ctx.out, kind, f, s).name, kind, ckpt, f, s)
+            if self.ctx.cfg.study.skip_failing_synthesizers and not g["passed"]:
+                out.setdefault((f, s), {})[kind] = g["verdict"]
+        return out
+
+    def cells(self, plan: list[tuple[float, int, np.ndarray]], shared: Any, ckpts: dict[tuple, Path]) -> None:
+        """Run the cells not in the cache (jobs); each finished one is saved as it arrives."""
+        failing = self.failing(ckpts)
+        pending: dict[Any, tuple[str, Path]] = {}
+        for f, s, idx in plan:
+            need = math.ceil(self.max_ratio * np.bincount(self.ctx.d.ty[idx]).max())
+            real = None
+            for sp, ratio, key in self._keys(f, s):
+                cell = self.ctx.cells / f"{key}.json"
+                if sp.synthetic and sp.pool in failing.get((f, s), {}):
+                    reason = failing[(f, s)][sp.pool]
+                    self.skipped.append(
+                        {"arm": sp.name, "ratio": ratio, "fraction": f, "seed": s, "reason": reason}
+                    )
+                    continue
+                if cell.is_file():
+                    self.results[key] = json.loads(cell.read_text(encoding="utf-8"))
+                    continue
+                after = real if sp.synthetic and sp.min_confidence is not None else None
+                h = self.ex.submit(
+                    _cell_job,
+                    shared,
+                    sp,
+                    ratio,
+                    f,
+                    s,
+                    idx,
+                    ckpts.get((sp.pool, f, s)),
+                    need,
+                    after,
+                    resources=self.resources,
+                    name=f"cell {key}",
+                )
+                pending[h] = (key, cell)
+                if sp.name == "real":
+                    real = h
+        for h, result in self.ex.as_completed(list(pending)):
+            key, cell = pending[h]
+            atomic_write_text(cell, json.dumps(result, default=float))
+            self.results[key] = result
+            if self.tracker is not None:
+                row = result["row"]
+                tag = row["arm"] if row["ratio"] is None else f"{row['arm']}@{row['ratio']:g}"
+                self.tracker.scalars(
+                    {
+                        k: v
+                        for k, v in row.items()
+                        if k in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1")
+                    },
+                    int(row["seed"]),
+                    f"{tag}/f{row['fraction']:g}",
+                )
+            atomic_write_text(self.ctx.out / "results.csv", pd.DataFrame(self.rows(plan)).to_csv(index=False))
+
+    def rows(self, plan: list[tuple[float, int, np.ndarray]]) -> list[dict[str, Any]]:
+        """The finished cells' rows in plan order, with the paired comparisons."""
+        rows, probas = [], {}
+        for f, s, _ in plan:
+            for sp, ratio, key in self._keys(f, s):
+                if key in self.results:
+                    rows.append(dict(self.results[key]["row"]))
+                    probas[(sp.name, ratio, f, s)] = np.asarray(self.results[key]["proba"], dtype=np.float64)
+        _compare(rows, probas, self.ctx.d.sy, 1 if len(self.ctx.d.classes) == 2 else None)
+        return [StudyRow.model_validate(r).record() for r in rows]  # the columns in one order
 
 
 class StudyRow(BaseModel):
@@ -755,10 +853,37 @@ def run_study(
     cells.mkdir(parents=True, exist_ok=True)
     known = {Path(synthesizer_checkpoint): synthesizer_metrics} if reuse and synthesizer_metrics else {}
     gates = _Gates(cfg, d.ss, out, real_classifier_dir or out / "real_classifier", known)
-    runner = _Cells(cfg, d, out, cells, gates, reuse)
-    for f, s, idx in plan:
-        runner.run(f, s, idx)
-    summary = summarize(pd.DataFrame(runner.rows), runner.skipped)
+    specs = arm_specs(cfg.study)
+    filtering = any(sp.synthetic and _samples(sp.pool) and sp.min_confidence is not None for sp in specs)
+    ctx = _Ctx(
+        cfg,
+        d,
+        out,
+        cells,
+        keep_real_clf=any(sp.synthetic and sp.min_confidence is not None for sp in specs),
+        factor=FILTER_POOL if filtering else 1,
+    )
+    trackers = tracking.resolve(cfg.train.tracking)
+    tracker = (
+        Tracker(trackers, out, f"{cfg.name} study", tracking.flat_params(cfg.study.model_dump(mode="json")))
+        if trackers
+        else None
+    )
+    executor = make_executor(cfg.study.executor, cfg.study.ray_address)
+    status = "FAILED"
+    try:
+        runner = _Study(ctx, gates, reuse, executor, tracker)
+        shared = executor.put(ctx)
+        ckpts = runner.synthesizers(plan, shared)
+        runner.cells(plan, shared, ckpts)
+        rows = runner.rows(plan)
+        status = "FINISHED"
+    finally:
+        executor.close()
+        if tracker is not None:
+            tracker.close(status)
+    atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
+    summary = summarize(pd.DataFrame(rows), runner.skipped)
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     report = {
         "classes": d.classes,

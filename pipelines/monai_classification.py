@@ -27,6 +27,24 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandFlipd
 from medgan.monai import MixedDataset, SyntheticDataset  # medgan
 
 
+def datasets(
+    datalist: str, synthetic: str | None = None, ratio: float = 0.5, seed: int = 0, flip: bool = True
+) -> tuple[Dataset, Dataset]:
+    """The training set (real slices, plus synthetic ones when ``synthetic`` names a checkpoint) and
+    the validation set. Real and synthetic slices reach the network in one orientation and intensity
+    convention: MONAI's (``LoadImaged`` order, ``ScaleIntensityd`` range)."""
+    train_files = load_decathlon_datalist(datalist, True, "training")
+    val_files = load_decathlon_datalist(datalist, True, "validation")
+    load = [LoadImaged("image"), EnsureChannelFirstd("image"), ScaleIntensityd("image")]
+    augment = [Resized("image", (64, 64)), *([RandFlipd("image", prob=0.5, spatial_axis=1)] if flip else [])]
+    train_ds = Dataset(train_files, Compose(load + augment))
+    if synthetic:
+        pool = math.ceil(ratio * len(train_files))  # lazy: only the slices mixed in are made
+        syn = SyntheticDataset(synthetic, n_per_class=pool, transform=Compose(augment))  # medgan
+        train_ds = MixedDataset(train_ds, syn, ratio=ratio, seed=seed)  # medgan
+    return train_ds, Dataset(val_files, Compose([*load, Resized("image", (64, 64))]))
+
+
 def main(argv: list[str] | None = None) -> float:
     """Train, validate, print and return the validation AUC."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,17 +60,8 @@ def main(argv: list[str] | None = None) -> float:
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    train_files = load_decathlon_datalist(args.datalist, True, "training")
-    val_files = load_decathlon_datalist(args.datalist, True, "validation")
-    n_classes = len({int(f["label"]) for f in train_files})
-    load = [LoadImaged("image"), EnsureChannelFirstd("image"), ScaleIntensityd("image")]
-    augment = [Resized("image", (64, 64)), RandFlipd("image", prob=0.5, spatial_axis=1)]
-    train_ds = Dataset(train_files, Compose(load + augment))
-    if args.synthetic:
-        pool = math.ceil(args.ratio * len(train_files))  # lazy: only the slices mixed in are made
-        synthetic = SyntheticDataset(args.synthetic, n_per_class=pool, transform=Compose(augment))  # medgan
-        train_ds = MixedDataset(train_ds, synthetic, ratio=args.ratio, seed=args.seed)  # medgan
-    val_ds = Dataset(val_files, Compose([*load, Resized("image", (64, 64))]))
+    train_ds, val_ds = datasets(args.datalist, args.synthetic, args.ratio, args.seed)
+    n_classes = len({int(f["label"]) for f in load_decathlon_datalist(args.datalist, True, "training")})
 
     net = DenseNet121(spatial_dims=2, in_channels=1, out_channels=n_classes).to(device)
     trainer = SupervisedTrainer(

@@ -75,6 +75,10 @@ def test_export_writes_the_bundle(bundle: Path, synth: CGANSynthesizer) -> None:
         "models/model.ts",
     ]
     assert not list(bundle.parent.glob(".tiny_bundle*"))  # no temporary folder left beside it
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {f: (bundle / f).stat().st_mode & 0o777 for f in files}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights too (they were 0600)
     weights = load_file(str(bundle / "models" / "model.safetensors"))
     ref = synth.g.state_dict()
     assert weights.keys() == ref.keys()

@@ -306,9 +306,12 @@ def write_nifti(
     row_sp, col_sp = _positive(row_sp, "row spacing"), _positive(col_sp, "column spacing")
     dz = 1.0 if thickness is None else _positive(thickness, "thickness")
 
-    # inverse of _slices for the axial axis: display[r, c] = canon[W-1-c, H-1-r, 0]
-    vol = np.ascontiguousarray(values[::-1, ::-1].T[:, :, None].astype(np.float32))
-    affine = np.diag([col_sp, row_sp, dz, 1.0])  # x: columns (R), y: rows (A), z: S
+    # Voxel order is MONAI's for a 2-D image: x runs along the columns, y along the rows, so
+    # LoadImage gives the same (W, H) array as it does for the PNG of this slice. The affine
+    # says where they point (columns right -> left, rows anterior -> posterior, as displayed),
+    # so read_case and viewers show the slice as drawn.
+    vol = np.ascontiguousarray(values.T[:, :, None].astype(np.float32))
+    affine = np.diag([-col_sp, -row_sp, dz, 1.0])  # x: towards the patient's left, y: posterior, z: S
     img = nib.Nifti1Image(vol, affine)
     hdr = img.header
     hdr.set_data_dtype(np.float32)

@@ -105,7 +105,8 @@ def cached_features(
 
 
 def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, str]:
-    """Synthetic slices (N, C, H, W) in [-1, 1] and labels from a generation folder (PNG or NPZ) or any source."""
+    """Synthetic slices (N, C, H, W) in [-1, 1] and labels from a generation folder (PNG or NPZ) or
+    any source, ``SOURCE[:split]`` (without a split: every split of the source)."""
     p = Path(spec)
     if p.is_dir() and (p / "manifest.csv").is_file():
         m = pd.read_csv(p / "manifest.csv", dtype={"path": str}, keep_default_na=False)
@@ -122,19 +123,51 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
                 p, f"evaluate reads PNG or NPZ generations (this one is {fmt}); regenerate with --format npz"
             )
         return imgs.astype(np.float32), labels.astype(np.int64), str(p)
-    data = source_from_spec(spec, data_dir).model_copy(
-        update={"size": tuple(shape[1:]), "channels": shape[0]}
-    )
+    src, split = source_split(spec, default="all")
+    data = source_from_spec(src, data_dir).model_copy(update={"size": tuple(shape[1:]), "channels": shape[0]})
     ss = load_source(data, data_dir)
+    if split != "all":
+        ss = ss.split(split)
     return ss.images, ss.manifest["label"].to_numpy().astype(np.int64), spec
+
+
+def source_split(spec: str, default: str = "test") -> tuple[str, str]:
+    """``medmnist:breastmnist:test`` -> (``medmnist:breastmnist``, ``test``); ``default`` without a split."""
+    head, _, tail = spec.rpartition(":")
+    if head and tail in SPLITS:
+        return head, tail
+    return spec, default
+
+
+def check_sides_apart(real_spec: str, synthetic_spec: str) -> None:
+    """Refuse a synthetic side that names the real side's source with an overlapping split.
+
+    ``--real medmnist:x:test --synthetic medmnist:x`` (every split, test included) or
+    ``...:test`` on both sides would score a set against itself.
+    """
+    if Path(synthetic_spec).is_dir() and (Path(synthetic_spec) / "manifest.csv").is_file():
+        return  # a generation folder
+    real_src, real_split = source_split(real_spec)
+    syn_src, syn_split = source_split(synthetic_spec, default="all")
+    if real_src != syn_src:
+        return
+    if "all" in (real_split, syn_split) or real_split == syn_split:
+        shown = "every split" if syn_split == "all" else f"split {syn_split!r}"
+        other = (
+            next(sp for sp in ("train", "val", "test") if sp != real_split)
+            if real_split != "all"
+            else "train"
+        )
+        raise InputError(
+            "--synthetic",
+            f"{synthetic_spec} takes {shown} of {syn_src}, which holds the real side's slices "
+            f"({real_spec}); name a split that does not overlap, e.g. {syn_src}:{other}",
+        )
 
 
 def split_spec(spec: str) -> tuple[str, str]:
     """``medmnist:breastmnist:test`` -> (``medmnist:breastmnist``, ``test``); default split ``test``."""
-    head, _, tail = spec.rpartition(":")
-    if head and tail in SPLITS:
-        return head, tail
-    return spec, "test"
+    return source_split(spec)
 
 
 def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Path:
@@ -408,6 +441,7 @@ def evaluate(
     real = ss if split == "all" else ss.split(split)
     if len(real) < 2:
         raise InputError(real_spec, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
+    check_sides_apart(real_spec, synthetic_spec)
     syn, syn_labels, syn_name = load_synthetic(synthetic_spec, data_dir, real.shape)
     cas_set = None
     if cas_synthetic is not None and label_scores:

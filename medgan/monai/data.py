@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.transforms import ScaleIntensity
 from torch.utils.data import Dataset
 
 from medgan.device import resolve_device
@@ -18,6 +19,11 @@ from medgan.seeding import derive_seed
 from medgan.synthesis import registry
 from medgan.synthesis.cgan import CGANSynthesizer
 
+#: How the plug-in maps generator output to intensities: ``minmax`` rescales each image to
+#: ``value_range`` (what ``ScaleIntensity(d)`` does to real slices), ``fixed`` maps [-1, 1]
+#: linearly onto it (what ``ScaleIntensityRange(d)`` with the training range does).
+INTENSITY_MODES: tuple[str, ...] = ("minmax", "fixed")
+
 
 def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     """Map generator output in [-1, 1] linearly to ``value_range`` (``(-1, 1)`` leaves it as is)."""
@@ -25,6 +31,33 @@ def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Te
     if (lo, hi) == (-1.0, 1.0):
         return images
     return (images + 1.0) * ((hi - lo) / 2.0) + lo
+
+
+def check_intensity(intensity: str, value_range: Sequence[float]) -> tuple[float, float]:
+    """Refuse an unknown intensity mode or a range that is not ``(lo, hi)`` with lo < hi."""
+    if intensity not in INTENSITY_MODES:
+        raise InputError("intensity", f"must be one of {', '.join(INTENSITY_MODES)} (got {intensity!r})")
+    lo, hi = (float(v) for v in value_range)
+    if not lo < hi:
+        raise InputError("value_range", f"must be (lo, hi) with lo < hi (got {tuple(value_range)})")
+    return lo, hi
+
+
+def to_monai(images: torch.Tensor, intensity: str, value_range: tuple[float, float]) -> torch.Tensor:
+    """Generator output (N, C, H, W) in [-1, 1] as MONAI's readers would give the written slices.
+
+    The spatial axes are swapped to (N, C, W, H): MONAI's ``LoadImage`` reads a PNG (and the
+    NIfTI slices medgan writes) with the first spatial axis along the image's columns. Intensities
+    follow ``intensity`` (:data:`INTENSITY_MODES`); ``minmax`` uses MONAI's own
+    ``ScaleIntensity`` on each image, so a constant image behaves as it does for real slices.
+    """
+    lo, hi = value_range
+    if intensity == "minmax":
+        scale = ScaleIntensity(minv=lo, maxv=hi)
+        images = torch.stack([torch.as_tensor(scale(img)) for img in images]) if len(images) else images
+    else:
+        images = to_range(images, value_range)
+    return images.transpose(-1, -2).contiguous()
 
 
 def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Any:
@@ -39,8 +72,11 @@ def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) 
 class SyntheticDataset(Dataset):
     """Synthetic slices from a conditional-GAN checkpoint as MONAI dicts, generated lazily in batches.
 
-    Item ``i`` is ``{"image": MetaTensor (C, H, W), "label": int, "synthetic": True, "seed": int}``
-    (then ``transform``, a MONAI dictionary transform, if given). The plan is the one
+    Item ``i`` is ``{"image": MetaTensor (C, W, H) float32, "label": int, "synthetic": True,
+    "seed": int}`` (then ``transform``, a MONAI dictionary transform, if given): the tensor MONAI's
+    ``LoadImaged`` + ``EnsureChannelFirstd`` + ``ScaleIntensityd`` give for the PNG that
+    ``medgan generate`` writes for the same (checkpoint, label, seed), up to 8-bit rounding
+    (see :func:`to_monai`). The plan is the one
     ``medgan generate --seed S`` uses: class-major, image ``k`` of class ``c`` seeded with
     ``derive_seed(S, c, k)``, so ``SyntheticDataset(ckpt, n_per_class=n, seed=S)[i]`` is the
     ``i``-th image that command writes. Images are computed a batch at a time (fixed slices of the
@@ -53,8 +89,11 @@ class SyntheticDataset(Dataset):
         labels: instead of ``n_per_class``, one label (name or index) per item.
         transform: applied to each item dict.
         seed: the generation seed ``S``.
+        intensity: ``minmax`` (each image rescaled to ``value_range``, as ``ScaleIntensityd``
+            does to real slices) or ``fixed`` ([-1, 1] mapped linearly onto ``value_range``, as
+            ``ScaleIntensityRanged`` over the training range does).
         value_range: intensity range of the images; ``(0, 1)`` matches ``ScaleIntensityd``'s
-            default, ``(-1, 1)`` is medgan's native range.
+            default, ``(-1, 1)`` with ``fixed`` is medgan's native range.
         device: ``auto`` (GPU when present), ``cpu`` or ``cuda[:N]``. With a GPU, use
             ``num_workers=0`` (CUDA cannot start in forked DataLoader workers) or write the set
             to disk once with ``medgan augment``.
@@ -71,15 +110,18 @@ class SyntheticDataset(Dataset):
         value_range: tuple[float, float] = (0.0, 1.0),
         device: str | torch.device | None = None,
         batch_size: int = 256,
+        intensity: str = "minmax",
         max_cached_batches: int = 64,
     ) -> None:
         if (n_per_class is None) == (labels is None):
             raise InputError("SyntheticDataset", "give exactly one of n_per_class and labels")
         if batch_size < 1:
             raise InputError("batch_size", "must be at least 1")
+        self.value_range = check_intensity(intensity, value_range)
+        self.intensity = intensity
         self.synth = load_synthesizer(checkpoint, device)
         self.classes: list[str] = list(self.synth.classes)
-        self.seed, self.value_range, self.batch_size = int(seed), tuple(value_range), batch_size
+        self.seed, self.batch_size = int(seed), batch_size
         self.transform = transform
         if labels is not None:
             lab = [self.synth.label_index(v) for v in labels]
@@ -126,7 +168,7 @@ class SyntheticDataset(Dataset):
             return self._cache[b]
         s = slice(b * self.batch_size, (b + 1) * self.batch_size)
         imgs = self.synth.generate(self.labels[s].tolist(), self.seeds[s].tolist(), self.batch_size)
-        self._cache[b] = to_range(imgs, self.value_range)
+        self._cache[b] = to_monai(imgs, self.intensity, self.value_range)
         while len(self._cache) > max(1, self.max_cached_batches):
             self._cache.popitem(last=False)
         return self._cache[b]

@@ -11,8 +11,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends
 
-from medgan.errors import InputError
-from medgan.monai.data import load_synthesizer, to_range
+from medgan.errors import InputError, MedganError
+from medgan.monai.data import check_intensity, load_synthesizer, to_monai
 
 
 class RandSyntheticReplaced(RandomizableTransform, MapTransform):
@@ -31,6 +31,8 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
         label_key: where the sample's class index is.
         value_range: intensity range the synthetic slice is mapped to (match your pipeline's
             intensity scaling at this point of the Compose: ``(0, 1)`` after ``ScaleIntensityd``).
+        intensity: ``minmax`` (rescaled to ``value_range`` as ``ScaleIntensityd`` does) or
+            ``fixed`` ([-1, 1] mapped linearly onto ``value_range``).
         synthetic_key: the flag written into the dict (``None`` to write nothing).
         device: generator device (``cpu`` by default: the transform runs in DataLoader workers).
     """
@@ -47,13 +49,17 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
         synthetic_key: str | None = "synthetic",
         device: str | torch.device = "cpu",
         allow_missing_keys: bool = False,
+        intensity: str = "minmax",
     ) -> None:
         if not 0.0 <= prob <= 1.0:
             raise InputError("prob", f"must be in [0, 1] (got {prob})")
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, keys, allow_missing_keys)
+        self.value_range = check_intensity(intensity, value_range)
+        self.intensity = intensity
         self.synth = load_synthesizer(synthesizer, device)
-        self.label_key, self.value_range, self.synthetic_key = label_key, tuple(value_range), synthetic_key
+        self.label_key, self.synthetic_key = label_key, synthetic_key
+        self._error: str | None = None
         self._seed = 0
 
     def randomize(self, data: Any = None) -> None:
@@ -72,18 +78,35 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
         return c if 0 <= c < len(self.synth.classes) else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Replace (or not) and flag one sample; medgan's own error shows in MONAI's wrapper message."""
+        self._error = None
+        try:
+            return self._apply(data)
+        except MedganError as err:
+            # MONAI's Compose re-raises as RuntimeError(f"applying transform {self}"): put the reason there
+            self._error = str(err)
+            raise
+
+    def __repr__(self) -> str:
+        base = f"RandSyntheticReplaced(keys={tuple(self.keys)}, prob={self.prob})"
+        return f"{base}: {self._error}" if self._error else base
+
+    def _apply(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         self.randomize()
         label = self._label(d)
         replace = self._do_transform and label is not None
         if replace:
-            img = to_range(self.synth.generate([label], [self._seed], 1)[0], self.value_range)
+            img = to_monai(self.synth.generate([label], [self._seed], 1), self.intensity, self.value_range)[0]
             for key in self.key_iterator(d):
                 ref = d[key]
                 new = img.to(dtype=torch.as_tensor(ref).dtype)
                 if tuple(new.shape) != tuple(ref.shape):
                     raise InputError(
-                        key, f"synthetic slice {tuple(new.shape)} differs from the sample {tuple(ref.shape)}"
+                        key,
+                        f"synthetic slice {tuple(new.shape)} differs from the sample {tuple(ref.shape)}; place "
+                        "RandSyntheticReplaced where samples have the synthesizer's shape (after LoadImaged, "
+                        "EnsureChannelFirstd and ScaleIntensityd, before resizing or cropping)",
                     )
                 if isinstance(ref, MetaTensor):
                     new = MetaTensor(new, meta={**ref.meta, "synthetic": True, "seed": self._seed})

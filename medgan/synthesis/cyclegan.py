@@ -79,6 +79,8 @@ class CycleGAN:
     """Two generators, two patch discriminators, their optimizers, pools and the training step."""
 
     kind = "cyclegan"
+    #: The rows of :meth:`sample_grid`, named for experiment tracking.
+    grid_rows = ("A", "A2B", "A2B2A", "B", "B2A", "B2A2B")
 
     def __init__(
         self,

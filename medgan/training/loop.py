@@ -47,6 +47,7 @@ from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
 from medgan.io.images import write_png
 from medgan.provenance import write_provenance
+from medgan.training import tracking
 from medgan.training.checkpoint import (
     META_VERSION,
     RunMeta,
@@ -57,6 +58,7 @@ from medgan.training.checkpoint import (
     save_best,
     save_checkpoint,
 )
+from medgan.training.tracking import Tracker
 
 #: Config keys that may change between a run and its ``--resume`` without changing the result
 #: of the steps already taken (``train.steps`` extends or shortens the run).
@@ -68,6 +70,7 @@ RESUMABLE_KEYS = (
     "train.log_every",
     "train.device",
     "train.samples_per_class",
+    "train.tracking",
 )
 
 #: Config sections that never shape a synthesizer's training run (what is done with it afterwards:
@@ -370,6 +373,8 @@ class _Loop:
         # same checkpoints: all take rank 0's cadence
         self.select_every = distributed.broadcast_object(selector.every if selector is not None else 0)
         self.t_window, self.n_window = time.perf_counter(), 0
+        self.tracker: Tracker | None = None  # set by fit on rank 0
+        self.grid_rows: list[str] = []
 
     def step(self, step: int) -> tuple[dict[str, float], bool]:
         """One training step at ``step`` (the schedule applied first); its stats and whether it diverged."""
@@ -392,6 +397,8 @@ class _Loop:
         if self.main:
             stats_file.write(json.dumps({"step": step, **stats, "images_per_s": round(rate, 2)}) + "\n")
             stats_file.flush()
+            if self.tracker is not None:
+                self.tracker.scalars({**stats, "images_per_s": rate}, step, "train")
         self.t_window, self.n_window = now, 0
         return stats
 
@@ -401,12 +408,16 @@ class _Loop:
         if self.main and (step % tc.sample_every == 0 or last_step):
             grid = self.task.sample_grid(tc.samples_per_class, self.cfg.seed)
             write_png(self.run_dir / "samples" / f"step-{step:07d}.png", grid)
+            if self.tracker is not None:
+                self.tracker.grid("samples", grid, step, self.grid_rows)
         selecting = self.select_every > 0 and (step % self.select_every == 0 or last_step)
         improved = False
         if selecting and self.selector is not None and self.main:
             sel, improved = self.selector(cast(SelectableTask, self.task).generate, step)
             stats_file.write(json.dumps({"step": step, **sel}) + "\n")
             stats_file.flush()
+            if self.tracker is not None:
+                self.tracker.scalars(sel, step, "val")
         if step % tc.checkpoint_every == 0 or last_step or selecting:
             last = self.checkpoint(step)
             if improved:
@@ -432,11 +443,19 @@ def fit(
     versions, code revision, device) at every start.
     """
     run_dir = Path(run_dir)
+    trackers = tracking.resolve(cfg.train.tracking)  # a tracker that is not installed fails before any work
     last = _start(task, cfg, run_dir, resume, device, selector)
     step = 0 if last is None else checkpoint_step(last)
     checkpoint = _Checkpoints(task, cfg, run_dir, meta, selector)
     loop = _Loop(task, cfg, run_dir, checkpoint, selector)
     main, world = distributed.is_main(), distributed.world_size()
+    if main and trackers:
+        config = cfg.model_dump(mode="json")
+        loop.tracker = Tracker(
+            trackers, run_dir, cfg.name or run_dir.name, tracking.flat_params(config), step
+        )
+        loop.grid_rows = [str(r) for r in getattr(task, "grid_rows", None) or meta.get("classes") or []]
+    status = "FAILED"
     stop = threading.Event()
     old_handler = None
     if threading.current_thread() is threading.main_thread():
@@ -460,11 +479,15 @@ def fit(
                 if stopping if world > 1 else stop.is_set():
                     if last is None or not last.name.endswith(f"{step:07d}.safetensors"):
                         last = checkpoint(step)
+                    status = "KILLED"
                     raise TrainingInterrupted(
                         f"{run_dir}: interrupted at step {step}; checkpoint written ({last.name}); continue with --resume"
                     )
+        status = "FINISHED"
     finally:
         progress.close()
+        if loop.tracker is not None:
+            loop.tracker.close(status)
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     if last is None:  # resumed a run that was already complete

@@ -163,7 +163,8 @@ def test_nifti_header(tmp_path: Path) -> None:
     assert hdr["descrip"].tobytes().rstrip(b"\0") == long_text.encode()[:79]
     for field in ("aux_file", "db_name", "intent_name"):
         assert hdr[field].tobytes().strip(b"\0") == b""
-    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    # voxel axes in MONAI's order (x along the columns, y along the rows), pointing left and posterior
+    assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
     assert hdr.extensions == [] or len(hdr.extensions) == 0
     raw = out.read_bytes()
     assert raw[:2] == b"\x1f\x8b" and raw[3] & 0x08 == 0  # gzip without a file name ...

@@ -286,3 +286,35 @@ def test_domain_features_train_and_reuse_a_classifier(
     assert code == 0 and m["features"].startswith("domain:resnet10")
     assert (tiny_checkpoint.parents[1] / "classifier").is_dir()
     assert not run.exists()
+
+
+def test_synthetic_source_takes_a_split_and_may_not_overlap_the_real_side(
+    tiny_data_dir: Path, pool_features: Path, tmp_path: Path
+) -> None:
+    """``--synthetic SOURCE:split`` takes that split only; a side that holds the real slices is refused."""
+    from medgan.metrics.evaluate import check_sides_apart, load_synthetic
+
+    imgs, labels, _ = load_synthetic("medmnist:tinymnist:train", tiny_data_dir, (1, 16, 16))
+    all_imgs, _, _ = load_synthetic("medmnist:tinymnist", tiny_data_dir, (1, 16, 16))
+    assert len(imgs) == 48 and len(labels) == 48 and len(all_imgs) == 48 + 8 + 8
+    for syn in ("medmnist:tinymnist", "medmnist:tinymnist:test", "medmnist:tinymnist:all"):
+        with pytest.raises(
+            InputError,
+            match=r"^--synthetic: .* holds the real side's slices .*e\.g\. medmnist:tinymnist:train$",
+        ):
+            check_sides_apart("medmnist:tinymnist:test", syn)
+    check_sides_apart("medmnist:tinymnist:test", "medmnist:tinymnist:train")  # apart: fine
+    check_sides_apart("medmnist:tinymnist:test", "medmnist:othermnist")
+    m = evaluate(
+        "medmnist:tinymnist:val",
+        "medmnist:tinymnist:train",
+        TorchScriptExtractor(pool_features),
+        tiny_data_dir,
+        n_boot=10,
+        cache=tmp_path / "cache",
+    )
+    assert m["n_synthetic"] == 48 and m["n_real"] == 8
+    with pytest.raises(InputError, match="holds the real side's slices"):
+        evaluate(
+            "medmnist:tinymnist:val", "medmnist:tinymnist", TorchScriptExtractor(pool_features), tiny_data_dir
+        )

@@ -41,9 +41,16 @@ def test_synthetic_dataset_is_medgan_generates_plan(tiny_checkpoint: Path) -> No
     assert item["label"] == 1 and item["synthetic"] is True and item["seed"] == derive_seed(7, 1, 1)
     assert item["image"].meta["synthetic"] is True
     ref = CGANSynthesizer(tiny_checkpoint).generate([1], [derive_seed(7, 1, 1)])[0]
-    torch.testing.assert_close(item["image"].as_tensor(), (ref + 1) / 2)  # (0, 1) by default
-    native = SyntheticDataset(tiny_checkpoint, n_per_class=3, seed=7, value_range=(-1.0, 1.0), device="cpu")
-    torch.testing.assert_close(native[4]["image"].as_tensor(), ref)
+    # MONAI's spatial order (W, H) and ScaleIntensityd's per-image (0, 1) by default
+    lo, hi = ref.min(), ref.max()
+    torch.testing.assert_close(item["image"].as_tensor(), ((ref - lo) / (hi - lo)).transpose(-1, -2))
+    assert float(item["image"].min()) == 0.0 and float(item["image"].max()) == 1.0
+    native = SyntheticDataset(
+        tiny_checkpoint, n_per_class=3, seed=7, intensity="fixed", value_range=(-1.0, 1.0), device="cpu"
+    )
+    torch.testing.assert_close(native[4]["image"].as_tensor(), ref.transpose(-1, -2))
+    with pytest.raises(InputError, match="intensity: must be one of minmax, fixed"):
+        SyntheticDataset(tiny_checkpoint, n_per_class=1, intensity="zscore", device="cpu")
 
 
 def test_synthetic_dataset_is_deterministic_by_index(tiny_checkpoint: Path) -> None:
@@ -112,7 +119,10 @@ def test_rand_synthetic_replaced_inside_compose(tiny_checkpoint: Path, png_files
     assert all(d["synthetic"] for d in every)
     for d in every:  # a synthetic slice of the sample's own label, from the drawn seed
         seed = d["image"].meta["seed"]
-        ref = (synth.generate([d["label"]], [seed])[0] + 1) / 2
+        ref = synth.generate([d["label"]], [seed])[0]
+        ref = ((ref - ref.min()) / (ref.max() - ref.min())).transpose(
+            -1, -2
+        )  # as ScaleIntensityd, MONAI order
         torch.testing.assert_close(d["image"].as_tensor(), ref)
     half_a, half_b = pipeline(0.5, 3), pipeline(0.5, 3)
     assert [d["synthetic"] for d in half_a] == [d["synthetic"] for d in half_b]

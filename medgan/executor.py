@@ -1,0 +1,182 @@
+"""Where independent jobs run: in this process one after another, or as Ray tasks.
+
+A study is a grid of independent jobs (a synthesizer per real subset, a classifier per cell).
+:class:`LocalExecutor` runs each job when it is submitted; :class:`RayExecutor` submits it as a
+Ray task with its CPU / GPU needs, on a local Ray started for the run or on an existing cluster
+(``address: auto``, or ``$RAY_ADDRESS``). Both run the same functions with the same arguments,
+so with the same thread count per job (``cpus_per_task``) they give the same numbers; what the
+caller does with the results (caches, files) stays in the driver.
+
+A leaf module: it imports nothing of medgan's but its errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from medgan.errors import ConfigError, MedganError
+
+#: Executors a config may name (``study.executor``).
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job needs: CPU cores (also its torch thread count when set) and GPUs."""
+
+    cpus: int | None = None
+    gpus: float = 0.0
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the body with ``n`` torch intra-op threads (``None``: leave the setting as it is)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run(fn: Callable[..., Any], threads: int | None, *args: Any) -> Any:
+    # top-level arguments, so that Ray resolves the refs among them before the job starts
+    with torch_threads(threads):
+        return fn(*args)
+
+
+class LocalExecutor:
+    """Runs every job in this process, at submission, in submission order."""
+
+    name = "local"
+
+    def put(self, value: Any) -> Any:
+        """Share a large value with jobs (here: the value itself)."""
+        return value
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources(), name: str = ""
+    ) -> Any:
+        """Run ``fn(*args)`` now (with ``resources.cpus`` torch threads when set); returns a handle."""
+        return _Done(_run(fn, resources.cpus, *args))
+
+    def as_completed(self, handles: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        """``(handle, result)`` for every handle, as they finish (here: in order)."""
+        for h in handles:
+            yield h, h.value
+
+    def get(self, handle: Any) -> Any:
+        """The result of one job."""
+        return handle.value
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Done:
+    value: Any
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks (``pip install 'medgan[ray]'``).
+
+    ``address``: ``None`` starts a local Ray with this machine's cores (or joins
+    ``$RAY_ADDRESS`` when set), ``"auto"`` joins the cluster ``ray start`` runs on this machine,
+    ``"ray://host:10001"`` a remote one. Every node needs medgan installed and the study folder
+    on a file system it sees (synthesizer checkpoints and the real classifier are read from
+    there). A task that dies with its worker is retried (``max_retries``); a job's own error is
+    raised in the driver as itself.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, max_retries: int = 2) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("study.executor", "ray is not installed; pip install 'medgan[ray]'") from None
+        self.ray = ray
+        self.max_retries = max_retries
+        self._started = False
+        if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            kwargs: dict[str, Any] = {
+                "address": address,
+                "include_dashboard": False,
+                "logging_level": logging.ERROR,
+                "log_to_driver": False,
+                "configure_logging": True,
+            }
+            if address is None:
+                kwargs["num_cpus"] = os.cpu_count() or 1
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = address or "a local Ray"
+                raise ConfigError("study.ray_address", f"cannot start or join {where} ({exc})") from None
+            self._started = True
+        self._remote = ray.remote(_run)
+
+    def put(self, value: Any) -> Any:
+        """Put a large value (the study's slices) in Ray's object store once; jobs get it zero-copy."""
+        return self.ray.put(value)
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources(), name: str = ""
+    ) -> Any:
+        """Submit ``fn(*args)`` as a task needing ``resources`` (1 CPU when unset); returns its ref.
+
+        Arguments that are refs of other jobs make this one wait for them.
+        """
+        opts: dict[str, Any] = {"num_cpus": resources.cpus or 1, "max_retries": self.max_retries}
+        if resources.gpus:
+            opts["num_gpus"] = resources.gpus
+        if name:
+            opts["name"] = name
+        return self._remote.options(**opts).remote(fn, resources.cpus or 1, *args)
+
+    def _result(self, ref: Any) -> Any:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, MedganError):
+                raise cause from None
+            raise
+
+    def as_completed(self, handles: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        """``(ref, result)`` for every ref, in the order they finish."""
+        pending = list(handles)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            yield done[0], self._result(done[0])
+
+    def get(self, handle: Any) -> Any:
+        """The result of one task (waits for it)."""
+        return self._result(handle)
+
+    def close(self) -> None:
+        """Shut down the local Ray this executor started (a joined cluster keeps running)."""
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+        self._started = False
+
+
+def make_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:
+    """The executor ``name`` (``local`` or ``ray``)."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address)
+    raise ConfigError("study.executor", f"must be one of {', '.join(EXECUTORS)} (got {name!r})")

@@ -1,0 +1,96 @@
+"""The study on Ray: every cell and per-subset synthesizer a Ray task, the same numbers as local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medgan.config import config_from_dict
+from medgan.executor import LocalExecutor, Resources, make_executor
+from medgan.study import run_study
+from tests.test_study import _study_cfg
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> object:
+    """A local Ray with 2 CPUs for this module (CI's machine), shut down after it."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _cfg(executor: str) -> dict:
+    cfg = _study_cfg(
+        arms=["real", "cgan", "cyclegan"],
+        fractions=[1.0, 0.5],
+        seeds=2,
+        executor=executor,
+        cpus_per_task=1,  # the same threads per job in both executors: the same float sums
+        min_confidence=None,
+    )
+    cfg["study"]["levers"] = [{"name": "filtered", "arms": ["cgan"], "min_confidence": 0.3}]
+    return cfg
+
+
+def test_ray_gives_the_local_results_and_resumes_from_its_cell_cache(
+    local_ray: object, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    run_study(config_from_dict(_cfg("local")), tiny_data_dir, tmp_path / "local")
+    report = run_study(config_from_dict(_cfg("ray")), tiny_data_dir, tmp_path / "ray")
+    a = pd.read_csv(tmp_path / "local" / "results.csv")
+    b = pd.read_csv(tmp_path / "ray" / "results.csv")
+    assert len(a) == (3 + 1) * 2 * 2  # (arms + lever) x fractions x seeds
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (tmp_path / "local" / "summary.csv").read_text() == (tmp_path / "ray" / "summary.csv").read_text()
+    assert report["summary"]
+    # a killed driver (or worker) loses only unfinished cells: the rerun recomputes just those
+    cells = next((tmp_path / "ray" / "cells").iterdir())
+    files = sorted(cells.glob("*.json"))
+    lost = [p for p in files if p.name.startswith(("cgan-r0.5-f0.5-s1", "filtered"))]
+    kept = {p: p.stat().st_mtime_ns for p in files if p not in lost}
+    for p in lost:
+        p.unlink()
+    run_study(config_from_dict(_cfg("ray")), tiny_data_dir, tmp_path / "ray")
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert all(p.is_file() for p in lost)
+    pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "ray" / "results.csv"), check_exact=True)
+
+
+def _boom(x: int) -> int:
+    from medgan.errors import InputError
+
+    raise InputError("data", f"job {x} failed")
+
+
+def test_a_jobs_own_error_reaches_the_driver_as_itself(local_ray: object) -> None:
+    from medgan.errors import InputError
+
+    ex = make_executor("ray")
+    with pytest.raises(InputError, match=r"^data: job 3 failed$"):
+        ex.get(ex.submit(_boom, 3, resources=Resources(cpus=1)))
+    ex.close()
+    assert ray.is_initialized()  # joined, not started: left running
+
+
+def test_local_executor_sets_threads_only_when_asked() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    ex = LocalExecutor()
+    assert ex.get(ex.submit(torch.get_num_threads, resources=Resources(cpus=1))) == 1
+    assert ex.get(ex.submit(torch.get_num_threads)) == before == torch.get_num_threads()
+
+
+def test_medgan_errors_survive_pickling() -> None:
+    import pickle
+
+    from medgan.errors import ConfigError, InputError, MedganError
+
+    for err in (InputError("a.dcm", "bad"), ConfigError("study.seeds", "must be >= 1"), MedganError("x: y")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+    assert pickle.loads(pickle.dumps(InputError("a.dcm", "bad"))).path == "a.dcm"
