@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -605,9 +606,15 @@ class _Study:
     """The driver: plans the jobs, hands them to the executor, keeps the cell cache and the rows."""
 
     def __init__(
-        self, ctx: _Ctx, gates: _Gates, reuse: dict[str, Path], executor: Any, tracker: Tracker | None = None
+        self,
+        ctx: _Ctx,
+        gates: _Gates,
+        reuse: dict[str, Path],
+        executor: Any,
+        make_tracker: Callable[[], Tracker] | None = None,
     ) -> None:
-        self.ctx, self.gates, self.reuse, self.ex, self.tracker = ctx, gates, reuse, executor, tracker
+        self.ctx, self.gates, self.reuse, self.ex = ctx, gates, reuse, executor
+        self.make_tracker, self.tracker = make_tracker, None
         self.specs = arm_specs(ctx.cfg.study)
         self.kinds = _arm_kinds(self.specs)
         ratios = [r for sp in self.specs if sp.synthetic for r in sp.ratios if r is not None]
@@ -625,18 +632,34 @@ class _Study:
 
     def synthesizers(self, plan: list[tuple[float, int, np.ndarray]], shared: Any) -> dict[tuple, Path]:
         """Every subset's synthesizer of every arm kind (jobs), where a cell or a gate needs it."""
-        handles = {}
+        jobs: dict[Path, Any] = {}  # one job per folder: the 100 % synthesizer serves every seed
         for f, s, idx in plan:
             if all(self._done(k) for _, _, k in self._keys(f, s)) and not self.gates.active:
                 continue
             for kind in self.kinds:
+                folder = _synth_dir(self.ctx.out, kind, f, s)
+                if folder in jobs:
+                    continue
                 steps_set = getattr(self.ctx.cfg.study, f"{kind}_steps")
                 reuse = self.reuse.get(kind) if f == 1.0 and not steps_set else None
-                name = f"synthesizer {kind} f{f:g} s{s}"
-                handles[(kind, f, s)] = self.ex.submit(
-                    _synth_job, shared, kind, f, s, idx, reuse, resources=self.resources, name=name
+                jobs[folder] = self.ex.submit(
+                    _synth_job,
+                    shared,
+                    kind,
+                    f,
+                    s,
+                    idx,
+                    reuse,
+                    resources=self.resources,
+                    name=f"synthesizer {folder.name}",
                 )
-        return {k: Path(self.ex.get(h)) for k, h in handles.items()}
+        done = {folder: Path(self.ex.get(h)) for folder, h in jobs.items()}
+        return {
+            (kind, f, s): done[_synth_dir(self.ctx.out, kind, f, s)]
+            for f, s, _ in plan
+            for kind in self.kinds
+            if _synth_dir(self.ctx.out, kind, f, s) in done
+        }
 
     def failing(self, ckpts: dict[tuple, Path]) -> dict[tuple[float, int], dict[str, str]]:
         """The gate verdicts (checked here, in the driver) of synthesizers whose arms are skipped."""
@@ -689,6 +712,8 @@ class _Study:
             key, cell = pending[h]
             atomic_write_text(cell, json.dumps(result, default=float))
             self.results[key] = result
+            if self.tracker is None and self.make_tracker is not None:  # only a study that computes tracks
+                self.tracker = self.make_tracker()
             if self.tracker is not None:
                 row = result["row"]
                 tag = row["arm"] if row["ratio"] is None else f"{row['arm']}@{row['ratio']:g}"
@@ -864,15 +889,12 @@ def run_study(
         factor=FILTER_POOL if filtering else 1,
     )
     trackers = tracking.resolve(cfg.train.tracking)
-    tracker = (
-        Tracker(trackers, out, f"{cfg.name} study", tracking.flat_params(cfg.study.model_dump(mode="json")))
-        if trackers
-        else None
-    )
+    params = tracking.flat_params(cfg.study.model_dump(mode="json"))
+    make_tracker = (lambda: Tracker(trackers, out, f"{cfg.name} study", params)) if trackers else None
     executor = make_executor(cfg.study.executor, cfg.study.ray_address)
     status = "FAILED"
+    runner = _Study(ctx, gates, reuse, executor, make_tracker)
     try:
-        runner = _Study(ctx, gates, reuse, executor, tracker)
         shared = executor.put(ctx)
         ckpts = runner.synthesizers(plan, shared)
         runner.cells(plan, shared, ckpts)
@@ -880,9 +902,11 @@ def run_study(
         status = "FINISHED"
     finally:
         executor.close()
-        if tracker is not None:
-            tracker.close(status)
-    atomic_write_text(out / "results.csv", pd.DataFrame(rows).to_csv(index=False))
+        if runner.tracker is not None:
+            runner.tracker.close(status)
+    text = pd.DataFrame(rows).to_csv(index=False)
+    if not (out / "results.csv").is_file() or (out / "results.csv").read_text(encoding="utf-8") != text:
+        atomic_write_text(out / "results.csv", text)  # a rerun with nothing new leaves the file alone
     summary = summarize(pd.DataFrame(rows), runner.skipped)
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     report = {

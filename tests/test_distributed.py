@@ -299,7 +299,9 @@ def test_torchrun_train_writes_the_run_folder_once(torchrun_run: tuple[Path, str
         "provenance.json",  # written once, by rank 0
         "samples",
         "stats.jsonl",
+        "tensorboard",  # the default tracker when installed: rank 0 alone writes events
     ]
+    assert len(list((run / "tensorboard").iterdir())) == 1
     assert "earlier" not in json.loads((run / "provenance.json").read_text())
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
     lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]

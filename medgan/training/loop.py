@@ -449,7 +449,7 @@ def fit(
     checkpoint = _Checkpoints(task, cfg, run_dir, meta, selector)
     loop = _Loop(task, cfg, run_dir, checkpoint, selector)
     main, world = distributed.is_main(), distributed.world_size()
-    if main and trackers:
+    if main and trackers and step < cfg.train.steps:  # a finished run's rerun writes no new records
         config = cfg.model_dump(mode="json")
         loop.tracker = Tracker(
             trackers, run_dir, cfg.name or run_dir.name, tracking.flat_params(config), step

@@ -105,3 +105,28 @@ def test_grid_rows_split_a_sample_sheet_per_class() -> None:
     rows = grid_rows(make_grid(imgs, 3), 2)
     assert [r.shape for r in rows] == [(1, 5, 3 * 7 + 2)] * 2
     assert np.isclose(rows[0][:, :, 2:7], 0.1).all() and np.isclose(rows[1][:, :, 2:7], 0.7).all()
+
+
+def test_cyclegan_run_names_its_grid_rows(tiny_data_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(steps=2, tracking=["tensorboard"])
+    cfg["model"] = {
+        "kind": "cyclegan",
+        "domain_a": "0",
+        "domain_b": "1",
+        "g_channels": 8,
+        "n_res_blocks": 1,
+        "d_channels": 8,
+        "pool_size": 2,
+    }
+    train(config_from_dict(cfg), tmp_path / "run", tiny_data_dir)
+    scalars, images = _events(tmp_path / "run" / "tensorboard")
+    assert {
+        "samples",
+        "samples/A",
+        "samples/A2B",
+        "samples/A2B2A",
+        "samples/B",
+        "samples/B2A",
+        "samples/B2A2B",
+    } <= set(images)
+    assert "train/loss_g" in scalars
