@@ -1,11 +1,10 @@
 """A study's wall time with the local executor and with Ray, on the same config (docs/benchmarks.md).
 
-The study: BreastMNIST (the quickstart's data and classifier), arms real / classical / cgan at
-ratios 0.5 and 1.0, fractions 1.0 and 0.5, 2 seeds: 2 subset cGANs (``--cgan-steps`` each) and
-16 classifier cells. Each repeat runs in a fresh folder (nothing cached), so the figure is the
+The study: BreastMNIST (the quickstart's data and classifier, 10 epochs), arms real / classical /
+cgan at ratio 0.5, fraction 1.0, 3 seeds: one cGAN (``--cgan-steps``) and 9 classifier cells. Each repeat runs in a fresh folder (nothing cached), so the figure is the
 whole study: Ray's start-up, shipping the slices to workers, and the jobs.
 
-    python -m benchmarks.study_executors --repeats 3 --cgan-steps 200
+    python -m benchmarks.study_executors --repeats 3 --cgan-steps 100
 """
 
 from __future__ import annotations
@@ -28,8 +27,10 @@ from medgan.study import run_study
 def _cfg(executor: str, cpus: int | None, steps: int) -> object:
     sets = [
         "study.arms=[real, classical, cgan]",
-        "study.fractions=[1.0, 0.5]",
-        "study.seeds=2",
+        "study.ratios=[0.5]",
+        "study.fractions=[1.0]",
+        "study.seeds=3",
+        "classifier.epochs=10",
         f"study.cgan_steps={steps}",
         f"study.executor={executor}",
         f"study.cpus_per_task={'null' if cpus is None else cpus}",
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     """Time each executor setting ``--repeats`` times; print a markdown table and the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cgan-steps", type=int, default=200)
+    ap.add_argument("--cgan-steps", type=int, default=100)
     args = ap.parse_args(argv)
     settings = [("local", None), ("local", 1), ("ray", 1)]
     times: dict[str, list[float]] = {}

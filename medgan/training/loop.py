@@ -134,20 +134,9 @@ class TrainingInterrupted(MedganError):
     exit_code = 130
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
-    a, b = _flat(upgrade_raw(saved, strict=False)), _flat(current)
+    a, b = tracking.flat_params(upgrade_raw(saved, strict=False)), tracking.flat_params(current)
     for k, v in LEGACY_KEYS.items():  # a run from before the key existed behaved as its legacy value
         if k not in a and k in b and not (k.startswith("model.") and a.get("model.kind") == "cyclegan"):
             a[k] = v

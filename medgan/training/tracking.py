@@ -209,7 +209,7 @@ class Tracker:
 
 
 def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"train.steps": 2000, ...}`` (lists kept as their text) for MLflow params."""
+    """A nested config as ``{"train.steps": 2000, ...}`` (lists kept whole): MLflow's params, the resume check."""
     out: dict[str, Any] = {}
     for k, v in config.items():
         key = f"{prefix}{k}"
