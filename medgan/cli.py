@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from medgan import __version__
-from medgan.errors import ConfigError, InputError, MedganError
+from medgan.errors import ConfigError, InputError, MedganError, with_library_warnings
 from medgan.paths import resolve_data_dir
 from medgan.provenance import set_command
 
@@ -624,11 +624,7 @@ def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def _error_line(err: BaseException, caught: list[warnings.WarningMessage]) -> str:
-    lines = _warning_lines(caught)
-    if not lines:
-        return str(err)
-    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
-    return f"{err} (library warning: {lines[0]}{more})"
+    return with_library_warnings(str(err), _warning_lines(caught))
 
 
 def _run(args: list[str], debug: bool, caught: list[warnings.WarningMessage]) -> int:

@@ -24,6 +24,19 @@ class MedganError(Exception):
         return (self.__class__, self._init_args)
 
 
+def with_library_warnings(message: str, lines: list[str]) -> str:
+    """``message`` with the first library warning (and how many more) appended, once.
+
+    Warnings that pydicom, Pillow or torch raise while a command runs are never printed; a
+    refusal carries the first of them in its one line (``... (library warning: X and 2 more)``).
+    """
+    distinct = list(dict.fromkeys(lines))
+    if not distinct or "(library warning: " in message:
+        return message
+    more = f" and {len(distinct) - 1} more" if len(distinct) > 1 else ""
+    return f"{message} (library warning: {distinct[0]}{more})"
+
+
 class InputError(MedganError):
     """A data file or folder is missing, unreadable or inconsistent."""
 

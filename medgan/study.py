@@ -584,19 +584,27 @@ def _row(
 
 
 def _compare(
-    rows: list[dict[str, Any]], probas: dict[tuple, np.ndarray], sy: np.ndarray, pos: int | None
+    rows: list[dict[str, Any]],
+    probas: dict[tuple, np.ndarray],
+    sy: np.ndarray,
+    pos: int | None,
+    done: dict[tuple, dict[str, float]],
 ) -> None:
-    """Pair each arm with ``real`` (and synthetic arms with ``classical``) on the same seed: DeLong."""
+    """Pair each arm with ``real`` (and synthetic arms with ``classical``) on the same seed: DeLong.
+
+    ``done`` keeps each pair's test across calls (the driver rewrites ``results.csv`` after every cell).
+    """
     if pos is None:
         return
-    synthetic = {sp_name for sp_name in (r["arm"] for r in rows) if sp_name not in ("real", "classical")}
     for r in rows:
+        cell = (r["arm"], r["ratio"], r["fraction"], r["seed"])
         for ref in ("real", "classical"):
             base = probas.get((ref, None, r["fraction"], r["seed"]))
-            if r["arm"] == ref or base is None or (ref == "classical" and r["arm"] not in synthetic):
+            if r["arm"] in (ref, "real") or base is None:  # real is compared with nothing
                 continue
-            p = probas[(r["arm"], r["ratio"], r["fraction"], r["seed"])]
-            dl = delong_test(sy, base[:, pos], p[:, pos])
+            if (cell, ref) not in done:
+                done[(cell, ref)] = delong_test(sy, base[:, pos], probas[cell][:, pos])
+            dl = done[(cell, ref)]
             sfx = "" if ref == "real" else "_vs_classical"
             r[f"auc_diff_vs_{ref}"] = -dl["diff"]  # arm - reference
             r[f"delong_p{sfx}"] = dl["p_value"]
@@ -621,7 +629,9 @@ class _Study:
         self.max_ratio = max(ratios) if ratios else 0.0
         st = ctx.cfg.study
         self.resources = Resources(st.cpus_per_task, st.gpus_per_task)
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = {}  # cell key -> its row (and test probabilities)
+        self.probas: dict[tuple, np.ndarray] = {}  # (arm, ratio, fraction, seed) -> test probabilities
+        self.pairs: dict[tuple, dict[str, float]] = {}  # the DeLong tests computed so far
         self.skipped: list[dict[str, Any]] = []
 
     def _keys(self, f: float, s: int) -> list[tuple[ArmSpec, float | None, str]]:
@@ -675,7 +685,7 @@ class _Study:
     def cells(self, plan: list[tuple[float, int, np.ndarray]], shared: Any, ckpts: dict[tuple, Path]) -> None:
         """Run the cells not in the cache (jobs); each finished one is saved as it arrives."""
         failing = self.failing(ckpts)
-        pending: dict[Any, tuple[str, Path]] = {}
+        pending: dict[Any, tuple[str, Path, tuple]] = {}
         for f, s, idx in plan:
             need = math.ceil(self.max_ratio * np.bincount(self.ctx.d.ty[idx]).max())
             real = None
@@ -688,7 +698,7 @@ class _Study:
                     )
                     continue
                 if cell.is_file():
-                    self.results[key] = json.loads(cell.read_text(encoding="utf-8"))
+                    self._keep(key, (sp.name, ratio, f, s), json.loads(cell.read_text(encoding="utf-8")))
                     continue
                 after = real if sp.synthetic and sp.min_confidence is not None else None
                 h = self.ex.submit(
@@ -705,13 +715,13 @@ class _Study:
                     resources=self.resources,
                     name=f"cell {key}",
                 )
-                pending[h] = (key, cell)
+                pending[h] = (key, cell, (sp.name, ratio, f, s))
                 if sp.name == "real":
                     real = h
         for h, result in self.ex.as_completed(list(pending)):
-            key, cell = pending[h]
+            key, cell, name = pending[h]
             atomic_write_text(cell, json.dumps(result, default=float))
-            self.results[key] = result
+            self._keep(key, name, result)
             if self.tracker is None and self.make_tracker is not None:  # only a study that computes tracks
                 self.tracker = self.make_tracker()
             if self.tracker is not None:
@@ -728,15 +738,20 @@ class _Study:
                 )
             atomic_write_text(self.ctx.out / "results.csv", pd.DataFrame(self.rows(plan)).to_csv(index=False))
 
+    def _keep(self, key: str, name: tuple, result: dict[str, Any]) -> None:
+        """A finished cell's row, and its test probabilities as an array (converted once)."""
+        self.results[key] = result
+        self.probas[name] = np.asarray(result["proba"], dtype=np.float64)
+
     def rows(self, plan: list[tuple[float, int, np.ndarray]]) -> list[dict[str, Any]]:
         """The finished cells' rows in plan order, with the paired comparisons."""
-        rows, probas = [], {}
-        for f, s, _ in plan:
-            for sp, ratio, key in self._keys(f, s):
-                if key in self.results:
-                    rows.append(dict(self.results[key]["row"]))
-                    probas[(sp.name, ratio, f, s)] = np.asarray(self.results[key]["proba"], dtype=np.float64)
-        _compare(rows, probas, self.ctx.d.sy, 1 if len(self.ctx.d.classes) == 2 else None)
+        rows = [
+            dict(self.results[key]["row"])
+            for f, s, _ in plan
+            for _, _, key in self._keys(f, s)
+            if key in self.results
+        ]
+        _compare(rows, self.probas, self.ctx.d.sy, 1 if len(self.ctx.d.classes) == 2 else None, self.pairs)
         return [StudyRow.model_validate(r).record() for r in rows]  # the columns in one order
 
 

@@ -63,7 +63,7 @@ from pydicom.uid import (
 from pydicom.valuerep import DSfloat
 
 from medgan import __version__
-from medgan.errors import InputError
+from medgan.errors import InputError, with_library_warnings
 from medgan.io.atomic import atomic_write_bytes
 from medgan.io.contract import Volume, as_chw
 from medgan.io.limits import check_claim
@@ -245,14 +245,12 @@ def _warning_line(w: warnings.WarningMessage) -> str:
 
 def _with_notes(exc: InputError, notes: list[str]) -> InputError:
     """``exc`` with the first library warning (and how many more) appended to its one line."""
-    lines = list(dict.fromkeys(notes))
     message = str(exc)
-    if not lines or "(library warning: " in message:
+    if with_library_warnings(message, notes) == message:
         return exc
     prefix = f"{exc.path}: "
     problem = message[len(prefix) :] if exc.path is not None and message.startswith(prefix) else message
-    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
-    return InputError(exc.path, f"{problem} (library warning: {lines[0]}{more})")
+    return InputError(exc.path, with_library_warnings(problem, notes))
 
 
 @contextmanager
@@ -393,15 +391,6 @@ def _no_pixels(f: Path) -> InputError:
     return InputError(f, "pixel data is missing (the file is truncated or corrupt)")
 
 
-def _lacks_pixels(ds: Dataset, f: Path) -> bool:
-    """An image (by its SOP class) without pixel data: a truncated file or an incomplete export."""
-    try:
-        _non_image_kind(ds, f)
-    except InputError:
-        return True
-    return False
-
-
 def _walk(folder: Path) -> list[Path]:
     out: list[Path] = []
     for root, dirs, files in os.walk(folder):
@@ -440,9 +429,12 @@ def _folder_slices(path: Path) -> tuple[list[_Slice], list[tuple[str, Path]]]:
         if ds is None:
             continue
         n_dicom += 1
-        if _lacks_pixels(ds, f):
+        try:
+            kind = _non_image_kind(ds, f)
+        except InputError:  # an image (by its SOP class) without pixel data: skipped, named later
             skipped.append((str(ds.get("SeriesInstanceUID", "") or ""), f))
-        elif _non_image_kind(ds, f) is None:
+            continue
+        if kind is None:
             slices.extend(_file_slices(f, ds))
     if not slices and skipped:
         raise _no_pixels(skipped[0][1])

@@ -77,11 +77,6 @@ def _bits(im: Image.Image, fmt: str, path: Path) -> int:
     return 8
 
 
-def _check_readable(path: Path) -> None:
-    """Refuse a missing path, a folder, a device, FIFO or socket before anything opens it."""
-    require_regular_file(path, expected="an image file")
-
-
 def _one_line(text: str, limit: int = 200) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
     text = " ".join(text.split())
@@ -315,7 +310,7 @@ def _open_image(path: Path, sniffed: str | None) -> tuple[np.ndarray, str, bool]
 def _read(path: Path, notes: list[str] | None = None) -> tuple[np.ndarray, str]:
     """Read one image: ((C, H, W) array, format name such as ``png``); tolerated problems go to ``notes``."""
     path = Path(path)
-    _check_readable(path)
+    require_regular_file(path, expected="an image file")  # missing, a folder, a device, FIFO or socket
     sniffed = _sniff(path)
     if sniffed == "png":
         _check_png(path)

@@ -56,11 +56,7 @@ def _read_array(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     LPS geometry is converted to a RAS affine in (x, y, z) voxel order.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if path.is_dir():
-        raise InputError(path, "is a folder, expected a NIfTI / NRRD file")
-    require_regular_file(path)  # a device, FIFO or socket would block or never end
+    require_regular_file(path, expected="a NIfTI / NRRD file")  # also a device, FIFO or socket: never opened
     lower = path.name.lower()
     if lower.endswith(_ITK_SUFFIXES):
         img = read_itk(path)

@@ -123,20 +123,12 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
                 p, f"evaluate reads PNG or NPZ generations (this one is {fmt}); regenerate with --format npz"
             )
         return imgs.astype(np.float32), labels.astype(np.int64), str(p)
-    src, split = source_split(spec, default="all")
+    src, split = split_spec(spec, default="all")
     data = source_from_spec(src, data_dir).model_copy(update={"size": tuple(shape[1:]), "channels": shape[0]})
     ss = load_source(data, data_dir)
     if split != "all":
         ss = ss.split(split)
     return ss.images, ss.manifest["label"].to_numpy().astype(np.int64), spec
-
-
-def source_split(spec: str, default: str = "test") -> tuple[str, str]:
-    """``medmnist:breastmnist:test`` -> (``medmnist:breastmnist``, ``test``); ``default`` without a split."""
-    head, _, tail = spec.rpartition(":")
-    if head and tail in SPLITS:
-        return head, tail
-    return spec, default
 
 
 def check_sides_apart(real_spec: str, synthetic_spec: str) -> None:
@@ -147,8 +139,8 @@ def check_sides_apart(real_spec: str, synthetic_spec: str) -> None:
     """
     if Path(synthetic_spec).is_dir() and (Path(synthetic_spec) / "manifest.csv").is_file():
         return  # a generation folder
-    real_src, real_split = source_split(real_spec)
-    syn_src, syn_split = source_split(synthetic_spec, default="all")
+    real_src, real_split = split_spec(real_spec)
+    syn_src, syn_split = split_spec(synthetic_spec, default="all")
     if real_src != syn_src:
         return
     if "all" in (real_split, syn_split) or real_split == syn_split:
@@ -165,9 +157,12 @@ def check_sides_apart(real_spec: str, synthetic_spec: str) -> None:
         )
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-    """``medmnist:breastmnist:test`` -> (``medmnist:breastmnist``, ``test``); default split ``test``."""
-    return source_split(spec)
+def split_spec(spec: str, default: str = "test") -> tuple[str, str]:
+    """``medmnist:breastmnist:test`` -> (``medmnist:breastmnist``, ``test``); ``default`` without a split."""
+    head, _, tail = spec.rpartition(":")
+    if head and tail in SPLITS:
+        return head, tail
+    return spec, default
 
 
 def ensure_domain_classifier(real_spec: str, data_dir: Path, folder: Path) -> Path:
