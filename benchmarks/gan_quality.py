@@ -1,9 +1,12 @@
-"""Sample quality of a conditional-GAN recipe, always with the same protocol (the ablation harness).
+"""Sample quality of a sampler recipe (cGAN or diffusion), always with the same protocol (the ablation harness).
 
     python -m benchmarks.gan_quality --config configs/quickstart.yaml --name base [--set KEY=VALUE ...]
+    python -m benchmarks.gan_quality --config configs/diffusion_breastmnist.yaml --name d0 \
+        --sampler steps=50,guidance=2      # the same checkpoint sampled another way (diffusion)
     python -m benchmarks.gan_quality --table            # every result so far, as a markdown table
 
-Trains the config's cGAN (``--set`` overrides, e.g. ``train.steps=3000``) into
+Trains the config's synthesizer (any kind that makes samples; ``--set`` overrides, e.g.
+``train.steps=3000``) into
 ``runs/ablation/<dataset>/<name>`` (reused when finished), then scores the checkpoint that
 generation uses by default (the validation-selected ``best`` when the run has one) with the
 protocol of docs/metrics.md:
@@ -48,7 +51,7 @@ def synth_set(synth, counts: list[int], base_seed: int) -> tuple[np.ndarray, np.
     return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
 
 
-def score(run_dir: Path, cfg, data_dir: Path, which: str = "default") -> dict:
+def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: dict | None = None) -> dict:
     """Every figure of the protocol for the run's checkpoint."""
     from medgan.classifier import TrainedClassifier, train_classifier
     from medgan.data.sources import load_source
@@ -57,7 +60,7 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default") -> dict:
     from medgan.metrics.features import get_extractor
     from medgan.metrics.label import classification_accuracy_score, label_agreement
     from medgan.metrics.stats import density_coverage, fid, precision_recall
-    from medgan.synthesis.cgan import CGANSynthesizer
+    from medgan.synthesis import registry
     from medgan.training.checkpoint import resolve_checkpoint
 
     ss = load_source(cfg.data, data_dir)
@@ -65,8 +68,12 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default") -> dict:
     ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
     k = len(ss.classes)
     ckpt = resolve_checkpoint(run_dir if which == "default" else f"{run_dir}@{which}")
-    synth = CGANSynthesizer(ckpt)
+    synth = registry.load_sampler(ckpt)
+    for key, value in (sampler or {}).items():  # e.g. a diffusion model's sampling_steps / guidance_scale
+        setattr(synth, key, value)
+    t0 = time.perf_counter()
     syn, syn_y = synth_set(synth, counts_like(sy, k), 12345)
+    t_sample = time.perf_counter() - t0
 
     ext = get_extractor("inception")
     tag = f"{cfg.data.source.model_dump_json()}"
@@ -83,6 +90,8 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default") -> dict:
         "step": int(json.loads(ckpt.with_suffix(".json").read_text())["step"]),
     }
     out["n"] = len(syn)
+    out["sample_s"] = round(t_sample, 1)
+    out["sampler"] = sampler or {}
     out["fid"], out["floor_fid"] = fid(f_te, f_syn), fid(f_te, f_floor)
     out["fid_ratio"] = out["fid"] / out["floor_fid"]
     out["precision"], out["recall"] = precision_recall(f_te, f_syn, 3)
@@ -139,6 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared/data"))
     ap.add_argument("--which", default="default", help="default (best if selected), last or best")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument(
+        "--sampler",
+        default="",
+        help="sampler settings for a diffusion checkpoint: steps=N,guidance=W (a result of its own)",
+    )
     args = ap.parse_args(argv)
     if args.table:
         print_table()
@@ -151,11 +165,18 @@ def main(argv: list[str] | None = None) -> None:
     if not ckpts or int(ckpts[-1].stem.split("-")[1]) < cfg.train.steps:
         train(cfg, run_dir, data_dir, resume=bool(ckpts))
     t_train = time.perf_counter() - t0
-    res = score(run_dir, cfg, data_dir, args.which)
+    names = {"steps": "sampling_steps", "guidance": "guidance_scale"}
+    sampler = {
+        names[k]: (int(v) if k == "steps" else float(v))
+        for k, v in (item.split("=") for item in args.sampler.split(",") if item)
+    }
+    res = score(run_dir, cfg, data_dir, args.which, sampler)
     res.update(
         {"name": args.name, "overrides": args.set, "train_s": round(t_train, 1), "steps": cfg.train.steps}
     )
-    suffix = "" if args.which == "default" else f"-{args.which}"
+    suffix = ("" if args.which == "default" else f"-{args.which}") + "".join(
+        f"-{k}{v:g}" for k, v in sorted(sampler.items())
+    )
     (run_dir / f"quality{suffix}.json").write_text(json.dumps(res, indent=2, default=float))
     (run_dir / "config.used.yaml").write_text(dump_config(cfg))
     print(json.dumps({k: v for k, v in res.items() if k not in ("per_class",)}, default=float))
@@ -179,6 +200,7 @@ def print_table() -> None:
         "memorized",
         "step",
         "train_s",
+        "sample_s",
     ]
     print("| dataset | run | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 2) + "|")

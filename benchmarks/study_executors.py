@@ -31,7 +31,7 @@ def _cfg(executor: str, cpus: int | None, steps: int) -> object:
         "study.fractions=[1.0]",
         "study.seeds=3",
         "classifier.epochs=10",
-        f"study.cgan_steps={steps}",
+        f"study.steps.cgan={steps}",
         f"study.executor={executor}",
         f"study.cpus_per_task={'null' if cpus is None else cpus}",
         "train.tracking=[]",

@@ -56,7 +56,7 @@ def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> 
         raise ConfigError("augment.checkpoints", "name at least one conditional-GAN checkpoint")
     out = []
     for ck in cfg.augment.checkpoints:
-        synth = registry.load(ck, "cpu", makes="samples")
+        synth = registry.load_sampler(ck, "cpu")
         if list(synth.classes) != list(classes):
             raise InputError(ck, f"was trained on classes {synth.classes}, the data has {classes}")
         if tuple(synth.shape) != tuple(shape):

@@ -1,4 +1,4 @@
-"""``medgan export-bundle``: a conditional-GAN checkpoint as a self-contained MONAI bundle.
+"""``medgan export-bundle``: a sampler checkpoint (any kind the registry can export) as a self-contained MONAI bundle.
 
 The bundle runs where medgan is not installed (MONAI, PyTorch and NumPy suffice)::
 
@@ -6,11 +6,14 @@ The bundle runs where medgan is not installed (MONAI, PyTorch and NumPy suffice)
       configs/metadata.json     MONAI bundle metadata + medgan provenance (checkpoint SHA-256, classes)
       configs/inference.json    ``python -m monai.bundle run`` config: (label, seed) plan -> images
       models/model.ts           TorchScript: forward(seeds int64 (N,), labels int64 (N,)) -> (N, C, H, W)
-      models/model.safetensors  the generator's (EMA) weights, no pickle
+      models/model.safetensors  the network's (EMA) weights, no pickle
       docs/README.md            what it is, the classes, how to run it
 
+The module comes from the sampler's own ``export()`` (:class:`~medgan.synthesis.protocols.Export`:
+a cGAN generator, or a diffusion model's whole DDIM loop); a kind that cannot be scripted is
+refused by :func:`medgan.synthesis.registry.load_exportable` with one line naming ``model.kind``.
 ``model.ts`` draws each image's noise inside the module with the same counter-based SplitMix64
-generator as :func:`medgan.synthesis.cgan.noise_for_seeds`, and ``inference.json`` derives the
+generator as :func:`medgan.seeding.noise_for_seeds`, and ``inference.json`` derives the
 per-image seeds as :func:`medgan.generate.plan` does, so the bundle writes the same images (same
 file names, same 8-bit pixels) as ``medgan generate --format png`` with the same ``--seed``.
 There is no ``models/model.pt``: medgan never writes pickled weights.
@@ -24,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from medgan import __version__
 from medgan.errors import InputError
@@ -32,6 +34,7 @@ from medgan.io.atomic import atomic_dir, atomic_write_text
 from medgan.io.tensors import write_safetensors
 from medgan.paths import slug
 from medgan.synthesis import registry
+from medgan.synthesis.protocols import Export, Sampler
 from medgan.training.checkpoint import CheckpointMeta
 
 #: The MONAI bundle metadata schema the exported ``metadata.json`` names (and was checked against).
@@ -78,70 +81,6 @@ args=(sys.stdout,)
 format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 """
 
-# TorchScript cannot read module globals, so the SplitMix64 constants of medgan.synthesis.cgan
-# (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB as signed int64), the bit masks,
-# 2**-53 and 2*pi are written out as literals below; tests/test_bundle.py checks that the noise
-# equals noise_for_seeds bit for bit.
-
-
-def _mix64_ts(z: torch.Tensor) -> torch.Tensor:
-    z = (z ^ ((z >> 30) & 17179869183)) * -4658895280553007687
-    z = (z ^ ((z >> 27) & 137438953471)) * -7723592293110705685
-    return z ^ ((z >> 31) & 8589934591)
-
-
-def seeded_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
-    """TorchScript-compatible :func:`~medgan.synthesis.cgan.noise_for_seeds`: (N,) int64 seeds -> (N, z_dim) float32.
-
-    Same integer hashing and float64 Box-Muller, op for op, so the vectors are bit-identical.
-    """
-    s = seeds.to(torch.int64)
-    half = (z_dim + 1) // 2
-    j = torch.arange(1, 2 * half + 1, dtype=torch.int64, device=s.device)
-    x = _mix64_ts(_mix64_ts(s).unsqueeze(1) + j.unsqueeze(0) * -7046029254386353131)
-    u = (((x >> 11) & 9007199254740991).double() + 0.5) * 1.1102230246251565e-16
-    r = torch.sqrt(-2.0 * torch.log(u[:, :half]))
-    theta = 6.283185307179586 * u[:, half:]
-    return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :z_dim].float()
-
-
-class SeededGenerator(nn.Module):
-    """``forward(seeds, labels)``: a conditional generator that draws its own per-seed noise; images in [-1, 1]."""
-
-    def __init__(self, generator: nn.Module, z_dim: int, n_classes: int) -> None:
-        super().__init__()
-        self.generator = generator
-        self.z_dim = z_dim
-        self.n_classes = n_classes
-
-    def forward(self, seeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(N,) int64 seeds and class indices -> (N, C, H, W) float32 images in [-1, 1]."""
-        if seeds.dim() != 1 or labels.dim() != 1 or seeds.size(0) != labels.size(0):
-            raise ValueError("seeds and labels must be 1-D tensors of the same length")
-        if labels.numel() > 0 and (int(labels.min()) < 0 or int(labels.max()) >= self.n_classes):
-            raise ValueError("labels must be class indices in [0, n_classes)")
-        z = seeded_noise(seeds, self.z_dim)
-        return self.generator(z, labels.to(torch.int64).to(z.device)).float()
-
-
-def script_generator(generator: nn.Module, z_dim: int, n_classes: int) -> torch.jit.ScriptModule:
-    """A CPU, eval-mode, gradient-free TorchScript :class:`SeededGenerator` around ``generator`` (scripted, else traced)."""
-    import copy
-
-    g = copy.deepcopy(generator).cpu().eval().to(memory_format=torch.contiguous_format)
-    for p in g.parameters():
-        p.requires_grad_(False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still supported
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        try:
-            inner: nn.Module = torch.jit.script(g)
-        except Exception:  # a generator TorchScript cannot compile: trace it (shapes stay dynamic in N)
-            z = torch.zeros(2, z_dim)
-            inner = torch.jit.trace(g, (z, torch.zeros(2, dtype=torch.int64)), check_trace=False)
-        module = torch.jit.script(SeededGenerator(inner, z_dim, n_classes))
-    return module.eval()
-
 
 def _data_description(meta: CheckpointMeta) -> tuple[str, str]:
     """(data_source, data_type) for the metadata, from the checkpoint's config and data record."""
@@ -153,8 +92,8 @@ def _data_description(meta: CheckpointMeta) -> tuple[str, str]:
     return source, str(meta.data.source_format or kind)
 
 
-def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
-    """The bundle's ``metadata.json`` content (MONAI schema fields + medgan provenance) for a loaded synthesizer."""
+def build_metadata(synth: Sampler, exp: Export, version: str, name: str) -> dict[str, Any]:
+    """The bundle's ``metadata.json`` content (MONAI schema fields + medgan provenance) for a loaded sampler."""
     import numpy as np
 
     try:
@@ -183,7 +122,7 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
         "name": name,
         "task": f"Class-conditional synthesis of {h}x{w} medical image slices ({', '.join(classes)})",
         "description": (
-            f"A class-conditional GAN generator trained with medgan on {source}. Given a class index and "
+            f"A {exp.what} trained with medgan on {source}. Given a class index and "
             "an integer seed it generates one synthetic slice; the same (label, seed) always gives the "
             "same image. Outputs are synthetic, not patient data."
         ),
@@ -198,9 +137,7 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
         "image_classes": f"{c} channel(s), {h}x{w}, values in [-1, 1] (written as 8-bit PNG or float NIfTI)",
         "label_classes": f"class index: {class_list}",
         "pred_classes": f"synthetic image of the requested class ({class_list})",
-        "references": [
-            "Miyato T., Koyama M. cGANs with Projection Discriminator. ICLR 2018. https://arxiv.org/abs/1802.05637"
-        ],
+        "references": list(exp.references),
         "network_data_format": {
             "inputs": {
                 "seeds": {
@@ -248,13 +185,14 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
             "run_name": meta.config.get("name"),
             "classes": classes,
             "shape": [c, h, w],
-            "z_dim": synth.model_cfg.z_dim,
+            "kind": meta.kind,
+            **exp.network,
             "model": meta.model,
             "intensity": meta.data.intensity.model_dump(exclude_unset=True)
             if "data" in meta.model_fields_set
             else None,
             "synthetic": True,
-            "noise": "z = noise_for_seeds(seed): SplitMix64 counter hash + float64 Box-Muller (medgan.synthesis.cgan)",
+            "noise": exp.noise,
             "seed_derivation": (
                 "image k of class c uses seed int(SeedSequence([S, c, k]).generate_state(1, uint64)[0] >> 1), "
                 "S = the run seed (as medgan generate --seed S)"
@@ -263,7 +201,9 @@ def build_metadata(synth: Any, version: str, name: str) -> dict[str, Any]:
     }
 
 
-def build_inference_config(synth: Any, n_per_class: int, seed: int, batch_size: int, output_ext: str) -> dict:
+def build_inference_config(
+    synth: Sampler, n_per_class: int, seed: int, batch_size: int, output_ext: str
+) -> dict:
     """The bundle's ``inference.json``: MONAI config syntax, runnable with ``python -m monai.bundle run``."""
     data = synth.meta.data
     lo, hi = data.intensity.lo, data.intensity.hi
@@ -350,12 +290,12 @@ def build_inference_config(synth: Any, n_per_class: int, seed: int, batch_size: 
     }
 
 
-def _readme(synth: Any, meta: dict[str, Any], cfg: dict[str, Any], name: str) -> str:
+def _readme(synth: Sampler, exp: Export, meta: dict[str, Any], cfg: dict[str, Any], name: str) -> str:
     c, h, w = synth.shape
     classes = "\n".join(f"| {i} | {n} |" for i, n in enumerate(synth.classes))
     return f"""# {name}
 
-A class-conditional GAN generator exported by medgan {__version__} as a MONAI bundle.
+A {exp.what} exported by medgan {__version__} as a MONAI bundle.
 **Every image it produces is synthetic**: generated from a class label and a seed, it depicts
 no patient. Not for diagnostic use.
 
@@ -413,7 +353,7 @@ Parsing a MONAI config runs the code in it (`$` expressions, `_target_`); run on
 - `configs/inference.json`: the generation workflow in MONAI's config syntax.
 - `models/model.ts`: TorchScript module, `forward(seeds, labels)` with int64 tensors of equal
   length -> float32 images (N, C, H, W) in [-1, 1]. It draws the noise for each seed itself.
-- `models/model.safetensors`: the generator weights (no `model.pt`: medgan never writes pickles).
+- `models/model.safetensors`: the network weights (no `model.pt`: medgan never writes pickles).
 
 Check the metadata against MONAI's schema (downloads the schema once; give a local copy as
 `--filepath` to check offline):
@@ -436,7 +376,11 @@ def export_bundle(
     batch_size: int = 256,
     output_ext: str = ".png",
 ) -> Path:
-    """Write a MONAI bundle for a conditional-GAN ``checkpoint`` into ``out`` (atomically); returns ``out``.
+    """Write a MONAI bundle for a sampler ``checkpoint`` into ``out`` (atomically); returns ``out``.
+
+    Every kind whose sampler can be written as TorchScript is exported (the registry's
+    ``exports``: the conditional GAN, the diffusion model); another kind is refused with one line
+    naming ``model.kind``.
 
     ``n_per_class``, ``seed``, ``batch_size`` and ``output_ext`` are the defaults written into
     ``configs/inference.json`` (each can be overridden when the bundle runs). A non-empty ``out``
@@ -453,17 +397,20 @@ def export_bundle(
         raise InputError(out, "output path exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out, "output folder exists and is not empty (pass --overwrite to replace it)")
-    synth = registry.load(checkpoint, "cpu", makes="samples")
+    synth = registry.load_exportable(checkpoint)
     if output_ext == ".nii.gz" and synth.shape[0] != 1:
         raise InputError("--output-ext", "NIfTI output takes grey images; this checkpoint makes colour ones")
-    name = name or f"medgan_{slug(str(synth.meta.config.get('name') or 'cgan'))}_cgan"
-    module = script_generator(synth.g, synth.model_cfg.z_dim, len(synth.classes))
-    _self_check(module, synth)
-    meta = build_metadata(synth, version, name)
+    kind = synth.meta.kind
+    name = name or f"medgan_{slug(str(synth.meta.config.get('name') or kind))}_{kind}"
+    exp = synth.export()  # type: ignore[attr-defined]  # load_exportable checked it
+    module = exp.module
+    _self_check(module, synth, exp.tolerance)
+    meta = build_metadata(synth, exp, version, name)
     cfg = build_inference_config(synth, n_per_class, seed, batch_size, output_ext)
-    weights = {k: v.detach().cpu().contiguous() for k, v in synth.g.state_dict().items()}
+    weights = exp.weights
     st_meta = {
         "format": "medgan-bundle-generator/1",
+        "kind": kind,
         "checkpoint_sha256": synth.sha256,
         "classes": json.dumps(synth.classes),
         "shape": json.dumps(list(synth.shape)),
@@ -482,16 +429,16 @@ def export_bundle(
                 module, str(tmp / "models" / "model.ts"), _extra_files={"metadata.json": meta_text}
             )
         write_safetensors(tmp / "models" / "model.safetensors", weights, metadata=st_meta)
-        atomic_write_text(tmp / "docs" / "README.md", _readme(synth, meta, cfg, name))
+        atomic_write_text(tmp / "docs" / "README.md", _readme(synth, exp, meta, cfg, name))
     return out
 
 
-def _self_check(module: torch.jit.ScriptModule, synth: Any) -> None:
-    """Refuse to write a bundle whose TorchScript module does not reproduce the checkpoint's generator."""
+def _self_check(module: torch.jit.ScriptModule, synth: Sampler, tolerance: float = 1e-5) -> None:
+    """Refuse to write a bundle whose TorchScript module does not reproduce the checkpoint's sampler."""
     labels = [i % len(synth.classes) for i in range(4)]
     seeds = [0, 1, 2**62 + 7, 123456789]
     want = synth.generate(labels, seeds)
     with torch.no_grad():
         got = module(torch.tensor(seeds, dtype=torch.int64), torch.tensor(labels, dtype=torch.int64))
-    if got.shape != want.shape or not torch.allclose(got, want, atol=1e-5, rtol=0):
-        raise RuntimeError("the TorchScript export does not reproduce the generator (please report this)")
+    if got.shape != want.shape or not torch.allclose(got, want, atol=tolerance, rtol=0):
+        raise RuntimeError("the TorchScript export does not reproduce the sampler (please report this)")

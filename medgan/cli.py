@@ -194,7 +194,8 @@ def generate_cmd(
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-running the same command resumes).")],
     n_per_class: Annotated[
-        int | None, typer.Option("--n-per-class", help="Images per class (conditional GAN).")
+        int | None,
+        typer.Option("--n-per-class", help="Images per class (a sampler: conditional GAN, diffusion model)."),
     ] = None,
     counts_like: Annotated[
         str | None,
@@ -249,7 +250,7 @@ def generate_cmd(
         str, typer.Option("--precision", help="fp32 (reproducible reference) or bf16 (CUDA; faster).")
     ] = "fp32",
 ) -> None:
-    """Generate synthetic slices (conditional GAN) or translate real ones (CycleGAN), with a traceable manifest."""
+    """Generate synthetic slices (conditional GAN, diffusion model) or translate real ones (CycleGAN), with a traceable manifest."""
     from medgan import distributed  # lazy: keeps --help fast
     from medgan.generate import generate  # lazy: keeps --help fast
 
@@ -302,7 +303,8 @@ def generate_cmd(
         counts = real_counts(counts_like, resolve_data_dir(data_dir), n_total)
     elif n_per_class is None:
         raise InputError(
-            "--n-per-class", "required to generate from a conditional GAN (or --counts-like, or --translate)"
+            "--n-per-class",
+            "required to generate from a sampler checkpoint (or --counts-like, or --translate)",
         )
     else:
         counts = n_per_class
@@ -348,7 +350,7 @@ def export_bundle_cmd(
         str, typer.Option("--output-ext", help="Default bundle output: .png (8-bit) or .nii.gz (float).")
     ] = ".png",
 ) -> None:
-    """Export a conditional-GAN checkpoint as a self-contained MONAI bundle (run with python -m monai.bundle run)."""
+    """Export a sampler checkpoint (conditional GAN, diffusion model) as a self-contained MONAI bundle (run with python -m monai.bundle run)."""
     from medgan.bundle import export_bundle  # lazy: keeps --help fast
 
     path = export_bundle(
@@ -377,7 +379,7 @@ def run_cmd(
     data_dir: DataDirOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """The main job: data, conditional GAN, samples, metrics, study and report in one run folder (resumable)."""
+    """The main job: data, the config's synthesizer, samples, metrics, study and report in one run folder (resumable)."""
     from medgan.config import load_config  # lazy: keeps --help fast
     from medgan.run import run  # lazy: keeps --help fast
 

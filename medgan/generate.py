@@ -192,6 +192,7 @@ def _write_images(
     batch as an uninterrupted one (results are then bit-identical, not just close).
     """
     geometry = _checkpoint_geometry(synth.meta)
+    what = registry.get(synth.meta.kind).description.split(" (")[0]  # e.g. "class-conditional GAN"
 
     def write_one(it: Item, img: np.ndarray) -> None:
         writer.write(
@@ -201,7 +202,7 @@ def _write_images(
             instance_number=it.index + 1,
             series_number=it.label + 1,
             series_description=f"medgan synthetic {it.label_name}",
-            derivation=f"medgan conditional GAN; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
+            derivation=f"medgan {what}; checkpoint sha256 {synth.sha256}; seed {it.seed}; class {it.label_name}",
             **geometry,
         )
 
@@ -264,7 +265,7 @@ def generate(
     a resume must use the same setting).
     """
     _check_options(n_per_class, classes, fmt, bits, batch_size, precision)
-    synth = registry.load(checkpoint, distributed.local_device(resolve_device(device)), makes="samples")
+    synth = registry.load_sampler(checkpoint, distributed.local_device(resolve_device(device)))
     counts, labels, recorded = _request(synth, n_per_class, classes)
     folder = OutputFolder(
         out,

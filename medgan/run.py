@@ -2,9 +2,11 @@
 report, in one run folder.
 
 What the synthesizer stage trains, and what comes out of it, is the config's ``model.kind``
-(:mod:`medgan.synthesis.registry`): a conditional GAN makes samples in the test split's class mix,
-scored against the test split; a CycleGAN translates the test split's slices of each domain into
-the other, scored against the real slices of the target domain. Re-running resumes finished stages.
+(:mod:`medgan.synthesis.registry`), and nothing here names a kind: a kind that makes samples
+generates the test split's class mix, scored against the test split; a kind that translates
+turns the test split's slices of each domain into the other, scored against the real slices of
+the target domain (:data:`STAGES`, by the registry entry's ``makes``). The data are read once
+(:class:`~medgan.data.sources.RunData`) and handed to every stage. Re-running resumes finished stages.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import pandas as pd
 
 from medgan.config import RunConfig, dump_config
 from medgan.data.inspect import summarize
-from medgan.data.slices import SliceSet
-from medgan.data.sources import load_source
+from medgan.data.sources import RunData
 from medgan.device import resolve_device
 from medgan.generate import RECORD, generate
 from medgan.io.atomic import atomic_write_text
 from medgan.io.npz import read_npz
-from medgan.metrics.evaluate import eval_counts, evaluate, split_class_counts
+from medgan.metrics.evaluate import eval_counts, evaluate_sets, split_class_counts
 from medgan.metrics.features import get_extractor
 from medgan.metrics.gates import gates_verdict
 from medgan.metrics.records import EvaluationResult
@@ -87,54 +88,55 @@ def _read_images(folder: Path, manifest: pd.DataFrame) -> np.ndarray:
     return np.concatenate([read_npz(folder / f)["images"] for f in dict.fromkeys(manifest["path"])])
 
 
-def train_stage(cfg: RunConfig, ss: SliceSet, out: Path, data_dir: Path) -> Path:
+def train_stage(cfg: RunConfig, data: RunData, out: Path, data_dir: Path) -> Path:
     """The config's synthesizer, trained in ``out/<model.kind>`` (or resumed, or already finished)."""
     folder = out / cfg.model.kind
     ckpts = list_checkpoints(folder / "checkpoints")
     if ckpts and checkpoint_step(ckpts[-1]) >= cfg.train.steps:
         return resolve_checkpoint(folder)  # the validation-selected best when there is one
-    images, labels, meta = training_slices(cfg, data_dir, ss)
-    val = val_split(cfg, data_dir, ss)
+    images, labels, meta = training_slices(cfg, data_dir, data)
+    val = val_split(cfg, data_dir, data.data)
     return train_slices(cfg, images, labels, meta, folder, resume=bool(ckpts), val=val)
 
 
 def sample_stages(
-    cfg: RunConfig, ckpt: Path, ss: SliceSet, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
+    cfg: RunConfig, ckpt: Path, data: RunData, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
 ) -> dict[str, Any] | None:
     """Samples in the test split's class mix, their figure and (``pipeline.evaluate``) their scores."""
+    ss = data.data
     tr, test = ss.split("train"), ss.split("test")
     counts = eval_counts(cfg.pipeline, test, tr, len(ss.classes))
     m = _generate_fresh(ckpt, out / "samples", counts, cfg.seed)
     log(f"[3/5] generated {len(m)} slices into {out / 'samples'} ({_describe(counts, ss.classes)})")
     fig = out / "figures" / "real_vs_synthetic.png"
+    syn, syn_y = _read_images(out / "samples", m), m["label"].to_numpy().astype(np.int64)
     real_vs_synthetic_figure(
-        test.images,
-        test.manifest["label"].to_numpy(),
-        _read_images(out / "samples", m),
-        m["label"].to_numpy(),
-        list(ss.classes),
-        fig,
+        test.images, test.manifest["label"].to_numpy(), syn, syn_y, list(ss.classes), fig
     )
     sections["figures"]["Real (test split) vs synthetic slices per class"] = fig
     if not cfg.pipeline.evaluate:
         return None
-    cas_spec = None
+    cas_set = None
     if cfg.pipeline.label_scores:
         cas_counts = split_class_counts(tr, cfg.pipeline.cas_n or len(tr), len(ss.classes))
-        _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed)
-        cas_spec = str(out / "samples-cas")
-    metrics = evaluate(
-        cfg.data,
-        str(out / "samples"),
+        mc = _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed)
+        cas_set = (_read_images(out / "samples-cas", mc), mc["label"].to_numpy().astype(np.int64))
+    metrics = evaluate_sets(
+        ss,
+        "test",
+        syn,
+        syn_y,
         get_extractor(cfg.pipeline.features, resolve_device(cfg.train.device)),
-        data_dir,
+        tag=cfg.data.model_dump_json(),
+        real_name=f"{cfg.data.source.kind} source from the config:test",
+        syn_name=str(out / "samples"),
         out=out / "evaluation",
         run_dir=out / cfg.model.kind,
         seed=cfg.seed,
         label_scores="if-possible" if cfg.pipeline.label_scores else False,
         classifier=cfg.classifier,
         classifier_dir=out / "real_classifier",
-        cas_synthetic=cas_spec,
+        cas_set=cas_set,
         gates=cfg.gates,
     )
     sections["metrics"] = metrics
@@ -152,28 +154,32 @@ def sample_stages(
         f"precision {_f(r.precision)}, recall {_f(r.recall)}, coverage {_f(r.coverage)}{label}"
     )
     if r.gates is not None:
-        sections["gates"]["cgan (this run's conditional GAN)"] = r.gates
-        log(f"      gates: {gates_verdict('the conditional GAN', r.gates['results'])}")
+        what = registry.get(cfg.model.kind).description
+        sections["gates"][f"{cfg.model.kind} (this run's {what})"] = r.gates
+        log(f"      gates: {gates_verdict(f'the {cfg.model.kind} synthesizer', r.gates['results'])}")
     return metrics
 
 
 def translation_stages(
-    cfg: RunConfig, ckpt: Path, ss: SliceSet, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
-) -> None:
+    cfg: RunConfig, ckpt: Path, data: RunData, out: Path, data_dir: Path, sections: dict[str, Any], log: Log
+) -> dict[str, Any] | None:
     """The test split's slices of each domain translated into the other (NPZ, traced to their
     sources), the label-preservation check and (``pipeline.evaluate``) scores against the real
-    slices of the target domain, beside the real-real floor."""
+    slices of the target domain, beside the real-real floor. Between two datasets, A -> B
+    translates ``data`` and B -> A ``data_b``."""
     features = cfg.pipeline.features if cfg.pipeline.evaluate else None
-    source = str(out / "config.resolved.yaml")
     results: dict[str, Any] = {}
     shown: list[tuple[np.ndarray, np.ndarray, str]] = []
     sha = checkpoint_meta(ckpt).sha256
-    test = ss.split("test")
-    by_id = dict(zip(test.manifest["slice_id"].to_numpy(), range(len(test)), strict=True))
     for direction in ("A2B", "B2A"):
+        source = data.data_b if direction == "B2A" and data.data_b is not None else data.data
+        test = source.split("test")
+        by_id = dict(zip(test.manifest["slice_id"].to_numpy(), range(len(test)), strict=True))
         folder = out / "translations" / direction
         _clear_if_other(folder, {"checkpoint_sha256": sha})
-        m = translate(ckpt, folder, direction, source, data_dir, split="test", fmt="npz", features=features)
+        m = translate(
+            ckpt, folder, direction, source, data_dir, split="test", fmt="npz", features=features, data=data
+        )
         results[direction] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         src_ids = m["source_slice_id"].to_numpy()
         sources = test.images[[by_id[i] for i in src_ids]] if len(m) else test.images[:0]
@@ -208,12 +214,21 @@ def translation_stages(
     )
     sections["figures"]["Test slices (real) and their translations (synthetic), per direction"] = fig
     log("[4/5] translation scores in translations/<direction>/metrics.json")
+    return None
+
+
+#: What ``medgan run`` does with the synthesizer, by what its kind makes (the registry's ``makes``).
+STAGES: dict[str, Callable[..., dict[str, Any] | None]] = {
+    "samples": sample_stages,
+    "translations": translation_stages,
+}
 
 
 def study_stage(
     cfg: RunConfig,
     ckpt: Path,
     metrics: dict[str, Any] | None,
+    data: RunData,
     out: Path,
     data_dir: Path,
     sections: dict[str, Any],
@@ -227,6 +242,7 @@ def study_stage(
         synthesizer_checkpoint=ckpt,
         synthesizer_metrics=metrics,
         real_classifier_dir=out / "real_classifier",
+        data=data,
     )
     sections["study"] = study
     shown = bool(metrics and metrics.get("gates"))  # the run's own synthesizer's gates, from its evaluation
@@ -250,23 +266,19 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_provenance(out)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))
-    ss = load_source(cfg.data, data_dir)
-    summary = summarize(ss)
+    data = RunData.load(cfg, data_dir)
+    summary = summarize(data.data)
     atomic_write_text(out / "data_summary.json", json.dumps(summary, indent=2, default=float))
     log(f"[1/5] data: {summary['n_slices']} slices {tuple(summary['shape'])}, splits {summary['per_split']}")
 
     entry = registry.get(cfg.model.kind)
-    ckpt = train_stage(cfg, ss, out, data_dir)
+    ckpt = train_stage(cfg, data, out, data_dir)
     log(f"[2/5] {entry.description}: {ckpt}")
 
     sections: dict[str, Any] = {"data": summary, "config": dump_config(cfg), "figures": {}, "gates": {}}
-    metrics = None
-    if entry.makes == "samples":
-        metrics = sample_stages(cfg, ckpt, ss, out, data_dir, sections, log)
-    else:
-        translation_stages(cfg, ckpt, ss, out, data_dir, sections, log)
+    metrics = STAGES[entry.makes](cfg, ckpt, data, out, data_dir, sections, log)
     if cfg.pipeline.study:
-        study_stage(cfg, ckpt, metrics, out, data_dir, sections, log)
+        study_stage(cfg, ckpt, metrics, data, out, data_dir, sections, log)
     _, html = build_report(out, f"medgan run: {cfg.name}", sections)
     log(f"report: {html} ({time.perf_counter() - t0:.0f} s)")
     return html

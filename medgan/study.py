@@ -7,12 +7,14 @@ each arm's training set is built with :class:`~medgan.mixing.MixedDataset`; a MO
 on the same real test split for every arm. Each arm is paired with ``real`` on the same seed.
 
 Arms: ``real`` (real only), ``classical`` (MONAI flip/rotation/affine/intensity augmentation),
-``cgan`` (conditional GAN samples), ``cyclegan`` (CycleGAN translations of the real subset into
-the other class), ``cgan+classical``. Options: mixing ``policy`` and ``ratios``,
+and for every synthesizer kind of the registry (:mod:`medgan.synthesis.registry`) ``<kind>``
+(its samples, or its translations of the real subset into the other class) and
+``<kind>+classical``. Nothing here names a kind: what an arm's synthesizer makes (a pool of any
+size, or one translation per real slice) is the registry's ``SynthesizerKind.sized``. Options: mixing ``policy`` and ``ratios``,
 ``synthetic_weight`` (loss weight of synthetic samples), ``min_confidence`` (keep synthetic
 samples that the real-only classifier gives at least this probability of their intended class),
 ``pretrain`` (train on synthetic only, then fine-tune on the real subset). ``levers`` run named
-variants of those options as extra arms (``cgan[weight0.5]``) beside the plain ones; every arm
+variants of those options as extra arms (``<kind>[weight0.5]``) beside the plain ones; every arm
 other than ``real`` and ``classical`` is paired with both on the same seed.
 """
 
@@ -36,8 +38,8 @@ from pydantic import BaseModel, ConfigDict
 from medgan import classifier
 from medgan.classifier.augment import classical_augmentation
 from medgan.classifier.metrics import bootstrap_metrics, delong_test, diagnostic_metrics, summarize_over_seeds
-from medgan.config import RunConfig, StudyConfig
-from medgan.data.sources import load_source
+from medgan.config import MODEL_CONFIGS, RunConfig, StudyConfig, arm_kind
+from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device
 from medgan.errors import ConfigError, InputError
 from medgan.executor import Resources, make_executor
@@ -64,39 +66,46 @@ from medgan.training.checkpoint import (
 from medgan.training.tracking import Tracker
 from medgan.translate import translation_scores
 
-SYNTH_ARMS = {"cgan", "cyclegan", "cgan+classical"}
 FILTER_POOL = 4  # a confidence-filtered arm chooses from this many times the samples it needs
 
 
-def _samples(kind: str) -> bool:
-    """Whether a synthesizer kind samples from noise (a pool of any size) rather than translating."""
-    return registry.get(kind).makes == "samples"
+def _sized(kind: str) -> bool:
+    """Whether a synthesizer kind makes a pool of any size (samples) rather than one output per real slice."""
+    return registry.get(kind).sized
 
 
 def _arm_kinds(specs: list[ArmSpec]) -> list[str]:
-    """The synthesizer kinds the arms draw from, in a fixed order (cgan first)."""
-    return sorted({sp.pool for sp in specs if sp.synthetic}, key=lambda k: (k != "cgan", k))
+    """The synthesizer kinds the arms draw from, in the registry's order."""
+    used = {sp.pool for sp in specs if sp.pool is not None}
+    return [k for k in MODEL_CONFIGS if k in used]
+
+
+def _model_key(cfg: RunConfig, kind: str) -> str:
+    """The config key of the model a study arm of ``kind`` trains (for error messages)."""
+    return "model" if cfg.model.kind == kind else f"study.models.{kind}"
 
 
 def arm_config(cfg: RunConfig, kind: str) -> RunConfig:
     """The config a study arm's synthesizer of ``kind`` trains with.
 
     The run's own model when ``model.kind`` is ``kind`` (its training settings too, with
-    ``study.<kind>_steps`` as the length when given); otherwise ``study.<kind>`` (a typed model
-    section) with that kind's training defaults: only the length and the device settings come
-    from the run's ``train:``.
+    ``study.steps.<kind>`` as the length when given); otherwise ``study.models.<kind>`` (typed by
+    the kind's config class) with that kind's training defaults: only the device settings come
+    from the run's ``train:``, and the length is ``study.steps.<kind>``, else the kind's default
+    length, else the run's ``train.steps``.
     """
-    steps = {"cgan": cfg.study.cgan_steps, "cyclegan": cfg.study.cyclegan_steps}[kind]
+    steps = cfg.study.steps.get(kind)
     if cfg.model.kind == kind:
         c = cfg.model_copy(deep=True)
         if steps:
             c.train.steps = steps
         return c
     raw = cfg.model_dump(mode="json")
-    raw["model"] = getattr(cfg.study, kind).model_dump(mode="json")
+    model = cfg.study.model_for(kind)
+    raw["model"] = model.model_dump(mode="json")
     keep = ("device", "amp", "channels_last", "log_every", "samples_per_class")
     raw["train"] = {k: raw["train"][k] for k in keep}
-    raw["train"]["steps"] = steps or cfg.train.steps
+    raw["train"]["steps"] = steps or type(model).TRAIN_DEFAULTS.get("steps", cfg.train.steps)
     raw["train"]["checkpoint_every"] = raw["train"]["sample_every"] = raw["train"]["steps"]
     return RunConfig.model_validate(raw)
 
@@ -106,14 +115,13 @@ def _plan(
 ) -> list[tuple[float, int, np.ndarray]]:
     """All (fraction, seed, subset indices), validated before any training starts."""
     st = cfg.study
-    if cfg.data_b is not None and any(not _samples(k) for k in _arm_kinds(specs)):
+    if cfg.data_b is not None and any(not _sized(k) for k in _arm_kinds(specs)):
         raise ConfigError(
             "study.arms",
-            "a translation arm translates between two classes; this run's CycleGAN translates data into data_b",
+            f"a translation arm translates between two classes; this run's {cfg.model.kind} translates data into data_b",
         )
     for kind in _arm_kinds(specs):  # e.g. a CycleGAN arm's domains must name classes of the data
-        key = "model" if cfg.model.kind == kind else f"study.{kind}"
-        registry.get(kind).describe(arm_config(cfg, kind).model, classes, key)
+        registry.get(kind).describe(arm_config(cfg, kind).model, classes, _model_key(cfg, kind))
     if len(np.unique(labels)) < 2:
         raise InputError("data", "the train split holds a single class; a diagnostic study needs two or more")
     plan = []
@@ -142,7 +150,7 @@ def _fingerprint(cfg: RunConfig, reused: Path | None) -> str:
         keep["study"].pop("levers", None)  # studies without levers keep their cells
     keep["classifier"].pop("device", None)
     if reused is not None:
-        keep["cgan_checkpoint"] = checkpoint_meta(reused).sha256
+        keep["reused_checkpoint"] = checkpoint_meta(reused).sha256
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -150,8 +158,8 @@ def _fingerprint(cfg: RunConfig, reused: Path | None) -> str:
 class ArmSpec:
     """One arm of the study as it runs: its name, the synthesizer arm it builds on and its mixing."""
 
-    name: str  # "cgan", or "cgan[weight0.5]" for a lever
-    base: str  # real | classical | cgan | cyclegan | cgan+classical
+    name: str  # "<kind>", or "<kind>[weight0.5]" for a lever
+    base: str  # real | classical | <kind> | <kind>+classical
     ratios: tuple[float | None, ...]
     policy: str
     synthetic_weight: float
@@ -162,17 +170,17 @@ class ArmSpec:
     @property
     def synthetic(self) -> bool:
         """Whether the arm mixes synthetic slices in."""
-        return self.base in SYNTH_ARMS
+        return self.pool is not None
 
     @property
-    def pool(self) -> str:
-        """The synthetic pool the arm draws from (``cgan`` or ``cyclegan``)."""
-        return "cgan" if self.base.startswith("cgan") else self.base
+    def pool(self) -> str | None:
+        """The synthesizer kind whose pool the arm draws from (None for ``real`` and ``classical``)."""
+        return arm_kind(self.base)
 
     @property
     def classical(self) -> bool:
         """Whether classical augmentation is applied on the fly."""
-        return self.base in ("classical", "cgan+classical")
+        return self.base == "classical" or self.base.endswith("+classical")
 
 
 def arm_specs(st: StudyConfig) -> list[ArmSpec]:
@@ -190,8 +198,9 @@ def arm_specs(st: StudyConfig) -> list[ArmSpec]:
         )
         for a in base
     ]
+    first_synthetic = [a for a in st.arms if arm_kind(a) is not None][:1]
     for lv in st.levers:
-        for a in lv.arms:
+        for a in lv.arms if lv.arms is not None else first_synthetic:
             specs.append(
                 ArmSpec(
                     f"{a}[{lv.name}]",
@@ -299,8 +308,8 @@ class _Gates:
                     metrics = rec["metrics"]
         if metrics is None:
             try:
-                samples = registry.get(kind).makes == "samples"
-                metrics = self._sample_metrics(ckpt, name) if samples else self._translation_metrics(ckpt)
+                sized = registry.get(kind).sized
+                metrics = self._sample_metrics(ckpt, name) if sized else self._translation_metrics(ckpt)
             except InputError as err:  # e.g. a test split too small to score: every gate "not measured"
                 metrics = {"not_measured": str(err)}
             atomic_write_text(cache, json.dumps({"key": key, "metrics": metrics}, indent=2, default=float))
@@ -330,7 +339,7 @@ class _Gates:
         def as_list(c: int | dict[int, int]) -> list[int]:
             return [c] * n_classes if isinstance(c, int) else [c.get(i, 0) for i in range(n_classes)]
 
-        synth = registry.load(ckpt, makes="samples")
+        synth = registry.load_sampler(ckpt)
         syn, syn_y = synth.sample_counts(as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed)
         cas = None
         if cfg.pipeline.label_scores:
@@ -360,7 +369,7 @@ class _Gates:
                 clf = ensure_real_classifier(
                     tr.images, ty, va.images, vy, list(self.ss.classes), self.cfg.classifier, self.clf_dir
                 )
-        translator = registry.load(ckpt, makes="translations")
+        translator = registry.load_translator(ckpt)
         ia, ib = int(translator.domains["label_a"]), int(translator.domains["label_b"])
         tag = self.cfg.data.model_dump_json()
         dirs: dict[str, Any] = {}
@@ -381,7 +390,11 @@ class _Gates:
                 target_prob=None if p is None else p[:, dst],
                 seed=self.cfg.seed,
             )
-        m: dict[str, Any] = {"kind": "cyclegan", "directions": dirs, "gate_basis": "the worse direction"}
+        m: dict[str, Any] = {
+            "kind": translator.meta.kind,
+            "directions": dirs,
+            "gate_basis": "the worse direction",
+        }
 
         def ratio(d: dict[str, Any]) -> float:
             f, fl = d.get("fid"), d.get("floor_fid")
@@ -417,9 +430,12 @@ class _Splits:
         return list(self.ss.classes)
 
 
-def _load_splits(cfg: RunConfig, data_dir: Path) -> _Splits:
-    """The config's data with train, val and test splits, all labelled (one-line error otherwise)."""
-    ss = load_source(cfg.data, data_dir)
+def _load_splits(cfg: RunConfig, data_dir: Path, data: RunData | None = None) -> _Splits:
+    """The config's data with train, val and test splits, all labelled (one-line error otherwise).
+
+    ``data``: the config's data already read (``medgan run``); read here otherwise.
+    """
+    ss = data.data if data is not None else load_source(cfg.data, data_dir)
     tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
     for name, part in (("train", tr), ("val", va), ("test", te)):
         if len(part) == 0:
@@ -482,9 +498,9 @@ def _mixture(
     ctx: _Ctx, sp: ArmSpec, f: float, s: int, x: np.ndarray, y: np.ndarray, ckpt: Path | None, need: int
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
     """The synthetic slices an arm mixes in, and whether confidence filtering chose them."""
-    if not sp.synthetic or ckpt is None:
+    if sp.pool is None or ckpt is None:
         return None, False
-    factor = ctx.factor if _samples(sp.pool) else 1
+    factor = ctx.factor if _sized(sp.pool) else 1
     wide = _pool(sp.pool, ckpt, x, y, need * factor, s)
     pool = _first_per_class(wide, need) if factor > 1 else wide
     if sp.min_confidence is None:
@@ -522,7 +538,7 @@ def _cell_job(
         policy=sp.policy,
         synthetic_weight=sp.synthetic_weight,
         seed=s,
-        cap=(sp.synthetic and not _samples(sp.pool)) or filtered,  # translations: one per real slice
+        cap=(sp.pool is not None and not _sized(sp.pool)) or filtered,  # translations: one per real slice
     )
     init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
     if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
@@ -650,7 +666,7 @@ class _Study:
                 folder = _synth_dir(self.ctx.out, kind, f, s)
                 if folder in jobs:
                     continue
-                steps_set = getattr(self.ctx.cfg.study, f"{kind}_steps")
+                steps_set = kind in self.ctx.cfg.study.steps
                 reuse = self.reuse.get(kind) if f == 1.0 and not steps_set else None
                 jobs[folder] = self.ex.submit(
                     _synth_job,
@@ -865,8 +881,11 @@ def run_study(
     synthesizer_checkpoint: Path | None = None,
     synthesizer_metrics: dict[str, Any] | None = None,
     real_classifier_dir: Path | None = None,
+    data: RunData | None = None,
 ) -> dict[str, Any]:
     """Run every (fraction, seed, arm, ratio) cell; writes ``results.csv``, ``summary.csv`` and ``study.json``.
+
+    ``data``: the config's data already read (``medgan run`` hands its own); read here otherwise.
 
     ``synthesizer_checkpoint``: the run's own synthesizer (``model.kind``), already trained on the
     whole train split (``medgan run``'s), reused by the arm of its kind for the 100 % fraction
@@ -884,7 +903,7 @@ def run_study(
     ``out/cells/<fingerprint>/``; a rerun with the same config reuses finished cells and trains
     only the rest (the fingerprint covers everything a cell depends on).
     """
-    d = _load_splits(cfg, data_dir)
+    d = _load_splits(cfg, data_dir, data)
     plan = _plan(cfg, d.ty, d.classes, arm_specs(cfg.study))  # every error before any training
     out.mkdir(parents=True, exist_ok=True)
     write_provenance(out)
@@ -894,7 +913,7 @@ def run_study(
     known = {Path(synthesizer_checkpoint): synthesizer_metrics} if reuse and synthesizer_metrics else {}
     gates = _Gates(cfg, d.ss, out, real_classifier_dir or out / "real_classifier", known)
     specs = arm_specs(cfg.study)
-    filtering = any(sp.synthetic and _samples(sp.pool) and sp.min_confidence is not None for sp in specs)
+    filtering = any(sp.pool is not None and _sized(sp.pool) and sp.min_confidence is not None for sp in specs)
     ctx = _Ctx(
         cfg,
         d,

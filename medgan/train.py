@@ -11,7 +11,7 @@ import pandas as pd
 from medgan import distributed
 from medgan.config import RunConfig
 from medgan.data.slices import SliceSet
-from medgan.data.sources import load_source
+from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device
 from medgan.errors import ConfigError, InputError
 from medgan.metrics.selection import ValidationSelector
@@ -76,19 +76,20 @@ def val_split(
 
 
 def training_slices(
-    cfg: RunConfig, data_dir: Path, source: SliceSet | None = None
+    cfg: RunConfig, data_dir: Path, data: RunData | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The slices a config's synthesizer trains on: images, class labels and checkpoint metadata.
 
-    The train split of ``data`` (``source``: already loaded); with ``data_b`` (a CycleGAN between
-    two datasets), the train splits of both, labelled 0 (``data``) and 1 (``data_b``).
+    The train split of ``data`` (``data``: the config's data already read); with ``data_b`` (a
+    CycleGAN between two datasets), the train splits of both, labelled 0 (``data``) and 1 (``data_b``).
     """
     if cfg.data_b is None:
-        ss = train_split(cfg, data_dir, source)
+        ss = train_split(cfg, data_dir, data.data if data is not None else None)
         meta = {"classes": list(ss.classes), "shape": list(ss.shape), "data": data_meta(ss)}
         return ss.images, ss.manifest["label"].to_numpy().astype(np.int64), meta
-    sa = (source if source is not None else load_source(cfg.data, data_dir)).split("train")
-    sb = load_source(cfg.data_b, data_dir).split("train")
+    data = RunData.of(data, cfg, data_dir)
+    assert data.data_b is not None
+    sa, sb = data.data.split("train"), data.data_b.split("train")
     if sb.shape != sa.shape:
         raise ConfigError(
             "data_b", f"slices {sb.shape} differ from data's {sa.shape}; set the same size and channels"
@@ -146,6 +147,6 @@ def train_slices(
 
 def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = False) -> Path:
     """Train the configured synthesizer on the train split; returns the checkpoint to use (best or last)."""
-    full = load_source(cfg.data, data_dir)  # read once: train and validation slices
-    images, labels, meta = training_slices(cfg, data_dir, full)
-    return train_slices(cfg, images, labels, meta, Path(run_dir), resume, val_split(cfg, data_dir, full))
+    data = RunData.load(cfg, data_dir)  # read once: train and validation slices
+    images, labels, meta = training_slices(cfg, data_dir, data)
+    return train_slices(cfg, images, labels, meta, Path(run_dir), resume, val_split(cfg, data_dir, data.data))

@@ -25,7 +25,8 @@ import torch
 from medgan.classifier import TrainedClassifier, train_classifier
 from medgan.config import RunConfig
 from medgan.data.detect import source_from_spec
-from medgan.data.sources import load_source
+from medgan.data.slices import SliceSet
+from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device
 from medgan.errors import InputError
 from medgan.generate import FORMATS, RECORD, OutputWriter
@@ -37,6 +38,7 @@ from medgan.metrics.stats import check_features
 from medgan.paths import slug
 from medgan.progress import progress
 from medgan.synthesis import registry
+from medgan.synthesis.protocols import Translator
 from medgan.synthesis.registry import cyclegan_domains
 from medgan.train import training_slices
 from medgan.training.checkpoint import CheckpointMeta, list_checkpoints, resolve_checkpoint
@@ -67,21 +69,26 @@ def _run_dir(checkpoint: Path) -> Path:
 
 
 def domain_split(
-    cfg: RunConfig, data_dir: Path, split: str, domains: dict[str, Any]
+    cfg: RunConfig, data_dir: Path, split: str, domains: dict[str, Any], data: RunData | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Domain-A and domain-B slices of one split of a CycleGAN config's data (two labels, or data / data_b)."""
+    """Domain-A and domain-B slices of one split of a CycleGAN config's data (two labels, or data / data_b).
 
-    sa = load_source(cfg.data, data_dir).split(split)
+    ``data``: the config's data already read (else it is read here).
+    """
+    data = RunData.of(data, cfg, data_dir)
+    sa = data.data.split(split)
     if domains["mode"] == "datasets":
-        assert cfg.data_b is not None
-        return sa.images, load_source(cfg.data_b, data_dir).split(split).images
+        assert data.data_b is not None
+        return sa.images, data.data_b.split(split).images
     lab = sa.manifest["label"].to_numpy()
     return sa.images[lab == domains["label_a"]], sa.images[lab == domains["label_b"]]
 
 
-def domain_train_sets(cfg: RunConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def domain_train_sets(
+    cfg: RunConfig, data_dir: Path, data: RunData | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Domain-A and domain-B train slices of a CycleGAN config, and its domains (as in its checkpoints)."""
-    images, labels, meta = training_slices(cfg, data_dir)
+    images, labels, meta = training_slices(cfg, data_dir, data)
     dom = meta.get("domains") or cyclegan_domains(cfg.model, meta["classes"])  # type: ignore[arg-type]
     return images[labels == dom["label_a"]], images[labels == dom["label_b"]], dom
 
@@ -136,16 +143,20 @@ def translation_scores(
 
 
 def domain_classifier(
-    checkpoint: Path, meta: CheckpointMeta, data_dir: Path, fallback: Path
+    checkpoint: Path, meta: CheckpointMeta, data_dir: Path, fallback: Path, data: RunData | None = None
 ) -> tuple[Any, Path]:
-    """The run's A-vs-B classifier (``<run>/classifier``), trained on the real train split the first time."""
+    """The run's A-vs-B classifier (``<run>/classifier``), trained on the real train split the first time.
+
+    ``data``: the checkpoint config's data already read (else it is read here, once).
+    """
 
     for folder in (_run_dir(checkpoint) / CLASSIFIER_DIR, fallback / CLASSIFIER_DIR):
         if list_checkpoints(folder):
             return TrainedClassifier.load(folder), folder
     cfg = RunConfig.model_validate(meta.run_config())
-    a, b, domains = domain_train_sets(cfg, data_dir)
-    va, vb = domain_split(cfg, data_dir, "val", domains)
+    data = RunData.of(data, cfg, data_dir)
+    a, b, domains = domain_train_sets(cfg, data_dir, data)
+    va, vb = domain_split(cfg, data_dir, "val", domains, data)
     if len(va) == 0 or len(vb) == 0:
         raise InputError(
             "data",
@@ -191,12 +202,22 @@ def _check_translate_options(
             raise InputError(key, problem)
 
 
-def _source_slices(tr: Any, direction: str, source: str, data_dir: Path, split: str) -> tuple[Any, bool]:
+def _source_slices(
+    tr: Translator, direction: str, source: str | SliceSet, data_dir: Path, split: str
+) -> tuple[Any, bool]:
     """The slices to translate: ``source`` (``split``) at the checkpoint's size, only the source domain's
-    when its classes name the domains; and whether that filter applied."""
+    when its classes name the domains; and whether that filter applied. ``source`` is a spec
+    (``SOURCE``) or slices already read (they must have the checkpoint's shape)."""
     c, h, w = tr.shape
-    data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
-    ss = load_source(data, data_dir)
+    if isinstance(source, SliceSet):
+        if tuple(source.shape) != (c, h, w):
+            raise InputError(
+                "source", f"slices {tuple(source.shape)} differ from the checkpoint's {(c, h, w)}"
+            )
+        ss = source
+    else:
+        data = source_from_spec(source, data_dir).model_copy(update={"size": (h, w), "channels": c})
+        ss = load_source(data, data_dir)
     if split != "all":
         ss = ss.split(split)
     src_name = tr.domains["a"] if direction == "A2B" else tr.domains["b"]
@@ -319,7 +340,7 @@ def translate(
     checkpoint: str | Path,
     out: str | Path,
     direction: str,
-    source: str,
+    source: str | SliceSet,
     data_dir: Path,
     *,
     split: str = "train",
@@ -332,17 +353,21 @@ def translate(
     features: str | None = None,
     eval_split: str = "test",
     cache: Path | None = None,
+    data: RunData | None = None,
 ) -> pd.DataFrame:
     """Translate the slices of ``source`` (``split``) with a CycleGAN checkpoint; returns the manifest.
 
+    ``source`` is a spec (``SOURCE``: a config, a file, ``medmnist:name``) or slices already read.
     ``metrics.json`` says which share of the translations the label-preservation classifier
     accepts as the target domain. With ``features`` (an extractor name, as ``medgan evaluate
     --features``), it also holds :func:`translation_scores` under ``quality``: the translations
     against the real target-domain slices of the checkpoint config's ``eval_split``, with the floor.
+    ``data``: the checkpoint config's own data already read (``medgan run``), for the classifier
+    and the scores; read here otherwise.
     """
     _check_translate_options(direction, fmt, split, min_target_prob, eval_split)
     ckpt = resolve_checkpoint(checkpoint)
-    tr = registry.load(ckpt, resolve_device(device), makes="translations")
+    tr = registry.load_translator(ckpt, resolve_device(device))
     ss, filtered = _source_slices(tr, direction, source, data_dir, split)
     names = (tr.domains["a"], tr.domains["b"]) if direction == "A2B" else (tr.domains["b"], tr.domains["a"])
     folder = OutputFolder(
@@ -356,7 +381,7 @@ def translate(
     params = {
         "checkpoint_sha256": tr.sha256,
         "translate": direction,
-        "source": source,
+        "source": source if isinstance(source, str) else f"slices of {source.source_format} data",
         "split": split,
         "format": fmt,
         "bits": bits if fmt == "png" else None,
@@ -369,7 +394,7 @@ def translate(
         translated = tr.translate(
             torch.from_numpy(np.ascontiguousarray(ss.images)), direction, batch_size
         ).numpy()
-        clf, clf_dir = domain_classifier(ckpt, tr.meta, data_dir, out)
+        clf, clf_dir = domain_classifier(ckpt, tr.meta, data_dir, out, data)
         target_col = 1 if direction == "A2B" else 0
         p_out = clf.predict_proba(translated)[:, target_col]
         p_src = clf.predict_proba(ss.images)[:, target_col]
@@ -401,7 +426,7 @@ def translate(
         }
         if features is not None:
             metrics["quality"] = _quality(
-                tr, translated, p_out, direction, data_dir, features, clf_dir, device, eval_split, cache
+                tr, translated, p_out, direction, data_dir, features, clf_dir, device, eval_split, cache, data
             )
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
         return manifest
@@ -418,12 +443,14 @@ def _quality(
     device: str,
     eval_split: str,
     cache: Path | None,
+    data: RunData | None = None,
 ) -> dict[str, Any]:
     """:func:`translation_scores` against the target domain of the checkpoint's own data."""
 
     cfg = RunConfig.model_validate(tr.meta.run_config())
-    a, b, domains = domain_train_sets(cfg, data_dir)
-    ea, eb = domain_split(cfg, data_dir, eval_split, domains)
+    data = RunData.of(data, cfg, data_dir)
+    a, b, domains = domain_train_sets(cfg, data_dir, data)
+    ea, eb = domain_split(cfg, data_dir, eval_split, domains, data)
     target_eval, target_train = (eb, b) if direction == "A2B" else (ea, a)
     ext = get_extractor(features, resolve_device(device), clf_dir if features == "domain" else None)
     tag = "translation:" + (str(domains["b"]) if direction == "A2B" else str(domains["a"]))

@@ -97,6 +97,16 @@ def write_fake_medmnist(
 
 
 TINY_MODEL = {"g_channels": 32, "d_channels": 16, "z_dim": 16, "embed_dim": 8}
+#: A tiny diffusion model: two levels of 8 and 16 channels, 3 DDIM steps (2 for selection and grids).
+TINY_DIFFUSION = {
+    "kind": "diffusion",
+    "channels": [8, 16],
+    "attention_levels": [False, True],
+    "head_channels": 8,
+    "num_train_timesteps": 100,
+    "sampling_steps": 3,
+    "select_sampling_steps": 2,
+}
 
 
 def tiny_config(steps: int = 4, **train: object) -> dict:
@@ -135,6 +145,16 @@ def tiny_checkpoint(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
     run = tmp_path_factory.mktemp("tinyrun")
     return train(config_from_dict(tiny_config()), run, tiny_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_checkpoint(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained (4 steps) tiny diffusion checkpoint on the same data."""
+    from medgan.config import config_from_dict
+    from medgan.train import train
+
+    run = tmp_path_factory.mktemp("tinydiffusion")
+    return train(config_from_dict({**tiny_config(), "model": dict(TINY_DIFFUSION)}), run, tiny_data_dir)
 
 
 @pytest.fixture(scope="session")

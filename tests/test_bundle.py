@@ -17,10 +17,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from medgan.bundle import REQUIRED_METADATA_KEYS, export_bundle, script_generator, seeded_noise
+from medgan.bundle import REQUIRED_METADATA_KEYS, export_bundle
 from medgan.cli import main
 from medgan.seeding import noise_for_seeds
 from medgan.synthesis.cgan import CGANSynthesizer
+from medgan.synthesis.export import script_generator, seeded_noise
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.[a-z_]+` is deprecated:DeprecationWarning")
 

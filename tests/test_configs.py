@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medgan.cli import main
-from medgan.config import load_config
+from medgan.config import MODEL_CONFIGS, RunConfig, arm_kind, load_config
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(ROOT.glob("*.yaml"))
@@ -28,8 +28,7 @@ TINY = [
     "study.seeds=1",
     "study.fractions=[1.0]",
     "study.n_boot=20",
-    "study.cgan_steps=null",
-    "study.cyclegan_steps=null",
+    "study.steps={}",
     "pipeline.eval_n=16",
     "pipeline.eval_per_class=null",
     "pipeline.cas_n=16",
@@ -38,7 +37,7 @@ TINY = [
 
 def test_every_config_is_covered() -> None:
     assert len(CONFIGS) >= 9 and len(DATA_CONFIGS) >= 2
-    assert {load_config(c).model.kind for c in CONFIGS} == {"cgan", "cyclegan"}
+    assert {load_config(c).model.kind for c in CONFIGS} == set(MODEL_CONFIGS)  # every kind has a config
     assert sorted(ROOT.rglob("*.yaml")) == sorted(CONFIGS + DATA_CONFIGS)  # nothing elsewhere
 
 
@@ -47,6 +46,28 @@ def test_every_config_is_covered() -> None:
 def test_data_config_inspects(config: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "inspect", str(config), "--data-dir", str(data_dir)]) == 0
     assert "slices" in capsys.readouterr().out
+
+
+#: Small networks and samplers for the kinds whose defaults take minutes even for 2 steps (28 px).
+TINY_MODELS: dict[str, dict[str, object]] = {
+    "diffusion": {
+        "channels": [8, 16],
+        "attention_levels": [False, True],
+        "head_channels": 8,
+        "sampling_steps": 2,
+        "select_sampling_steps": 2,
+    }
+}
+
+
+def tiny_kinds(cfg: RunConfig) -> list[str]:
+    """``--set`` overrides: the run's own model and every other kind's study arm made small and short."""
+    sets = [f"model.{k}={json.dumps(v)}" for k, v in TINY_MODELS.get(cfg.model.kind, {}).items()]
+    others = {arm_kind(a) for a in cfg.study.arms} - {None, cfg.model.kind}
+    for kind in sorted(k for k in others if k is not None):
+        sets.append(f"study.steps.{kind}=2")
+        sets += [f"study.models.{kind}.{k}={json.dumps(v)}" for k, v in TINY_MODELS.get(kind, {}).items()]
+    return sets
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +103,7 @@ def test_config_runs_end_to_end(
     if config.stem == "image_folder":  # the user's own folder: built as docs/data.md shows
         data_dir = request.getfixturevalue("my_images")
     ratio = f"study.ratios=[{cfg.study.ratios[0]}]"
-    sets = [*TINY, ratio, f"pipeline.features={pool_features}"]
+    sets = [*TINY, ratio, f"pipeline.features={pool_features}", *tiny_kinds(cfg)]
     if cfg.study.levers:
         sets.append(f"study.levers=[{json.dumps(cfg.study.levers[0].model_dump(exclude={'ratios'}))}]")
     args = ["run", str(config), "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]

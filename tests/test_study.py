@@ -22,9 +22,8 @@ def _study_cfg(**study: object) -> dict:
         "ratios": [0.5],
         "fractions": [1.0, 0.5],
         "seeds": 2,
-        "cgan_steps": 2,
-        "cyclegan_steps": 2,
-        "cyclegan": {"g_channels": 8, "n_res_blocks": 1, "d_channels": 8, "pool_size": 2},
+        "steps": {"cgan": 2, "cyclegan": 2},
+        "models": {"cyclegan": {"g_channels": 8, "n_res_blocks": 1, "d_channels": 8, "pool_size": 2}},
         "n_boot": 20,
         **study,
     }

@@ -11,6 +11,7 @@ relative to the data dir and hand everything to :func:`~medgan.data.slices.build
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from medgan.config import (
     IntensityConfig,
     MedMNISTSource,
     NiftiSource,
+    RunConfig,
     VolumeOptions,
 )
 from medgan.data.slices import (
@@ -176,3 +178,26 @@ def load_source(data: DataConfig, data_dir: Path) -> SliceSet:
         where = str(src.case_list()[0].image)
         return _from_volumes(volumes, src, data, data_dir, "nifti", where)
     raise TypeError(f"unknown source {type(src).__name__}")
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run config's data, read once: ``data`` and, for a synthesizer between two datasets, ``data_b``.
+
+    ``medgan run`` reads its sources into one of these and hands it to every stage (training,
+    evaluation, translation, the study), so no stage reads the files again.
+    """
+
+    data: SliceSet
+    data_b: SliceSet | None = None
+
+    @classmethod
+    def load(cls, cfg: RunConfig, data_dir: Path) -> RunData:
+        """Read ``cfg.data`` (and ``cfg.data_b`` when set)."""
+        data_b = load_source(cfg.data_b, data_dir) if cfg.data_b is not None else None
+        return cls(load_source(cfg.data, data_dir), data_b)
+
+    @classmethod
+    def of(cls, given: RunData | None, cfg: RunConfig, data_dir: Path) -> RunData:
+        """``given`` when a caller read the data already, else :meth:`load`."""
+        return given if given is not None else cls.load(cfg, data_dir)

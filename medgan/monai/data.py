@@ -1,4 +1,4 @@
-"""``SyntheticDataset``: conditional-GAN slices as a lazy, index-deterministic MONAI dataset."""
+"""``SyntheticDataset``: a sampler's slices (any kind that samples) as a lazy, index-deterministic MONAI dataset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from medgan.device import resolve_device
 from medgan.errors import InputError
 from medgan.seeding import derive_seed
 from medgan.synthesis import registry
-from medgan.synthesis.cgan import CGANSynthesizer
+from medgan.synthesis.protocols import Sampler
 
 #: How the plug-in maps generator output to intensities: ``minmax`` rescales each image to
 #: ``value_range`` (what ``ScaleIntensity(d)`` does to real slices), ``fixed`` maps [-1, 1]
@@ -60,17 +60,17 @@ def to_monai(images: torch.Tensor, intensity: str, value_range: tuple[float, flo
     return images.transpose(-1, -2).contiguous()
 
 
-def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Any:
-    """A :class:`~medgan.synthesis.cgan.CGANSynthesizer` from a checkpoint path (or pass one through)."""
-    if isinstance(checkpoint, CGANSynthesizer):
+def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Sampler:
+    """A :class:`~medgan.synthesis.protocols.Sampler` from a checkpoint path (or pass a loaded one through);
+    a checkpoint of a kind that only translates is refused with one line naming ``model.kind``."""
+    if isinstance(checkpoint, Sampler):
         return checkpoint
-    return registry.load(
-        checkpoint, resolve_device(str(device) if device is not None else "auto"), makes="samples"
-    )
+    return registry.load_sampler(checkpoint, resolve_device(str(device) if device is not None else "auto"))
 
 
 class SyntheticDataset(Dataset):
-    """Synthetic slices from a conditional-GAN checkpoint as MONAI dicts, generated lazily in batches.
+    """Synthetic slices from a sampler checkpoint (a conditional GAN or a diffusion model) as MONAI dicts,
+    generated lazily in batches.
 
     Item ``i`` is ``{"image": MetaTensor (C, W, H) float32, "label": int, "synthetic": True,
     "seed": int}`` (then ``transform``, a MONAI dictionary transform, if given): the tensor MONAI's
@@ -84,7 +84,7 @@ class SyntheticDataset(Dataset):
     are kept in memory.
 
     Args:
-        checkpoint: a conditional-GAN checkpoint (file or run folder) or a loaded ``CGANSynthesizer``.
+        checkpoint: a sampler checkpoint (file or run folder) or a loaded sampler.
         n_per_class: images per class: an int for every class, or ``{class name or index: n}``.
         labels: instead of ``n_per_class``, one label (name or index) per item.
         transform: applied to each item dict.

@@ -26,7 +26,7 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
 
     Args:
         keys: image key(s) to replace (usually ``"image"``).
-        synthesizer: a conditional-GAN checkpoint path or a loaded ``CGANSynthesizer``.
+        synthesizer: a sampler checkpoint path (a conditional GAN or a diffusion model) or a loaded sampler.
         prob: probability of replacing a sample.
         label_key: where the sample's class index is.
         value_range: intensity range the synthetic slice is mapped to (match your pipeline's

@@ -20,10 +20,12 @@ from medgan.config import CGAN_LEGACY, CGANConfig, TrainConfig
 from medgan.device import autocast, fast_paths
 from medgan.errors import InputError
 from medgan.grids import make_grid
-from medgan.seeding import derive_seed, make_generator, noise_for_seeds
+from medgan.seeding import make_generator, noise_for_seeds
 from medgan.synthesis.diffaugment import diff_augment, resolve_policy
+from medgan.synthesis.export import script_generator
 from medgan.synthesis.losses import LeCam, accuracy, d_loss, g_loss, grad_penalty_at, gradient_penalty
 from medgan.synthesis.networks import build_cgan
+from medgan.synthesis.protocols import Export, SamplerBase
 from medgan.training.checkpoint import (
     finite_or_refuse,
     flatten_training_state,
@@ -253,7 +255,7 @@ def generate_images(
     return torch.cat(outs).cpu()
 
 
-class CGANSynthesizer:
+class CGANSynthesizer(SamplerBase):
     """A trained conditional GAN loaded from a checkpoint, for generation."""
 
     def __init__(self, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
@@ -281,18 +283,6 @@ class CGANSynthesizer:
         if self.device.type == "cuda":
             self.g = self.g.to(memory_format=torch.channels_last)
 
-    def label_index(self, name_or_index: str | int) -> int:
-        """Class index from a class name or index; one-line error when absent from the checkpoint."""
-        if isinstance(name_or_index, int) or (
-            str(name_or_index).isdigit() and str(name_or_index) not in self.classes
-        ):
-            i = int(name_or_index)
-            if 0 <= i < len(self.classes):
-                return i
-        elif str(name_or_index) in self.classes:
-            return self.classes.index(str(name_or_index))
-        raise InputError(f"class {name_or_index!r}", f"not in the checkpoint's classes {self.classes}")
-
     def generate(
         self,
         labels: Sequence[int],
@@ -310,9 +300,15 @@ class CGANSynthesizer:
             self.g, labels, seeds, self.model_cfg.z_dim, self.device, batch_size, precision
         )
 
-    def sample_counts(self, counts: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """``counts[c]`` samples of each class ``c``, grouped by class; image ``k`` of class ``c`` comes
-        from ``derive_seed(seed, c, k)`` (as ``medgan generate``), so a larger count extends a smaller one."""
-        labels = [c for c, n in enumerate(counts) for _ in range(n)]
-        seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
-        return self.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+    def export(self) -> Export:
+        """The EMA generator as TorchScript ``forward(seeds, labels)`` (noise drawn inside), for a bundle."""
+        return Export(
+            module=script_generator(self.g, self.model_cfg.z_dim, len(self.classes)),
+            weights={k: v.detach().cpu().contiguous() for k, v in self.g.state_dict().items()},
+            what="class-conditional GAN generator",
+            noise="z = noise_for_seeds(seed): SplitMix64 counter hash + float64 Box-Muller (medgan.seeding)",
+            network={"z_dim": self.model_cfg.z_dim},
+            references=[
+                "Miyato T., Koyama M. cGANs with Projection Discriminator. ICLR 2018. https://arxiv.org/abs/1802.05637"
+            ],
+        )

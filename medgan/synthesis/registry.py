@@ -1,16 +1,20 @@
 """The synthesizer registry: one entry per ``model.kind``, the only place that maps a kind to code.
 
 An entry names the kind's config class (the ``model:`` section), how its training task is built
-on labelled slices, the class that loads a checkpoint for inference, what that class makes
-(``samples`` from noise and a label, or ``translations`` of real slices) and whether the kind
-supports checkpoint selection. ``medgan train`` / ``run`` / ``study`` build tasks through
-:func:`get`; ``generate``, ``augment``, ``export-bundle`` and the MONAI plug-in load checkpoints
-through :func:`load`, which reads the kind from the checkpoint and refuses one that cannot do
-what the caller needs with a one-line :class:`~medgan.errors.ConfigError` naming ``model.kind``.
+on labelled slices, the class that loads a checkpoint for inference (a
+:class:`~medgan.synthesis.protocols.Sampler` or a :class:`~medgan.synthesis.protocols.Translator`),
+what that class makes (``samples`` from a class and a seed, or ``translations`` of real slices),
+whether the kind supports checkpoint selection and whether its sampler can be exported as
+TorchScript. ``medgan train`` / ``run`` / ``study`` build tasks through :func:`get`;
+``generate``, ``augment``, ``export-bundle``, the study and the MONAI plug-in load checkpoints
+through :func:`load_sampler`, :func:`load_translator` or :func:`load_exportable`, which read the
+kind from the checkpoint and refuse one that cannot do what the caller needs with a one-line
+:class:`~medgan.errors.ConfigError` naming ``model.kind``. What a kind's product means for the
+study (a pool of any size, or one output per real slice) is decided here, by :attr:`SynthesizerKind.sized`.
 
-Adding a kind: a config class with ``kind: Literal[...]`` in :mod:`medgan.config` (added to
-``ModelConfig`` and ``MODEL_CONFIGS``), a task implementing :class:`medgan.training.loop.Task`,
-an inference class taking ``(checkpoint, device)``, and one :class:`SynthesizerKind` below.
+Adding a kind: a config class in ``medgan/config/kinds/<kind>.py``, a task implementing
+:class:`medgan.training.loop.Task` and an inference class taking ``(checkpoint, device)`` in
+``medgan/synthesis/<kind>.py``, and one :class:`SynthesizerKind` in :data:`KINDS` below.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import numpy as np
 import torch
 
 from medgan import distributed
-from medgan.config import CGANConfig, CycleGANConfig, RunConfig
+from medgan.config import MODEL_CONFIGS, CycleGANConfig, KindConfig, RunConfig
 from medgan.errors import ConfigError, InputError
 from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
 from medgan.synthesis.cyclegan import CycleGAN, CycleGANTranslator
+from medgan.synthesis.diffusion import DiffusionSynthesizer, DiffusionTask
+from medgan.synthesis.protocols import Exportable, Sampler, Synthesizer, Translator
 from medgan.training.checkpoint import checkpoint_meta
 from medgan.training.loop import Task
 
@@ -40,25 +46,34 @@ class SynthesizerKind:
 
     kind: str
     description: str
-    config: type[CGANConfig] | type[CycleGANConfig]
+    config: type[KindConfig]
     #: ``(cfg, images, labels, meta, device) -> task``: the training task with its data attached
     #: (a :class:`~medgan.training.loop.SelectableTask` when ``selects``)
     build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Task]
     #: ``(model_cfg, classes, key) -> dict``: what the kind adds to checkpoint metadata (e.g. its
     #: domains); a config that does not fit the data is a ConfigError under ``key`` (its section)
     describe: Callable[[Any, list[str], str], dict[str, Any]]
-    #: ``(checkpoint, device) -> synthesizer`` for inference
-    inference: Callable[..., Any]
+    #: ``(checkpoint, device) -> Sampler | Translator`` for inference
+    inference: Callable[..., Synthesizer]
     makes: Makes
     selects: bool  # supports checkpoint selection on the validation split (train.select)
+    exports: bool = False  # the inference object is Exportable (TorchScript): medgan export-bundle
+
+    @property
+    def sized(self) -> bool:
+        """Whether the kind makes any number of slices per class (samples), rather than one output per
+        real slice (translations): a study draws a pool of the size it needs, can filter a wider one,
+        and does not cap the synthetic count at the real one."""
+        return self.makes == "samples"
 
     def pool(
-        self, synth: Any, images: np.ndarray, labels: np.ndarray, n_per_class: int, seed: int
+        self, synth: Synthesizer, images: np.ndarray, labels: np.ndarray, n_per_class: int, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Synthetic slices for a training set of real ``images`` / ``labels``: samples
         (``n_per_class`` of every class) or translations of each real slice into the other domain."""
-        if self.makes == "samples":
+        if isinstance(synth, Sampler) and self.sized:
             return synth.sample_counts([n_per_class] * len(synth.classes), seed)
+        assert isinstance(synth, Translator)
         return synth.translate_labelled(images, labels)
 
 
@@ -90,13 +105,18 @@ def _check_share(n: int, what: str) -> None:
         )
 
 
-def _build_cgan(
-    cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
-) -> ConditionalGAN:
-    _check_share(len(images), "train")
-    task = ConditionalGAN(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)  # type: ignore[arg-type]
-    task.attach_data(torch.tensor(images), torch.tensor(np.asarray(labels, dtype=np.int64)), cfg.seed)
-    return task
+def _sampling_task(task_class: Any) -> Callable[..., Task]:
+    """A ``build_task`` for a kind that learns to sample every labelled train slice's class."""
+
+    def build(
+        cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
+    ) -> Task:
+        _check_share(len(images), "train")
+        task = task_class(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)
+        task.attach_data(torch.tensor(images), torch.tensor(np.asarray(labels, dtype=np.int64)), cfg.seed)
+        return task
+
+    return build
 
 
 def _build_cyclegan(
@@ -118,22 +138,34 @@ KINDS: dict[str, SynthesizerKind] = {
     "cgan": SynthesizerKind(
         kind="cgan",
         description="class-conditional GAN (noise + class -> slice)",
-        config=CGANConfig,
-        build_task=_build_cgan,
+        config=MODEL_CONFIGS["cgan"],
+        build_task=_sampling_task(ConditionalGAN),
         describe=lambda mc, classes, key="model": {},
         inference=CGANSynthesizer,
         makes="samples",
         selects=True,
+        exports=True,
     ),
     "cyclegan": SynthesizerKind(
         kind="cyclegan",
         description="CycleGAN (unpaired translation between two domains)",
-        config=CycleGANConfig,
+        config=MODEL_CONFIGS["cyclegan"],
         build_task=_build_cyclegan,
         describe=lambda mc, classes, key="model": {"domains": cyclegan_domains(mc, classes, key)},
         inference=CycleGANTranslator,
         makes="translations",
         selects=False,
+    ),
+    "diffusion": SynthesizerKind(
+        kind="diffusion",
+        description="class-conditional diffusion model (DDIM from noise + class -> slice)",
+        config=MODEL_CONFIGS["diffusion"],
+        build_task=_sampling_task(DiffusionTask),
+        describe=lambda mc, classes, key="model": {},
+        inference=DiffusionSynthesizer,
+        makes="samples",
+        selects=True,
+        exports=True,
     ),
 }
 
@@ -159,6 +191,39 @@ def checkpoint_kind(checkpoint: str | Path, *, makes: Makes | None = None) -> Sy
     return get(checkpoint_meta(checkpoint).kind, makes=makes, where=f"{checkpoint}: model.kind")
 
 
-def load(checkpoint: str | Path, device: str | torch.device = "cpu", *, makes: Makes | None = None) -> Any:
+def load(
+    checkpoint: str | Path, device: str | torch.device = "cpu", *, makes: Makes | None = None
+) -> Synthesizer:
     """The inference object of a checkpoint (sampler or translator), refusing a kind that cannot ``makes``."""
     return checkpoint_kind(checkpoint, makes=makes).inference(checkpoint, device)
+
+
+def load_sampler(checkpoint: str | Path, device: str | torch.device = "cpu") -> Sampler:
+    """A checkpoint's :class:`~medgan.synthesis.protocols.Sampler`; a kind that only translates is refused."""
+    synth = load(checkpoint, device, makes="samples")
+    assert isinstance(synth, Sampler), f"{type(synth).__name__} does not implement Sampler"
+    return synth
+
+
+def load_translator(checkpoint: str | Path, device: str | torch.device = "cpu") -> Translator:
+    """A checkpoint's :class:`~medgan.synthesis.protocols.Translator`; a kind that only samples is refused."""
+    synth = load(checkpoint, device, makes="translations")
+    assert isinstance(synth, Translator), f"{type(synth).__name__} does not implement Translator"
+    return synth
+
+
+def load_exportable(checkpoint: str | Path) -> Sampler:
+    """A checkpoint's sampler that can be written as TorchScript (``medgan export-bundle``), on the CPU.
+
+    A kind that cannot be exported is refused with one line naming ``model.kind`` and the kinds that can.
+    """
+    entry = checkpoint_kind(checkpoint, makes="samples")
+    if not entry.exports:
+        able = " or ".join(sorted(k for k, e in KINDS.items() if e.exports))
+        raise ConfigError(
+            f"{checkpoint}: model.kind",
+            f"{entry.kind!r} ({entry.description}) cannot be exported as a MONAI bundle; {able} checkpoints can",
+        )
+    synth = entry.inference(checkpoint, "cpu")
+    assert isinstance(synth, Sampler) and isinstance(synth, Exportable)
+    return synth

@@ -42,7 +42,7 @@ import torch
 from pydantic import ValidationError
 
 from medgan import distributed
-from medgan.config import LEGACY_KEYS, RunConfig, dump_config, upgrade_raw
+from medgan.config import DEFAULT_KIND, RunConfig, dump_config, legacy_keys, upgrade_raw
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
 from medgan.io.images import write_png
@@ -137,8 +137,8 @@ class TrainingInterrupted(MedganError):
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
     a, b = tracking.flat_params(upgrade_raw(saved, strict=False)), tracking.flat_params(current)
-    for k, v in LEGACY_KEYS.items():  # a run from before the key existed behaved as its legacy value
-        if k not in a and k in b and not (k.startswith("model.") and a.get("model.kind") == "cyclegan"):
+    for k, v in legacy_keys(str(a.get("model.kind", DEFAULT_KIND))).items():
+        if k not in a and k in b:  # a run from before the key existed behaved as its legacy value
             a[k] = v
     changed = sorted(
         k
@@ -263,7 +263,7 @@ class _Progress:
             self.bar.start()
 
     def update(self, step: int, stats: dict[str, float]) -> None:
-        text = " ".join(f"{k} {stats[k]:.3f}" for k in ("loss_d", "loss_g") if k in stats)
+        text = " ".join(f"{k} {stats[k]:.3f}" for k in ("loss", "loss_d", "loss_g") if k in stats)
         if self.bar is not None:
             self.bar.update(self.task, completed=step, stats=text)
         elif self.enabled and (step % self.every == 0 or step == self.total):

@@ -186,7 +186,7 @@ def test_resume_of_a_run_from_before_the_recipe_keys(tiny_data_dir: Path, tmp_pa
     and is refused with a one-line reason when today's defaults would build other networks."""
     import json
 
-    from medgan.config import LEGACY_KEYS
+    from medgan.config import legacy_keys
     from medgan.errors import ConfigError
 
     legacy = tiny_config(steps=2)
@@ -194,7 +194,7 @@ def test_resume_of_a_run_from_before_the_recipe_keys(tiny_data_dir: Path, tmp_pa
     legacy["train"]["ema_kimg"] = None
     ckpt = train(config_from_dict(legacy), tmp_path / "old", tiny_data_dir)
     meta = json.loads(ckpt.with_suffix(".json").read_text())
-    for key in LEGACY_KEYS:
+    for key in legacy_keys("cgan"):
         section, *rest = key.split(".")
         node = meta["config"][section]
         for part in rest[:-1]:

@@ -1,8 +1,14 @@
-"""The synthesizer registry: one entry per model.kind, and the crashes it removed (issue 16)."""
+"""The synthesizer registry: one entry per model.kind, and the crashes it removed (issue 16).
+
+A kind is one plug-in (issue 25): its config class, its modules and one registry entry. The stages
+dispatch through the registry and never name a kind (:func:`test_no_stage_names_a_kind`).
+"""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +22,19 @@ from medgan.errors import ConfigError
 from medgan.synthesis import registry
 from medgan.synthesis.registry import cyclegan_domains
 from medgan.training.checkpoint import checkpoint_meta
-from tests.conftest import tiny_config
+from tests.conftest import TINY_DIFFUSION, tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+#: Modules that must reach every synthesizer through the registry, never by a kind's name.
+KIND_FREE = (
+    "medgan/run.py",
+    "medgan/study.py",
+    "medgan/generate.py",
+    "medgan/augment.py",
+    "medgan/bundle.py",
+    "medgan/monai/data.py",
+    "medgan/monai/transforms.py",
+)
 
 
 def test_every_config_kind_has_one_entry() -> None:
@@ -24,8 +42,70 @@ def test_every_config_kind_has_one_entry() -> None:
     for kind, entry in registry.KINDS.items():
         assert entry.kind == kind and entry.config is MODEL_CONFIGS[kind]
     assert registry.get("cgan").makes == "samples" and registry.get("cyclegan").makes == "translations"
-    with pytest.raises(ConfigError, match=r"model.kind: unknown synthesizer kind 'diffusion'"):
-        registry.get("diffusion")
+    assert registry.get("diffusion").makes == "samples" and registry.get("diffusion").sized
+    with pytest.raises(ConfigError, match=r"model.kind: unknown synthesizer kind 'vae'"):
+        registry.get("vae")
+
+
+def _kind_mentions(path: Path) -> list[str]:
+    """Every identifier or string constant (docstrings aside) in ``path`` that names a synthesizer kind."""
+    kinds = "|".join(sorted(MODEL_CONFIGS, key=len, reverse=True))
+    word = re.compile(rf"(?<![a-z])({kinds})(?![a-z])", re.IGNORECASE)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+        and isinstance(n.body[0].value.value, str)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            text = node.value
+        elif isinstance(node, ast.Name):
+            text = node.id
+        elif isinstance(node, ast.Attribute):
+            text = node.attr
+        elif isinstance(node, ast.alias):
+            text = node.name
+        elif isinstance(node, ast.ImportFrom):
+            text = node.module or ""
+        else:
+            continue
+        if word.search(text.replace("_", " ")):
+            found.append(f"{path.name}:{getattr(node, 'lineno', '?')}: {text!r}")
+    return found
+
+
+def test_no_stage_names_a_kind() -> None:
+    """``run``, ``study``, ``generate``, ``augment``, ``export-bundle`` and the MONAI plug-in dispatch
+    through the registry: a new kind needs no change there (docs/architecture.md's recipe)."""
+    found = [m for rel in KIND_FREE for m in _kind_mentions(REPO / rel)]
+    assert not found, "a stage names a synthesizer kind:\n" + "\n".join(found)
+
+
+def test_the_kind_check_sees_a_kind_name(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        '"""Docstrings may say cgan."""\nfrom medgan.synthesis.cgan import X\nA = {"cyclegan": 1}\nb = x.cgan_steps\n'
+    )
+    assert len(_kind_mentions(probe)) == 3
+
+
+def test_each_entry_implements_the_protocol_of_what_it_makes(
+    tiny_checkpoint: Path, tiny_diffusion_checkpoint: Path
+) -> None:
+    from medgan.synthesis.protocols import Exportable, Sampler, Translator
+
+    for ck in (tiny_checkpoint, tiny_diffusion_checkpoint):
+        entry = registry.checkpoint_kind(ck)
+        synth = registry.load(ck)
+        assert isinstance(synth, Sampler) and not isinstance(synth, Translator)
+        assert isinstance(synth, Exportable) == entry.exports
+    assert registry.KINDS["cyclegan"].exports is False
 
 
 def test_each_kind_builds_a_task_the_fit_loop_can_drive(tiny_data_dir: Path) -> None:
@@ -35,12 +115,14 @@ def test_each_kind_builds_a_task_the_fit_loop_can_drive(tiny_data_dir: Path) -> 
 
     x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 16, 16)).astype(np.float32)
     y = np.arange(8) % 2
+    models = {
+        "cgan": tiny_config()["model"],
+        "cyclegan": {"kind": "cyclegan", "g_channels": 8, "n_res_blocks": 1},
+        "diffusion": TINY_DIFFUSION,
+    }
+    assert set(models) == set(registry.KINDS)
     for kind, entry in registry.KINDS.items():
-        model = (
-            {**tiny_config()["model"]}
-            if kind == "cgan"
-            else {"kind": kind, "g_channels": 8, "n_res_blocks": 1}
-        )
+        model = dict(models[kind])
         cfg = config_from_dict({**tiny_config(), "model": model})
         meta = {"classes": ["0", "1"], "shape": [1, 16, 16], **entry.describe(cfg.model, ["0", "1"])}
         task = entry.build_task(cfg, x, y, meta, torch.device("cpu"))
@@ -49,7 +131,9 @@ def test_each_kind_builds_a_task_the_fit_loop_can_drive(tiny_data_dir: Path) -> 
 
 
 def test_a_kind_that_cannot_do_it_is_refused_naming_model_kind() -> None:
-    with pytest.raises(ConfigError, match=r"model.kind: 'cyclegan' is a CycleGAN.*needs a cgan checkpoint"):
+    with pytest.raises(
+        ConfigError, match=r"model.kind: 'cyclegan' is a CycleGAN.*needs a cgan or diffusion checkpoint"
+    ):
         registry.get("cyclegan", makes="samples")
 
 
@@ -102,12 +186,49 @@ def test_cyclegan_keeps_its_reference_training_defaults_unless_set() -> None:
 
 
 def test_study_synthesizer_sections_are_typed() -> None:
-    raw = {**tiny_config(), "study": {"cyclegan": {"domain_a": 1, "n_res_block": 3}}}
-    with pytest.raises(ConfigError, match=r"study.cyclegan.n_res_block: unknown key"):
+    raw = {**tiny_config(), "study": {"models": {"cyclegan": {"domain_a": 1, "n_res_block": 3}}}}
+    with pytest.raises(ConfigError, match=r"study.models.cyclegan.n_res_block: unknown key"):
         config_from_dict(raw)
-    st = config_from_dict({**tiny_config(), "study": {"cyclegan": {"domain_a": "1"}}}).study
-    assert st.cyclegan.g_channels == 32 and st.cyclegan.n_res_blocks == 6 and st.cyclegan.domain_a == "1"
-    assert isinstance(st.cgan, CGANConfig)
+    raw = {**tiny_config(), "study": {"models": {"diffusion": {"guidance": 2}}}}
+    with pytest.raises(ConfigError, match=r"study.models.diffusion.guidance: unknown key"):
+        config_from_dict(raw)
+    st = config_from_dict({**tiny_config(), "study": {"models": {"cyclegan": {"domain_a": "1"}}}}).study
+    cy = st.model_for("cyclegan")
+    assert cy.g_channels == 32 and cy.n_res_blocks == 6 and cy.domain_a == "1"
+    assert isinstance(st.model_for("cgan"), CGANConfig)
+    assert st.model_for("diffusion").kind == "diffusion"
+    with pytest.raises(ConfigError, match=r"study.arms: Value error, unknown synthetic arm 'vae'"):
+        config_from_dict({**tiny_config(), "study": {"arms": ["real", "vae"]}})
+    with pytest.raises(ConfigError, match=r"study.steps: Value error, 'gan' is not a synthesizer kind"):
+        config_from_dict({**tiny_config(), "study": {"steps": {"gan": 3}}})
+    st = config_from_dict(
+        {**tiny_config(), "study": {"arms": ["real", "diffusion+classical"], "steps": {"diffusion": 9}}}
+    ).study
+    assert st.arms == ["real", "diffusion+classical"] and st.steps == {"diffusion": 9}
+
+
+def test_older_study_configs_still_load() -> None:
+    """``study.<kind>`` and ``study.<kind>_steps`` (before issue 25) move to ``study.models`` / ``study.steps``."""
+    old = {**tiny_config(), "study": {"cyclegan": {"domain_a": 1}, "cgan_steps": 7, "cyclegan_steps": None}}
+    st = config_from_dict(old).study
+    assert st.model_for("cyclegan").domain_a == 1 and st.model_for("cyclegan").g_channels == 32
+    assert st.steps == {"cgan": 7}
+    both = {**tiny_config(), "study": {"cgan_steps": 7, "steps": {"cgan": 8}}}
+    with pytest.raises(
+        ConfigError, match=r"study.cgan_steps: given twice: write it once, as study.steps.cgan"
+    ):
+        config_from_dict(both)
+
+
+def test_a_lever_without_arms_varies_the_runs_own_kind() -> None:
+    raw = {
+        **tiny_config(),
+        "model": dict(TINY_DIFFUSION),
+        "study": {"levers": [{"name": "w", "synthetic_weight": 0.5}]},
+    }
+    assert config_from_dict(raw).study.levers[0].arms == ["diffusion"]
+    raw["study"]["levers"][0]["arms"] = ["cgan+classical"]
+    assert config_from_dict(raw).study.levers[0].arms == ["cgan+classical"]
 
 
 # ---------------------------------------------------------------- the commands dispatch by the checkpoint's kind
@@ -149,8 +270,8 @@ def _cyclegan_run_cfg(data: Path, features: str) -> dict:
             "ratios": [1.0],
             "seeds": 1,
             "n_boot": 20,
-            "cgan": {"g_channels": 16, "d_channels": 8, "z_dim": 8, "embed_dim": 4},
-            "cgan_steps": 2,
+            "models": {"cgan": {"g_channels": 16, "d_channels": 8, "z_dim": 8, "embed_dim": 4}},
+            "steps": {"cgan": 2},
         },
         "pipeline": {"features": features},
         "gates": {  # one gate on: every synthesizer of the run is gated and shown
@@ -233,13 +354,15 @@ def test_study_cyclegan_arm_in_a_cgan_run_takes_class_names(
         "ratios": [1.0],
         "seeds": 1,
         "n_boot": 20,
-        "cyclegan_steps": 2,
-        "cyclegan": {
-            "domain_a": "lesion",
-            "domain_b": "healthy",
-            "g_channels": 8,
-            "n_res_blocks": 1,
-            "d_channels": 8,
+        "steps": {"cyclegan": 2},
+        "models": {
+            "cyclegan": {
+                "domain_a": "lesion",
+                "domain_b": "healthy",
+                "g_channels": 8,
+                "n_res_blocks": 1,
+                "d_channels": 8,
+            }
         },
     }
     rep = run_study(config_from_dict(raw), named_data, tmp_path)
@@ -248,8 +371,8 @@ def test_study_cyclegan_arm_in_a_cgan_run_takes_class_names(
         tmp_path / "synthesizers" / "cyclegan-f1" / "checkpoints" / "step-0000002.safetensors"
     )
     assert meta.domains == {"mode": "labels", "a": "lesion", "b": "healthy", "label_a": 1, "label_b": 0}
-    raw["study"]["cyclegan"]["domain_a"] = "tumour"
+    raw["study"]["models"]["cyclegan"]["domain_a"] = "tumour"
     with pytest.raises(
-        ConfigError, match=r"study.cyclegan.domain_a: 'tumour' is not one of the data's classes"
+        ConfigError, match=r"study.models.cyclegan.domain_a: 'tumour' is not one of the data's classes"
     ):
         run_study(config_from_dict(raw), named_data, tmp_path / "again")

@@ -1,0 +1,244 @@
+"""The ``study:``, ``pipeline:``, ``gates:`` and ``augment:`` sections: what is done with a synthesizer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from medgan.config.base import StrictModel
+from medgan.config.kinds import MODEL_CONFIGS, KindConfig, synthetic_arms
+
+
+def _positive_ratios(v: list[float]) -> list[float]:
+    """Synthetic ratios: a non-empty list of values > 0."""
+    if not v or any(r <= 0 for r in v):
+        raise ValueError("ratios must be a non-empty list of values > 0")
+    return v
+
+
+def _synthetic_arm(a: str) -> str:
+    if a not in synthetic_arms():
+        raise ValueError(f"unknown synthetic arm {a!r}; choose from {synthetic_arms()}")
+    return a
+
+
+class LeverConfig(StrictModel):
+    """One named variant of the synthetic arms: how synthetic slices are mixed into training.
+
+    Each lever adds the arms ``<arm>[<name>]`` (for every arm in ``arms``; default: the arm of the
+    run's own ``model.kind``) beside the plain ones, with the study's own settings overridden by
+    the fields given here; each lever cell is paired with ``real`` (and with ``classical`` when
+    that arm runs) on the same seed. ``ratios`` defaults to the study's ratios.
+    """
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=40)
+    arms: list[str] | None = None
+    ratios: list[float] | None = None
+    policy: Literal["add", "balance", "replace"] | None = None
+    synthetic_weight: float | None = Field(None, ge=0.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    pretrain: bool | None = None
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float] | None) -> list[float] | None:
+        return None if v is None else _positive_ratios(v)
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("arms must name at least one synthetic arm")
+        return [_synthetic_arm(a) for a in dict.fromkeys(v)]
+
+
+def _study_model(kind: str) -> Any:
+    cls = MODEL_CONFIGS[kind]
+    return lambda: cls.model_validate(cls.study_default())
+
+
+#: ``study.models``: one typed model section per synthesizer kind (its own config class), the
+#: model a study arm of that kind trains when the kind is not the run's ``model.kind``.
+StudyModels = create_model(  # type: ignore[call-overload]
+    "StudyModels",
+    __base__=StrictModel,
+    __doc__="The model of each synthesizer kind's study arm (``study.models.<kind>``), each typed by its kind's config class.",
+    **{k: (c, Field(default_factory=_study_model(k))) for k, c in MODEL_CONFIGS.items()},
+)
+
+
+class StudyConfig(StrictModel):
+    """The augmentation-benefit study: arms x synthetic ratios x real-data fractions x seeds.
+
+    Arms: ``real``, ``classical``, and for every synthesizer kind ``<kind>`` and
+    ``<kind>+classical``. The arm of the run's own ``model.kind`` uses the run's model; an arm of
+    another kind trains ``models.<kind>`` (typed by that kind's config class, starting from its
+    ``STUDY_DEFAULTS``) with the kind's own training defaults. ``steps.<kind>`` sets the length of a
+    kind's study synthesizers. ``levers`` add named variants of the synthetic arms (loss weight,
+    confidence filtering, synthetic pre-training, the ``balance`` policy), each run beside the
+    plain arms. Configs written before 2026-12-07 (``study.cgan``, ``study.cgan_steps``, ...) load
+    through :func:`medgan.config.run.upgrade_raw`.
+    """
+
+    arms: list[str] = Field(
+        default_factory=lambda: ["real", "classical", "cgan", "cyclegan", "cgan+classical"]
+    )
+    ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0])
+    fractions: list[float] = Field(default_factory=lambda: [1.0])
+    seeds: int = Field(5, ge=1)
+    policy: Literal["add", "balance", "replace"] = "add"
+    synthetic_weight: float = Field(1.0, ge=0.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    pretrain: bool = False
+    models: StudyModels = Field(default_factory=StudyModels)  # type: ignore[valid-type]
+    steps: dict[str, int] = Field(default_factory=dict)
+    n_boot: int = Field(1000, ge=10)
+    min_per_class: int = Field(2, ge=1)
+    skip_failing_synthesizers: bool = False
+    levers: list[LeverConfig] = Field(default_factory=list)
+    #: Where the cells and per-subset synthesizers run: ``local`` (this process, one after
+    #: another) or ``ray`` (Ray tasks; ``pip install 'medgan[ray]'``; docs/study.md).
+    executor: Literal["local", "ray"] = "local"
+    #: CPU cores (and torch threads) per job; None: all of this machine's with ``local``, 1
+    #: with ``ray``. Results are bit-identical across executors for the same value.
+    cpus_per_task: int | None = Field(None, ge=1)
+    #: GPUs per job under ``ray`` (fractions share a GPU).
+    gpus_per_task: float = Field(0.0, ge=0.0)
+    #: The Ray cluster: None starts a local Ray (or joins ``$RAY_ADDRESS``), ``auto`` joins the
+    #: cluster ``ray start`` runs on this machine, ``ray://host:10001`` a remote one.
+    ray_address: str | None = None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _arm_models(cls, v: Any) -> Any:
+        """Each kind's section given here starts from that kind's ``STUDY_DEFAULTS``."""
+        if not isinstance(v, dict):
+            return v
+        return {
+            k: MODEL_CONFIGS[k].study_default(m) if k in MODEL_CONFIGS and isinstance(m, dict) else m
+            for k, m in v.items()
+        }
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, n in v.items():
+            if k not in MODEL_CONFIGS:
+                raise ValueError(f"{k!r} is not a synthesizer kind; choose from {sorted(MODEL_CONFIGS)}")
+            if n < 1:
+                raise ValueError(f"{k}: steps must be at least 1")
+        return v
+
+    @field_validator("levers")
+    @classmethod
+    def _levers(cls, v: list[LeverConfig]) -> list[LeverConfig]:
+        names = [lv.name for lv in v]
+        if len(set(names)) != len(names):
+            raise ValueError("lever names must be unique")
+        return v
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        return _positive_ratios(v)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < f <= 1 for f in v):
+            raise ValueError("fractions must be a non-empty list of values in (0, 1]")
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str]) -> list[str]:
+        if "real" not in v:
+            raise ValueError("arms must include 'real' (every arm is compared with it)")
+        for a in v:
+            if a not in ("real", "classical"):
+                _synthetic_arm(a)
+        return list(dict.fromkeys(v))
+
+    def model_for(self, kind: str) -> KindConfig:
+        """The typed model section a study arm of ``kind`` trains when it is not the run's own kind."""
+        return getattr(self.models, kind)
+
+
+class PipelineConfig(StrictModel):
+    """What ``medgan run`` does after training the conditional GAN (docs/metrics.md, docs/study.md).
+
+    The evaluation set is generated in the **test split's class proportions**, ``eval_n`` slices
+    in all (default: as many as the test split holds), so that no metric is flattered or punished
+    by a class mix the real set does not have. ``eval_per_class`` (kept for older configs) asks
+    for equal counts per class instead. ``label_scores`` adds label agreement and CAS; the CAS
+    training set has ``cas_n`` slices (default: the train split's N) in the train split's
+    proportions.
+    """
+
+    evaluate: bool = True
+    features: str = "inception"
+    eval_n: int | None = Field(None, ge=2)
+    eval_per_class: int | None = Field(None, ge=2)
+    label_scores: bool = True
+    cas_n: int | None = Field(None, ge=2)
+    study: bool = True
+
+    @model_validator(mode="after")
+    def _one_size(self) -> PipelineConfig:
+        if self.eval_n is not None and self.eval_per_class is not None:
+            raise ValueError("give eval_n (test proportions) or eval_per_class (equal counts), not both")
+        return self
+
+
+class GatesConfig(StrictModel):
+    """Quality gates a synthesizer must pass (docs/metrics.md); ``null`` switches one gate off.
+
+    ``fid_ratio_max``: FID / real-real floor FID at most this; ``recall_min`` / ``precision_min``:
+    k-NN recall / precision at least this; ``ms_ssim_max``: within-class MS-SSIM at most this;
+    ``label_agreement_margin``: label agreement at least the real classifier's test accuracy
+    minus this; ``cas_auc_min``: CAS test AUC at least this; ``memorized_max``: near-copies of
+    training images at most this many.
+    """
+
+    fid_ratio_max: float | None = Field(2.0, gt=0.0)
+    recall_min: float | None = Field(0.30, ge=0.0, le=1.0)
+    precision_min: float | None = Field(0.50, ge=0.0, le=1.0)
+    ms_ssim_max: float | None = Field(0.50, le=1.0)
+    label_agreement_margin: float | None = Field(0.05, ge=0.0, le=1.0)
+    cas_auc_min: float | None = Field(0.80, ge=0.0, le=1.0)
+    memorized_max: int | None = Field(0, ge=0)
+
+    def active(self) -> bool:
+        """Whether any gate is switched on."""
+        return any(v is not None for v in self.model_dump().values())
+
+
+class AugmentConfig(StrictModel):
+    """``medgan augment``: a ready-to-train dataset of real training slices plus synthetic ones.
+
+    Synthetic counts come from ``n_per_class`` (exact counts per class name) or else from
+    ``policy`` and ``ratio`` as in the study (``add``: ratio x each class's real count;
+    ``balance``: ratio x the gap to the largest class; ``replace``: that fraction of each class's
+    real slices is swapped for synthetic ones). With several checkpoints, each class's synthetic
+    count is split between them as evenly as possible. Validation and test stay real-only.
+    """
+
+    checkpoints: list[str] = Field(default_factory=list)
+    policy: Literal["add", "balance", "replace"] = "add"
+    ratio: float = Field(1.0, gt=0)
+    n_per_class: dict[str, int] | None = None
+    format: Literal["png", "nifti"] = "png"
+    bits: Literal[8, 16] = 8
+    seed: int = 0
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AugmentConfig:
+        if self.policy == "replace" and self.ratio > 1:
+            raise ValueError("'replace' swaps a fraction of the real slices: ratio must be <= 1")
+        if self.n_per_class is not None and any(v < 0 for v in self.n_per_class.values()):
+            raise ValueError("n_per_class counts must be >= 0")
+        return self
