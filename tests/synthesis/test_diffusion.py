@@ -96,14 +96,23 @@ def test_an_image_is_a_function_of_checkpoint_label_and_seed(tiny_diffusion_chec
     a = s.generate([0, 1, 1, 0], [5, 6, 7, 8])
     assert a.shape == (4, 1, 16, 16) and a.dtype == torch.float32
     assert float(a.min()) >= -1.0 and float(a.max()) <= 1.0
-    again = registry.load_sampler(tiny_diffusion_checkpoint).generate([1, 0], [7, 8])
-    assert torch.equal(a[2:], again)  # other batch, other process state: the same bits
+    again = registry.load_sampler(tiny_diffusion_checkpoint).generate([0, 1, 1, 0], [5, 6, 7, 8])
+    assert torch.equal(a, again)  # a new load, the same batches: the same bits (as `medgan generate` keeps)
+    # alone or in another batch an image agrees to float32 rounding (kernels may differ by batch size)
     one = s.generate([1], [6], batch_size=1)
-    assert torch.equal(one, a[1:2])
-    assert not torch.equal(s.generate([0], [6]), one)  # the class changes the image
+    torch.testing.assert_close(one, a[1:2], atol=1e-4, rtol=0)
+    # 4 training steps leave the zero-initialised output layer near 0: perturb the weights so that
+    # the class (and the null class of guidance) visibly reaches the network
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in s.net.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    base = s.generate([0, 1, 1, 0], [5, 6, 7, 8])
+    assert (s.generate([1], [5]) - base[:1]).abs().max() > 0.01  # the class changes the image
     s.guidance_scale = 3.0  # classifier-free guidance: conditional and null class in one batch
     guided = s.generate([0, 1, 1, 0], [5, 6, 7, 8])
-    assert not torch.equal(guided, a) and torch.equal(guided[2:], s.generate([1, 0], [7, 8]))
+    assert (guided - base).abs().max() > 0.01
+    torch.testing.assert_close(guided[2:], s.generate([1, 0], [7, 8]), atol=1e-4, rtol=0)
 
 
 def test_checkpoint_records_the_sampler_and_refuses_non_finite_weights(
@@ -168,7 +177,7 @@ def test_checkpoint_selection_scores_the_cheap_sampler(
 
 
 def test_config_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"model: Value error|attention_levels needs one entry per level"):
+    with pytest.raises(ConfigError, match=r"model: attention_levels needs one entry per level"):
         config_from_dict(
             {**tiny_config(), "model": {"kind": "diffusion", "channels": [8, 16], "attention_levels": [True]}}
         )

@@ -1,0 +1,144 @@
+"""The diffusion model on CPU (or GPU): training images/s and generation images/s, beside the cGAN.
+
+    python -m benchmarks.diffusion_speed [--data-dir DIR] [--repeats 5] [--steps 10] [--n 1000]
+
+BreastMNIST, 28 px, batch 64, the configs' settings (``configs/diffusion_breastmnist.yaml`` and
+``configs/quickstart.yaml``):
+
+- training images/s of one diffusion step (noise, UNet forward/backward, Adam, EMA), median of
+  ``--repeats`` timings of ``--steps`` steps after a warm-up, in fp32 and in bf16 autocast where
+  the CPU has it natively; baseline in the same run: the quickstart cGAN's step;
+- generation: ``medgan generate`` of ``--n`` slices (NPZ) with the default sampler (the config's
+  DDIM steps and guidance, fp32: the reproducible default), wall seconds and images/s, median of
+  ``--repeats`` runs; baseline in the same run: the same command on a cGAN checkpoint;
+- the sampler's cost per setting (DDIM steps x guidance), images/s of ``generate`` in memory.
+
+The weights are a one-step checkpoint: speed does not depend on what the network learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks._common import append_section, machine, time_runs
+
+
+def _task(cfg_path: str, data_dir: Path, amp: str):
+    from medgan.config import load_config
+    from medgan.synthesis import registry
+    from medgan.train import training_slices
+
+    cfg = load_config(cfg_path, [f"train.amp={amp}"])
+    images, labels, meta = training_slices(cfg, data_dir, None)
+    entry = registry.get(cfg.model.kind)
+    return entry.build_task(cfg, images, labels, meta, torch.device("cpu")), cfg
+
+
+def _train_rate(cfg_path: str, data_dir: Path, amp: str, repeats: int, steps: int) -> float:
+    task, cfg = _task(cfg_path, data_dir, amp)
+    counter = iter(range(10**9))
+
+    def run() -> None:
+        for _ in range(steps):
+            task.train_step(next(counter))
+
+    t = time_runs(run, repeats=repeats, warmup=1)
+    return steps * cfg.train.batch_size / t["median"]
+
+
+def _checkpoint(cfg_path: str, data_dir: Path, folder: Path) -> Path:
+    from medgan.config import load_config
+    from medgan.train import train
+
+    cfg = load_config(cfg_path, ["train.steps=1", "train.select.every=0"])
+    return train(cfg, folder, data_dir)
+
+
+def _generate_seconds(ckpt: Path, n: int, repeats: int, folder: Path) -> list[float]:
+    from medgan.generate import generate
+
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        generate(ckpt, folder / f"g{r}", n // 2, fmt="npz", seed=r, device="cpu")
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and append the tables to docs/benchmarks.md."""
+    from medgan.device import cpu_has_bf16
+    from medgan.paths import resolve_data_dir
+    from medgan.synthesis import registry
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--n", type=int, default=1000)
+    args = ap.parse_args(argv)
+    data_dir = resolve_data_dir(args.data_dir)
+    diff, gan = "configs/diffusion_breastmnist.yaml", "configs/quickstart.yaml"
+    amps = ["off", "bf16"] if cpu_has_bf16() else ["off"]
+    rows = []
+    for amp in amps:
+        for name, path in (("diffusion", diff), ("cGAN (baseline)", gan)):
+            rate = _train_rate(path, data_dir, amp, args.repeats, args.steps)
+            rows.append([name, "bf16" if amp == "bf16" else "fp32", f"{rate:.1f}"])
+            print(rows[-1], flush=True)
+    append_section(
+        "Diffusion model: training images/s at 28 px, batch 64 (BreastMNIST)",
+        f"python -m benchmarks.diffusion_speed --repeats {args.repeats} --steps {args.steps}",
+        ["model", "precision", f"images/s (median of {args.repeats} x {args.steps} steps)"],
+        rows,
+    )
+    grows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        for name, path in (("diffusion", diff), ("cGAN (baseline)", gan)):
+            ck = _checkpoint(path, data_dir, t / name.split()[0])
+            secs = _generate_seconds(ck, args.n, args.repeats, t / f"out-{name.split()[0]}")
+            med = statistics.median(secs)
+            synth = registry.load_sampler(ck)
+            how = (
+                f"DDIM {synth.sampling_steps} steps, guidance {synth.guidance_scale:g}"  # type: ignore[attr-defined]
+                if hasattr(synth, "sampling_steps")
+                else "one generator pass"
+            )
+            grows.append([name, how, f"{med:.1f}", f"{min(secs):.1f}-{max(secs):.1f}", f"{args.n / med:.1f}"])
+            print(grows[-1], flush=True)
+        ck = t / "diffusion"
+        synth = registry.load_sampler(ck)
+        labels, seeds = [i % 2 for i in range(256)], list(range(256))
+        srows = []
+        for steps in (10, 25, 50):
+            for scale in (1.0, 2.0):
+                synth.sampling_steps, synth.guidance_scale = steps, scale  # type: ignore[attr-defined]
+                r = time_runs(
+                    lambda: synth.generate(labels, seeds), repeats=max(2, args.repeats // 2), warmup=0
+                )
+                srows.append([str(steps), f"{scale:g}", f"{256 / r['median']:.1f}"])
+                print(srows[-1], flush=True)
+    append_section(
+        f"Diffusion model: generating {args.n:,} slices at 28 px (medgan generate, NPZ, fp32)",
+        f"python -m benchmarks.diffusion_speed --n {args.n} --repeats {args.repeats}",
+        ["checkpoint", "sampler", f"wall s (median of {args.repeats})", "min-max s", "images/s"],
+        grows,
+        notes=(
+            "The sampler's cost by setting (256 slices in memory, batch 256, fp32; guidance != 1 "
+            "evaluates the conditional and the null class in one batch of 512):\n\n"
+            "| DDIM steps | guidance | images/s |\n|---|---|---|\n"
+            + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in srows)
+            + f"\n\n({machine()}; native bf16: {cpu_has_bf16()})"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
