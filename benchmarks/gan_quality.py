@@ -113,7 +113,9 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: d
     out["per_class"] = per_class
     out["ms_ssim"] = within_class_ms_ssim(syn, syn_y)["mean"]
     out["ms_ssim_real"] = within_class_ms_ssim(te.images, sy)["mean"]
-    out["memorized"] = memorization(syn, f_syn, tr.images, f_tr)["count"]
+    mem = memorization(syn, f_syn, tr.images, f_tr, te.images, f_te)  # calibrated on the test split
+    out["memorized"], out["memorized_flagged"] = mem["excess"], mem["count"]
+    out["max_correlation"] = float(mem["pixel"]["nn_similarity"].max())
 
     clf_dir = OUT / ss.source_format / f"_real_classifier_{cfg.data.source.model_dump().get('name', 'data')}"
     clf_cfg = cfg.classifier.model_copy(update={"seed": 0})

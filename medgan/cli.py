@@ -570,7 +570,12 @@ def evaluate_cmd(
             else ""
         ),
         f"MS-SSIM       {m['ms_ssim']:.3f} within class (real: {m['ms_ssim_real']:.3f}; lower = more diverse)",
-        f"memorized     {m['memorized_count']} of {m['n_synthetic']} flagged as near-copies of training images",
+        f"memorized     {m['memorized_count']} of {m['n_synthetic']} near-copies of training images beyond chance"
+        + (
+            f" ({m['memorization']['count']} flagged, {m['memorization']['allowed']} allowed)"
+            if m.get("memorization")
+            else ""
+        ),
     ]
     if m.get("discriminator_accuracy"):
         da = m["discriminator_accuracy"]

@@ -22,7 +22,7 @@ import yaml
 
 from medgan import distributed
 from medgan.cli import main
-from tests.conftest import tiny_config, write_fake_medmnist
+from tests.conftest import TINY_DIFFUSION, tiny_config, write_fake_medmnist
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -185,6 +185,21 @@ def _check_ddp_cyclegan() -> None:
     _assert_in_sync(task.state_tensors()[0], stats["loss_d"])
 
 
+def _check_ddp_diffusion() -> None:
+    from medgan.config import config_from_dict
+    from medgan.synthesis.diffusion import DiffusionTask
+    from medgan.training.loop import scalars
+
+    cfg = config_from_dict({**tiny_config(batch_size=4), "model": dict(TINY_DIFFUSION)})
+    task = DiffusionTask(cfg.model, cfg.train, 2, (1, 16, 16), torch.device("cpu"), 0)
+    gen = torch.Generator().manual_seed(2)
+    task.attach_data(torch.rand((20, 1, 16, 16), generator=gen) * 2 - 1, torch.arange(20) % 2, 0)
+    assert task.sampler is not None and len(task.sampler.images) == 10  # its own half of the images
+    for step in range(2):
+        stats = scalars(task.train_step(step))
+    _assert_in_sync(task.state_tensors()[0], stats["loss"])
+
+
 def _check_resume(tmp: Path, data_dir: Path) -> None:
     """With 2 processes, 2 steps + ``--resume`` to 4 give the same checkpoint as 4 steps (every rank's streams)."""
     from medgan.config import config_from_dict
@@ -192,7 +207,7 @@ def _check_resume(tmp: Path, data_dir: Path) -> None:
     from medgan.training.checkpoint import load_checkpoint
 
     cycle = {"kind": "cyclegan", "g_channels": 8, "n_res_blocks": 1, "d_channels": 8, "pool_size": 2}
-    for name, model in (("cgan", None), ("cyclegan", cycle)):
+    for name, model in (("cgan", None), ("cyclegan", cycle), ("diffusion", TINY_DIFFUSION)):
 
         def cfg(steps: int, model: dict | None = model) -> object:
             d = tiny_config(steps=steps, batch_size=4)
@@ -212,15 +227,16 @@ def _check_resume(tmp: Path, data_dir: Path) -> None:
         distributed.barrier()
 
 
-def _check_generate(tmp: Path, checkpoint: str) -> None:
+def _check_generate(tmp: Path, checkpoint: str, diffusion: str) -> None:
     import medgan.generate as gen_mod
 
     gen_mod.NPZ_SHARD = 4  # 10 images -> 3 shards: rank 0 writes one, rank 1 two
     gen_mod.generate(checkpoint, tmp / "npz", 5, fmt="npz", seed=3, device="cpu")
     gen_mod.generate(checkpoint, tmp / "nifti", 5, fmt="nifti", seed=3, batch_size=3, device="cpu")
+    gen_mod.generate(diffusion, tmp / "dnpz", 5, fmt="npz", seed=3, device="cpu")
 
 
-def _worker(rank: int, port: int, tmp: str, data_dir: str, checkpoint: str) -> None:
+def _worker(rank: int, port: int, tmp: str, data_dir: str, checkpoint: str, diffusion: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -235,15 +251,20 @@ def _worker(rank: int, port: int, tmp: str, data_dir: str, checkpoint: str) -> N
         _check_primitives()
         _check_ddp_cgan()
         _check_ddp_cyclegan()
+        _check_ddp_diffusion()
         _check_resume(Path(tmp), Path(data_dir))
-        _check_generate(Path(tmp), checkpoint)
+        _check_generate(Path(tmp), checkpoint, diffusion)
     finally:
         distributed.destroy()
 
 
 @pytest.mark.slow
 def test_two_processes_ddp_gather_resume_and_sharded_generation(
-    tiny_data_dir: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_data_dir: Path,
+    tiny_checkpoint: Path,
+    tiny_diffusion_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import torch.multiprocessing as mp
 
@@ -251,7 +272,13 @@ def test_two_processes_ddp_gather_resume_and_sharded_generation(
 
     mp.spawn(
         _worker,
-        args=(_free_port(), str(tmp_path), str(tiny_data_dir), str(tiny_checkpoint)),
+        args=(
+            _free_port(),
+            str(tmp_path),
+            str(tiny_data_dir),
+            str(tiny_checkpoint),
+            str(tiny_diffusion_checkpoint),
+        ),
         nprocs=WORLD,
         join=True,
     )
@@ -262,9 +289,11 @@ def test_two_processes_ddp_gather_resume_and_sharded_generation(
         gen_mod.generate(
             tiny_checkpoint, tmp_path / "nifti1", 5, fmt="nifti", seed=3, batch_size=3, device="cpu"
         )
+        gen_mod.generate(tiny_diffusion_checkpoint, tmp_path / "dnpz1", 5, fmt="npz", seed=3, device="cpu")
     npz = _files(tmp_path / "npz")
     assert len([f for f in npz if f.startswith("shards/")]) == 3
     assert npz == _files(tmp_path / "npz1")
+    assert _files(tmp_path / "dnpz") == _files(tmp_path / "dnpz1")  # the diffusion model's shards too
     assert _files(tmp_path / "nifti") == _files(tmp_path / "nifti1")
 
 

@@ -11,7 +11,7 @@ import pytest
 from medgan.config import config_from_dict
 from medgan.errors import ConfigError, InputError
 from medgan.study import run_study
-from tests.conftest import tiny_config
+from tests.conftest import TINY_DIFFUSION, tiny_config
 
 
 def _study_cfg(**study: object) -> dict:
@@ -57,6 +57,30 @@ def test_study_runs_every_arm_and_pairs_with_real(tiny_data_dir: Path, tmp_path:
         next((tmp_path / "synthesizers" / "cgan-f0.5-s1" / "checkpoints").glob("*.json")).read_text()
     )
     assert meta["data"]["n_train"] == 24 and meta["real_subset"] == {"fraction": 0.5, "seed": 1}
+
+
+def test_a_diffusion_arm_beside_the_gan_arms(tiny_data_dir: Path, tmp_path: Path) -> None:
+    """A new kind's arms (`diffusion`, `diffusion+classical`, a lever on it) run through the same study
+    machinery: trained from ``study.models.diffusion`` for ``study.steps.diffusion`` steps, with
+    its samples pooled like the cGAN's (sized pools, confidence filtering from a wider pool)."""
+    cfg = _study_cfg(
+        arms=["real", "cgan", "diffusion", "diffusion+classical"],
+        fractions=[1.0],
+        seeds=1,
+        steps={"cgan": 2, "diffusion": 2},
+        models={"diffusion": {k: v for k, v in TINY_DIFFUSION.items() if k != "kind"}},
+        levers=[{"name": "conf", "arms": ["diffusion"], "min_confidence": 0.0}],
+    )
+    report = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    res = pd.read_csv(tmp_path / "results.csv")
+    assert set(res["arm"]) == {"real", "cgan", "diffusion", "diffusion+classical", "diffusion[conf]"}
+    assert (res.loc[res["arm"].str.startswith("diffusion"), "n_synthetic"] > 0).all()
+    assert res.loc[res["arm"] != "real", "auc_diff_vs_real"].notna().all()
+    meta = json.loads(
+        next((tmp_path / "synthesizers" / "diffusion-f1" / "checkpoints").glob("*.json")).read_text()
+    )
+    assert meta["model"]["kind"] == "diffusion" and meta["step"] == 2 and meta["model"]["channels"] == [8, 16]
+    assert {r["arm"] for r in report["summary"]} == set(res["arm"])
 
 
 def test_bad_study_config_fails_before_training(tiny_data_dir: Path, tmp_path: Path) -> None:

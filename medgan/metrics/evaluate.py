@@ -522,19 +522,48 @@ def _floor_metrics(
 
 
 def _memorization_metrics(
-    syn: np.ndarray, f_syn: np.ndarray, train_images: np.ndarray, f_train: np.ndarray, out: Path | None
+    syn: np.ndarray,
+    f_syn: np.ndarray,
+    train_images: np.ndarray,
+    f_train: np.ndarray,
+    out: Path | None,
+    heldout: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Near-copies of training images (feature and pixel thresholds); the closest-pairs grid into ``out``."""
-    mem = memorization(syn, f_syn, train_images, f_train)
+    """Near-copies of training images, calibrated on ``heldout`` real slices (images, features): the
+    count beyond chance (``memorized_count``, what the gate reads) and the details; the
+    closest-pairs grid (by pixel correlation) into ``out``."""
+    h_img, h_feat = heldout if heldout is not None else (None, None)
+    mem = memorization(syn, f_syn, train_images, f_train, h_img, h_feat)
     res = {
-        "memorized_count": mem["count"],
+        "memorized_count": mem["excess"],
         "memorization": {
-            s: {"threshold": mem[s]["threshold"], "flagged": mem[s]["flagged"]} for s in ("feature", "pixel")
+            **{
+                s: {
+                    "measure": mem[s]["measure"],
+                    "threshold": mem[s]["threshold"],
+                    "flagged": mem[s]["flagged"],
+                }
+                for s in ("pixel", "feature")
+            },
+            **{
+                k: mem[k]
+                for k in (
+                    "count",
+                    "exact",
+                    "allowed",
+                    "reference",
+                    "n_reference",
+                    "reference_duplicates",
+                    "reference_rate",
+                    "alpha",
+                )
+            },
+            "max_correlation": float(np.max(mem["pixel"]["nn_similarity"])) if len(syn) else None,
         },
     }
     if out is not None:
-        d, i = mem["pixel"]["nn_distance"], mem["pixel"]["nn_index"]
-        closest_pairs_grid(syn, train_images, d, i, Path(out) / "closest_pairs.png")
+        sim, i = mem["pixel"]["nn_similarity"], mem["pixel"]["nn_index"]
+        closest_pairs_grid(syn, train_images, 1.0 - sim, i, Path(out) / "closest_pairs.png")
     return res
 
 
@@ -647,7 +676,8 @@ def evaluate_sets(
     out_d["mean_pairwise_feature_distance_real"] = mean_pairwise_distance(f_real, real_y)
 
     if f_train is not None:
-        out_d.update(_memorization_metrics(syn, f_syn, train.images, f_train, out))
+        held = (real.images, f_real) if split in ("val", "test") else None  # slices the synthesizer never saw
+        out_d.update(_memorization_metrics(syn, f_syn, train.images, f_train, out, held))
     else:
         out_d["memorized_count"] = None
 

@@ -173,7 +173,8 @@ def _memorized_gate(metrics: Mapping[str, Any], t: int) -> GateResult:
         v,
         float(t),
         ok,
-        f"{int(v)} samples are near-copies of training images; the gate allows {t}: "
+        f"{int(v)} samples are near-copies of training images beyond what new real slices show by chance; "
+        f"the gate allows {t}: "
         + ("passed." if ok else "failed, the synthesizer copies training patients (a privacy risk)."),
     )
 

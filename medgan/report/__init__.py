@@ -245,8 +245,9 @@ def _metrics_section(m: dict[str, Any]) -> list[str]:
                     "real-real floor": m.get("floor_coverage"),
                 },
                 {
-                    "metric": "memorized (near-copies of training images)",
+                    "metric": "memorized (near-copies of training images beyond chance)",
                     "value": m.get("memorized_count"),
+                    "real-real floor": _memorization_note(m.get("memorization")),
                 },
             ],
             ["metric", "value", "95% CI", "real-real floor"],
@@ -518,3 +519,15 @@ def _to_html(md: str, run_dir: Path, title: str) -> str:
 def load_json(path: Path) -> dict[str, Any]:
     """A JSON file's content."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _memorization_note(mem: dict[str, Any] | None) -> str | None:
+    """What the memorization count was measured against, for the quality table."""
+    if not mem or mem.get("allowed") is None:
+        return None
+    dup = mem.get("reference_duplicates") or 0
+    return (
+        f"{mem['count']} flagged, {mem['allowed']} allowed by chance ({mem.get('reference', 'reference')}"
+        + (f"; {dup} of them exact copies of training slices" if dup else "")
+        + ")"
+    )

@@ -67,15 +67,50 @@ def test_ms_ssim_valid_at_28px() -> None:
     assert within_class_ms_ssim(noise, labels)["mean"] < 0.3
 
 
-def test_memorization_flags_a_copy_not_a_held_out_image() -> None:
+def _smooth_images(n: int, seed: int) -> np.ndarray:
+    """``n`` random smooth 16 px slices in [-1, 1] (low-pass noise): new images, no two alike."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(n, 1, 4, 4, generator=g), size=16, mode="bicubic")
+    x = x - x.amin(dim=(2, 3), keepdim=True)
+    return (x / x.amax(dim=(2, 3), keepdim=True) * 2 - 1).numpy().astype(np.float32)
+
+
+def test_memorization_sees_near_copies_and_is_calibrated_on_held_out_slices() -> None:
+    """Exact copies, copies with noise and brightness-shifted copies are flagged; new images drawn from
+    the same distribution as the training set stay within what chance allows (the held-out rate)."""
+    train, heldout, new = _smooth_images(300, 0), _smooth_images(150, 1), _smooth_images(60, 2)
     rng = np.random.default_rng(0)
-    train = rng.uniform(-1, 1, (200, 1, 8, 8)).astype(np.float32)
-    held_out = rng.uniform(-1, 1, (1, 1, 8, 8)).astype(np.float32)
-    syn = np.concatenate([train[17:18], held_out])  # an exact copy, then a new real image
-    feat = lambda x: x.reshape(len(x), -1)[:, :16].astype(np.float64)  # noqa: E731
-    res = memorization(syn, feat(syn), train, feat(train))
-    assert list(res["flagged"]) == [True, False] and res["count"] == 1
-    assert res["pixel"]["nn_index"][0] == 17
+    copies = train[:10]
+    noisy = np.clip(train[10:20] + rng.normal(0, 0.02, (10, 1, 16, 16)), -1, 1).astype(np.float32)
+    brighter = np.clip(train[20:30] * 0.9 + 0.05, -1, 1).astype(np.float32)
+    feat = lambda x: torch.nn.functional.avg_pool2d(torch.from_numpy(x), 4).flatten(1).double().numpy()  # noqa: E731
+
+    def check(syn: np.ndarray) -> dict:
+        return memorization(syn, feat(syn), train, feat(train), heldout, feat(heldout))
+
+    clean = check(new)
+    assert clean["reference"] == "held-out real slices" and clean["reference_duplicates"] == 0
+    assert clean["count"] <= clean["allowed"] and clean["excess"] == 0 and clean["exact"] == 0
+    res = check(np.concatenate([new, copies, noisy, brighter]))
+    flagged = res["flagged"]
+    assert flagged[60:].all()  # every planted copy
+    assert res["exact"] == 20  # exact and brightness / contrast-shifted copies: correlation 1
+    assert res["excess"] >= 30 - res["allowed"] and res["excess"] >= res["exact"]
+    assert (res["pixel"]["nn_index"][60:70] == np.arange(10)).all()
+
+
+def test_memorization_sets_the_datas_own_duplicates_aside() -> None:
+    """Held-out slices identical to training slices (a data set's duplicates) do not loosen the
+    thresholds; they are counted, and an exact copy is never excused as chance."""
+    train, heldout = _smooth_images(200, 3), _smooth_images(100, 4)
+    heldout[:5] = train[:5]  # the data's own duplicates across splits
+    feat = lambda x: x.reshape(len(x), -1)[:, ::8].astype(np.float64)  # noqa: E731
+    syn = np.concatenate([_smooth_images(40, 5), train[50:51]])
+    res = memorization(syn, feat(syn), train, feat(train), heldout, feat(heldout))
+    assert res["reference_duplicates"] == 5 and res["pixel"]["threshold"] < 0.999
+    assert res["exact"] == 1 and res["excess"] >= 1 and res["flagged"][-1]
+    loo = memorization(syn, feat(syn), train, feat(train))  # no held-out slices: train leave-one-out
+    assert loo["reference"] == "training slices (leave one out)" and loo["flagged"][-1]
 
 
 def test_split_spec() -> None:
