@@ -192,7 +192,7 @@ def _write_images(
     batch as an uninterrupted one (results are then bit-identical, not just close).
     """
     geometry = _checkpoint_geometry(synth.meta)
-    what = registry.get(synth.meta.kind).description.split(" (")[0]  # e.g. "class-conditional GAN"
+    what = registry.get(synth.meta.kind).noun  # e.g. "conditional GAN"
 
     def write_one(it: Item, img: np.ndarray) -> None:
         writer.write(

@@ -154,9 +154,9 @@ def sample_stages(
         f"precision {_f(r.precision)}, recall {_f(r.recall)}, coverage {_f(r.coverage)}{label}"
     )
     if r.gates is not None:
-        what = registry.get(cfg.model.kind).description
+        what = registry.get(cfg.model.kind).noun
         sections["gates"][f"{cfg.model.kind} (this run's {what})"] = r.gates
-        log(f"      gates: {gates_verdict(f'the {cfg.model.kind} synthesizer', r.gates['results'])}")
+        log(f"      gates: {gates_verdict(f'the {what}', r.gates['results'])}")
     return metrics
 
 

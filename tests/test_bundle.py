@@ -343,7 +343,9 @@ def test_cli_cyclegan_checkpoint(
     meta["model"]["kind"] = "cyclegan"
     fake.with_suffix(".json").write_text(json.dumps(meta))
     code, _, err = run_cli(capsys, "export-bundle", fake, "--out", tmp_path / "b")
-    assert_one_line_error(code, err, "model.kind: 'cyclegan' is a CycleGAN", "needs a cgan checkpoint")
+    assert_one_line_error(
+        code, err, "model.kind: 'cyclegan' is a CycleGAN", "needs a cgan or diffusion checkpoint"
+    )
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
 
 
@@ -354,3 +356,57 @@ def test_cli_bad_output_ext(
         capsys, "export-bundle", tiny_checkpoint, "--out", tmp_path / "b", "--output-ext", ".jpg"
     )
     assert_one_line_error(code, err, "--output-ext", ".png")
+
+
+# ---------------------------------------------------------------- a diffusion checkpoint: the whole DDIM loop
+
+
+@pytest.mark.slow
+def test_diffusion_bundle_runs_without_medgan_and_writes_generate_images(
+    tiny_diffusion_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A diffusion checkpoint exports as a bundle whose TorchScript module runs the DDIM sampler
+    (noise drawn inside, guidance included); MONAI's runner writes the images ``medgan generate``
+    writes for the same seed, with no medgan installed."""
+    from medgan.generate import generate
+    from medgan.synthesis import registry
+
+    synth = registry.load_sampler(tiny_diffusion_checkpoint)
+    out = export_bundle(tiny_diffusion_checkpoint, tmp_path / "dbundle")
+    meta = json.loads((out / "configs" / "metadata.json").read_text())
+    assert meta["medgan"]["kind"] == "diffusion" and meta["medgan"]["sampling_steps"] == 3
+    assert "diffusion" in meta["description"] and "DDIM" in meta["medgan"]["noise"]
+    assert out.name == "dbundle" and "diffusion" in (out / "docs" / "README.md").read_text()
+    errors = [e.message for e in spec_validator().iter_errors(meta)]
+    assert not errors, errors
+    module = torch.jit.load(str(out / "models" / "model.ts"))
+    labels, seeds = [0, 1, 1], [4, 5, 6]
+    got = module(torch.tensor(seeds), torch.tensor(labels))
+    assert (got - synth.generate(labels, seeds)).abs().max() <= 1e-4
+    proc = run_bundle(out, tmp_path / "bundle_out", tmp_path, n_per_class=2, seed=7)
+    assert "wrote 4 synthetic images" in proc.stdout
+    manifest = generate(tiny_diffusion_checkpoint, tmp_path / "gen", 2, seed=7, fmt="png", device="cpu")
+    for name in (Path(p).name for p in manifest["path"]):
+        a = np.asarray(Image.open(tmp_path / "bundle_out" / name), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "gen" / "images" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1, name  # 8-bit rounding of float32-close images
+
+
+def test_a_sampler_kind_without_an_export_is_refused_naming_it(
+    tiny_diffusion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind whose sampler cannot be scripted is refused with one line naming ``model.kind``, before
+    anything is written (here the diffusion entry with its export switched off)."""
+    import dataclasses
+
+    from medgan.errors import ConfigError
+    from medgan.synthesis import registry
+
+    monkeypatch.setitem(
+        registry.KINDS, "diffusion", dataclasses.replace(registry.KINDS["diffusion"], exports=False)
+    )
+    with pytest.raises(
+        ConfigError, match=r"model.kind: 'diffusion' \(.*\) cannot be exported as a MONAI bundle; cgan"
+    ):
+        export_bundle(tiny_diffusion_checkpoint, tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -60,6 +60,11 @@ class SynthesizerKind:
     exports: bool = False  # the inference object is Exportable (TorchScript): medgan export-bundle
 
     @property
+    def noun(self) -> str:
+        """What the kind is in a sentence, e.g. ``conditional GAN`` (the description before its brackets)."""
+        return self.description.split(" (")[0].removeprefix("class-")
+
+    @property
     def sized(self) -> bool:
         """Whether the kind makes any number of slices per class (samples), rather than one output per
         real slice (translations): a study draws a pool of the size it needs, can filter a wider one,
