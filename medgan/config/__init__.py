@@ -32,6 +32,7 @@ from medgan.config.kinds import (
     KindConfig,
     arm_kind,
     model_kind,
+    resumable_model_keys,
     synthetic_arms,
 )
 from medgan.config.kinds.cgan import CGAN_LEGACY, CGANConfig, SpectralNormConfig
@@ -109,6 +110,7 @@ __all__ = [
     "model_kind",
     "parse_yaml",
     "read_yaml",
+    "resumable_model_keys",
     "synthetic_arms",
     "upgrade_raw",
     "validation_error_message",

@@ -42,7 +42,7 @@ import torch
 from pydantic import ValidationError
 
 from medgan import distributed
-from medgan.config import DEFAULT_KIND, RunConfig, dump_config, legacy_keys, upgrade_raw
+from medgan.config import DEFAULT_KIND, RunConfig, dump_config, legacy_keys, resumable_model_keys, upgrade_raw
 from medgan.errors import ConfigError, InputError, MedganError
 from medgan.io.atomic import atomic_write_text
 from medgan.io.images import write_png
@@ -137,13 +137,15 @@ class TrainingInterrupted(MedganError):
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
     a, b = tracking.flat_params(upgrade_raw(saved, strict=False)), tracking.flat_params(current)
-    for k, v in legacy_keys(str(a.get("model.kind", DEFAULT_KIND))).items():
+    kind = str(a.get("model.kind", DEFAULT_KIND))
+    for k, v in legacy_keys(kind).items():
         if k not in a and k in b:  # a run from before the key existed behaved as its legacy value
             a[k] = v
+    free = set(RESUMABLE_KEYS) | resumable_model_keys(kind)  # e.g. a diffusion model's sampler settings
     changed = sorted(
         k
         for k in set(a) | set(b)
-        if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS and not k.startswith(IGNORED_SECTIONS)
+        if a.get(k) != b.get(k) and k not in free and not k.startswith(IGNORED_SECTIONS)
     )
     if changed:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:4])

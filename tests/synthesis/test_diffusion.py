@@ -192,6 +192,14 @@ def test_resume_refuses_a_changed_model(tiny_data_dir: Path, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"cannot resume: the config changed: model.p_uncond"):
         train(config_from_dict(_cfg(4, p_uncond=0.3)), tmp_path / "r", tiny_data_dir, resume=True)
     assert len(list_checkpoints(tmp_path / "r" / "checkpoints")) == 1
+    # how the weights are sampled is not how they were trained: a resume may change it
+    ck = train(
+        config_from_dict(_cfg(4, guidance_scale=1.5, sampling_steps=4)),
+        tmp_path / "r",
+        tiny_data_dir,
+        resume=True,
+    )
+    assert registry.load_sampler(ck).guidance_scale == 1.5
     shutil.rmtree(tmp_path / "r")
 
 

@@ -35,7 +35,9 @@ class KindConfig(StrictModel):
       own ``model.kind`` (keys given under ``study.models.<kind>`` override them);
     - ``RESUME_LEGACY``: what a run written before one of this kind's keys existed did, so a
       ``--resume`` of such a run may name that value;
-    - ``TWO_DATASETS``: whether the kind can learn between two datasets (``data`` and ``data_b``).
+    - ``TWO_DATASETS``: whether the kind can learn between two datasets (``data`` and ``data_b``);
+    - ``RESUMABLE``: model keys that only say how the weights are *sampled* (not how they are trained),
+      so a ``--resume`` may change them.
     """
 
     kind: str
@@ -43,6 +45,7 @@ class KindConfig(StrictModel):
     STUDY_DEFAULTS: ClassVar[dict[str, Any]] = {}
     RESUME_LEGACY: ClassVar[dict[str, Any]] = {}
     TWO_DATASETS: ClassVar[bool] = False
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -60,6 +63,12 @@ class KindConfig(StrictModel):
         """The raw model a study arm of this kind trains: :attr:`STUDY_DEFAULTS` under ``given``."""
         kind = get_args(cls.model_fields["kind"].annotation)[0]
         return {**cls.STUDY_DEFAULTS, **(given or {}), "kind": kind}
+
+
+def resumable_model_keys(kind: str) -> frozenset[str]:
+    """The dotted ``model.*`` keys a ``--resume`` of a ``kind`` run may change (its sampler settings)."""
+    cls = MODEL_CONFIGS.get(kind)
+    return frozenset(f"model.{k}" for k in (cls.RESUMABLE if cls is not None else ()))
 
 
 def model_kind(v: Any) -> str:

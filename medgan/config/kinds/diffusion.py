@@ -35,10 +35,10 @@ class DiffusionConfig(KindConfig):
     num_res_blocks: int | None = Field(None, ge=1, le=4)
     head_channels: int = Field(64, ge=8)
     num_train_timesteps: int = Field(1000, ge=10, le=10_000)
-    schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "linear_beta"
+    schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "cosine"
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(2e-2, gt=0.0, lt=1.0)
-    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "v_prediction"
     p_uncond: float = Field(0.1, ge=0.0, lt=1.0)
     grad_clip: float | None = Field(1.0, gt=0.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
@@ -46,7 +46,7 @@ class DiffusionConfig(KindConfig):
     ema_kimg: float | None = Field(50.0, gt=0.0)
     ema_rampup: float | None = Field(0.1, gt=0.0)
     sampling_steps: int = Field(25, ge=1)
-    guidance_scale: float = Field(1.0, ge=0.0)
+    guidance_scale: float = Field(2.0, ge=0.0)
     select_sampling_steps: int = Field(10, ge=1)
     clip_sample: bool = True
     xflip: bool = False
@@ -60,6 +60,9 @@ class DiffusionConfig(KindConfig):
         "sample_every": 1000,
         "checkpoint_every": 1000,
     }
+
+    #: How the weights are sampled, not trained: a resumed run may change them.
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"sampling_steps", "guidance_scale"})
 
     @model_validator(mode="after")
     def _network(self) -> DiffusionConfig:
