@@ -247,7 +247,11 @@ def generate_cmd(
         bool, typer.Option("--overwrite", help="Replace a different generation in --out.")
     ] = False,
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32 (reproducible reference) or bf16 (CUDA; faster).")
+        str,
+        typer.Option(
+            "--precision",
+            help="fp32 (reproducible reference) or bf16 (faster where native: CUDA; a diffusion model also on an AVX512-BF16 / AMX CPU).",
+        ),
     ] = "fp32",
 ) -> None:
     """Generate synthetic slices (conditional GAN, diffusion model) or translate real ones (CycleGAN), with a traceable manifest."""

@@ -69,6 +69,18 @@ def fast_paths(
     return ("bf16" if use_amp else "off"), use_cl
 
 
+def sampling_precision(device: torch.device, amp: str) -> str:
+    """The ``precision`` (``fp32`` / ``bf16``) in which a run that trains with ``train.amp`` samples
+    its synthesizers for its own use (evaluation sets, study pools): bf16 exactly when ``amp`` asks
+    for it and the device runs it natively (:func:`fast_paths`' rule for ``bf16`` /
+    ``bf16-if-native``); ``auto`` and ``off`` sample in fp32, the reproducible reference."""
+    if amp not in ("bf16", "bf16-if-native"):
+        return "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA or CPU when ``amp`` is ``bf16`` (as resolved by :func:`fast_paths`); else a no-op.
 

@@ -260,9 +260,10 @@ def generate(
     ``n_per_class`` is one count for every class (or for ``classes``), or a mapping
     ``{class index or name: count}`` (e.g. from :func:`counts_like`: a real split's class mix);
     image ``k`` of class ``c`` has the seed ``derive_seed(seed, c, k)`` either way, so the
-    images two generations share are the same. ``precision="bf16"`` runs the generator under
-    bf16 autocast on CUDA (faster; images differ slightly from fp32 ones, so it is recorded and
-    a resume must use the same setting).
+    images two generations share are the same. ``precision="bf16"`` runs the network under
+    bf16 autocast where that is native and faster (CUDA; for a diffusion model also a CPU with
+    AVX512-BF16 or AMX), fp32 elsewhere; images differ slightly from fp32 ones, so it is
+    recorded and a resume must use the same setting.
     """
     _check_options(n_per_class, classes, fmt, bits, batch_size, precision)
     synth = registry.load_sampler(checkpoint, distributed.local_device(resolve_device(device)))

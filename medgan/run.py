@@ -24,7 +24,7 @@ import pandas as pd
 from medgan.config import RunConfig, dump_config
 from medgan.data.inspect import summarize
 from medgan.data.sources import RunData
-from medgan.device import resolve_device
+from medgan.device import resolve_device, sampling_precision
 from medgan.generate import RECORD, generate
 from medgan.io.atomic import atomic_write_text
 from medgan.io.npz import read_npz
@@ -58,15 +58,16 @@ def _describe(counts: int | dict[int, int], classes: list[str]) -> str:
     return ", ".join(f"{classes[c]}: {k}" for c, k in counts.items()) + " (test-split proportions)"
 
 
-def _generate_fresh(ckpt: Path, folder: Path, counts: int | dict[int, int], seed: int) -> pd.DataFrame:
+def _generate_fresh(
+    ckpt: Path, folder: Path, counts: int | dict[int, int], seed: int, precision: str = "fp32"
+) -> pd.DataFrame:
     """``generate`` (NPZ) into a folder the run owns; a generation left there by an earlier config
-    (another checkpoint, seed or counts) is removed first instead of being refused."""
+    (another checkpoint, seed, counts or precision) is removed first instead of being refused."""
     meta = checkpoint_meta(ckpt)
     want = counts if isinstance(counts, int) else {meta.classes[c]: k for c, k in counts.items()}
-    _clear_if_other(
-        folder, {"checkpoint_sha256": meta.sha256, "seed": seed, "n_per_class": want, "format": "npz"}
-    )
-    return generate(ckpt, folder, counts, fmt="npz", seed=seed)
+    rec = {"checkpoint_sha256": meta.sha256, "seed": seed, "n_per_class": want, "format": "npz"}
+    _clear_if_other(folder, {**rec, "precision": precision if precision != "fp32" else None})
+    return generate(ckpt, folder, counts, fmt="npz", seed=seed, precision=precision)
 
 
 def _clear_if_other(folder: Path, want: dict[str, Any]) -> None:
@@ -106,7 +107,9 @@ def sample_stages(
     ss = data.data
     tr, test = ss.split("train"), ss.split("test")
     counts = eval_counts(cfg.pipeline, test, tr, len(ss.classes))
-    m = _generate_fresh(ckpt, out / "samples", counts, cfg.seed)
+    # the run samples in the precision it trains in (bf16 only where the device runs it natively)
+    prec = sampling_precision(resolve_device(cfg.train.device), cfg.train.amp)
+    m = _generate_fresh(ckpt, out / "samples", counts, cfg.seed, prec)
     log(f"[3/5] generated {len(m)} slices into {out / 'samples'} ({_describe(counts, ss.classes)})")
     fig = out / "figures" / "real_vs_synthetic.png"
     syn, syn_y = _read_images(out / "samples", m), m["label"].to_numpy().astype(np.int64)
@@ -119,7 +122,7 @@ def sample_stages(
     cas_set = None
     if cfg.pipeline.label_scores:
         cas_counts = split_class_counts(tr, cfg.pipeline.cas_n or len(tr), len(ss.classes))
-        mc = _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed)
+        mc = _generate_fresh(ckpt, out / "samples-cas", cas_counts, cfg.seed, prec)
         cas_set = (_read_images(out / "samples-cas", mc), mc["label"].to_numpy().astype(np.int64))
     metrics = evaluate_sets(
         ss,

@@ -40,7 +40,7 @@ from medgan.classifier.augment import classical_augmentation
 from medgan.classifier.metrics import bootstrap_metrics, delong_test, diagnostic_metrics, summarize_over_seeds
 from medgan.config import MODEL_CONFIGS, RunConfig, StudyConfig, arm_kind
 from medgan.data.sources import RunData, load_source
-from medgan.device import resolve_device
+from medgan.device import resolve_device, sampling_precision
 from medgan.errors import ConfigError, InputError
 from medgan.executor import Resources, make_executor
 from medgan.io.atomic import atomic_write_text
@@ -340,11 +340,14 @@ class _Gates:
             return [c] * n_classes if isinstance(c, int) else [c.get(i, 0) for i in range(n_classes)]
 
         synth = registry.load_sampler(ckpt)
-        syn, syn_y = synth.sample_counts(as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed)
+        prec = _precision(cfg)
+        syn, syn_y = synth.sample_counts(
+            as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed, prec
+        )
         cas = None
         if cfg.pipeline.label_scores:
             n = cfg.pipeline.cas_n or len(tr)
-            cas = synth.sample_counts(as_list(split_class_counts(tr, n, n_classes)), cfg.seed)
+            cas = synth.sample_counts(as_list(split_class_counts(tr, n, n_classes)), cfg.seed, prec)
         return evaluate_sets(
             ss,
             "test",
@@ -483,15 +486,21 @@ _POOLS: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _pool(
-    kind: str, ckpt: Path, x: np.ndarray, y: np.ndarray, n: int, seed: int
+    kind: str, ckpt: Path, x: np.ndarray, y: np.ndarray, n: int, seed: int, precision: str = "fp32"
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` per class from the synthesizer (samples) or one translation per real slice; cached."""
-    key = (str(ckpt), n, seed)
+    key = (str(ckpt), n, seed, precision)
     if key not in _POOLS:
         while len(_POOLS) >= 4:
             _POOLS.pop(next(iter(_POOLS)))
-        _POOLS[key] = registry.get(kind).pool(registry.load(ckpt), x, y, n, seed)
+        _POOLS[key] = registry.get(kind).pool(registry.load(ckpt), x, y, n, seed, precision)
     return _POOLS[key]
+
+
+def _precision(cfg: RunConfig) -> str:
+    """The precision the study samples its synthesizers in on the CPU: the run's ``train.amp`` policy
+    (bf16 where it trains in bf16 and the CPU runs it natively; fp32 otherwise)."""
+    return sampling_precision(torch.device("cpu"), cfg.train.amp)
 
 
 def _mixture(
@@ -501,7 +510,7 @@ def _mixture(
     if sp.pool is None or ckpt is None:
         return None, False
     factor = ctx.factor if _sized(sp.pool) else 1
-    wide = _pool(sp.pool, ckpt, x, y, need * factor, s)
+    wide = _pool(sp.pool, ckpt, x, y, need * factor, s, _precision(ctx.cfg))
     pool = _first_per_class(wide, need) if factor > 1 else wide
     if sp.min_confidence is None:
         return pool, False

@@ -57,7 +57,9 @@ class Sampler(Synthesizer, Protocol):
         """Images (N, C, H, W) in [-1, 1] on the CPU."""
         ...
 
-    def sample_counts(self, counts: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_counts(
+        self, counts: Sequence[int], seed: int, precision: str = "fp32"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``counts[c]`` samples of each class ``c`` (grouped by class) and their labels."""
         ...
 
@@ -130,9 +132,12 @@ class SamplerBase:
             return self.classes.index(str(name_or_index))
         raise InputError(f"class {name_or_index!r}", f"not in the checkpoint's classes {self.classes}")
 
-    def sample_counts(self, counts: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_counts(
+        self, counts: Sequence[int], seed: int, precision: str = "fp32"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``counts[c]`` samples of each class ``c``, grouped by class; image ``k`` of class ``c`` comes
-        from ``derive_seed(seed, c, k)`` (as ``medgan generate``), so a larger count extends a smaller one."""
+        from ``derive_seed(seed, c, k)`` (as ``medgan generate``), so a larger count extends a smaller one.
+        ``precision``: as :meth:`generate` (``bf16`` where the device runs it natively)."""
         labels = [c for c, n in enumerate(counts) for _ in range(n)]
         seeds = [derive_seed(seed, c, k) for c, n in enumerate(counts) for k in range(n)]
-        return self.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+        return self.generate(labels, seeds, precision=precision).numpy(), np.asarray(labels, np.int64)

@@ -72,12 +72,19 @@ class SynthesizerKind:
         return self.makes == "samples"
 
     def pool(
-        self, synth: Synthesizer, images: np.ndarray, labels: np.ndarray, n_per_class: int, seed: int
+        self,
+        synth: Synthesizer,
+        images: np.ndarray,
+        labels: np.ndarray,
+        n_per_class: int,
+        seed: int,
+        precision: str = "fp32",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Synthetic slices for a training set of real ``images`` / ``labels``: samples
-        (``n_per_class`` of every class) or translations of each real slice into the other domain."""
+        (``n_per_class`` of every class, in ``precision``) or translations of each real slice into
+        the other domain."""
         if isinstance(synth, Sampler) and self.sized:
-            return synth.sample_counts([n_per_class] * len(synth.classes), seed)
+            return synth.sample_counts([n_per_class] * len(synth.classes), seed, precision)
         assert isinstance(synth, Translator)
         return synth.translate_labelled(images, labels)
 
