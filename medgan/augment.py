@@ -1,7 +1,7 @@
 """``medgan augment``: a ready-to-train augmented dataset on disk, with a MONAI datalist.
 
 From a run config's ``data`` (the real slices and their splits) and ``augment`` section (the
-conditional-GAN checkpoint(s), the mixing policy or per-class counts, the format), it writes::
+sampler checkpoint(s) (a conditional GAN, a diffusion model), the mixing policy or per-class counts, the format), it writes::
 
     OUT/
       real/{train,val,test}/<label>-<class>/<slice_id>.png|.nii.gz   real slices (train: those kept)
@@ -53,7 +53,7 @@ _EXT = {"png": ".png", "nifti": ".nii.gz"}
 
 def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> list[Any]:
     if not cfg.augment.checkpoints:
-        raise ConfigError("augment.checkpoints", "name at least one conditional-GAN checkpoint")
+        raise ConfigError("augment.checkpoints", "name at least one sampler checkpoint (a conditional GAN or a diffusion model)")
     out = []
     for ck in cfg.augment.checkpoints:
         synth = registry.load_sampler(ck, "cpu")

@@ -1,7 +1,7 @@
 """medgan for existing MONAI training scripts: synthetic datasets, mixing and a dictionary transform.
 
 - :class:`SyntheticDataset`: a map-style dataset of MONAI dicts generated lazily from a
-  conditional-GAN checkpoint, deterministic by index (the same images ``medgan generate``
+  sampler checkpoint (a conditional GAN or a diffusion model), deterministic by index (the same images ``medgan generate``
   writes for the same seed);
 - :class:`MixedDataset`: the study's mixing policies (``add``, ``balance``, ``replace``) over
   any MONAI ``Dataset`` / ``CacheDataset`` of dicts, or arrays;

@@ -177,3 +177,27 @@ def test_mixed_dataset_generates_only_the_selected_synthetic_slices(
     for i in np.random.default_rng(0).permutation(len(mix)):  # shuffled access, as a DataLoader does
         mix[int(i)]
     assert sum(made) == 6  # two batches of 4 and 2, each generated once; not 2,000 slices
+
+
+def test_a_diffusion_checkpoint_plugs_in_the_same_way(
+    tiny_diffusion_checkpoint: Path, png_files: list[dict]
+) -> None:
+    """SyntheticDataset and RandSyntheticReplaced take any sampler: a diffusion checkpoint gives items in
+    MONAI's orientation, the images its sampler gives for the same (label, seed)."""
+    from medgan.synthesis import registry
+
+    ds = SyntheticDataset(
+        tiny_diffusion_checkpoint,
+        n_per_class=2,
+        seed=3,
+        intensity="fixed",
+        value_range=(-1.0, 1.0),
+        device="cpu",
+    )
+    ref = registry.load_sampler(tiny_diffusion_checkpoint).generate(ds.labels.tolist(), ds.seeds.tolist())
+    for i in range(len(ds)):
+        torch.testing.assert_close(ds[i]["image"].as_tensor(), ref[i].transpose(-1, -2))
+    swap = RandSyntheticReplaced("image", tiny_diffusion_checkpoint, prob=1.0)
+    swap.set_random_state(0)
+    item = swap(REAL_TF(png_files[0]))
+    assert item["synthetic"] is True and item["image"].shape == (1, 16, 16)
