@@ -184,7 +184,7 @@ def test_config_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"model.guidance: unknown key"):
         config_from_dict({**tiny_config(), "model": {"kind": "diffusion", "guidance": 2}})
     cfg = config_from_dict({**tiny_config(), "model": {"kind": "diffusion"}, "train": {"batch_size": 4}})
-    assert cfg.train.betas == (0.9, 0.999) and cfg.train.steps == 6000 and cfg.train.batch_size == 4
+    assert cfg.train.betas == (0.9, 0.999) and cfg.train.steps == 3000 and cfg.train.batch_size == 4
 
 
 def test_resume_refuses_a_changed_model(tiny_data_dir: Path, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ class DiffusionConfig(KindConfig):
 
     #: A diffusion model's own optimisation: Adam (0.9, 0.999), a longer run than a GAN's.
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "steps": 6000,
+        "steps": 3000,
         "lr_g": 2e-4,
         "betas": (0.9, 0.999),
         "sample_every": 1000,
