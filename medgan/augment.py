@@ -53,7 +53,10 @@ _EXT = {"png": ".png", "nifti": ".nii.gz"}
 
 def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> list[Any]:
     if not cfg.augment.checkpoints:
-        raise ConfigError("augment.checkpoints", "name at least one sampler checkpoint (a conditional GAN or a diffusion model)")
+        raise ConfigError(
+            "augment.checkpoints",
+            "name at least one sampler checkpoint (a conditional GAN or a diffusion model)",
+        )
     out = []
     for ck in cfg.augment.checkpoints:
         synth = registry.load_sampler(ck, "cpu")
