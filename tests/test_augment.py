@@ -90,6 +90,20 @@ def test_augment_is_reproducible_and_resumes(
         augment(_cfg(tiny_checkpoint, ratio=1.0), a, tiny_data_dir)
 
 
+def test_augment_mixes_a_cgan_and_a_diffusion_model(
+    tiny_checkpoint: Path, tiny_diffusion_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """Two checkpoints of different kinds share each class's synthetic count; each file traces to its own."""
+    m = augment(
+        _cfg(tiny_checkpoint, ratio=0.5, checkpoints=[str(tiny_checkpoint), str(tiny_diffusion_checkpoint)]),
+        tmp_path / "a",
+        tiny_data_dir,
+    )
+    syn = m[m["source"] == "synthetic"]
+    assert len(syn) == 24 and syn["checkpoint_sha256"].nunique() == 2
+    assert all((tmp_path / "a" / p).is_file() for p in syn["path"])
+
+
 def test_augment_policies_and_counts(tiny_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
     rep = augment(_cfg(tiny_checkpoint, policy="replace", ratio=0.25), tmp_path / "r", tiny_data_dir)
     train = rep[rep.split == "train"]
