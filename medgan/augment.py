@@ -55,7 +55,7 @@ def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> 
     if not cfg.augment.checkpoints:
         raise ConfigError(
             "augment.checkpoints",
-            "name at least one sampler checkpoint (a conditional GAN or a diffusion model)",
+            f"name at least one sampler checkpoint: a {registry.kinds_that('samples')}",
         )
     out = []
     for ck in cfg.augment.checkpoints:

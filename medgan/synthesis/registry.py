@@ -184,6 +184,11 @@ KINDS: dict[str, SynthesizerKind] = {
 _NEEDS = {"samples": "makes slices from noise and a class", "translations": "translates real slices"}
 
 
+def kinds_that(makes: Makes) -> str:
+    """The kinds that make ``makes``, as a phrase for messages, e.g. ``'cgan' (conditional GAN) or ...``."""
+    return " or ".join(f"{k!r} ({e.noun})" for k, e in sorted(KINDS.items()) if e.makes == makes)
+
+
 def get(kind: str, *, makes: Makes | None = None, where: str = "model.kind") -> SynthesizerKind:
     """The entry of ``kind``; with ``makes``, refuse a kind that does not make that."""
     entry = KINDS.get(kind)
