@@ -31,6 +31,8 @@ AUTO_MIN_PIXELS = 128 * 128
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
+        return False  # ATen's kernels are held below AVX-512 (e.g. ATEN_CPU_CAPABILITY=avx2)
     cpu = torch.cpu
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         fn = getattr(cpu, probe, None)

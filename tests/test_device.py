@@ -37,6 +37,14 @@ def test_bf16_if_native_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert device.fast_paths(cpu, "bf16-if-native", "auto", (1, 28, 28)) == ("off", False)  # no error
 
 
+def test_no_native_bf16_when_aten_is_held_below_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATEN_CPU_CAPABILITY=avx2 (or a CPU without AVX-512) runs bf16 emulated: bf16-if-native is fp32."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert device.cpu_has_bf16() is False
+    assert device.fast_paths(torch.device("cpu"), "bf16-if-native", "auto", (1, 28, 28)) == ("off", False)
+
+
 def test_resolve_device() -> None:
     assert device.resolve_device("cpu") == torch.device("cpu")
     assert device.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
