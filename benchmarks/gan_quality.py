@@ -42,17 +42,26 @@ def counts_like(labels: np.ndarray, n_classes: int) -> list[int]:
     return np.bincount(labels, minlength=n_classes).tolist()
 
 
-def synth_set(synth, counts: list[int], base_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``counts[c]`` images of class c, seeds ``derive_seed(base_seed, c, k)``."""
+def synth_set(
+    synth, counts: list[int], base_seed: int, precision: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[c]`` images of class c, seeds ``derive_seed(base_seed, c, k)``, sampled in ``precision``."""
     from medgan.seeding import derive_seed
 
     labels = [c for c, n in enumerate(counts) for _ in range(n)]
     seeds = [derive_seed(base_seed, c, k) for c, n in enumerate(counts) for k in range(n)]
-    return synth.generate(labels, seeds).numpy(), np.asarray(labels, np.int64)
+    return synth.generate(labels, seeds, precision=precision).numpy(), np.asarray(labels, np.int64)
 
 
-def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: dict | None = None) -> dict:
-    """Every figure of the protocol for the run's checkpoint."""
+def score(
+    run_dir: Path,
+    cfg,
+    data_dir: Path,
+    which: str = "default",
+    sampler: dict | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """Every figure of the protocol for the run's checkpoint, its samples drawn in ``precision``."""
     from medgan.classifier import TrainedClassifier, train_classifier
     from medgan.data.sources import load_source
     from medgan.metrics.diversity import memorization, within_class_ms_ssim
@@ -72,7 +81,7 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: d
     for key, value in (sampler or {}).items():  # e.g. a diffusion model's sampling_steps / guidance_scale
         setattr(synth, key, value)
     t0 = time.perf_counter()
-    syn, syn_y = synth_set(synth, counts_like(sy, k), 12345)
+    syn, syn_y = synth_set(synth, counts_like(sy, k), 12345, precision)
     t_sample = time.perf_counter() - t0
 
     ext = get_extractor("inception")
@@ -92,6 +101,7 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: d
     out["n"] = len(syn)
     out["sample_s"] = round(t_sample, 1)
     out["sampler"] = sampler or {}
+    out["sampling_precision"] = precision
     out["fid"], out["floor_fid"] = fid(f_te, f_syn), fid(f_te, f_floor)
     out["fid_ratio"] = out["fid"] / out["floor_fid"]
     out["precision"], out["recall"] = precision_recall(f_te, f_syn, 3)
@@ -128,7 +138,7 @@ def score(run_dir: Path, cfg, data_dir: Path, which: str = "default", sampler: d
     out["label_agreement"] = la.agreement
     out["label_agreement_per_class"] = la.per_class
     out["real_test_acc"] = la.real_test_acc
-    cas_x, cas_y = synth_set(synth, counts_like(ty, k), 54321)
+    cas_x, cas_y = synth_set(synth, counts_like(ty, k), 54321, precision)
     cas = classification_accuracy_score(
         cas_x, cas_y, va.images, vy, te.images, sy, list(ss.classes), clf_cfg, real_clf
     )
@@ -155,6 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="sampler settings for a diffusion checkpoint: steps=N,guidance=W (a result of its own)",
     )
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="sample in bf16 where the CPU / GPU runs it natively (fp32 is the reference; a result of its own)",
+    )
     args = ap.parse_args(argv)
     if args.table:
         print_table()
@@ -172,12 +188,14 @@ def main(argv: list[str] | None = None) -> None:
         names[k]: (int(v) if k == "steps" else float(v))
         for k, v in (item.split("=") for item in args.sampler.split(",") if item)
     }
-    res = score(run_dir, cfg, data_dir, args.which, sampler)
+    res = score(run_dir, cfg, data_dir, args.which, sampler, args.precision)
     res.update(
         {"name": args.name, "overrides": args.set, "train_s": round(t_train, 1), "steps": cfg.train.steps}
     )
-    suffix = ("" if args.which == "default" else f"-{args.which}") + "".join(
-        f"-{k}{v:g}" for k, v in sorted(sampler.items())
+    suffix = (
+        ("" if args.which == "default" else f"-{args.which}")
+        + "".join(f"-{k}{v:g}" for k, v in sorted(sampler.items()))
+        + ("" if args.precision == "fp32" else f"-{args.precision}")
     )
     (run_dir / f"quality{suffix}.json").write_text(json.dumps(res, indent=2, default=float))
     (run_dir / "config.used.yaml").write_text(dump_config(cfg))
