@@ -1,7 +1,8 @@
 """Where independent jobs run: in this process one after another, or as Ray tasks.
 
 A study is a grid of independent jobs (a synthesizer per real subset, a classifier per cell).
-:class:`LocalExecutor` runs each job when it is submitted; :class:`RayExecutor` submits it as a
+:class:`LocalExecutor` runs each job when its result is first asked for (so a caller that saves
+results as they arrive saves each one as soon as it exists); :class:`RayExecutor` submits it as a
 Ray task with its CPU / GPU needs, on a local Ray started for the run or on an existing cluster
 (``address: auto``, or ``$RAY_ADDRESS``). Both run the same functions with the same arguments,
 so with the same thread count per job (``cpus_per_task``) they give the same numbers; what the
@@ -56,7 +57,9 @@ def _run(fn: Callable[..., Any], threads: int | None, *args: Any) -> Any:
 
 
 class LocalExecutor:
-    """Runs every job in this process, at submission, in submission order."""
+    """Runs every job in this process, one at a time, when its result is first asked for
+    (:meth:`get`, :meth:`as_completed`: submission order there). A job given another job's handle
+    among its arguments gets that job's result, as with Ray's refs."""
 
     name = "local"
 
@@ -67,11 +70,11 @@ class LocalExecutor:
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: Resources = Resources(), name: str = ""
     ) -> Any:
-        """Run ``fn(*args)`` now (with ``resources.cpus`` torch threads when set); returns a handle."""
-        return _Done(_run(fn, resources.cpus, *args))
+        """A handle of ``fn(*args)`` (run with ``resources.cpus`` torch threads when set), run on demand."""
+        return _Deferred(fn, resources.cpus, args)
 
     def as_completed(self, handles: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-        """``(handle, result)`` for every handle, as they finish (here: in order)."""
+        """``(handle, result)`` for every handle, each run as it is reached (here: in order)."""
         for h in handles:
             yield h, h.value
 
@@ -83,9 +86,22 @@ class LocalExecutor:
         """Nothing to release."""
 
 
-@dataclass(frozen=True, eq=False)
-class _Done:
-    value: Any
+class _Deferred:
+    """A local job: runs once, the first time its ``value`` is read; its arguments are then dropped."""
+
+    def __init__(self, fn: Callable[..., Any], threads: int | None, args: tuple[Any, ...]) -> None:
+        self._job: tuple[Callable[..., Any], int | None, tuple[Any, ...]] | None = (fn, threads, args)
+        self._value: Any = None
+
+    @property
+    def value(self) -> Any:
+        """The job's result (running it now if it has not run)."""
+        if self._job is not None:
+            fn, threads, args = self._job
+            args = tuple(a.value if isinstance(a, _Deferred) else a for a in args)
+            self._value = _run(fn, threads, *args)
+            self._job = None
+        return self._value
 
 
 class RayExecutor:

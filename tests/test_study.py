@@ -129,6 +129,36 @@ def test_study_resumes_finished_cells(
     assert len(trained) == 4
 
 
+def test_a_study_killed_mid_way_keeps_every_cell_it_finished(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long study (an hour and more) saves each cell when it finishes, not when the last one does."""
+    import medgan.classifier as clf_pkg
+
+    cfg = _study_cfg(arms=["real", "cgan"], fractions=[1.0], seeds=2)
+    original = clf_pkg.train_classifier
+    calls: list[int] = []
+
+    def dies_on_the_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the machine goes away during seed 1's real cell
+        return original(*a, **k)
+
+    monkeypatch.setattr(clf_pkg, "train_classifier", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    cells = next((tmp_path / "cells").iterdir())
+    assert (
+        sorted(p.name for p in cells.glob("*.json")) == sorted(p.name for p in cells.glob("*-s0.json"))
+        and len(list(cells.glob("*-s0.json"))) == 2
+    )  # seed 0's real and cgan cells are on disk
+    calls.clear()
+    monkeypatch.setattr(clf_pkg, "train_classifier", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    assert len(calls) == 2  # the rerun trains only seed 1's two cells
+
+
 def test_levers_run_as_extra_arms_paired_with_real_and_classical(
     tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
