@@ -31,7 +31,7 @@ import torch
 from benchmarks._common import append_section, machine, time_runs
 
 
-def _task(cfg_path: str, data_dir: Path, amp: str):
+def _task(cfg_path: str, data_dir: Path, amp: str, device: str = "cpu"):
     from medgan.config import load_config
     from medgan.synthesis import registry
     from medgan.train import training_slices
@@ -39,16 +39,18 @@ def _task(cfg_path: str, data_dir: Path, amp: str):
     cfg = load_config(cfg_path, [f"train.amp='{amp}'"])
     images, labels, meta = training_slices(cfg, data_dir, None)
     entry = registry.get(cfg.model.kind)
-    return entry.build_task(cfg, images, labels, meta, torch.device("cpu")), cfg
+    return entry.build_task(cfg, images, labels, meta, torch.device(device)), cfg
 
 
-def _train_rate(cfg_path: str, data_dir: Path, amp: str, repeats: int, steps: int) -> float:
-    task, cfg = _task(cfg_path, data_dir, amp)
+def _train_rate(cfg_path: str, data_dir: Path, amp: str, repeats: int, steps: int, device: str) -> float:
+    task, cfg = _task(cfg_path, data_dir, amp, device)
     counter = iter(range(10**9))
 
     def run() -> None:
         for _ in range(steps):
             task.train_step(next(counter))
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     t = time_runs(run, repeats=repeats, warmup=1)
     return steps * cfg.train.batch_size / t["median"]
@@ -62,13 +64,15 @@ def _checkpoint(cfg_path: str, data_dir: Path, folder: Path) -> Path:
     return train(cfg, folder, data_dir)
 
 
-def _generate_seconds(ckpt: Path, n: int, repeats: int, folder: Path, precision: str) -> list[float]:
+def _generate_seconds(
+    ckpt: Path, n: int, repeats: int, folder: Path, precision: str, device: str
+) -> list[float]:
     from medgan.generate import generate
 
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        generate(ckpt, folder / f"g{r}", n // 2, fmt="npz", seed=r, device="cpu", precision=precision)
+        generate(ckpt, folder / f"g{r}", n // 2, fmt="npz", seed=r, device=device, precision=precision)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -85,26 +89,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--sweep", action="store_true", help="also time DDIM steps x guidance settings")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     diff, gan = "configs/diffusion_breastmnist.yaml", "configs/quickstart.yaml"
-    amps = ["off", "bf16"] if cpu_has_bf16() else ["off"]
+    native = cpu_has_bf16() if args.device == "cpu" else torch.cuda.is_bf16_supported()
+    amps = ["off", "bf16"] if native else ["off"]
     rows = []
     for amp in amps:
         for name, path in (("diffusion", diff), ("cGAN (baseline)", gan)):
-            rate = _train_rate(path, data_dir, amp, args.repeats, args.steps)
+            rate = _train_rate(path, data_dir, amp, args.repeats, args.steps, args.device)
             rows.append([name, "bf16" if amp == "bf16" else "fp32", f"{rate:.1f}"])
             print(rows[-1], flush=True)
     append_section(
         "Diffusion model: training images/s at 28 px, batch 64 (BreastMNIST)",
-        f"python -m benchmarks.diffusion_speed --repeats {args.repeats} --steps {args.steps}",
+        f"python -m benchmarks.diffusion_speed --repeats {args.repeats} --steps {args.steps} --device {args.device}",
         ["model", "precision", f"images/s (median of {args.repeats} x {args.steps} steps)"],
         rows,
     )
     grows = []
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+        precisions = ["fp32", "bf16"] if native else ["fp32"]
         for name, path in (("diffusion", diff), ("cGAN (baseline)", gan)):
             ck = _checkpoint(path, data_dir, t / name.split()[0])
             synth = registry.load_sampler(ck)
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             for prec in precisions:
                 out = t / f"out-{name.split()[0]}-{prec}"
-                secs = _generate_seconds(ck, args.n, args.repeats, out, prec)
+                secs = _generate_seconds(ck, args.n, args.repeats, out, prec, args.device)
                 med = statistics.median(secs)
                 row = [
                     name,
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                 grows.append(row)
                 print(row, flush=True)
         ck = t / "diffusion"
-        synth = registry.load_sampler(ck)
+        synth = registry.load_sampler(ck, args.device)
         labels, seeds = [i % 2 for i in range(256)], list(range(256))
         srows = []
         for steps in (10, 25, 50) if args.sweep else ():
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(srows[-1], flush=True)
     append_section(
         f"Diffusion model: generating {args.n:,} slices at 28 px (medgan generate, NPZ)",
-        f"python -m benchmarks.diffusion_speed --n {args.n} --repeats {args.repeats}"
+        f"python -m benchmarks.diffusion_speed --n {args.n} --repeats {args.repeats} --device {args.device}"
         + (" --sweep" if args.sweep else ""),
         ["checkpoint", "sampler", "precision", f"wall s (median of {args.repeats})", "min-max s", "images/s"],
         grows,
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 if srows
                 else ""
             )
-            + f"({machine()}; native bf16: {cpu_has_bf16()})"
+            + f"({machine()}; native bf16: {native})"
         ),
     )
 

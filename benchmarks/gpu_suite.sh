@@ -29,6 +29,7 @@ step pytest_cuda 90 python3 -m pytest -q -p no:cacheprovider -m "not integration
 step cgan_vs_gantrainer 100 python3 -m benchmarks.cgan_vs_gantrainer --data-dir "$DATA" --size 28 64 --repeats 5 --steps 50
 step gpu_cgan 150 python3 -m benchmarks.gpu_cgan --data-dir "$DATA" --steps 300 --n-gen 100000 --repeats 5
 step train_cyclegan 100 python3 -m benchmarks.train_cyclegan --repeats 5 --sizes 64 256
+step diffusion_speed 120 python3 -m benchmarks.diffusion_speed --data-dir "$DATA" --device cuda --n 4096 --repeats 3
 step inception 90 python3 -m benchmarks.inception_features --data-dir "$DATA" --n 2048 --repeats 5 --batch 64
 cp docs/benchmarks.md "$OUT/benchmarks.md"
 LEFT=$((560 - ($(date +%s) - START)))
