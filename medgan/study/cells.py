@@ -1,0 +1,294 @@
+"""One study cell: the real subset, the synthetic slices mixed in, the classifier trained and scored on test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from medgan import classifier
+from medgan.classifier.augment import classical_augmentation
+from medgan.classifier.metrics import bootstrap_metrics, diagnostic_metrics
+from medgan.config import RunConfig
+from medgan.data.sources import RunData, load_source
+from medgan.device import resolve_device, sampling_precision
+from medgan.errors import InputError
+from medgan.mixing import MixedDataset, filter_by_confidence
+from medgan.study.plan import ArmSpec, arm_config, kind_is_sized, synth_dir
+from medgan.synthesis import registry
+from medgan.train import data_meta, train_slices
+from medgan.training.checkpoint import (
+    checkpoint_step,
+    list_checkpoints,
+    resolve_checkpoint,
+)
+
+FILTER_POOL = 4  # a confidence-filtered arm chooses from this many times the samples it needs
+
+
+def synthesizer_checkpoint(
+    cfg: RunConfig,
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    meta: dict[str, Any],
+    folder: Path,
+    reuse: Path | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """The ``kind`` synthesizer of one real subset: trained in ``folder`` (or resumed), or ``reuse``."""
+    c = arm_config(cfg, kind)
+    ckpts = list_checkpoints(folder / "checkpoints")
+    if ckpts and checkpoint_step(ckpts[-1]) >= c.train.steps:
+        return resolve_checkpoint(folder)
+    if reuse is not None:
+        return reuse
+    return train_slices(c, x, y, meta, folder, resume=bool(ckpts), val=val if c.train.select.every else None)
+
+
+def _first_per_class(pool: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` samples of each class of a pool (its samples are grouped by class, in seed order)."""
+    x, y = pool
+    rank = np.zeros(len(y), np.int64)
+    for c in np.unique(y):
+        rank[y == c] = np.arange(int((y == c).sum()))
+    keep = rank < n
+    return x[keep], y[keep]
+
+
+@dataclass
+class Splits:
+    """The study's real data: the loaded source, its splits and their labels."""
+
+    ss: Any
+    tr: Any
+    va: Any
+    te: Any
+    ty: np.ndarray
+    vy: np.ndarray
+    sy: np.ndarray
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names."""
+        return list(self.ss.classes)
+
+
+def load_splits(cfg: RunConfig, data_dir: Path, data: RunData | None = None) -> Splits:
+    """The config's data with train, val and test splits, all labelled (one-line error otherwise).
+
+    ``data``: the config's data already read (``medgan run``); read here otherwise.
+    """
+    ss = data.data if data is not None else load_source(cfg.data, data_dir)
+    tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
+    for name, part in (("train", tr), ("val", va), ("test", te)):
+        if len(part) == 0:
+            raise InputError("data", f"the {name} split is empty; the study needs train, val and test slices")
+        if (part.manifest["label"] < 0).any():
+            raise InputError("data", f"{name} slices are unlabelled; a diagnostic study needs labels")
+    ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
+    return Splits(ss, tr, va, te, ty, vy, sy)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every study job needs: shipped once (Ray's object store) and read by each job."""
+
+    cfg: RunConfig
+    d: Splits
+    out: Path
+    cells: Path
+    keep_real_clf: bool
+    factor: int  # a confidence-filtered arm chooses from this many times the samples it needs
+
+
+def _subset_meta(ctx: Context, f: float, s: int, n: int) -> dict[str, Any]:
+    d = ctx.d
+    return {
+        "classes": d.classes,
+        "shape": list(d.ss.shape),
+        "data": {**data_meta(d.tr), "n_train": n},
+        "real_subset": {"fraction": f, "seed": s},
+    }
+
+
+def synth_job(ctx: Context, kind: str, f: float, s: int, idx: np.ndarray, reuse: Path | None) -> Path:
+    """Train (or resume, or reuse) the ``kind`` synthesizer of the subset ``idx`` (a study job)."""
+    d = ctx.d
+    meta = _subset_meta(ctx, f, s, len(idx))
+    folder = synth_dir(ctx.out, kind, f, s)
+    return synthesizer_checkpoint(
+        ctx.cfg, kind, d.tr.images[idx], d.ty[idx], meta, folder, reuse, val=(d.va.images, d.vy)
+    )
+
+
+#: Pools of the last synthesizers used in this process: cells of one subset share them.
+_POOLS: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pool(
+    kind: str, ckpt: Path, x: np.ndarray, y: np.ndarray, n: int, seed: int, precision: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` per class from the synthesizer (samples) or one translation per real slice; cached."""
+    key = (str(ckpt), n, seed, precision)
+    if key not in _POOLS:
+        while len(_POOLS) >= 4:
+            _POOLS.pop(next(iter(_POOLS)))
+        _POOLS[key] = registry.get(kind).pool(registry.load(ckpt), x, y, n, seed, precision)
+    return _POOLS[key]
+
+
+def study_precision(cfg: RunConfig) -> str:
+    """The precision the study samples its synthesizers in on the CPU: the run's ``train.amp`` policy
+    (bf16 where it trains in bf16 and the CPU runs it natively; fp32 otherwise)."""
+    return sampling_precision(torch.device("cpu"), cfg.train.amp)
+
+
+def _mixture(
+    ctx: Context, sp: ArmSpec, f: float, s: int, x: np.ndarray, y: np.ndarray, ckpt: Path | None, need: int
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
+    """The synthetic slices an arm mixes in, and whether confidence filtering chose them."""
+    if sp.pool is None or ckpt is None:
+        return None, False
+    factor = ctx.factor if kind_is_sized(sp.pool) else 1
+    wide = _pool(sp.pool, ckpt, x, y, need * factor, s, study_precision(ctx.cfg))
+    pool = _first_per_class(wide, need) if factor > 1 else wide
+    if sp.min_confidence is None:
+        return pool, False
+    device = resolve_device(ctx.cfg.classifier.device)
+    real_clf = classifier.TrainedClassifier.load(ctx.cells / f"real-f{f:g}-s{s}", device=device)
+    keep = filter_by_confidence(wide[0], wide[1], real_clf.predict_proba, sp.min_confidence)
+    return (wide[0][keep], wide[1][keep]), True
+
+
+def cell_job(
+    ctx: Context,
+    sp: ArmSpec,
+    ratio: float | None,
+    f: float,
+    s: int,
+    idx: np.ndarray,
+    ckpt: Path | None,
+    need: int,
+    after: Any = None,
+) -> dict[str, Any]:
+    """Train and score one cell's classifier (a study job); returns its row and test probabilities.
+
+    ``after``: the real arm's result for a confidence-filtered arm (only waited for: the real
+    classifier is read from the study folder).
+    """
+    d, cfg = ctx.d, ctx.cfg
+    x, y = d.tr.images[idx], d.ty[idx]
+    pool, filtered = _mixture(ctx, sp, f, s, x, y, ckpt, need)
+    clf_cfg = cfg.classifier.model_copy(update={"seed": s})
+    ds = MixedDataset(
+        (x, y),
+        pool,
+        ratio=ratio or 1.0,
+        policy=sp.policy,
+        synthetic_weight=sp.synthetic_weight,
+        seed=s,
+        cap=(sp.pool is not None and not kind_is_sized(sp.pool))
+        or filtered,  # translations: one per real slice
+    )
+    init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
+    if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
+        syn = ds.synthetic
+        pre = classifier.train_classifier(
+            ds.images[syn], ds.labels[syn], d.va.images, d.vy, len(d.classes), clf_cfg, d.classes
+        )
+        init, ds_x, ds_y, w = pre.model.state_dict(), x, y, None
+    clf = classifier.train_classifier(
+        ds_x,
+        ds_y,
+        d.va.images,
+        d.vy,
+        len(d.classes),
+        clf_cfg,
+        d.classes,
+        sample_weight=w,
+        batch_transform=classical_augmentation(s) if sp.classical else None,
+        init_state=init,
+    )
+    p = clf.predict_proba(d.te.images)
+    if sp.name == "real" and ctx.keep_real_clf:
+        clf.save(ctx.cells / f"real-f{f:g}-s{s}")
+    return {"row": _row(cfg, d, sp, ratio, f, s, ds, clf, p).record(), "proba": p.tolist()}
+
+
+def _row(
+    cfg: RunConfig,
+    d: Splits,
+    sp: ArmSpec,
+    ratio: float | None,
+    f: float,
+    s: int,
+    ds: MixedDataset,
+    clf: Any,
+    p: np.ndarray,
+) -> StudyRow:
+    """The cell's result: test metrics with bootstrap CIs (the paired comparisons come later)."""
+    pos = 1 if len(d.classes) == 2 else None
+    m = diagnostic_metrics(d.sy, p, **({"positive": pos} if pos is not None else {}))
+    ci = bootstrap_metrics(d.sy, p, n_boot=cfg.study.n_boot, seed=s)
+    scores: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, int | float)}
+    scores.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
+    scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
+    shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
+    return StudyRow(
+        arm=sp.name,
+        ratio=ratio,
+        fraction=f,
+        seed=s,
+        n_real=ds.n_real,
+        n_synthetic=ds.n_synthetic,
+        lever=sp.lever,
+        synthetic_shortfall=shortfall,
+        **scores,
+        val_auc=clf.val_auc,
+        best_epoch=clf.best_epoch,
+    )
+
+
+class StudyRow(BaseModel):
+    """One finished study cell (a row of ``results.csv``): the arm, its data and its test scores.
+
+    Test metrics (``auc``, ``acc``, ``sensitivity``, ... and their ``_ci_lo`` / ``_ci_hi``
+    bootstrap bounds) are the extra fields :func:`~medgan.classifier.metrics.diagnostic_metrics`
+    returns; the paired comparisons are set when the reference arm ran on the same seed.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    arm: str
+    ratio: float | None
+    fraction: float
+    seed: int
+    n_real: int
+    n_synthetic: int
+    lever: str | None = None
+    synthetic_shortfall: int | None = None
+    val_auc: float | None = None
+    best_epoch: int | None = None
+    auc_diff_vs_real: float | None = None
+    delong_p: float | None = None
+    auc_diff_vs_classical: float | None = None
+    delong_p_vs_classical: float | None = None
+
+    #: Fields left out of a row when unset (``ratio`` stays: None means "no synthetic ratio").
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "lever",
+        "synthetic_shortfall",
+        "auc_diff_vs_real",
+        "delong_p",
+        "auc_diff_vs_classical",
+        "delong_p_vs_classical",
+    )
+
+    def record(self) -> dict[str, Any]:
+        """The row as ``results.csv`` and the cell files hold it."""
+        return {k: v for k, v in self.model_dump().items() if not (k in self.OPTIONAL and v is None)}
