@@ -70,23 +70,26 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 def write_fake_medmnist(
-    path: Path, size: int = 16, n_train: int = 48, channels: int = 1, seed: int = 0
+    path: Path, size: int = 16, n_train: int = 48, channels: int = 1, seed: int = 0, n_classes: int = 2
 ) -> Path:
-    """A tiny MedMNIST-format .npz: class 0 dark discs, class 1 bright squares (learnable, distinct)."""
+    """A tiny MedMNIST-format .npz: class 0 dark discs, class 1 bright squares, class k > 1 bars of
+    rising brightness (learnable, distinct)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     arrays = {}
     for split, n in (("train", n_train), ("val", 8), ("test", 8)):
-        labels = np.arange(n) % 2
+        labels = np.arange(n) % n_classes
         imgs = np.zeros((n, size, size), np.uint8)
         for i, lab in enumerate(labels):
             cy, cx = rng.integers(size // 4, 3 * size // 4, size=2)
             if lab == 0:
                 imgs[i][(yy - cy) ** 2 + (xx - cx) ** 2 < (size // 4) ** 2] = 80
-            else:
+            elif lab == 1:
                 imgs[i][max(cy - 3, 0) : cy + 3, max(cx - 3, 0) : cx + 3] = 230
+            else:
+                imgs[i][max(cy - 1, 0) : cy + 1, :] = 100 + 30 * lab
         if channels == 3:
             imgs = np.repeat(imgs[..., None], 3, axis=-1)
         arrays[f"{split}_images"] = imgs

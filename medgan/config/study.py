@@ -10,6 +10,12 @@ from medgan.config.base import StrictModel
 from medgan.config.kinds import MODEL_CONFIGS, KindConfig, synthetic_arms
 
 
+#: Arms of real slices only: ``real`` (the subset), ``classical`` (the subset, augmented) and
+#: ``real+`` (the subset plus as many other real train slices as a synthetic arm adds: the
+#: positive control, run at fractions below 1).
+REAL_ARMS = ("real", "classical", "real+")
+
+
 def _positive_ratios(v: list[float]) -> list[float]:
     """Synthetic ratios: a non-empty list of values > 0."""
     if not v or any(r <= 0 for r in v):
@@ -84,11 +90,20 @@ class StudyConfig(StrictModel):
     """
 
     arms: list[str] = Field(
-        default_factory=lambda: ["real", "classical", "cgan", "cyclegan", "cgan+classical"]
+        default_factory=lambda: ["real", "classical", "real+", "cgan", "cyclegan", "cgan+classical"]
     )
-    ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0])
+    #: Synthetic ratios: one list for every fraction, or a list per fraction (``{0.1: [0.5, 1, 2,
+    #: 4, 8], 1.0: [0.5]}``: a ratio sweep where data is scarce, one ratio where it is cheap).
+    ratios: list[float] | dict[float, list[float]] = Field(default_factory=lambda: [0.5, 1.0])
     fractions: list[float] = Field(default_factory=lambda: [1.0])
-    seeds: int = Field(5, ge=1)
+    #: Repeats (seeds) per fraction: one number for all, a number per fraction, or None for the
+    #: default: 10 at fractions <= 0.25 (cheap classifiers, noisy subsets), 5 above.
+    seeds: int | dict[float, int] | None = None
+    #: Length of a subset's synthesizers: ``sqrt`` trains ``steps x sqrt(fraction)`` steps (at
+    #: least 1), ``none`` the full length at every fraction. Recorded in study.json's ``design``.
+    step_scaling: Literal["sqrt", "none"] = "sqrt"
+    #: The labels are ordered grades: add the quadratic weighted kappa to every cell and comparison.
+    ordinal: bool = False
     policy: Literal["add", "balance", "replace"] = "add"
     synthetic_weight: float = Field(1.0, ge=0.0)
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
@@ -142,15 +157,63 @@ class StudyConfig(StrictModel):
 
     @field_validator("ratios")
     @classmethod
-    def _ratios(cls, v: list[float]) -> list[float]:
+    def _ratios(cls, v: list[float] | dict[float, list[float]]) -> list[float] | dict[float, list[float]]:
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("ratios per fraction must name at least one fraction")
+            return {float(f): _positive_ratios(list(dict.fromkeys(r))) for f, r in v.items()}
         return _positive_ratios(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | dict[float, int] | None) -> int | dict[float, int] | None:
+        counts = [v] if isinstance(v, int) else list(v.values()) if isinstance(v, dict) else []
+        if any(isinstance(n, bool) or n < 1 for n in counts):
+            raise ValueError("seeds must be at least 1")
+        return {float(f): n for f, n in v.items()} if isinstance(v, dict) else v
 
     @field_validator("fractions")
     @classmethod
     def _fractions(cls, v: list[float]) -> list[float]:
         if not v or any(not 0 < f <= 1 for f in v):
             raise ValueError("fractions must be a non-empty list of values in (0, 1]")
-        return v
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _per_fraction(self) -> StudyConfig:
+        for key, per in (("ratios", self.ratios), ("seeds", self.seeds)):
+            if isinstance(per, dict):
+                missing = [f for f in self.fractions if f not in per]
+                extra = [f for f in per if f not in self.fractions]
+                if missing or extra:
+                    raise ValueError(
+                        f"{key} per fraction must name exactly the study's fractions {self.fractions}"
+                        + (f"; missing {missing}" if missing else "")
+                        + (f"; not a fraction of the study: {extra}" if extra else "")
+                    )
+        return self
+
+    def seeds_for(self, fraction: float) -> int:
+        """The number of repeats at ``fraction`` (``seeds``; by default 10 at <= 0.25, 5 above)."""
+        if isinstance(self.seeds, dict):
+            return self.seeds[fraction]
+        if self.seeds is None:
+            return 10 if fraction <= 0.25 else 5
+        return self.seeds
+
+    def ratios_for(self, fraction: float) -> list[float]:
+        """The synthetic ratios run at ``fraction``."""
+        return self.ratios[fraction] if isinstance(self.ratios, dict) else self.ratios
+
+    def all_ratios(self) -> list[float]:
+        """Every synthetic ratio of any fraction, sorted."""
+        return sorted({r for f in self.fractions for r in self.ratios_for(f)})
+
+    def scaled_steps(self, steps: int, fraction: float) -> int:
+        """The length of a synthesizer trained on ``fraction`` of the train split (``step_scaling``)."""
+        if self.step_scaling == "none" or fraction >= 1.0:
+            return steps
+        return max(1, round(steps * fraction**0.5))
 
     @field_validator("arms")
     @classmethod
@@ -158,7 +221,7 @@ class StudyConfig(StrictModel):
         if "real" not in v:
             raise ValueError("arms must include 'real' (every arm is compared with it)")
         for a in v:
-            if a not in ("real", "classical"):
+            if a not in REAL_ARMS:
                 _synthetic_arm(a)
         return list(dict.fromkeys(v))
 

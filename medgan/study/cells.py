@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,9 +40,11 @@ def synthesizer_checkpoint(
     folder: Path,
     reuse: Path | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
+    fraction: float = 1.0,
 ) -> Path:
-    """The ``kind`` synthesizer of one real subset: trained in ``folder`` (or resumed), or ``reuse``."""
-    c = arm_config(cfg, kind)
+    """The ``kind`` synthesizer of one real subset (``fraction`` of the train split, which scales its
+    length): trained in ``folder`` (or resumed), or ``reuse``."""
+    c = arm_config(cfg, kind, fraction)
     ckpts = list_checkpoints(folder / "checkpoints")
     if ckpts and checkpoint_step(ckpts[-1]) >= c.train.steps:
         return resolve_checkpoint(folder)
@@ -122,7 +125,7 @@ def synth_job(ctx: Context, kind: str, f: float, s: int, idx: np.ndarray, reuse:
     meta = _subset_meta(ctx, f, s, len(idx))
     folder = synth_dir(ctx.out, kind, f, s)
     return synthesizer_checkpoint(
-        ctx.cfg, kind, d.tr.images[idx], d.ty[idx], meta, folder, reuse, val=(d.va.images, d.vy)
+        ctx.cfg, kind, d.tr.images[idx], d.ty[idx], meta, folder, reuse, val=(d.va.images, d.vy), fraction=f
     )
 
 
@@ -146,6 +149,18 @@ def study_precision(cfg: RunConfig) -> str:
     """The precision the study samples its synthesizers in on the CPU: the run's ``train.amp`` policy
     (bf16 where it trains in bf16 and the CPU runs it natively; fp32 otherwise)."""
     return sampling_precision(torch.device("cpu"), cfg.train.amp)
+
+
+def pool_size(ratio: float | None, y: np.ndarray) -> int:
+    """How many synthetic slices per class a cell at ``ratio`` may draw (its own ratio only, so a
+    cell does not change when other ratios join the study)."""
+    return math.ceil((ratio or 0.0) * np.bincount(y).max())
+
+
+def _extra_real(d: Splits, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The train slices the subset ``idx`` left out: what ``real+`` draws its extra real slices from."""
+    rest = np.setdiff1d(np.arange(len(d.ty)), idx)
+    return d.tr.images[rest], d.ty[rest]
 
 
 def _mixture(
@@ -173,17 +188,21 @@ def cell_job(
     s: int,
     idx: np.ndarray,
     ckpt: Path | None,
-    need: int,
     after: Any = None,
 ) -> dict[str, Any]:
     """Train and score one cell's classifier (a study job); returns its row and test probabilities.
 
-    ``after``: the real arm's result for a confidence-filtered arm (only waited for: the real
-    classifier is read from the study folder).
+    ``real+`` draws its extra slices from the train slices the subset left out (as many as a
+    synthetic arm at the same ratio adds, in the same class mix; fewer where too few are left:
+    ``synthetic_shortfall``). ``after``: the real arm's result for a confidence-filtered arm (only
+    waited for: the real classifier is read from the study folder).
     """
     d, cfg = ctx.d, ctx.cfg
     x, y = d.tr.images[idx], d.ty[idx]
-    pool, filtered = _mixture(ctx, sp, f, s, x, y, ckpt, need)
+    if sp.extra_real:
+        pool, filtered = _extra_real(d, idx), False
+    else:
+        pool, filtered = _mixture(ctx, sp, f, s, x, y, ckpt, pool_size(ratio, y))
     clf_cfg = cfg.classifier.model_copy(update={"seed": s})
     ds = MixedDataset(
         (x, y),
@@ -192,8 +211,8 @@ def cell_job(
         policy=sp.policy,
         synthetic_weight=sp.synthetic_weight,
         seed=s,
-        cap=(sp.pool is not None and not kind_is_sized(sp.pool))
-        or filtered,  # translations: one per real slice
+        # translations: one per real slice; real+: the slices left out
+        cap=(sp.pool is not None and not kind_is_sized(sp.pool)) or filtered or sp.extra_real,
     )
     init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
     if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
@@ -232,26 +251,44 @@ def _row(
     p: np.ndarray,
 ) -> StudyRow:
     """The cell's result: test metrics with bootstrap CIs (the paired comparisons come later)."""
-    pos = 1 if len(d.classes) == 2 else None
-    m = diagnostic_metrics(d.sy, p, **({"positive": pos} if pos is not None else {}))
-    ci = bootstrap_metrics(d.sy, p, n_boot=cfg.study.n_boot, seed=s)
+    kw = metric_options(cfg, d, clf)
+    m = diagnostic_metrics(d.sy, p, **kw)
+    ci = bootstrap_metrics(d.sy, p, n_boot=cfg.study.n_boot, seed=s, **kw)
     scores: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, int | float)}
     scores.update({f"{k}_ci_lo": v[0] for k, v in ci.items()})
     scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
+    for c, entry in (m.get("per_class") or {}).items():  # one-vs-rest AUC of each class (C > 2)
+        scores[f"auc_{d.classes[int(c)]}"] = entry.get("auc")
+    pred = (p[:, 1] >= kw["threshold"]).astype(np.int64) if p.shape[1] == 2 else p.argmax(1)
     shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
+    added = ds.n_synthetic
     return StudyRow(
         arm=sp.name,
         ratio=ratio,
         fraction=f,
         seed=s,
-        n_real=ds.n_real,
-        n_synthetic=ds.n_synthetic,
+        n_real=ds.n_real + (added if sp.extra_real else 0),
+        n_synthetic=0 if sp.extra_real else added,
+        n_added=added,
         lever=sp.lever,
         synthetic_shortfall=shortfall,
         **scores,
+        threshold=kw["threshold"] if p.shape[1] == 2 else None,
+        one_class=bool(len(np.unique(pred)) == 1),
         val_auc=clf.val_auc,
         best_epoch=clf.best_epoch,
     )
+
+
+def metric_options(cfg: RunConfig, d: Splits, clf: Any) -> dict[str, Any]:
+    """How a cell's test predictions are scored: binary at the threshold its classifier chose on
+    validation (class 1 positive), multi-class by argmax; the weighted kappa for ordinal labels."""
+    kw: dict[str, Any] = {"threshold": float(getattr(clf, "threshold", 0.5))}
+    if len(d.classes) == 2:
+        kw["positive"] = 1
+    if cfg.study.ordinal:
+        kw["ordinal"] = True
+    return kw
 
 
 class StudyRow(BaseModel):
@@ -270,23 +307,35 @@ class StudyRow(BaseModel):
     seed: int
     n_real: int
     n_synthetic: int
+    n_added: int | None = None
     lever: str | None = None
     synthetic_shortfall: int | None = None
+    threshold: float | None = None
+    one_class: bool | None = None
     val_auc: float | None = None
     best_epoch: int | None = None
     auc_diff_vs_real: float | None = None
     delong_p: float | None = None
+    bootstrap_p: float | None = None
+    balanced_acc_diff_vs_real: float | None = None
     auc_diff_vs_classical: float | None = None
     delong_p_vs_classical: float | None = None
+    bootstrap_p_vs_classical: float | None = None
+    balanced_acc_diff_vs_classical: float | None = None
 
     #: Fields left out of a row when unset (``ratio`` stays: None means "no synthetic ratio").
     OPTIONAL: ClassVar[tuple[str, ...]] = (
         "lever",
         "synthetic_shortfall",
+        "threshold",
         "auc_diff_vs_real",
         "delong_p",
+        "bootstrap_p",
+        "balanced_acc_diff_vs_real",
         "auc_diff_vs_classical",
         "delong_p_vs_classical",
+        "bootstrap_p_vs_classical",
+        "balanced_acc_diff_vs_classical",
     )
 
     def record(self) -> dict[str, Any]:

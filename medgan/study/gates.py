@@ -34,11 +34,16 @@ from medgan.translate import translation_scores
 class Gates:
     """The quality gates of the study's synthesizers (docs/study.md), each evaluated once and cached.
 
-    A synthesizer's metrics are computed as ``medgan run`` computes them: the test split's N in
-    its class proportions, ``pipeline.features`` (real features cached), label scores with the
-    classifier section's settings. CycleGANs are scored on translations of the test split into
-    the other class (:func:`medgan.translate.translation_scores`), the worse direction counting.
+    Gates decide which arms run, so they are scored on the **validation** split, never on test
+    (test scores stay for reporting): a synthesizer's metrics are computed as ``medgan run``
+    computes them, but against the validation split, its N in its class proportions,
+    ``pipeline.features`` (real features cached), label scores with the classifier section's
+    settings (CAS early-stops on the same split it is scored on, so it reads slightly high).
+    CycleGANs are scored on translations of the validation split into the other class
+    (:func:`medgan.translate.translation_scores`), the worse direction counting.
     """
+
+    SPLIT = "val"
 
     def __init__(
         self,
@@ -46,9 +51,8 @@ class Gates:
         ss: Any,
         out: Path,
         clf_dir: Path,
-        known: dict[Path, dict[str, Any]],
     ) -> None:
-        self.cfg, self.ss, self.folder, self.clf_dir, self.known = cfg, ss, out / "gates", clf_dir, known
+        self.cfg, self.ss, self.folder, self.clf_dir = cfg, ss, out / "gates", clf_dir
         self.records: dict[str, dict[str, Any]] = {}
         self._ext: Any = None
         self._clf: Any = None
@@ -70,15 +74,16 @@ class Gates:
             return self.records[name]
         key = {
             "checkpoint": checkpoint_meta(ckpt).sha256,
+            "split": self.SPLIT,
             "seed": self.cfg.seed,
             "data": self.cfg.data.model_dump(mode="json"),
             "pipeline": self.cfg.pipeline.model_dump(mode="json"),
             "classifier": self.cfg.classifier.model_dump(mode="json"),
         }
         cache = self.folder / f"{name}.json"
-        metrics = self.known.get(Path(ckpt))
-        source = "medgan run's evaluation" if metrics is not None else "the study's evaluation"
-        if metrics is None and cache.is_file():
+        metrics = None
+        source = "the study's evaluation on the validation split"
+        if cache.is_file():
             with contextlib.suppress(json.JSONDecodeError, KeyError):
                 rec = json.loads(cache.read_text(encoding="utf-8"))
                 if rec["key"] == key:
@@ -87,7 +92,7 @@ class Gates:
             try:
                 sized = registry.get(kind).sized
                 metrics = self._sample_metrics(ckpt, name) if sized else self._translation_metrics(ckpt)
-            except InputError as err:  # e.g. a test split too small to score: every gate "not measured"
+            except InputError as err:  # e.g. a validation split too small to score: every gate "not measured"
                 metrics = {"not_measured": str(err)}
             atomic_write_text(cache, json.dumps({"key": key, "metrics": metrics}, indent=2, default=float))
         assert self.cfg.gates is not None
@@ -104,13 +109,14 @@ class Gates:
         return rec
 
     def _sets(self) -> tuple[Any, Any, Any, np.ndarray, np.ndarray, np.ndarray]:
-        tr, va, te = (self.ss.split(n) for n in ("train", "val", "test"))
-        ty, vy, sy = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, te))
-        return tr, va, te, ty, vy, sy
+        """Train, val and the split the gates are scored on (``SPLIT``), with their labels."""
+        tr, va, ev = (self.ss.split(n) for n in ("train", "val", self.SPLIT))
+        ty, vy, ey = (p.manifest["label"].to_numpy().astype(np.int64) for p in (tr, va, ev))
+        return tr, va, ev, ty, vy, ey
 
     def _sample_metrics(self, ckpt: Path, name: str) -> dict[str, Any]:
         cfg, ss = self.cfg, self.ss
-        tr, _, te, _, _, _ = self._sets()
+        tr, _, ev, _, _, _ = self._sets()
         n_classes = len(ss.classes)
 
         def as_list(c: int | dict[int, int]) -> list[int]:
@@ -119,7 +125,7 @@ class Gates:
         synth = registry.load_sampler(ckpt)
         prec = study_precision(cfg)
         syn, syn_y = synth.sample_counts(
-            as_list(eval_counts(cfg.pipeline, te, tr, n_classes)), cfg.seed, prec
+            as_list(eval_counts(cfg.pipeline, ev, tr, n_classes)), cfg.seed, prec
         )
         cas = None
         if cfg.pipeline.label_scores:
@@ -127,12 +133,12 @@ class Gates:
             cas = synth.sample_counts(as_list(split_class_counts(tr, n, n_classes)), cfg.seed, prec)
         return evaluate_sets(
             ss,
-            "test",
+            self.SPLIT,
             syn,
             syn_y,
             self.extractor(),
             tag=cfg.data.model_dump_json(),
-            real_name=f"{cfg.data.source.kind} source from the config:test",
+            real_name=f"{cfg.data.source.kind} source from the config:{self.SPLIT}",
             syn_name=name,
             seed=cfg.seed,
             label_scores="if-possible" if cfg.pipeline.label_scores else False,
@@ -142,7 +148,7 @@ class Gates:
         )
 
     def _translation_metrics(self, ckpt: Path) -> dict[str, Any]:
-        tr, va, te, ty, vy, sy = self._sets()
+        tr, va, ev, ty, vy, ey = self._sets()
         clf = None
         if self.cfg.pipeline.label_scores:
             with contextlib.suppress(InputError):
@@ -155,18 +161,18 @@ class Gates:
         dirs: dict[str, Any] = {}
         accepted: list[np.ndarray] = []
         for direction, src, dst in (("A2B", ia, ib), ("B2A", ib, ia)):
-            if (sy == src).sum() < 2 or (sy == dst).sum() < 2:
+            if (ey == src).sum() < 2 or (ey == dst).sum() < 2:
                 continue
-            out = translator.translate(torch.from_numpy(te.images[sy == src]), direction).numpy()
+            out = translator.translate(torch.from_numpy(ev.images[ey == src]), direction).numpy()
             p = None if clf is None else clf.predict_proba(out)
             if p is not None:
                 accepted.append(p.argmax(1) == dst)
             dirs[direction] = translation_scores(
                 out,
-                te.images[sy == dst],
+                ev.images[ey == dst],
                 tr.images[ty == dst],
                 self.extractor(),
-                tag=f"{tag}:class{dst}",
+                tag=f"{tag}:{self.SPLIT}:class{dst}",
                 target_prob=None if p is None else p[:, dst],
                 seed=self.cfg.seed,
             )
@@ -187,6 +193,6 @@ class Gates:
                 vals = [d[k] for d in dirs.values() if d.get(k) is not None]
                 m[k] = min(vals) if vals else None
         if clf is not None and accepted:
-            acc = float((clf.predict_proba(te.images).argmax(1) == sy).mean())
+            acc = float((clf.predict_proba(ev.images).argmax(1) == ey).mean())
             m["label_agreement"] = {"agreement": float(np.concatenate(accepted).mean()), "real_test_acc": acc}
         return m

@@ -35,27 +35,30 @@ def model_key(cfg: RunConfig, kind: str) -> str:
     return "model" if cfg.model.kind == kind else f"study.models.{kind}"
 
 
-def arm_config(cfg: RunConfig, kind: str) -> RunConfig:
+def arm_config(cfg: RunConfig, kind: str, fraction: float = 1.0) -> RunConfig:
     """The config a study arm's synthesizer of ``kind`` trains with.
 
     The run's own model when ``model.kind`` is ``kind`` (its training settings too, with
     ``study.steps.<kind>`` as the length when given); otherwise ``study.models.<kind>`` (typed by
     the kind's config class) with that kind's training defaults: only the device settings come
     from the run's ``train:``, and the length is ``study.steps.<kind>``, else the kind's default
-    length, else the run's ``train.steps``.
+    length, else the run's ``train.steps``. Below 100 % of the train split the length is scaled
+    by ``study.step_scaling`` (:meth:`~medgan.config.StudyConfig.scaled_steps`).
     """
     steps = cfg.study.steps.get(kind)
     if cfg.model.kind == kind:
         c = cfg.model_copy(deep=True)
         if steps:
             c.train.steps = steps
+        c.train.steps = cfg.study.scaled_steps(c.train.steps, fraction)
         return c
     raw = cfg.model_dump(mode="json")
     model = cfg.study.model_for(kind)
     raw["model"] = model.model_dump(mode="json")
     keep = ("device", "amp", "channels_last", "log_every", "samples_per_class")
     raw["train"] = {k: raw["train"][k] for k in keep}
-    raw["train"]["steps"] = steps or type(model).TRAIN_DEFAULTS.get("steps", cfg.train.steps)
+    full = steps or type(model).TRAIN_DEFAULTS.get("steps", cfg.train.steps)
+    raw["train"]["steps"] = cfg.study.scaled_steps(full, fraction)
     raw["train"]["checkpoint_every"] = raw["train"]["sample_every"] = raw["train"]["steps"]
     return RunConfig.model_validate(raw)
 
@@ -76,7 +79,7 @@ def make_plan(
         raise InputError("data", "the train split holds a single class; a diagnostic study needs two or more")
     plan = []
     for f in st.fractions:
-        for s in range(st.seeds):
+        for s in range(st.seeds_for(f)):
             idx = np.arange(len(labels)) if f == 1.0 else stratified_subsample(labels, f, s, st.min_per_class)
             counts = np.bincount(labels[idx], minlength=len(classes))
             if (counts[counts > 0] < st.min_per_class).any() or (counts == 0).any():
@@ -94,6 +97,10 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     for k in ("device", "log_every", "sample_every", "samples_per_class", "tracking"):
         keep["train"].pop(k, None)
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
+    # which cells run, not what each computes: a cell is keyed by its arm, ratio, fraction and seed
+    # (its subset depends on those alone), so more seeds, ratios or fractions reuse the finished ones
+    for k in ("arms", "ratios", "fractions", "seeds"):
+        keep["study"].pop(k, None)
     for k in ("executor", "cpus_per_task", "gpus_per_task", "ray_address"):  # where cells run, not what
         keep["study"].pop(k, None)
     if not keep["study"].get("levers"):
@@ -109,8 +116,8 @@ class ArmSpec:
     """One arm of the study as it runs: its name, the synthesizer arm it builds on and its mixing."""
 
     name: str  # "<kind>", or "<kind>[weight0.5]" for a lever
-    base: str  # real | classical | <kind> | <kind>+classical
-    ratios: tuple[float | None, ...]
+    base: str  # real | classical | real+ | <kind> | <kind>+classical
+    ratios: tuple[float, ...] | None  # a lever's own ratios; None: the study's at each fraction
     policy: str
     synthetic_weight: float
     min_confidence: float | None
@@ -121,6 +128,25 @@ class ArmSpec:
     def synthetic(self) -> bool:
         """Whether the arm mixes synthetic slices in."""
         return self.pool is not None
+
+    @property
+    def extra_real(self) -> bool:
+        """Whether the arm adds real slices the subset left out (``real+``, the positive control)."""
+        return self.base == "real+"
+
+    @property
+    def adds(self) -> bool:
+        """Whether the arm adds slices (synthetic or extra real) at a ratio."""
+        return self.synthetic or self.extra_real
+
+    def ratios_at(self, st: StudyConfig, fraction: float) -> tuple[float | None, ...]:
+        """The ratios this arm runs at ``fraction`` (``(None,)`` for arms without one; ``real+`` has
+        no cell at 100 %: there is no real slice left to add)."""
+        if not self.adds:
+            return (None,)
+        if self.extra_real and fraction >= 1.0:
+            return ()
+        return self.ratios if self.ratios is not None else tuple(st.ratios_for(fraction))
 
     @property
     def pool(self) -> str | None:
@@ -135,16 +161,16 @@ class ArmSpec:
 
 def arm_specs(st: StudyConfig) -> list[ArmSpec]:
     """Every arm of ``st``: ``real`` first, then ``classical``, the other arms, then each lever's arms."""
-    base = sorted(st.arms, key=lambda a: {"real": 0, "classical": 1}.get(a, 2))
+    base = sorted(st.arms, key=lambda a: {"real": 0, "classical": 1, "real+": 2}.get(a, 3))
     specs = [
         ArmSpec(
             a,
             a,
-            (None,) if a in ("real", "classical") else tuple(st.ratios),
+            None,
             st.policy,
-            st.synthetic_weight,
-            st.min_confidence,
-            st.pretrain,
+            1.0 if a == "real+" else st.synthetic_weight,  # real+ adds real slices: full weight
+            None if a == "real+" else st.min_confidence,
+            st.pretrain and a != "real+",
         )
         for a in base
     ]
@@ -155,7 +181,7 @@ def arm_specs(st: StudyConfig) -> list[ArmSpec]:
                 ArmSpec(
                     f"{a}[{lv.name}]",
                     a,
-                    tuple(lv.ratios or st.ratios),
+                    tuple(lv.ratios) if lv.ratios else None,
                     lv.policy or st.policy,
                     st.synthetic_weight if lv.synthetic_weight is None else lv.synthetic_weight,
                     st.min_confidence if lv.min_confidence is None else lv.min_confidence,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from medgan.study.plan import (
     make_plan,
     synth_dir,
 )
-from medgan.study.summary import summarize
+from medgan.study.summary import design, learning_curve, summarize
 from medgan.training import tracking
 from medgan.training.tracking import Tracker
 
@@ -56,8 +55,6 @@ class Study:
         self.make_tracker, self.tracker = make_tracker, None
         self.specs = arm_specs(ctx.cfg.study)
         self.kinds = arm_kinds(self.specs)
-        ratios = [r for sp in self.specs if sp.synthetic for r in sp.ratios if r is not None]
-        self.max_ratio = max(ratios) if ratios else 0.0
         st = ctx.cfg.study
         self.resources = Resources(st.cpus_per_task, st.gpus_per_task)
         self.results: dict[str, dict[str, Any]] = {}  # cell key -> its row (and test probabilities)
@@ -66,7 +63,8 @@ class Study:
         self.skipped: list[dict[str, Any]] = []
 
     def _keys(self, f: float, s: int) -> list[tuple[ArmSpec, float | None, str]]:
-        return [(sp, r, cell_key(sp.name, r, f, s)) for sp in self.specs for r in sp.ratios]
+        st = self.ctx.cfg.study
+        return [(sp, r, cell_key(sp.name, r, f, s)) for sp in self.specs for r in sp.ratios_at(st, f)]
 
     def _done(self, key: str) -> bool:
         return (self.ctx.cells / f"{key}.json").is_file()
@@ -118,7 +116,6 @@ class Study:
         failing = self.failing(ckpts)
         pending: dict[Any, tuple[str, Path, tuple]] = {}
         for f, s, idx in plan:
-            need = math.ceil(self.max_ratio * np.bincount(self.ctx.d.ty[idx]).max())
             real = None
             for sp, ratio, key in self._keys(f, s):
                 cell = self.ctx.cells / f"{key}.json"
@@ -141,7 +138,6 @@ class Study:
                     s,
                     idx,
                     ckpts.get((sp.pool, f, s)),
-                    need,
                     after,
                     resources=self.resources,
                     name=f"cell {key}",
@@ -182,9 +178,7 @@ class Study:
             for _, _, key in self._keys(f, s)
             if key in self.results
         ]
-        compare_cells(
-            rows, self.probas, self.ctx.d.sy, 1 if len(self.ctx.d.classes) == 2 else None, self.pairs
-        )
+        compare_cells(rows, self.probas, self.ctx.d.sy, self.pairs, self.ctx.cfg.study.n_boot)
         return [StudyRow.model_validate(r).record() for r in rows]  # the columns in one order
 
 
@@ -193,7 +187,6 @@ def run_study(
     data_dir: Path,
     out: Path,
     synthesizer_checkpoint: Path | None = None,
-    synthesizer_metrics: dict[str, Any] | None = None,
     real_classifier_dir: Path | None = None,
     data: RunData | None = None,
 ) -> dict[str, Any]:
@@ -203,11 +196,11 @@ def run_study(
 
     ``synthesizer_checkpoint``: the run's own synthesizer (``model.kind``), already trained on the
     whole train split (``medgan run``'s), reused by the arm of its kind for the 100 % fraction
-    instead of training the same model again; ``synthesizer_metrics``: its evaluation, used for
-    its quality gates.
+    instead of training the same model again.
 
     Quality gates (``cfg.gates``): every synthesizer the study uses is compared with them (its
-    metrics computed as ``medgan run`` does when not given; cached under ``out/gates/``, the real
+    metrics computed as ``medgan run`` does, on the validation split: decisions never see the
+    test split; cached under ``out/gates/``, the real
     classifier of the label scores in ``real_classifier_dir``, default ``out/real_classifier``).
     The results go into ``study.json`` under ``gates``. With ``study.skip_failing_synthesizers``
     the cells of arms that use a failing synthesizer are skipped, listed under ``skipped`` and
@@ -224,8 +217,7 @@ def run_study(
     reuse = {cfg.model.kind: synthesizer_checkpoint} if synthesizer_checkpoint is not None else {}
     cells = out / "cells" / fingerprint(cfg, synthesizer_checkpoint)
     cells.mkdir(parents=True, exist_ok=True)
-    known = {Path(synthesizer_checkpoint): synthesizer_metrics} if reuse and synthesizer_metrics else {}
-    gates = Gates(cfg, d.ss, out, real_classifier_dir or out / "real_classifier", known)
+    gates = Gates(cfg, d.ss, out, real_classifier_dir or out / "real_classifier")
     specs = arm_specs(cfg.study)
     filtering = any(
         sp.pool is not None and kind_is_sized(sp.pool) and sp.min_confidence is not None for sp in specs
@@ -257,7 +249,8 @@ def run_study(
     text = pd.DataFrame(rows).to_csv(index=False)
     if not (out / "results.csv").is_file() or (out / "results.csv").read_text(encoding="utf-8") != text:
         atomic_write_text(out / "results.csv", text)  # a rerun with nothing new leaves the file alone
-    summary = summarize(pd.DataFrame(rows), runner.skipped)
+    results = pd.DataFrame(rows)
+    summary = summarize(results, runner.skipped, len(d.classes), cfg.study.n_boot)
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     report = {
         "classes": d.classes,
@@ -265,7 +258,9 @@ def run_study(
         "n_val": len(d.va),
         "n_test": len(d.te),
         "study": cfg.study.model_dump(mode="json"),
+        "design": design(cfg, plan, runner.kinds),
         "summary": summary,
+        "learning_curve": learning_curve(results),
         "gates": gates.records,
         "skipped": runner.skipped,
     }

@@ -326,3 +326,86 @@ def test_report_names_arms_worse_than_classical(tmp_path: Path) -> None:
     assert "| verdict_vs_classical |" in md and "| worse than classical |" in md
     assert "did worse than classical augmentation alone (paired CI below 0) for: cgan[w0.5] (ratio 1" in md
     assert "did better than classical" not in md
+
+
+# ------------------------------------------------------------------ small N: real+, repeats, curves
+
+
+def test_real_plus_adds_as_many_real_slices_as_the_synthetic_arm(tiny_data_dir: Path, tmp_path: Path) -> None:
+    """The positive control: at a fraction below 1, ``real+`` adds the number of *real* slices the
+    synthetic arm adds at the same ratio, in the same class mix, from the slices the subset left
+    out; repeats and ratios may differ per fraction; the summary carries power, Holm and the
+    learning curve's equivalents."""
+    cfg = _study_cfg(
+        arms=["real", "real+", "cgan"],
+        fractions=[0.5, 1.0],
+        seeds={0.5: 2, 1.0: 1},
+        ratios={0.5: [0.5, 1.0], 1.0: [0.5]},
+    )
+    report = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    res = pd.read_csv(tmp_path / "results.csv")
+    plus = res[res["arm"] == "real+"]
+    assert set(plus["fraction"]) == {0.5} and len(plus) == 2 * 2  # no real+ at 100 %: nothing left to add
+    assert len(res[(res["fraction"] == 1.0)]) == 2  # one seed at 100 %: real and cgan at ratio 0.5
+    for _, r in plus.iterrows():
+        syn = res[(res["arm"] == "cgan") & (res["ratio"] == r["ratio"]) & (res["seed"] == r["seed"])].iloc[0]
+        real = res[(res["arm"] == "real") & (res["fraction"] == 0.5) & (res["seed"] == r["seed"])].iloc[0]
+        assert r["n_added"] == syn["n_synthetic"] > 0 and r["n_synthetic"] == 0
+        assert r["n_real"] == real["n_real"] + r["n_added"]
+    assert (
+        res["one_class"].isin([True, False]).all()
+        and res.loc[res["arm"] == "real", "threshold"].notna().all()
+    )
+    summary = {(r["arm"], r["ratio"], r["fraction"]): r for r in report["summary"]}
+    cg = summary[("cgan", 1.0, 0.5)]
+    assert cg["seeds"] == 2 and cg["mde"] is not None and cg["mde"] >= 0 and 0 <= cg["p_holm"] <= 1
+    assert cg["p_holm"] >= cg["p_value"] and cg["verdict_holm"] in {"helped", "hurt", "no clear difference"}
+    assert summary[("cgan", 0.5, 1.0)]["verdict"] == "not computed"  # one seed: no interval, no verdict
+    design = report["design"]
+    assert design["seeds"] == {"0.5": 2, "1": 1} and design["synthesizer_steps"]["cgan"] == {"0.5": 1, "1": 2}
+    meta = json.loads(
+        next((tmp_path / "synthesizers" / "cgan-f0.5-s0" / "checkpoints").glob("*.json")).read_text()
+    )
+    assert meta["step"] == 1  # 2 steps x sqrt(0.5), recorded in the checkpoint
+    curve = report["learning_curve"]
+    assert {p["arm"] for p in curve["points"]} == {"real", "real+"} and len(curve["fit"]["n"]) >= 2
+
+
+def test_more_repeats_reuse_the_finished_cells(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medgan.classifier as clf_pkg
+
+    cfg = _study_cfg(arms=["real", "real+"], fractions=[0.5], seeds=1, ratios=[1.0])
+    run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    calls: list[int] = []
+    original = clf_pkg.train_classifier
+    monkeypatch.setattr(clf_pkg, "train_classifier", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    run_study(
+        config_from_dict({**cfg, "study": {**cfg["study"], "seeds": 2, "ratios": [1.0, 2.0]}}),
+        tiny_data_dir,
+        tmp_path,
+    )
+    assert len(calls) == 1 + 2 + 1  # seed 1's real and real+ x 2 ratios, seed 0's real+ at ratio 2
+
+
+def test_a_three_class_ordinal_study_compares_every_arm(tmp_path: Path) -> None:
+    """More than two classes: paired differences of the macro AUC (bootstrap test per cell), balanced
+    accuracy and the weighted kappa, verdicts over seeds, per-class one-vs-rest AUC."""
+    from tests.conftest import write_fake_medmnist
+
+    write_fake_medmnist(tmp_path / "data" / "medmnist" / "tri.npz", n_train=48, n_classes=3)
+    cfg = _study_cfg(
+        arms=["real", "classical", "real+"], fractions=[0.5], seeds=2, ratios=[1.0], ordinal=True
+    )
+    cfg["data"] = {"source": {"kind": "medmnist", "name": "tri"}}
+    report = run_study(config_from_dict(cfg), tmp_path / "data", tmp_path / "s")
+    res = pd.read_csv(tmp_path / "s" / "results.csv")
+    others = res[res["arm"] != "real"]
+    assert others["auc_diff_vs_real"].notna().all() and others["bootstrap_p"].between(0, 1).all()
+    assert others["kappa_diff_vs_real"].notna().all() and others["balanced_acc_diff_vs_real"].notna().all()
+    assert {"auc_0", "auc_1", "auc_2"} <= set(res.columns)
+    summary = {r["arm"]: r for r in report["summary"]}
+    for arm in ("classical", "real+"):
+        assert summary[arm]["verdict"] in {"helped", "hurt", "no clear difference"}
+        assert summary[arm]["metric"] == "macro AUC (one-vs-rest)" and "kappa" in summary[arm]
