@@ -102,8 +102,10 @@ def test_config_runs_end_to_end(
     cfg = load_config(config)
     if config.stem == "image_folder":  # the user's own folder: built as docs/data.md shows
         data_dir = request.getfixturevalue("my_images")
-    ratio = f"study.ratios=[{cfg.study.ratios[0]}]"
+    ratio = f"study.ratios=[{cfg.study.all_ratios()[0]}]"
     sets = [*TINY, ratio, f"pipeline.features={pool_features}", *tiny_kinds(cfg)]
+    if "real+" in cfg.study.arms:  # the positive control runs below 100 % only: one subset, 2-step synthesizers
+        sets.append("study.fractions=[0.5]")
     if cfg.study.levers:
         sets.append(f"study.levers=[{json.dumps(cfg.study.levers[0].model_dump(exclude={'ratios'}))}]")
     args = ["run", str(config), "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]

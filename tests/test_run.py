@@ -93,7 +93,8 @@ def test_report_is_readable_and_self_contained(tiny_run: Path) -> None:
     assert "real-real floor" in md and "FID" in md
     assert re.search(r"helped|hurt|No arm improved", md)
     html = (tiny_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and 'src="figures/' not in html
+    # 4 figures: real vs synthetic, closest pairs, AUC vs ratio, the paired ratio sweep (2 ratios)
+    assert html.count("data:image/png;base64,") == 4 and 'src="figures/' not in html
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
@@ -118,7 +119,13 @@ REUSED = (
     "study/results.csv",
 )
 #: What a rerun rebuilds from the reused stages (made stale before the rerun: it must be rewritten, identical).
-REBUILT = ("report.md", "report.html", "figures/real_vs_synthetic.png", "figures/auc_vs_ratio.png")
+REBUILT = (
+    "report.md",
+    "report.html",
+    "figures/real_vs_synthetic.png",
+    "figures/auc_vs_ratio.png",
+    "figures/ratio_sweep.png",
+)
 OLD_NS = 1_000_000_000 * 10**9  # 2001-09-09: a rewrite during the rerun cannot keep this mtime
 
 
@@ -192,7 +199,7 @@ def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r'data-figures="(\d+)/(\d+)"', proc.stdout)
-    assert m and m.group(1) == m.group(2) == "3", proc.stdout[:500]
+    assert m and m.group(1) == m.group(2) == "4", proc.stdout[:500]
 
 
 def test_study_reuses_the_runs_cgan_at_full_fraction(tiny_run: Path) -> None:
@@ -253,8 +260,14 @@ def test_report_holds_every_arm_and_metric(tiny_run: Path) -> None:
         ("cgan", 1.0),
     ]
     helps = md[md.index("## Does synthetic data help") : md.index("## Figures")]
-    table = [ln for ln in helps.splitlines() if ln.startswith("| ") and not ln.startswith(("| arm", "|---"))]
-    assert len(table) == len(rows), helps
+
+    def table_lines(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith(("| arm", "|---"))]
+
+    table = table_lines(helps[helps.index("### Scores") : helps.index("### Paired with real-only")])
+    paired = table_lines(helps[helps.index("### Paired with real-only") : helps.index("### Paired with classical")])
+    assert len(table) == len(rows) and len(paired) == len(rows) - 1, helps  # real is paired with nothing
+    paired_by_arm = {tuple(c.strip() for c in ln.strip("|").split("|")[:2]): ln for ln in paired}
     for r, line in zip(rows, table, strict=True):
         assert r["seeds"] == 2 and 0.0 <= r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1] <= 1.0, r
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -262,5 +275,6 @@ def test_report_holds_every_arm_and_metric(tiny_run: Path) -> None:
         assert cells[:4] == [r["arm"], ratio, "1.000", f"{r['auc']:.3f}"], (r, line)
         assert cells[4] == f"[{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", (r, line)
         if r["arm"] != "real":  # every other arm is compared with real-only data, with a verdict
-            assert isinstance(r["auc_diff_vs_real"], float) and r["verdict"] in line, (r, line)
+            pline = paired_by_arm[(r["arm"], ratio)]
+            assert isinstance(r["auc_diff_vs_real"], float) and r["verdict"] in pline, (r, pline)
     assert re.search(r"helped|hurt|No arm improved", helps)

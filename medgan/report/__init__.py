@@ -93,7 +93,13 @@ def real_vs_synthetic_figure(
     for r, (title, sel) in enumerate(rows):
         for j in range(k):
             ax = axes[r][j]
-            ax.axis("off")
+            if j > 0 and j >= len(sel):
+                ax.axis("off")
+                continue
+            ax.set_xticks([])  # not axis("off"): the first column keeps its y-label, the row's name
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
             if j < len(sel):
                 img = sel[j]
                 ax.imshow(
@@ -102,8 +108,8 @@ def real_vs_synthetic_figure(
                     vmin=-1,
                     vmax=1,
                 )
-            if j == 0:
-                ax.set_title(title, fontsize=7, loc="left")
+            if j == 0:  # the row's label left of its first image, never over the grid
+                ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center", labelpad=6)
     return _savefig(fig, path)
 
 
@@ -146,7 +152,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
         if isinstance(v, float):
             return "" if np.isnan(v) else f"{v:.3f}"
         if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(t, float) for t in v):
-            return f"[{v[0]:.3f}, {v[1]:.3f}]"
+            return "" if any(np.isnan(t) for t in v) else f"[{v[0]:.3f}, {v[1]:.3f}]"
         return "" if v is None else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -328,80 +334,416 @@ def _translations_section(t: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+#: The verdicts vs real-only data that come from a computed paired interval.
+_COMPUTED = ("helped", "hurt", "no clear difference")
+_COMPUTED_CLASSICAL = ("better than classical", "worse than classical", "no clear difference")
+
+
+def _finite(v: Any) -> float | None:
+    """``v`` as a finite float, else None (missing, None, NaN, strings, bools)."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        return None
+    f = float(v)
+    return f if np.isfinite(f) else None
+
+
+def _pair(v: Any) -> tuple[float, float] | None:
+    """A finite ``[lo, hi]`` pair, else None."""
+    if isinstance(v, list | tuple) and len(v) == 2:
+        lo, hi = _finite(v[0]), _finite(v[1])
+        if lo is not None and hi is not None:
+            return lo, hi
+    return None
+
+
+def _p(v: Any) -> str:
+    """A p-value for a table or sentence: 3 decimals, ``<0.001`` below that, empty when missing."""
+    p = _finite(v)
+    return "" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _count(v: Any) -> str:
+    """A (mean) slice count with thousands separators, empty when missing."""
+    n = _finite(v)
+    return "" if n is None else f"{n:,.0f}"
+
+
+def _where(r: dict[str, Any], holm_key: str | None = None) -> str:
+    """``arm (ratio r, real fraction f)``, with the Holm-adjusted verdict inside when the row has one."""
+    ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
+    holm = r.get(holm_key) if holm_key else None
+    return f"{r['arm']} ({ratio}real fraction {r['fraction']:g}" + (f"; Holm: {holm}" if holm else "") + ")"
+
+
+def _seeds_text(st: dict[str, Any]) -> str:
+    """The seeds per fraction: study.json's top-level ``seeds`` (an int or fraction -> seeds), else the config's."""
+    seeds = st.get("seeds")
+    if seeds is None:
+        seeds = (st.get("design") or {}).get("seeds")
+    if seeds is None:
+        seeds = (st.get("study") or {}).get("seeds")
+    if isinstance(seeds, dict) and seeds:
+        items = sorted(seeds.items(), key=lambda kv: _finite(_as_float(kv[0])) or 0.0)
+        return ", ".join(f"{n} at real fraction {_as_float(f):g}" for f, n in items)
+    return "unknown" if seeds is None else str(seeds)
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _design_lines(st: dict[str, Any]) -> list[str]:
+    """study.json's ``design`` (synthesizer lengths, how subsets are drawn) and the learning curve, in sentences."""
+    design = st.get("design") or {}
+    out: list[str] = []
+    n_real = design.get("n_real")
+    if isinstance(n_real, dict) and n_real:
+        at = sorted(n_real.items(), key=lambda kv: _as_float(kv[0]))
+        out.append(
+            "Real training slices per repeat: "
+            + ", ".join(f"{_count(n)} at fraction {_as_float(f):g}" for f, n in at)
+            + "."
+        )
+    ratios = design.get("ratios")
+    if isinstance(ratios, dict) and len({str(v) for v in ratios.values()}) > 1:  # only when they differ
+        at = sorted(ratios.items(), key=lambda kv: _as_float(kv[0]))
+        out.append(
+            "Synthetic ratios: "
+            + "; ".join(f"{', '.join(f'{x:g}' for x in v)} at fraction {_as_float(f):g}" for f, v in at)
+            + "."
+        )
+    steps = design.get("synthesizer_steps")
+    if isinstance(steps, dict) and steps:
+        parts = []
+        for kind, v in steps.items():
+            if isinstance(v, dict) and v:
+                at = sorted(v.items(), key=lambda kv: _as_float(kv[0]))
+                parts.append(
+                    f"{kind} " + ", ".join(f"{_count(n)} at fraction {_as_float(f):g}" for f, n in at)
+                )
+            elif _finite(v) is not None:
+                parts.append(f"{kind} {_count(v)}")
+        scaling = design.get("step_scaling")
+        how = {"sqrt": " (the full length x sqrt(fraction))", "none": " (the full length at every fraction)"}
+        if parts:
+            out.append("Synthesizer training steps: " + "; ".join(parts) + how.get(str(scaling), "") + ".")
+    note = design.get("subset_note")
+    if isinstance(note, str) and note.strip():
+        note = note.strip()
+        out.append(note[0].upper() + note[1:] + ("" if note.endswith(".") else "."))
+    fit = (st.get("learning_curve") or {}).get("fit") or {}
+    ns, aucs = fit.get("n") or [], fit.get("auc") or []
+    if ns and len(ns) == len(aucs):
+        knots = list(zip(ns, aucs, strict=True))
+        shown = knots if len(knots) <= 4 else [knots[0], knots[-1]]
+        pts = (", " if len(shown) == len(knots) else " ... ").join(
+            f"{_num(a)} at {_count(n)}" for n, a in shown
+        )
+        out.append(
+            f"Real-only learning curve (isotonic fit over every classifier trained on real slices only, "
+            f"{len(knots)} sizes): AUC {pts} real slices."
+        )
+    return out
+
+
+def _one_class_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """A warning per real-only row whose classifier predicted one class on the whole test set in some seeds."""
+    md = []
+    others = []
+    for r in summary:
+        k = _finite(r.get("one_class_seeds"))
+        if not k:
+            continue
+        text = f"{int(k)} of {r.get('seeds', '?')} seeds"
+        if r.get("arm") == "real":
+            md.append(
+                f"**Warning: the real-only classifier predicted one class everywhere in {text} at fraction "
+                f"{r['fraction']:g}**: the paired differences at that fraction compare with a classifier that did not learn."
+            )
+        else:
+            others.append(f"{_where(r)}: {text}")
+    if others:
+        md.append("Classifiers that predicted one class on the whole test set: " + "; ".join(others) + ".")
+    return md
+
+
+def _shown(rows: list[dict[str, Any]], cols: list[str], optional: set[str]) -> list[str]:
+    """``cols`` less the ``optional`` ones that no row holds a value for."""
+    return [c for c in cols if c not in optional or any(r.get(c) not in (None, "") for r in rows)]
+
+
+def _study_tables(summary: list[dict[str, Any]]) -> list[str]:
+    """Three narrower tables instead of one wide one: scores; paired with real; paired with classical."""
+    scores = []
+    for r in summary:
+        d = dict(r)
+        for key in ("n_real", "n_added"):
+            d[key] = _count(r.get(key))
+        scores.append(d)
+    score_cols = _shown(
+        scores,
+        ["arm", "ratio", "fraction", "auc", "auc_ci", "seeds", "n_real", "n_added", "balanced_acc", "balanced_acc_ci",
+         "kappa", "kappa_ci", "acc", "sensitivity", "specificity", "one_class_seeds"],
+        {"n_real", "n_added", "balanced_acc", "balanced_acc_ci", "kappa", "kappa_ci", "one_class_seeds"},
+    )  # fmt: skip
+    md = ["### Scores", "", _table(scores, score_cols), ""]
+    vs_real = []
+    for r in summary:
+        if r.get("arm") == "real" or not any(
+            k in r for k in ("verdict", "auc_diff_vs_real", "p_value", "worth_real", "real_plus_share")
+        ):
+            continue
+        d = dict(r)
+        d["p_value"], d["p_holm"] = _p(r.get("p_value")), _p(r.get("p_holm"))
+        d["mde"] = "" if _finite(r.get("mde")) is None else f"{r['mde']:+.3f}"
+        share = _finite(r.get("real_plus_share"))
+        d["real_plus_share"] = "" if share is None else f"{share:.0%}"
+        d["worth_real"], d["worth_real_ci"] = _worth_cells(r)
+        vs_real.append(d)
+    if vs_real:
+        cols = _shown(
+            vs_real,
+            ["arm", "ratio", "fraction", "auc_diff_vs_real", "auc_diff_ci", "p_value", "p_holm", "verdict",
+             "verdict_holm", "mde", "real_plus_share", "worth_real", "worth_real_ci", "balanced_acc_diff_vs_real",
+             "balanced_acc_diff_vs_real_ci", "kappa_diff_vs_real", "kappa_diff_vs_real_ci"],
+            {"p_value", "p_holm", "verdict_holm", "mde", "real_plus_share", "worth_real", "worth_real_ci",
+             "balanced_acc_diff_vs_real", "balanced_acc_diff_vs_real_ci", "kappa_diff_vs_real",
+             "kappa_diff_vs_real_ci"},
+        )  # fmt: skip
+        md += ["### Paired with real-only data (same seed: same real subset, same initialisation)", ""]
+        md += [_table(vs_real, cols), ""]
+    vs_cl = []
+    for r in summary:
+        if not any(k in r for k in ("auc_diff_vs_classical", "verdict_vs_classical", "p_value_vs_classical")):
+            continue
+        d = dict(r)
+        d["p_value_vs_classical"] = _p(r.get("p_value_vs_classical"))
+        d["p_holm_vs_classical"] = _p(r.get("p_holm_vs_classical"))
+        mde = _finite(r.get("mde_vs_classical"))
+        d["mde_vs_classical"] = "" if mde is None else f"{mde:+.3f}"
+        vs_cl.append(d)
+    if vs_cl:
+        cols = _shown(
+            vs_cl,
+            ["arm", "ratio", "fraction", "auc_diff_vs_classical", "auc_diff_vs_classical_ci", "p_value_vs_classical",
+             "p_holm_vs_classical", "verdict_vs_classical", "verdict_vs_classical_holm", "mde_vs_classical"],
+            {"p_value_vs_classical", "p_holm_vs_classical", "verdict_vs_classical_holm", "mde_vs_classical"},
+        )  # fmt: skip
+        md += ["### Paired with classical augmentation (same seed)", "", _table(vs_cl, cols), ""]
+    return md
+
+
+def _worth_cells(r: dict[str, Any]) -> tuple[str, str]:
+    """The worth-in-real-slices table cells: the estimate (``>=`` / ``<=`` when censored) and its CI."""
+    w = _finite(r.get("worth_real"))
+    if w is None:
+        return "", ""
+    sign = {"above": ">= ", "below": "<= "}.get(r.get("worth_censored") or "", "")
+    ci = _pair(r.get("worth_real_ci"))
+    return f"{sign}{w:+,.0f}", "" if ci is None else f"[{ci[0]:,.0f}, {ci[1]:,.0f}]"
+
+
 def _study_section(st: dict[str, Any]) -> list[str]:
-    """The study section: its table, then which arms helped, hurt or beat classical augmentation."""
+    """The study section: design, scores and paired comparisons, then which arms helped, hurt or beat classical."""
     summary = st["summary"]
+    metric = next((r["metric"] for r in summary if r.get("metric")), None) or st.get("metric")
     md = [
         "## Does synthetic data help the classifier?",
         "",
         f"Test set: {st['n_test']} real slices (the same for every arm); train {st['n_train']}, val {st['n_val']}. "
-        f"Seeds: {st['study']['seeds']}. AUC is the mean over seeds with its 95% CI; the difference is paired "
+        f"Seeds: {_seeds_text(st)}. AUC is the mean over seeds with its 95% CI; the difference is paired "
         "with the real-only arm on the same seed "
-        "(and, for synthetic arms, with the classical-augmentation arm when it runs).",
-        "",
-        _table(
-            summary,
-            [
-                "arm",
-                "ratio",
-                "fraction",
-                "auc",
-                "auc_ci",
-                "acc",
-                "sensitivity",
-                "specificity",
-                "auc_diff_vs_real",
-                "auc_diff_ci",
-                "verdict",
-            ]
-            + (
-                ["auc_diff_vs_classical", "auc_diff_vs_classical_ci", "verdict_vs_classical"]
-                if any("auc_diff_vs_classical" in r for r in summary)
-                else []
-            ),
-        ),
+        "(and, for synthetic arms, with the classical-augmentation arm when it runs)."
+        + (f" AUC here is the {metric}." if metric and metric != "AUC" else ""),
         "",
     ]
-    md += _study_findings(summary)
+    design = _design_lines(st)
+    if design:
+        md += [" ".join(design), ""]
+    warn = _one_class_lines(summary)
+    for line in warn:
+        md += [line, ""]
+    md += _study_tables(summary)
+    md += _study_findings(summary, st)
     md.append("")
     return md
 
 
-def _study_findings(summary: list[dict[str, Any]]) -> list[str]:
-    """Plain sentences on the study's verdicts: the arms that helped, hurt, beat classical, were skipped."""
+def _not_computed_reason(summary: list[dict[str, Any]], st: dict[str, Any] | None) -> str | None:
+    """Why no verdict vs real-only data was computed, when the summary (and study) tell."""
+    ran = [r for r in summary if (r.get("seeds") or 0) > 0]
+    if not any(r.get("arm") == "real" for r in ran):
+        return "the real-only arm did not run, so no arm could be paired with it"
+    others = [r for r in ran if r.get("arm") != "real"]
+    if others and all(_finite(r.get("auc_diff_vs_real")) is None for r in others):
+        classes = (st or {}).get("classes") or []
+        if len(classes) > 2:
+            return f"no paired AUC difference was recorded (this task has {len(classes)} classes)"
+        if max(r.get("seeds") or 0 for r in others) < 2:
+            return "an interval over seeds needs at least 2 seeds per arm"
+        return "no paired AUC difference was recorded"
+    if others and max(r.get("seeds") or 0 for r in others) < 2:
+        return "an interval over seeds needs at least 2 seeds per arm"
+    return None
+
+
+def _worth_line(r: dict[str, Any]) -> str | None:
+    """``cgan (ratio 1, fraction 0.1): +546 synthetic slices worth 120 real slices [40, 210]``, when estimated."""
+    w = _finite(r.get("worth_real"))
+    if w is None:
+        return None
+    added = _finite(r.get("n_added"))
+    lead = f"+{added:,.0f} synthetic slices " if added else ""
+    ci = _pair(r.get("worth_real_ci"))
+    ci_text = "" if ci is None else f" [{ci[0]:,.0f}, {ci[1]:,.0f}]"
+    cens = r.get("worth_censored")
+    if cens == "above":
+        text = f"worth at least {w:,.0f} real slices (beyond the largest N measured)"
+    elif cens == "below" and w > 0:
+        text = f"worth at most {w:,.0f} real slices (below the smallest N measured)"
+    elif cens == "below":
+        text = "worth fewer than 0 real slices (below the smallest N measured)"
+    elif w < 0:
+        text = f"worth fewer than 0 real slices ({w:+,.0f}{ci_text})"
+    else:
+        text = f"worth {w:,.0f} real slices{ci_text}"
+    ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
+    share = _finite(r.get("real_plus_share"))
+    tail = "" if share is None else f"; {share:.0%} of the gain of as many extra real slices (real+)"
+    return f"- {r['arm']} ({ratio}fraction {r['fraction']:g}): {lead}{text}{tail}."
+
+
+def _power_line(r: dict[str, Any], ref: str) -> str | None:
+    """A no-clear-difference comparison with the smallest difference the study could have detected."""
+    sfx = "" if ref == "real" else "_vs_classical"
+    if r.get(f"verdict{sfx}") != "no clear difference" or f"mde{sfx}" not in r:
+        return None
+    from medgan.study.statistics import detectable_line  # lazily: the study package imports torch
+
+    mean = _finite(r.get("auc_diff_vs_real" if ref == "real" else "auc_diff_vs_classical"))
+    ci = _pair(r.get("auc_diff_ci" if ref == "real" else "auc_diff_vs_classical_ci"))
+    stats_ = (
+        [] if mean is None else [f"{mean:+.3f}" + ("" if ci is None else f" [{ci[0]:+.3f}, {ci[1]:+.3f}]")]
+    )
+    if _p(r.get(f"p_value{sfx}")):
+        stats_.append(f"p = {_p(r.get(f'p_value{sfx}'))}")
+    if _p(r.get(f"p_holm{sfx}")):
+        stats_.append(f"Holm p = {_p(r.get(f'p_holm{sfx}'))}")
+    what = "real-only data" if ref == "real" else "classical augmentation"
+    return (
+        f"- {_where(r)} vs {what}: no clear difference"
+        + (f" ({', '.join(stats_)})" if stats_ else "")
+        + f"; {detectable_line(r.get(f'mde{sfx}'))}."
+    )
+
+
+def _verdict_lines(summary: list[dict[str, Any]], computed: list[dict[str, Any]]) -> list[str]:
+    """The arms that helped or hurt (vs real-only) and did better or worse than classical, Holm beside each."""
     md: list[str] = []
-    verdicts = [r for r in summary if r.get("verdict")]
-    helped = [r for r in verdicts if r["verdict"] == "helped"]
-    hurt = [r for r in verdicts if r["verdict"] == "hurt"]
-
-    def where(r: dict[str, Any]) -> str:
-        ratio = "" if r.get("ratio") is None else f"ratio {r['ratio']:g}, "
-        return f"{r['arm']} ({ratio}real fraction {r['fraction']:g})"
-
+    helped = [r for r in computed if r["verdict"] == "helped"]
+    hurt = [r for r in computed if r["verdict"] == "hurt"]
     if helped:
         md.append(
             "Augmentation helped (the 95% CI of the paired AUC difference lies above 0) for: "
-            + ", ".join(where(r) for r in helped)
+            + ", ".join(_where(r, "verdict_holm") for r in helped)
             + "."
         )
     if hurt:
-        md.append("It hurt (CI below 0) for: " + ", ".join(where(r) for r in hurt) + ".")
-    for word, verdict in (("better", "better than classical"), ("worse", "worse than classical")):
-        arms = [r for r in summary if r.get("verdict_vs_classical") == verdict]
+        md.append("It hurt (CI below 0) for: " + ", ".join(_where(r, "verdict_holm") for r in hurt) + ".")
+    for word, verdict_ in (("better", "better than classical"), ("worse", "worse than classical")):
+        arms = [r for r in summary if r.get("verdict_vs_classical") == verdict_]
         if arms:
             md.append(
                 f"Synthetic slices did {word} than classical augmentation alone (paired CI "
                 f"{'above' if word == 'better' else 'below'} 0) for: "
-                + ", ".join(where(r) for r in arms)
+                + ", ".join(_where(r, "verdict_vs_classical_holm") for r in arms)
                 + "."
             )
-    if not helped:
-        md.append("**No arm improved test AUC over real-only data with confidence on this dataset.**")
+    holm_done = all(r.get("verdict_holm") for r in computed)
+    if helped and holm_done and not any(r["verdict_holm"] == "helped" for r in computed):
+        md.append(
+            "After Holm's correction for the study's comparisons with real-only data, no improvement remains clear."
+        )
+    return md
+
+
+def _control_lines(control: list[dict[str, Any]]) -> list[str]:
+    """What the positive control (``real+``: as many extra real slices) shows: can this study see a gain at all?"""
+    if not control:
+        return []
+    helped = [r for r in control if r["verdict"] == "helped"]
+    if helped:
+        return [
+            "The positive control (real+: the same number of extra real slices instead of synthetic ones) "
+            "helped for: " + ", ".join(_where(r, "verdict_holm") for r in helped) + "."
+        ]
+    return [
+        "**The positive control did not help either** (real+: the same number of extra real slices): at "
+        "this number of seeds the study could not see a gain even from more real data."
+    ]
+
+
+def _headline(
+    summary: list[dict[str, Any]], computed: list[dict[str, Any]], st: dict[str, Any] | None
+) -> list[str]:
+    """The no-arm-improved sentence, only when verdicts vs real-only data were computed; else why there are none."""
+    if computed:
+        missing = [
+            r for r in summary if r.get("arm") not in ("real", "real+") and r.get("verdict") == "not computed"
+        ]
+        md = [
+            "The paired comparison with real-only data was not computed (fewer than 2 seeds with a paired "
+            "difference) for: " + ", ".join(_where(r) for r in missing) + "."
+        ] if missing else []  # fmt: skip
+        if any(r["verdict"] == "helped" for r in computed):
+            return md
+        which = "No arm" if not missing else "No other arm"
+        return [f"**{which} improved test AUC over real-only data with confidence on this dataset.**", *md]
+    if any(r.get("arm") not in ("real", "real+") and (r.get("seeds") or 0) > 0 for r in summary):
+        reason = _not_computed_reason(summary, st)
+        return [
+            "**The paired comparison with real-only data was not computed**"
+            + (f" ({reason})" if reason else "")
+            + ": this study does not say whether any arm improved test AUC."
+        ]
+    if summary and all(r.get("arm") == "real" for r in summary):
+        return ["Only the real-only arm ran: there is no other arm to compare it with."]
+    return []
+
+
+def _study_findings(summary: list[dict[str, Any]], st: dict[str, Any] | None = None) -> list[str]:
+    """Plain sentences on the study's verdicts: the arms that helped, hurt, beat classical, were skipped;
+    the power of each no-clear-difference comparison and each arm's worth in real slices.
+
+    A verdict is stated only where it was computed: with no verdict vs real-only data in the summary,
+    it says the comparison was not computed (and why, when ``summary`` / ``st`` tell) instead.
+    """
+    computed = [r for r in summary if r.get("arm") not in ("real", "real+") and r.get("verdict") in _COMPUTED]
+    control = [r for r in summary if r.get("arm") == "real+" and r.get("verdict") in _COMPUTED]
+    md = _verdict_lines(summary, computed) + _headline(summary, computed, st) + _control_lines(control)
+    power = [line for r in computed + control if (line := _power_line(r, "real"))]
+    power += [
+        line
+        for r in summary
+        if r.get("verdict_vs_classical") in _COMPUTED_CLASSICAL and (line := _power_line(r, "classical"))
+    ]
+    if power:
+        md += ["", "Comparisons without a clear difference, and the smallest true difference (80% power) "
+               "this number of seeds would have detected:", "", *power]  # fmt: skip
+    worth = [line for r in summary if r.get("arm") not in ("real", "real+") and (line := _worth_line(r))]
+    if worth:
+        md += ["", "Each arm's paired AUC gain in real slices: how many extra real slices the real-only learning "
+               "curve needs for the same AUC (95% bootstrap CI over seeds):", "", *worth]  # fmt: skip
     skipped = [r for r in summary if r.get("seeds") == 0]
     if skipped:
+        if worth or power:
+            md.append("")
         md.append(
             "Skipped because their synthesizer failed the quality gates (study.skip_failing_synthesizers): "
-            + ", ".join(where(r) for r in skipped)
+            + ", ".join(_where(r) for r in skipped)
             + "."
         )
     return md
@@ -450,7 +792,7 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
 
 
 def _block_html(line: str, run_dir: Path) -> str | None:
-    """One Markdown line outside tables and code as HTML: figure (embedded), caption, heading, paragraph.
+    """One Markdown line outside tables and code as HTML: figure (embedded), caption, heading (1-3), paragraph.
 
     A figure's PNG is read from ``run_dir`` (an empty image when the file is missing); a blank
     line gives None; the first ``**...**`` pair of a paragraph becomes bold.
@@ -462,6 +804,8 @@ def _block_html(line: str, run_dir: Path) -> str | None:
         return f'<figure><img class="fig" alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
     if line.startswith("*") and line.endswith("*") and not line.startswith("**"):
         return f"<p><em>{html.escape(line.strip('*'))}</em></p>"
+    if line.startswith("### "):
+        return f"<h3>{html.escape(line[4:])}</h3>"
     if line.startswith("## "):
         return f"<h2>{html.escape(line[3:])}</h2>"
     if line.startswith("# "):
@@ -471,6 +815,12 @@ def _block_html(line: str, run_dir: Path) -> str | None:
         t = t.replace("**", "<b>", 1).replace("**", "</b>", 1) if t.count("**") >= 2 else t
         return f"<p>{t}</p>"
     return None
+
+
+def _cell_html(cell: str) -> str:
+    """A table cell as HTML; an interval ``[lo, hi]`` does not break across lines."""
+    c = html.escape(cell.strip())
+    return c.replace(", ", ",&nbsp;") if c.startswith("[") and c.endswith("]") else c
 
 
 def _to_html(md: str, run_dir: Path, title: str) -> str:
@@ -486,25 +836,28 @@ def _to_html(md: str, run_dir: Path, title: str) -> str:
             out.append(html.escape(line))
             continue
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            cells = [_cell_html(c) for c in line.strip("|").split("|")]
             if set("".join(cells)) <= set("-"):
                 continue
-            if not in_table:
-                out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells) + "</tr>")
+            if not in_table:  # its own scrolling box: a wide table never widens the page
+                out.append(
+                    '<div class="table-wrap"><table><tr>' + "".join(f"<th>{c}</th>" for c in cells) + "</tr>"
+                )
                 in_table = True
             else:
                 out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
             continue
         if in_table:
-            out.append("</table>")
+            out.append("</table></div>")
             in_table = False
         block = _block_html(line, run_dir)
         if block is not None:
             out.append(block)
     if in_table:
-        out.append("</table>")
+        out.append("</table></div>")
     style = (
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
+        ".table-wrap{overflow-x:auto;max-width:100%;margin:0.5em 0}"
         "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
         "img.fig{max-width:100%;min-width:50%;image-rendering:pixelated}pre{background:#f5f5f5;padding:1em;overflow:auto}"
     )

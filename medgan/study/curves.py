@@ -111,6 +111,7 @@ def _worth(curve: LearningCurve, n_base: float, diff: float) -> tuple[float, str
 
 
 def _percentile(x: np.ndarray, level: float) -> list[float]:
+    """The central ``level`` percentile interval of the finite values of ``x`` (NaN when none)."""
     x = x[np.isfinite(x)]
     if x.size == 0:
         return [math.nan, math.nan]

@@ -100,7 +100,15 @@ def holm(p_values: Sequence[float | None]) -> list[float]:
 
 
 def detectable_line(mde: float | None) -> str:
-    """The power sentence of a no-clear-difference comparison, e.g. ``"this study could detect >= +0.031"``."""
+    """The power sentence of a no-clear-difference comparison, e.g. ``"this study could detect >= +0.031"``.
+
+    NaN / None: not computed (fewer than 2 seeds); 0: the differences did not vary over seeds, so
+    their spread gives no estimate (rather than the claim that any difference was detectable).
+    """
     if mde is None or not math.isfinite(float(mde)):
         return "the smallest detectable difference was not computed (fewer than 2 seeds)"
+    if float(mde) <= 0.0:
+        return (
+            "the paired differences did not vary over seeds, so the smallest detectable difference is unknown"
+        )
     return f"this study could detect >= {float(mde):+.3f}"

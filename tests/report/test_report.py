@@ -21,7 +21,11 @@ def test_study_findings_name_the_arms() -> None:
         "cyclegan (ratio 0.5, real fraction 1)."
     )
     assert len(lines) == 3
-    none_helped = _study_findings(summary[:1])
+    # "No arm improved" only where a verdict vs real-only data was computed
+    assert _study_findings(summary[:1]) == [
+        "Only the real-only arm ran: there is no other arm to compare it with."
+    ]
+    none_helped = _study_findings([summary[0], {**summary[2], "verdict": "no clear difference"}])
     assert none_helped == [
         "**No arm improved test AUC over real-only data with confidence on this dataset.**"
     ]
@@ -41,6 +45,9 @@ def test_block_html_kinds(tmp_path: Path) -> None:
 
 def test_to_html_tables_and_code(tmp_path: Path) -> None:
     page = _to_html("| a | b |\n|---|---|\n| 1 | <2> |\ntext\n```\n# not a heading\n```", tmp_path, "t")
-    assert "<table><tr><th>a</th><th>b</th></tr>\n<tr><td>1</td><td>&lt;2&gt;</td></tr>\n</table>" in page
+    assert (
+        '<div class="table-wrap"><table><tr><th>a</th><th>b</th></tr>\n<tr><td>1</td><td>&lt;2&gt;</td></tr>\n'
+        "</table></div>" in page
+    )
     assert "<p>text</p>\n<pre>\n# not a heading\n</pre>" in page
     assert page.startswith("<!doctype html>") and "<title>t</title>" in page
