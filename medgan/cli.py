@@ -426,7 +426,7 @@ def study_cmd(
 ) -> None:
     """Augmentation-benefit study: classifier metrics with CIs for each arm, paired with real-only."""
     from medgan.config import load_config  # lazy: keeps --help fast
-    from medgan.study import run_study  # lazy: keeps --help fast
+    from medgan.study import run_study, study_report  # lazy: keeps --help fast
 
     cfg = load_config(config, overrides)
     folder = out if out is not None else Path("runs") / cfg.name / "study"
@@ -449,8 +449,18 @@ def study_cmd(
         if "auc_diff_vs_classical" in rec:
             clo, chi = rec["auc_diff_vs_classical_ci"]
             line += f"; vs classical {rec['auc_diff_vs_classical']:+.3f} [{clo:+.3f}, {chi:+.3f}]"
+        if rec.get("worth_real") is not None and rec["arm"] not in ("real", "classical"):
+            line += f"; worth {_worth_words(rec)}"
         typer.echo(line)
-    typer.echo(f"results in {folder}")
+    _, html = study_report(cfg, folder, report)
+    typer.echo(f"results in {folder}; report: {html}")
+
+
+def _worth_words(rec: dict) -> str:
+    """ "120 real slices [40, 210]" (or "at least ..." / "at most ..." where the curve ends)."""
+    lo, hi = rec.get("worth_real_ci") or (float("nan"), float("nan"))
+    bound = {"above": "at least ", "below": "at most "}.get(rec.get("worth_censored") or "", "")
+    return f"{bound}{rec['worth_real']:+.0f} real slices [{lo:+.0f}, {hi:+.0f}]"
 
 
 @app.command("evaluate")

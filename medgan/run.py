@@ -33,8 +33,8 @@ from medgan.metrics.features import get_extractor
 from medgan.metrics.gates import gates_verdict
 from medgan.metrics.records import EvaluationResult
 from medgan.provenance import write_provenance
-from medgan.report import auc_plot, build_report, real_vs_synthetic_figure
-from medgan.report.study_figures import learning_curve_plot, ratio_sweep_plot
+from medgan.report import build_report, real_vs_synthetic_figure
+from medgan.report.study_figures import study_figures
 from medgan.study import run_study
 from medgan.synthesis import registry
 from medgan.train import train_slices, training_slices, val_split
@@ -250,27 +250,7 @@ def study_stage(
     sections["study"] = study
     for name, g in study.get("gates", {}).items():  # decided on the validation split
         sections["gates"][f"{name} (study synthesizer, validation split)"] = g
-    summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
-    for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):
-        if x == "fraction" and (summ.empty or summ["fraction"].nunique() < 2):
-            continue
-        p = auc_plot(summ, x, out / "figures" / name)
-        if p is not None:
-            what = "synthetic ratio" if x == "ratio" else "real-data fraction"
-            sections["figures"][f"Test AUC against {what} (95% CI over seeds)"] = p
-    p = learning_curve_plot(study, out / "figures" / "learning_curve.png")
-    if p is not None:
-        sections["figures"][
-            "Test AUC against the number of real training slices (log scale), mean and 95% band over seeds; "
-            "each synthetic arm at ratio 1 (else its ratio closest to 1, chosen before seeing results); "
-            "dashed: the real-only learning curve (isotonic fit of the real and real+ classifiers)"
-        ] = p
-    p = ratio_sweep_plot(study["summary"], out / "figures" / "ratio_sweep.png")
-    if p is not None:
-        sections["figures"][
-            "Paired test-AUC difference vs real-only (mean and 95% CI over seeds) against the synthetic ratio, "
-            "per real fraction; real+ adds as many extra real slices instead"
-        ] = p
+    sections["figures"].update(study_figures(study, out / "figures"))
     log(f"[5/5] study: {len(study['summary'])} arm settings")
 
 

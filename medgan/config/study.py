@@ -9,7 +9,6 @@ from pydantic import Field, create_model, field_validator, model_validator
 from medgan.config.base import StrictModel
 from medgan.config.kinds import MODEL_CONFIGS, KindConfig, synthetic_arms
 
-
 #: Arms of real slices only: ``real`` (the subset), ``classical`` (the subset, augmented) and
 #: ``real+`` (the subset plus as many other real train slices as a synthetic arm adds: the
 #: positive control, run at fractions below 1).

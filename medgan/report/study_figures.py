@@ -258,3 +258,37 @@ def ratio_sweep_plot(summary: Sequence[Mapping[str, Any]] | pd.DataFrame, path: 
                 labels.append(lab)
     axes[0][-1].legend(handles, labels, fontsize=7, loc="best")
     return _save(fig, path)
+
+
+def study_figures(study: Mapping[str, Any], folder: Path) -> dict[str, Path]:
+    """Every figure of a study (``study.json``'s content) written into ``folder``: caption -> PNG.
+
+    AUC against the synthetic ratio and (with several fractions) against the real fraction, the
+    learning curve with each arm over it, and the paired ratio sweep; figures with nothing to
+    draw are left out. ``medgan run`` and ``medgan study`` both use it.
+    """
+    from medgan.report import auc_plot  # the report imports this module
+
+    figures: dict[str, Path] = {}
+    summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
+    for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):
+        if x == "fraction" and (summ.empty or summ["fraction"].nunique() < 2):
+            continue
+        p = auc_plot(summ, x, folder / name)
+        if p is not None:
+            what = "synthetic ratio" if x == "ratio" else "real-data fraction"
+            figures[f"Test AUC against {what} (95% CI over seeds)"] = p
+    p = learning_curve_plot(study, folder / "learning_curve.png")
+    if p is not None:
+        figures[
+            "Test AUC against the number of real training slices (log scale), mean and 95% band over seeds; "
+            "each synthetic arm at ratio 1 (else its ratio closest to 1, chosen before seeing results); "
+            "dashed: the real-only learning curve (isotonic fit of the real and real+ classifiers)"
+        ] = p
+    p = ratio_sweep_plot(study["summary"], folder / "ratio_sweep.png")
+    if p is not None:
+        figures[
+            "Paired test-AUC difference vs real-only (mean and 95% CI over seeds) against the synthetic ratio, "
+            "per real fraction; real+ adds as many extra real slices instead"
+        ] = p
+    return figures

@@ -20,7 +20,16 @@ other than ``real`` and ``classical`` is paired with both on the same seed.
 
 from medgan.study.cells import FILTER_POOL, StudyRow
 from medgan.study.plan import ArmSpec, arm_config, arm_specs
-from medgan.study.runner import run_study
+from medgan.study.runner import run_study, study_report
 from medgan.study.summary import summarize
 
-__all__ = ["FILTER_POOL", "ArmSpec", "StudyRow", "arm_config", "arm_specs", "run_study", "summarize"]
+__all__ = [
+    "FILTER_POOL",
+    "ArmSpec",
+    "StudyRow",
+    "arm_config",
+    "arm_specs",
+    "run_study",
+    "study_report",
+    "summarize",
+]

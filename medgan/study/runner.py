@@ -266,3 +266,19 @@ def run_study(
     }
     atomic_write_text(out / "study.json", json.dumps(report, indent=2, default=float))
     return report
+
+
+def study_report(cfg: RunConfig, folder: Path, study: dict[str, Any]) -> tuple[Path, Path]:
+    """``report.md`` / ``report.html`` of a study on its own (``medgan study``): the study section,
+    its figures (under ``folder/figures``) and the config."""
+    from medgan.config import dump_config
+    from medgan.report import build_report
+    from medgan.report.study_figures import study_figures
+
+    sections = {
+        "study": study,
+        "gates": {f"{k} (validation split)": g for k, g in study.get("gates", {}).items()},
+        "figures": study_figures(study, folder / "figures"),
+        "config": dump_config(cfg),
+    }
+    return build_report(folder, f"medgan study: {cfg.name}", sections)

@@ -257,6 +257,9 @@ def test_failing_synthesizers_are_reported_and_skipped_on_request(
     args = ["study", str(tmp_path / "skip.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)]
     assert main(args) == 0
     printed = capsys.readouterr().out
+    md = (out / "report.md").read_text()  # medgan study writes its own report, gates included
+    assert "## Does synthetic data help" in md and "cgan-f1 (validation split)" in md
+    assert (out / "report.html").is_file() and f"report: {out / 'report.html'}" in printed
     assert "FAILED GATES: cgan-f1 fails 1 of 2 quality gates (FID / real-real floor)" in printed
     assert "FAILED GATES: cyclegan-f1 fails 1 of 2" in printed and "skipped" in printed
     rep = json.loads((out / "study.json").read_text())
