@@ -16,7 +16,9 @@ Conventions shared by every function:
 
 Binary metrics are computed on ``proba[:, positive] >= threshold``; multi-class metrics on the
 argmax (first class on ties). ``balanced_acc`` is the mean recall over the classes present in
-``y_true`` in both cases (binary: ``(sensitivity + specificity) / 2``).
+``y_true`` in both cases (binary: ``(sensitivity + specificity) / 2``). With ``ordinal=True``
+(labels are ordered grades, e.g. 0 < 1 < 2 < 3) the functions add ``kappa``: Cohen's kappa of
+those predictions with quadratic weights (:func:`weighted_kappa`).
 """
 
 from __future__ import annotations
@@ -168,20 +170,62 @@ def _cm_metric(name: str, cm: torch.Tensor) -> np.ndarray:
     return compute_confusion_matrix_metric(name, cm).numpy()
 
 
-def _batch_metrics(y: np.ndarray, p: np.ndarray, positive: int, threshold: float) -> dict[str, np.ndarray]:
+_KAPPA_WEIGHTS = ("linear", "quadratic", None)
+
+
+def _kappa_weights(c_count: int, weights: str | None) -> np.ndarray:
+    """Disagreement weights (C, C): ``|i - j|`` (linear), ``(i - j)**2`` (quadratic), ``i != j`` (None)."""
+    d = np.abs(np.arange(c_count)[:, None] - np.arange(c_count)[None, :]).astype(np.float64)
+    if weights == "linear":
+        return d
+    if weights == "quadratic":
+        return d**2
+    if weights is None:
+        return (d > 0).astype(np.float64)
+    raise InputError(_WHERE, f"weights must be 'linear', 'quadratic' or None, got {weights!r}")
+
+
+def _kappa_from_confusion(cm: np.ndarray, weights: str | None = "quadratic") -> np.ndarray:
+    """Weighted Cohen's kappa (B,) of confusion matrices ``cm`` (B, C, C) (rows: truth, columns: prediction).
+
+    ``1 - sum(W * O) / sum(W * E)`` with ``O`` the observed counts and ``E`` the counts expected from
+    the marginals; NaN where ``sum(W * E) == 0`` (e.g. truth and predictions all in one class).
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    w = _kappa_weights(cm.shape[-1], weights)
+    n = cm.sum((1, 2))
+    expected = _div(cm.sum(2)[:, :, None] * cm.sum(1)[:, None, :], n[:, None, None])
+    return 1.0 - _div((w * cm).sum((1, 2)), (w * expected).sum((1, 2)))
+
+
+def _confusion_matrices(y: np.ndarray, pred: np.ndarray, c_count: int) -> np.ndarray:
+    """Full confusion matrices (B, C, C) of predictions ``pred`` (B, N) against labels ``y`` (N,)."""
+    b = pred.shape[0]
+    flat = (np.arange(b)[:, None] * c_count + y[None, :]) * c_count + pred
+    return np.bincount(flat.ravel(), minlength=b * c_count * c_count).reshape(b, c_count, c_count)
+
+
+def _batch_metrics(
+    y: np.ndarray, p: np.ndarray, positive: int, threshold: float, ordinal: bool = False
+) -> dict[str, np.ndarray]:
     """All scalar metrics for ``B`` replicates sharing the labels ``y`` (N,); ``p`` is (B, N, C).
 
     Returns name -> (B,) array; per-class metrics are flattened as ``per_class.<c>.<metric>``.
     ``balanced_acc`` is this module's own (mean of the defined recalls): MONAI's is NaN as soon as
-    one of them is.
+    one of them is. ``ordinal`` adds ``kappa`` (quadratic weights) of the same predictions.
     """
     n = y.size
     c_count = p.shape[2]
     if c_count == 2:
         s = p[:, :, positive]
         pos = y == positive
-        cm = _confusion((s >= threshold)[:, None, :], pos[None, :])
+        hard = s >= threshold
+        cm = _confusion(hard[:, None, :], pos[None, :])
         sens, spec = _cm_metric("sensitivity", cm)[:, 0], _cm_metric("specificity", cm)[:, 0]
+        kappa: dict[str, np.ndarray] = {}
+        if ordinal:  # class of each prediction: ``positive`` where hard, the other class elsewhere
+            pred = np.where(hard, positive, 1 - positive)
+            kappa = {"kappa": _kappa_from_confusion(_confusion_matrices(y, pred, 2))}
         return {
             "acc": _cm_metric("accuracy", cm)[:, 0],
             "balanced_acc": _nanmean(np.stack([sens, spec], 1), 1),
@@ -191,9 +235,11 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, positive: int, threshold: float
             "f1": _cm_metric("f1 score", cm)[:, 0],
             "ppv": _cm_metric("precision", cm)[:, 0],
             "npv": _cm_metric("negative predictive value", cm)[:, 0],
+            **kappa,
         }
     classes = np.arange(c_count)
-    cm = _confusion(p.argmax(2)[:, None, :] == classes[None, :, None], y[None, :] == classes[:, None])
+    pred = p.argmax(2)
+    cm = _confusion(pred[:, None, :] == classes[None, :, None], y[None, :] == classes[:, None])
     recall = _cm_metric("sensitivity", cm)
     spec = _cm_metric("specificity", cm)
     f1 = _cm_metric("f1 score", cm)
@@ -204,6 +250,8 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, positive: int, threshold: float
         "auc": _nanmean(auc, 1),
         "f1": _nanmean(f1, 1),
     }
+    if ordinal:
+        out["kappa"] = _kappa_from_confusion(_confusion_matrices(y, pred, c_count))
     for c in range(c_count):
         for key, arr in (("auc", auc), ("sensitivity", recall), ("specificity", spec), ("f1", f1)):
             out[f"per_class.{c}.{key}"] = arr[:, c]
@@ -211,7 +259,13 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, positive: int, threshold: float
 
 
 def _bootstrap_batches(
-    y: np.ndarray, probas: Sequence[np.ndarray], n_boot: int, seed: int, positive: int, threshold: float
+    y: np.ndarray,
+    probas: Sequence[np.ndarray],
+    n_boot: int,
+    seed: int,
+    positive: int,
+    threshold: float,
+    ordinal: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Stratified bootstrap of :func:`_batch_metrics` for each array in ``probas`` on the same indices.
 
@@ -235,7 +289,7 @@ def _bootstrap_batches(
         idx = np.concatenate(full, axis=1)  # columns grouped by class, so y[idx[r]] == y_sorted
         rows: list[np.ndarray] = []
         for p in probas:
-            res = _batch_metrics(y_sorted, p[idx], positive, threshold)
+            res = _batch_metrics(y_sorted, p[idx], positive, threshold, ordinal)
             keys[:] = list(res)
             rows.extend(res.values())
         return np.stack(rows)
@@ -274,8 +328,37 @@ def _percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
 # ------------------------------------------------------------------ public API
 
 
+def weighted_kappa(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, weights: str | None = "quadratic"
+) -> float:
+    """Cohen's kappa of integer predictions ``y_pred`` against labels ``y_true`` (both ``0..n_classes-1``).
+
+    ``weights``: ``"quadratic"`` (disagreement ``(i - j)**2``, the usual choice for ordered grades),
+    ``"linear"`` (``|i - j|``) or ``None`` (unweighted: any disagreement counts 1). Returns
+    ``1 - sum(W * O) / sum(W * E)`` (``O``: observed confusion counts, ``E``: counts expected by chance
+    from the marginals); 1 for perfect agreement, 0 for chance, negative below chance. NaN when
+    undefined (``sum(W * E) == 0``: e.g. labels and predictions all the same single class).
+    """
+    n_classes = int(n_classes)
+    if n_classes < 2:
+        raise InputError(_WHERE, f"n_classes must be at least 2, got {n_classes}")
+    if weights not in _KAPPA_WEIGHTS:
+        raise InputError(_WHERE, f"weights must be 'linear', 'quadratic' or None, got {weights!r}")
+    y = _check_labels(y_true, n_classes)
+    pred = np.asarray(y_pred)
+    if pred.shape != y.shape:
+        raise InputError(_WHERE, f"shape mismatch: y_pred has shape {pred.shape} but y_true has {y.shape}")
+    pred = _check_labels(pred, n_classes)
+    return float(_kappa_from_confusion(_confusion_matrices(y, pred[None], n_classes), weights)[0])
+
+
 def diagnostic_metrics(
-    y_true: np.ndarray, proba: np.ndarray, positive: int = 1, threshold: float = 0.5
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    positive: int = 1,
+    threshold: float = 0.5,
+    *,
+    ordinal: bool = False,
 ) -> dict[str, float | dict]:
     """Diagnostic metrics of ``(N, C)`` class probabilities against integer labels ``0..C-1``.
 
@@ -286,10 +369,12 @@ def diagnostic_metrics(
     (macro one-vs-rest over the classes present), ``f1`` (macro, skipping 0/0 classes), ``n`` and
     ``per_class``: ``{"<c>": {auc, sensitivity, specificity, f1, n}}`` (predictions = argmax;
     ``positive`` and ``threshold`` are ignored).
+    ``ordinal=True`` (ordered labels) adds ``kappa``: :func:`weighted_kappa` with quadratic weights of
+    the same predictions (threshold for C == 2, argmax for C > 2).
     AUC is NaN when only one class is present; any 0/0 ratio is NaN.
     """
     y, p = _check_inputs(y_true, proba, positive, threshold)
-    batch = _batch_metrics(y, p[None], positive, threshold)
+    batch = _batch_metrics(y, p[None], positive, threshold, ordinal)
     if p.shape[1] == 2:
         batch["auc"] = _monai_auc(p[:, [positive]], (y == positive)[:, None])
     else:
@@ -321,17 +406,19 @@ def bootstrap_metrics(
     level: float = 0.95,
     positive: int = 1,
     threshold: float = 0.5,
+    *,
+    ordinal: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap CIs (stratified over the test set) for every metric of :func:`diagnostic_metrics`.
 
     Keys are the scalar metric names (counts excluded); multi-class per-class metrics appear as
     ``per_class.<c>.<metric>``. NaN replicates are skipped; a metric NaN in every replicate gets
-    ``(nan, nan)``. Deterministic for a fixed ``seed``.
+    ``(nan, nan)``. Deterministic for a fixed ``seed``. ``ordinal=True`` adds ``kappa``.
     """
     level = _check_level(level)
     n_boot = _check_n_boot(n_boot)
     y, p = _check_inputs(y_true, proba, positive, threshold)
-    (res,) = _bootstrap_batches(y, [p], n_boot, seed, positive, threshold)
+    (res,) = _bootstrap_batches(y, [p], n_boot, seed, positive, threshold, ordinal)
     return {key: _percentile_ci(val, level) for key, val in res.items()}
 
 
@@ -411,12 +498,14 @@ def paired_bootstrap_diff(
     level: float = 0.95,
     positive: int = 1,
     threshold: float = 0.5,
+    *,
+    ordinal: bool = False,
 ) -> dict[str, Any]:
     """Paired stratified bootstrap of ``metric(a) - metric(b)`` on the same resampled test indices.
 
     ``proba_a`` / ``proba_b``: ``(N, C)`` probabilities (a 1-D array is taken as binary P(class 1)).
     ``metric`` is any scalar key of :func:`bootstrap_metrics` (``"auc"``, ``"acc"``, ``"f1"``,
-    ``"per_class.2.auc"``, ...). Returns ``diff`` (on the full test set), ``ci`` (percentile),
+    ``"per_class.2.auc"``, ``"kappa"`` with ``ordinal=True``, ...). Returns ``diff`` (on the full test set), ``ci`` (percentile),
     ``p_value`` (two-sided, ``2 * min(P(d <= 0), P(d >= 0))`` capped at 1) and ``n_valid``
     (replicates where both metrics are defined).
     """
@@ -426,12 +515,13 @@ def paired_bootstrap_diff(
     _, pb = _check_inputs(y, proba_b, positive, threshold, allow_1d=True, name="proba_b")
     if pa.shape != pb.shape:
         raise InputError(_WHERE, f"shape mismatch: proba_a is {pa.shape} but proba_b is {pb.shape}")
-    full_a = _batch_metrics(y, pa[None], positive, threshold)
+    full_a = _batch_metrics(y, pa[None], positive, threshold, ordinal)
     if metric not in full_a:
-        raise InputError(_WHERE, f"unknown metric {metric!r}; choose one of {sorted(full_a)}")
-    full_b = _batch_metrics(y, pb[None], positive, threshold)
+        hint = "" if ordinal or metric != "kappa" else " (kappa needs ordinal=True)"
+        raise InputError(_WHERE, f"unknown metric {metric!r}{hint}; choose one of {sorted(full_a)}")
+    full_b = _batch_metrics(y, pb[None], positive, threshold, ordinal)
     diff = float(full_a[metric][0] - full_b[metric][0])
-    res_a, res_b = _bootstrap_batches(y, [pa, pb], n_boot, seed, positive, threshold)
+    res_a, res_b = _bootstrap_batches(y, [pa, pb], n_boot, seed, positive, threshold, ordinal)
     d = res_a[metric] - res_b[metric]
     d = d[~np.isnan(d)]
     if d.size == 0:

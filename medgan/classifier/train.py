@@ -1,8 +1,10 @@
 """Train a MONAI classifier on labelled slices; keep the best-validation-AUC weights; save / load them.
 
 Training is seeded end to end (weight init, batch order and flips come from ``cfg.seed``), so on
-CPU the same seed gives the same weights. Checkpoints reuse :mod:`medgan.training.checkpoint`
-(safetensors + JSON with a SHA-256, never a pickle).
+CPU the same seed gives the same weights. A binary classifier's decision threshold on P(class 1) is
+chosen on the validation split (Youden's J, :func:`youden_threshold`) and saved with the weights.
+Checkpoints reuse :mod:`medgan.training.checkpoint` (safetensors + JSON with a SHA-256, never a
+pickle).
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ _WHERE = "classifier"
 
 
 class TrainedClassifier:
-    """A trained classifier with its validation scores, history and config; predicts on numpy arrays."""
+    """A trained classifier with its validation scores, history and config; predicts on numpy arrays.
+
+    ``threshold``: the decision threshold on P(class 1) that :meth:`predict` uses for a binary
+    classifier, chosen on the validation split by :func:`train_classifier` (Youden's J); 0.5 for a
+    multi-class classifier (it predicts the argmax; the threshold is unused) and for checkpoints
+    saved before thresholds were. ``val_balanced_acc``: the validation balanced accuracy of
+    :meth:`predict` (NaN for such older checkpoints).
+    """
 
     def __init__(
         self,
@@ -53,6 +62,8 @@ class TrainedClassifier:
         best_epoch: int,
         history: list[dict[str, float]],
         config: ClassifierConfig,
+        threshold: float = 0.5,
+        val_balanced_acc: float = math.nan,
     ) -> None:
         self.model = model
         self.arch = arch
@@ -64,11 +75,14 @@ class TrainedClassifier:
         self.best_epoch = int(best_epoch)
         self.history = history
         self.config = config
+        self.threshold = float(threshold)
+        self.val_balanced_acc = float(val_balanced_acc)
 
     def __repr__(self) -> str:
         return (
             f"TrainedClassifier(arch={self.arch!r}, classes={self.classes}, shape={self.shape}, "
-            f"val_auc={self.val_auc:.4f}, val_acc={self.val_acc:.4f}, best_epoch={self.best_epoch})"
+            f"val_auc={self.val_auc:.4f}, val_acc={self.val_acc:.4f}, threshold={self.threshold:.4f}, "
+            f"val_balanced_acc={self.val_balanced_acc:.4f}, best_epoch={self.best_epoch})"
         )
 
     @property
@@ -87,6 +101,10 @@ class TrainedClassifier:
         """Class probabilities ``(N, n_classes)`` (softmax, eval mode) for images ``(N, C, H, W)`` in [-1, 1]."""
         out = [torch.softmax(self.model(b).float(), dim=1).cpu() for b in self._batches(x, batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Integer labels ``(N,)``: binary, P(class 1) >= :attr:`threshold`; multi-class, the argmax."""
+        return predict_labels(self.predict_proba(x, batch_size), self.threshold)
 
     @torch.no_grad()
     def features(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -113,6 +131,8 @@ class TrainedClassifier:
             "shape": list(self.shape),
             "val_auc": self.val_auc,
             "val_acc": self.val_acc,
+            "threshold": self.threshold,
+            "val_balanced_acc": None if math.isnan(self.val_balanced_acc) else self.val_balanced_acc,
             "best_epoch": self.best_epoch,
             "history": self.history,
             "config": self.config.model_dump(mode="json"),
@@ -138,6 +158,9 @@ class TrainedClassifier:
                 meta["arch"], shape[0], int(meta["n_classes"]), (shape[1], shape[2]), int(meta["width"])
             )
             model.load_state_dict(tensors)
+            threshold = float(meta.get("threshold", 0.5))  # saved before thresholds were: 0.5
+            vba = meta.get("val_balanced_acc")
+            val_balanced_acc = math.nan if vba is None else float(vba)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, ValidationError) as exc:
             raise InputError(
                 path, f"classifier checkpoint metadata does not match its weights ({exc.__class__.__name__})"
@@ -154,6 +177,8 @@ class TrainedClassifier:
             best_epoch=int(meta["best_epoch"]),
             history=list(meta["history"]),
             config=config,
+            threshold=threshold,
+            val_balanced_acc=val_balanced_acc,
         )
 
 
@@ -202,6 +227,50 @@ def val_metrics(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     present = [c for c in range(n_classes) if 0 < int((t == c).sum()) < len(t)]
     onehot = F.one_hot(t, n_classes)[:, present]
     return float(compute_roc_auc(p[:, present], onehot, average="macro")), acc
+
+
+def predict_labels(proba: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Integer labels of ``(N, C)`` probabilities: ``proba[:, 1] >= threshold`` when C == 2, else the argmax."""
+    proba = np.asarray(proba)
+    if proba.shape[1] == 2:
+        return (proba[:, 1].astype(np.float64) >= float(threshold)).astype(np.int64)
+    return proba.argmax(1).astype(np.int64)
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y`` (as :func:`~medgan.classifier.metrics.diagnostic_metrics`)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+
+
+def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The threshold on scores ``p`` (N,) (P(class 1)) maximising Youden's J against binary labels ``y``.
+
+    J = sensitivity + specificity - 1 of the predictions ``p >= threshold``. The candidates are the
+    midpoints between adjacent distinct scores (so no sample sits exactly on the threshold); among
+    the candidates with the best J, the one closest to 0.5 wins (then the lower one). Returns 0.5 when
+    every score is the same (no candidate). ``y`` must hold both classes (0 and 1).
+    """
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    y = np.asarray(y).reshape(-1)
+    if p.shape != y.shape:
+        raise InputError(_WHERE, f"youden_threshold: {p.size} scores but {y.size} labels")
+    if not np.all(np.isfinite(p)):
+        raise InputError(_WHERE, "youden_threshold: scores hold NaN/Inf")
+    if not np.isin(y, (0, 1)).all() or np.unique(y).size != 2:
+        raise InputError(_WHERE, "youden_threshold needs binary labels holding both classes 0 and 1")
+    order = np.argsort(p, kind="stable")
+    ps, pos = p[order], y[order] == 1
+    cut = np.flatnonzero(np.diff(ps) > 0)  # ps[i] < ps[i + 1]: a threshold between them
+    if cut.size == 0:
+        return 0.5
+    thresholds = (ps[cut] + ps[cut + 1]) / 2.0
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    # samples 0..i are predicted negative: true negatives and false negatives below each cut
+    tn, fn = np.cumsum(~pos)[cut], np.cumsum(pos)[cut]
+    j = (n_pos - fn) / n_pos + tn / n_neg - 1.0
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])
 
 
 # ------------------------------------------------------------------ training
@@ -282,6 +351,12 @@ def _class_weights(train_y: np.ndarray, n_classes: int, device: torch.device) ->
     return torch.tensor(w, dtype=torch.float32, device=device)
 
 
+def _sampling_probs(train_y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Per-sample draw probabilities of the class-balanced sampler: ``1 / count`` of the sample's class."""
+    counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
+    return torch.from_numpy(1.0 / counts[train_y])
+
+
 def _train_epoch(
     model: Classifier,
     opt: torch.optim.Optimizer,
@@ -293,10 +368,18 @@ def _train_epoch(
     gen: torch.Generator,
     device: torch.device,
     batch_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    draw: torch.Tensor | None = None,
 ) -> float:
-    """One epoch in a seeded order (flips, ``batch_transform`` per batch); returns the mean training loss."""
+    """One epoch in a seeded order (flips, ``batch_transform`` per batch); returns the mean training loss.
+
+    ``draw``: per-sample probabilities of a class-balanced sampler (``len(xs)`` seeded draws with
+    replacement); None: a seeded permutation of every sample.
+    """
     model.train()
-    perm = torch.randperm(len(xs), generator=gen)
+    if draw is None:
+        perm = torch.randperm(len(xs), generator=gen)
+    else:
+        perm = torch.multinomial(draw, len(xs), replacement=True, generator=gen)
     total, seen = 0.0, 0
     for lo, hi in _batch_starts(len(xs), cfg.batch_size):
         idx = perm[lo:hi]
@@ -343,9 +426,13 @@ def train_classifier(
 ) -> TrainedClassifier:
     """Train ``cfg.arch`` on float32 ``(N, C, H, W)`` images in [-1, 1] with integer labels.
 
-    Adam + cross-entropy (inverse-frequency class weights when ``cfg.class_weighted``), seeded
-    shuffling and horizontal flips (``cfg.augment``); validation AUC / accuracy after every epoch;
-    early stopping after ``cfg.patience`` epochs without a better AUC; the best weights are restored.
+    Adam + cross-entropy, seeded shuffling and horizontal flips (``cfg.augment``); ``cfg.balance``:
+    inverse-frequency class weights in the loss (``"loss"``) or class-balanced draws of each epoch's
+    samples (``"sampler"``); validation AUC / accuracy after every epoch; early stopping after
+    ``cfg.patience`` epochs without a better AUC; the best weights are restored. Then, for a binary
+    problem, the decision threshold on P(class 1) that maximises Youden's J on the validation split
+    (:func:`youden_threshold`) becomes ``result.threshold`` (0.5 for a multi-class problem, which
+    predicts the argmax) and ``result.val_balanced_acc`` is the validation balanced accuracy there.
     ``sample_weight`` scales each sample's loss (e.g. < 1 for synthetic samples);
     ``batch_transform`` augments each training batch on the CPU (classical augmentation);
     ``init_state`` starts from given weights (pre-train on synthetic, fine-tune on real).
@@ -358,7 +445,8 @@ def train_classifier(
     device = resolve_device(cfg.device)
     model = _seeded_model(cfg, shape, n_classes, init_state, device)
     ws = _sample_weights(sample_weight, train_x.shape[0])
-    weight = _class_weights(train_y, n_classes, device) if cfg.class_weighted else None
+    weight = _class_weights(train_y, n_classes, device) if cfg.balance == "loss" else None
+    draw = _sampling_probs(train_y, n_classes) if cfg.balance == "sampler" else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = make_generator(cfg.seed)  # on CPU: the same draws whatever the training device
 
@@ -380,7 +468,7 @@ def train_classifier(
     epochs = progress(range(1, cfg.epochs + 1), f"classifier {cfg.arch}", minimum=0)
     try:
         for epoch in epochs:
-            loss = _train_epoch(model, opt, xs, ys, ws, weight, cfg, gen, device, batch_transform)
+            loss = _train_epoch(model, opt, xs, ys, ws, weight, cfg, gen, device, batch_transform, draw)
             auc, acc = _validate(result, val_x, val_y)
             result.history.append({"epoch": epoch, "loss": loss, "val_auc": auc, "val_acc": acc})
             if auc > result.val_auc:
@@ -398,4 +486,8 @@ def train_classifier(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    proba = result.predict_proba(val_x)
+    if n_classes == 2:
+        result.threshold = youden_threshold(proba[:, 1], val_y)
+    result.val_balanced_acc = balanced_accuracy(val_y, predict_labels(proba, result.threshold))
     return result
