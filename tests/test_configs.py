@@ -104,7 +104,7 @@ def test_config_runs_end_to_end(
         data_dir = request.getfixturevalue("my_images")
     ratio = f"study.ratios=[{cfg.study.all_ratios()[0]}]"
     sets = [*TINY, ratio, f"pipeline.features={pool_features}", *tiny_kinds(cfg)]
-    if "real+" in cfg.study.arms:  # the positive control runs below 100 % only: one subset, 2-step synthesizers
+    if "real+" in cfg.study.arms:  # the positive control runs below 100 % only: one 2-step subset
         sets.append("study.fractions=[0.5]")
     if cfg.study.levers:
         sets.append(f"study.levers=[{json.dumps(cfg.study.levers[0].model_dump(exclude={'ratios'}))}]")

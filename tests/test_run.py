@@ -262,10 +262,14 @@ def test_report_holds_every_arm_and_metric(tiny_run: Path) -> None:
     helps = md[md.index("## Does synthetic data help") : md.index("## Figures")]
 
     def table_lines(text: str) -> list[str]:
-        return [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith(("| arm", "|---"))]
+        return [
+            ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith(("| arm", "|---"))
+        ]
 
     table = table_lines(helps[helps.index("### Scores") : helps.index("### Paired with real-only")])
-    paired = table_lines(helps[helps.index("### Paired with real-only") : helps.index("### Paired with classical")])
+    paired = table_lines(
+        helps[helps.index("### Paired with real-only") : helps.index("### Paired with classical")]
+    )
     assert len(table) == len(rows) and len(paired) == len(rows) - 1, helps  # real is paired with nothing
     paired_by_arm = {tuple(c.strip() for c in ln.strip("|").split("|")[:2]): ln for ln in paired}
     for r, line in zip(rows, table, strict=True):
