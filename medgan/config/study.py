@@ -98,6 +98,10 @@ class StudyConfig(StrictModel):
     #: Repeats (seeds) per fraction: one number for all, a number per fraction, or None for the
     #: default: 10 at fractions <= 0.25 (cheap classifiers, noisy subsets), 5 above.
     seeds: int | dict[float, int] | None = None
+    #: Classifiers per cell, averaged (their mean probability is the cell's prediction): one
+    #: number, one per fraction, or None for the default: 3 at fractions <= 0.25, where a small
+    #: training set makes one classifier's result depend on its initialisation, 1 above.
+    ensemble: int | dict[float, int] | None = None
     #: Length of a subset's synthesizers: ``sqrt`` trains ``steps x sqrt(fraction)`` steps (at
     #: least 1), ``none`` the full length at every fraction. Recorded in study.json's ``design``.
     step_scaling: Literal["sqrt", "none"] = "sqrt"
@@ -163,12 +167,12 @@ class StudyConfig(StrictModel):
             return {float(f): _positive_ratios(list(dict.fromkeys(r))) for f, r in v.items()}
         return _positive_ratios(v)
 
-    @field_validator("seeds")
+    @field_validator("seeds", "ensemble")
     @classmethod
     def _seeds(cls, v: int | dict[float, int] | None) -> int | dict[float, int] | None:
         counts = [v] if isinstance(v, int) else list(v.values()) if isinstance(v, dict) else []
         if any(isinstance(n, bool) or n < 1 for n in counts):
-            raise ValueError("seeds must be at least 1")
+            raise ValueError("counts must be at least 1")
         return {float(f): n for f, n in v.items()} if isinstance(v, dict) else v
 
     @field_validator("fractions")
@@ -180,7 +184,7 @@ class StudyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _per_fraction(self) -> StudyConfig:
-        for key, per in (("ratios", self.ratios), ("seeds", self.seeds)):
+        for key, per in (("ratios", self.ratios), ("seeds", self.seeds), ("ensemble", self.ensemble)):
             if isinstance(per, dict):
                 missing = [f for f in self.fractions if f not in per]
                 extra = [f for f in per if f not in self.fractions]
@@ -199,6 +203,14 @@ class StudyConfig(StrictModel):
         if self.seeds is None:
             return 10 if fraction <= 0.25 else 5
         return self.seeds
+
+    def ensemble_for(self, fraction: float) -> int:
+        """Classifiers per cell at ``fraction`` (``ensemble``; by default 3 at <= 0.25, 1 above)."""
+        if isinstance(self.ensemble, dict):
+            return self.ensemble[fraction]
+        if self.ensemble is None:
+            return 3 if fraction <= 0.25 else 1
+        return self.ensemble
 
     def ratios_for(self, fraction: float) -> list[float]:
         """The synthetic ratios run at ``fraction``."""

@@ -14,11 +14,13 @@ from pydantic import BaseModel, ConfigDict
 from medgan import classifier
 from medgan.classifier.augment import classical_augmentation
 from medgan.classifier.metrics import bootstrap_metrics, diagnostic_metrics
+from medgan.classifier.train import val_metrics, youden_threshold
 from medgan.config import RunConfig
 from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device, sampling_precision
 from medgan.errors import InputError
 from medgan.mixing import MixedDataset, filter_by_confidence
+from medgan.seeding import derive_seed
 from medgan.study.plan import ArmSpec, arm_config, kind_is_sized, synth_dir
 from medgan.synthesis import registry
 from medgan.train import data_meta, train_slices
@@ -203,7 +205,6 @@ def cell_job(
         pool, filtered = _extra_real(d, idx), False
     else:
         pool, filtered = _mixture(ctx, sp, f, s, x, y, ckpt, pool_size(ratio, y))
-    clf_cfg = cfg.classifier.model_copy(update={"seed": s})
     ds = MixedDataset(
         (x, y),
         pool,
@@ -214,6 +215,22 @@ def cell_job(
         # translations: one per real slice; real+: the slices left out
         cap=(sp.pool is not None and not kind_is_sized(sp.pool)) or filtered or sp.extra_real,
     )
+    members = []
+    for m in range(cfg.study.ensemble_for(f)):  # member 0 is seeded as a single classifier would be
+        clf_cfg = cfg.classifier.model_copy(update={"seed": s if m == 0 else derive_seed(s, m)})
+        members.append(_train_member(ctx, sp, s, x, y, ds, clf_cfg))
+        if m == 0 and sp.name == "real" and ctx.keep_real_clf:
+            members[0].save(ctx.cells / f"real-f{f:g}-s{s}")
+    clf = Ensemble.of(members, d.va.images, d.vy)
+    p = clf.predict_proba(d.te.images)
+    return {"row": _row(cfg, d, sp, ratio, f, s, ds, clf, p).record(), "proba": p.tolist()}
+
+
+def _train_member(
+    ctx: Context, sp: ArmSpec, s: int, x: np.ndarray, y: np.ndarray, ds: MixedDataset, clf_cfg: Any
+) -> Any:
+    """One classifier of a cell on its mixture (pre-trained on the synthetic part first when asked)."""
+    d = ctx.d
     init, ds_x, ds_y, w = None, ds.images, ds.labels, ds.weights
     if sp.pretrain and sp.synthetic and ds.n_synthetic:  # synthetic only, then the real subset
         syn = ds.synthetic
@@ -221,7 +238,7 @@ def cell_job(
             ds.images[syn], ds.labels[syn], d.va.images, d.vy, len(d.classes), clf_cfg, d.classes
         )
         init, ds_x, ds_y, w = pre.model.state_dict(), x, y, None
-    clf = classifier.train_classifier(
+    return classifier.train_classifier(
         ds_x,
         ds_y,
         d.va.images,
@@ -233,10 +250,32 @@ def cell_job(
         batch_transform=classical_augmentation(s) if sp.classical else None,
         init_state=init,
     )
-    p = clf.predict_proba(d.te.images)
-    if sp.name == "real" and ctx.keep_real_clf:
-        clf.save(ctx.cells / f"real-f{f:g}-s{s}")
-    return {"row": _row(cfg, d, sp, ratio, f, s, ds, clf, p).record(), "proba": p.tolist()}
+
+
+@dataclass
+class Ensemble:
+    """A cell's classifiers as one: the mean of their probabilities, its threshold chosen on
+    validation (Youden, two classes), its validation AUC, the members' mean best epoch."""
+
+    members: list[Any]
+    threshold: float
+    val_auc: float
+    best_epoch: float
+
+    @classmethod
+    def of(cls, members: list[Any], val_x: np.ndarray, val_y: np.ndarray) -> Ensemble:
+        """The ensemble of trained ``members``, scored on the validation split."""
+        if len(members) == 1:  # exactly the single classifier's own choices
+            one = members[0]
+            return cls(members, float(one.threshold), float(one.val_auc), float(one.best_epoch))
+        pv = np.mean([mb.predict_proba(val_x) for mb in members], axis=0)
+        thr = youden_threshold(pv[:, 1], val_y) if pv.shape[1] == 2 else 0.5
+        auc, _ = val_metrics(pv, val_y)
+        return cls(members, float(thr), float(auc), float(np.mean([mb.best_epoch for mb in members])))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Mean class probabilities of the members."""
+        return np.mean([mb.predict_proba(x) for mb in self.members], axis=0)
 
 
 def _row(
@@ -313,7 +352,7 @@ class StudyRow(BaseModel):
     threshold: float | None = None
     one_class: bool | None = None
     val_auc: float | None = None
-    best_epoch: int | None = None
+    best_epoch: float | None = None
     auc_diff_vs_real: float | None = None
     delong_p: float | None = None
     bootstrap_p: float | None = None

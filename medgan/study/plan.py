@@ -99,7 +99,7 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
     # which cells run, not what each computes: a cell is keyed by its arm, ratio, fraction and seed
     # (its subset depends on those alone), so more seeds, ratios or fractions reuse the finished ones
-    for k in ("arms", "ratios", "fractions", "seeds"):
+    for k in ("arms", "ratios", "fractions", "seeds", "ensemble"):  # the ensemble size is in the cell key
         keep["study"].pop(k, None)
     for k in ("executor", "cpus_per_task", "gpus_per_task", "ray_address"):  # where cells run, not what
         keep["study"].pop(k, None)
@@ -192,9 +192,10 @@ def arm_specs(st: StudyConfig) -> list[ArmSpec]:
     return specs
 
 
-def cell_key(arm: str, ratio: float | None, f: float, s: int) -> str:
-    """The file name (without ``.json``) of one cell in the cell cache."""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', arm)}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}"
+def cell_key(arm: str, ratio: float | None, f: float, s: int, ensemble: int = 1) -> str:
+    """The file name (without ``.json``) of one cell in the cell cache (``-e<k>``: k classifiers)."""
+    e = f"-e{ensemble}" if ensemble > 1 else ""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', arm)}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}{e}"
 
 
 def synth_dir(out: Path, kind: str, f: float, s: int) -> Path:

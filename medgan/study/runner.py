@@ -64,7 +64,8 @@ class Study:
 
     def _keys(self, f: float, s: int) -> list[tuple[ArmSpec, float | None, str]]:
         st = self.ctx.cfg.study
-        return [(sp, r, cell_key(sp.name, r, f, s)) for sp in self.specs for r in sp.ratios_at(st, f)]
+        e = st.ensemble_for(f)
+        return [(sp, r, cell_key(sp.name, r, f, s, e)) for sp in self.specs for r in sp.ratios_at(st, f)]
 
     def _done(self, key: str) -> bool:
         return (self.ctx.cells / f"{key}.json").is_file()

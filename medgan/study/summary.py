@@ -233,6 +233,7 @@ def design(cfg: Any, plan: list[tuple[float, int, np.ndarray]], kinds: list[str]
         sizes.setdefault(f"{f:g}", []).append(len(idx))
     return {
         "seeds": {f"{f:g}": st.seeds_for(f) for f in st.fractions},
+        "ensemble": {f"{f:g}": st.ensemble_for(f) for f in st.fractions},
         "n_real": {f: float(np.mean(v)) for f, v in sizes.items()},
         "ratios": {f"{f:g}": st.ratios_for(f) for f in st.fractions},
         "synthesizer_steps": {

@@ -412,3 +412,30 @@ def test_a_three_class_ordinal_study_compares_every_arm(tmp_path: Path) -> None:
     for arm in ("classical", "real+"):
         assert summary[arm]["verdict"] in {"helped", "hurt", "no clear difference"}
         assert summary[arm]["metric"] == "macro AUC (one-vs-rest)" and "kappa" in summary[arm]
+
+
+def test_an_ensemble_cell_averages_its_classifiers(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``study.ensemble``: k classifiers per cell (member 0 seeded as the single one), their mean
+    probability scored; cells of another ensemble size are other cells, so both can be kept."""
+    import medgan.classifier as clf_pkg
+
+    cfg = _study_cfg(arms=["real", "real+"], fractions=[0.5], seeds=1, ratios=[1.0], ensemble=1)
+    single = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
+    seeds: list[int] = []
+    original = clf_pkg.train_classifier
+    monkeypatch.setattr(
+        clf_pkg, "train_classifier", lambda *a, **k: (seeds.append(a[5].seed), original(*a, **k))[1]
+    )
+    both = run_study(
+        config_from_dict({**cfg, "study": {**cfg["study"], "ensemble": {0.5: 2}}}), tiny_data_dir, tmp_path
+    )
+    assert len(seeds) == 4 and seeds[0] == seeds[2] == 0 and seeds[1] == seeds[3] != 0  # 2 cells x 2 members
+    cells = next((tmp_path / "cells").iterdir())
+    assert {p.name for p in cells.glob("*-e2.json")} == {
+        "real-rna-f0.5-s0-e2.json",
+        "real--r1-f0.5-s0-e2.json",
+    }
+    assert len(list(cells.glob("*.json"))) == 4  # the single-classifier cells are kept beside them
+    assert both["design"]["ensemble"] == {"0.5": 2} and single["design"]["ensemble"] == {"0.5": 1}
