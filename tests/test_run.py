@@ -72,9 +72,13 @@ def test_run_evaluates_in_test_proportions_with_label_scores_and_gates(tiny_run:
     assert (tiny_run / "real_classifier" / "trained_on.json").is_file()
     assert len(m["gates"]["results"]) == 7
     study = json.loads((tiny_run / "study" / "study.json").read_text())
-    # the study's full-data cGAN is the run's: its gates come from the run's evaluation
-    assert study["gates"]["cgan-f1"]["metrics_from"] == "medgan run's evaluation"
-    assert study["gates"]["cgan-f1"]["results"] == m["gates"]["results"]
+    # the study's full-data cGAN is the run's, but the study's gates decide which arms run, so they
+    # are scored on the validation split (never on test, which the run's evaluation above used)
+    gate = study["gates"]["cgan-f1"]
+    assert gate["metrics_from"] == "the study's evaluation on the validation split"
+    cached = json.loads((tiny_run / "study" / "gates" / "cgan-f1.json").read_text())
+    assert cached["key"]["split"] == "val" and cached["metrics"]["real"].endswith(":val")
+    assert cached["metrics"]["n_real"] == 8 and len(gate["results"]) == 7
 
 
 def test_report_is_readable_and_self_contained(tiny_run: Path) -> None:

@@ -621,7 +621,7 @@ def _power_line(r: dict[str, Any], ref: str) -> str | None:
     sfx = "" if ref == "real" else "_vs_classical"
     if r.get(f"verdict{sfx}") != "no clear difference" or f"mde{sfx}" not in r:
         return None
-    from medgan.study.statistics import detectable_line  # lazily: the study package imports torch
+    from medgan.study.statistics import detectable_line  # lazy: the study package imports torch
 
     mean = _finite(r.get("auc_diff_vs_real" if ref == "real" else "auc_diff_vs_classical"))
     ci = _pair(r.get("auc_diff_ci" if ref == "real" else "auc_diff_vs_classical_ci"))

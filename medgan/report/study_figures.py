@@ -87,7 +87,7 @@ def _curve(
     study: Mapping[str, Any], rows: list[dict[str, Any]], n_train: float | None
 ) -> tuple[LearningCurve | None, list[tuple[float, float, str]]]:
     """The real-only learning curve (``study["learning_curve"]``'s fit, else fitted here) and its points."""
-    from medgan.study.curves import LearningCurve  # lazily: the study package imports torch
+    from medgan.study.curves import LearningCurve  # lazy: the study package imports torch
 
     lc = study.get("learning_curve") or {}
     points = [
@@ -267,7 +267,7 @@ def study_figures(study: Mapping[str, Any], folder: Path) -> dict[str, Path]:
     learning curve with each arm over it, and the paired ratio sweep; figures with nothing to
     draw are left out. ``medgan run`` and ``medgan study`` both use it.
     """
-    from medgan.report import auc_plot  # the report imports this module
+    from medgan.report import auc_plot  # lazy: medgan.report imports this module (an import cycle)
 
     figures: dict[str, Path] = {}
     summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medgan.config import RunConfig
+from medgan.config import RunConfig, dump_config
 from medgan.data.sources import RunData
 from medgan.executor import Resources, make_executor
 from medgan.io.atomic import atomic_write_text
 from medgan.provenance import write_provenance
+from medgan.report import build_report
+from medgan.report.study_figures import study_figures
 from medgan.study.cells import (
     FILTER_POOL,
     Context,
@@ -272,10 +274,6 @@ def run_study(
 def study_report(cfg: RunConfig, folder: Path, study: dict[str, Any]) -> tuple[Path, Path]:
     """``report.md`` / ``report.html`` of a study on its own (``medgan study``): the study section,
     its figures (under ``folder/figures``) and the config."""
-    from medgan.config import dump_config
-    from medgan.report import build_report
-    from medgan.report.study_figures import study_figures
-
     sections = {
         "study": study,
         "gates": {f"{k} (validation split)": g for k, g in study.get("gates", {}).items()},

@@ -211,11 +211,7 @@ def test_levers_run_as_extra_arms_paired_with_real_and_classical(
         res.loc["classical", "auc_diff_vs_real"]
     )
     summary = {r["arm"]: r for r in report["summary"]}
-    assert summary["cgan[pre]"]["verdict_vs_classical"] in {
-        "better than classical",
-        "worse than classical",
-        "no clear difference",
-    }
+    assert summary["cgan[pre]"]["verdict_vs_classical"] == "not computed"  # one seed: no interval
     assert "verdict_vs_classical" not in summary["classical"]
 
 

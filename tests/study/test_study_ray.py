@@ -10,7 +10,7 @@ import pytest
 from medgan.config import config_from_dict
 from medgan.executor import LocalExecutor, Resources, make_executor
 from medgan.study import run_study
-from tests.test_study import _study_cfg
+from tests.study.test_study import _study_cfg
 
 ray = pytest.importorskip("ray")
 

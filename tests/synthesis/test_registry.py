@@ -315,10 +315,10 @@ def test_medgan_run_on_a_cyclegan_config(cyclegan_run: Path) -> None:
     assert (cyclegan_run / "study" / "synthesizers" / "cgan-f1").is_dir()  # the cgan arm: study.cgan
     md = (cyclegan_run / "report.md").read_text()
     assert "## Translations" in md and "| A2B | healthy -> lesion | 4 |" in md
-    # the run's own CycleGAN is gated (by the study: translations of the test split) and shown
+    # the run's own CycleGAN is gated (by the study: translations of the validation split) and shown
     gates = md[md.index("## Quality gates") : md.index("## Translations")]
-    assert "| cyclegan-f1 (study synthesizer) | FID / real-real floor |" in gates
-    assert "| cgan-f1 (study synthesizer) | FID / real-real floor |" in gates
+    assert "| cyclegan-f1 (study synthesizer, validation split) | FID / real-real floor |" in gates
+    assert "| cgan-f1 (study synthesizer, validation split) | FID / real-real floor |" in gates
     assert "## Does synthetic data help the classifier?" in md and "## Synthetic data quality" not in md
 
 
