@@ -9,6 +9,17 @@ from pydantic import Field, create_model, field_validator, model_validator
 from medgan.config.base import StrictModel
 from medgan.config.kinds import MODEL_CONFIGS, KindConfig, synthetic_arms
 
+
+def _at_fraction(value: int | dict[float, int] | None, fraction: float, small: int, large: int) -> int:
+    """A per-fraction count: the number given, the fraction's entry, or by default ``small`` at
+    fractions <= 0.25 (little data) and ``large`` above."""
+    if isinstance(value, dict):
+        return value[fraction]
+    if value is None:
+        return small if fraction <= 0.25 else large
+    return value
+
+
 #: Arms of real slices only: ``real`` (the subset), ``classical`` (the subset, augmented) and
 #: ``real+`` (the subset plus as many other real train slices as a synthetic arm adds: the
 #: positive control, run at fractions below 1).
@@ -196,19 +207,11 @@ class StudyConfig(StrictModel):
 
     def seeds_for(self, fraction: float) -> int:
         """The number of repeats at ``fraction`` (``seeds``; by default 10 at <= 0.25, 5 above)."""
-        if isinstance(self.seeds, dict):
-            return self.seeds[fraction]
-        if self.seeds is None:
-            return 10 if fraction <= 0.25 else 5
-        return self.seeds
+        return _at_fraction(self.seeds, fraction, small=10, large=5)
 
     def ensemble_for(self, fraction: float) -> int:
         """Classifiers per cell at ``fraction`` (``ensemble``; by default 3 at <= 0.25, 1 above)."""
-        if isinstance(self.ensemble, dict):
-            return self.ensemble[fraction]
-        if self.ensemble is None:
-            return 3 if fraction <= 0.25 else 1
-        return self.ensemble
+        return _at_fraction(self.ensemble, fraction, small=3, large=1)
 
     def ratios_for(self, fraction: float) -> list[float]:
         """The synthetic ratios run at ``fraction``."""

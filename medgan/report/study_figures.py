@@ -12,28 +12,12 @@ import numpy as np
 import pandas as pd
 
 from medgan.io.atomic import atomic_path
+from medgan.report import _finite, _pair, auc_plot
 
 if TYPE_CHECKING:
     from medgan.study.curves import LearningCurve
 
 __all__ = ["learning_curve_plot", "ratio_sweep_plot", "shown_ratio"]
-
-
-def _num(v: Any) -> float | None:
-    """``v`` as a finite float, else None (None, NaN, strings, bools)."""
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def _ci(v: Any) -> tuple[float, float] | None:
-    """A finite ``[lo, hi]`` pair, else None."""
-    if isinstance(v, list | tuple) and len(v) == 2:
-        lo, hi = _num(v[0]), _num(v[1])
-        if lo is not None and hi is not None:
-            return lo, hi
-    return None
 
 
 def _rows(summary: Sequence[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
@@ -68,7 +52,7 @@ def _pyplot() -> Any:
 def shown_ratio(ratios: Sequence[float]) -> float | None:
     """The ratio a learning-curve line shows for an arm: 1 when it ran, else the one closest to 1
     (on a log scale; the smaller on a tie). Chosen before looking at AUCs, so no line is a best-of."""
-    rs = sorted({float(r) for r in ratios if _num(r) is not None and float(r) > 0})
+    rs = sorted({float(r) for r in ratios if _finite(r) is not None and float(r) > 0})
     if not rs:
         return None
     return min(rs, key=lambda r: (abs(math.log(r)), r))
@@ -76,10 +60,10 @@ def shown_ratio(ratios: Sequence[float]) -> float | None:
 
 def _real_n(r: Mapping[str, Any], n_train: float | None) -> float | None:
     """A summary row's real training-set size: its ``n_real``, else fraction x the train split."""
-    n = _num(r.get("n_real"))
+    n = _finite(r.get("n_real"))
     if n is not None:
         return n
-    f = _num(r.get("fraction"))
+    f = _finite(r.get("fraction"))
     return f * n_train if f is not None and n_train is not None else None
 
 
@@ -93,11 +77,11 @@ def _curve(
     points = [
         (float(p["n"]), float(p["auc"]), str(p.get("arm", "real")))
         for p in lc.get("points") or []
-        if _num(p.get("n")) is not None and _num(p.get("auc")) is not None
+        if _finite(p.get("n")) is not None and _finite(p.get("auc")) is not None
     ]
     if not points:  # none in study.json: the real and real+ rows (a real+ row's n_real counts its extras)
         for r in rows:
-            n, auc = _real_n(r, n_train), _num(r.get("auc"))
+            n, auc = _real_n(r, n_train), _finite(r.get("auc"))
             if r.get("arm") in ("real", "real+") and n is not None and auc is not None:
                 points.append((n, auc, str(r["arm"])))
     fit = lc.get("fit") or {}
@@ -117,9 +101,11 @@ def learning_curve_plot(study: Mapping[str, Any], path: Path) -> Path | None:
     curve has fewer than two distinct N (one fraction and no ``real+`` arm): nothing to draw.
     """
     rows = [
-        r for r in _rows(study.get("summary") or []) if _num(r.get("auc")) is not None and r.get("seeds") != 0
+        r
+        for r in _rows(study.get("summary") or [])
+        if _finite(r.get("auc")) is not None and r.get("seeds") != 0
     ]
-    n_train = _num(study.get("n_train"))
+    n_train = _finite(study.get("n_train"))
     curve, points = _curve(study, rows, n_train)
     if curve is None or len(curve.n) < 2:
         return None
@@ -134,10 +120,12 @@ def learning_curve_plot(study: Mapping[str, Any], path: Path) -> Path | None:
         ratio = shown_ratio([r["ratio"] for r in own if r.get("ratio") is not None])
         if ratio is not None:
             own = [
-                r for r in own if _num(r.get("ratio")) is not None and math.isclose(float(r["ratio"]), ratio)
+                r
+                for r in own
+                if _finite(r.get("ratio")) is not None and math.isclose(float(r["ratio"]), ratio)
             ]
         pts = sorted(
-            (x, float(r["auc"]), _ci(r.get("auc_ci")))
+            (x, float(r["auc"]), _pair(r.get("auc_ci")))
             for r in own
             if (x := _real_n(r, n_train)) is not None and x > 0
         )
@@ -195,9 +183,9 @@ def ratio_sweep_plot(summary: Sequence[Mapping[str, Any]] | pd.DataFrame, path: 
     rows = [
         r
         for r in _rows(summary)
-        if _num(r.get("ratio")) is not None
+        if _finite(r.get("ratio")) is not None
         and float(r["ratio"]) > 0
-        and _num(r.get("auc_diff_vs_real")) is not None
+        and _finite(r.get("auc_diff_vs_real")) is not None
     ]
     if len({float(r["ratio"]) for r in rows}) < 2:
         return None
@@ -208,7 +196,7 @@ def ratio_sweep_plot(summary: Sequence[Mapping[str, Any]] | pd.DataFrame, path: 
     n_real = {
         float(r["fraction"]): float(r["n_real"])
         for r in _rows(summary)
-        if r.get("arm") == "real" and _num(r.get("n_real")) is not None
+        if r.get("arm") == "real" and _finite(r.get("n_real")) is not None
     }
     plt = _pyplot()
     nf = len(fractions)
@@ -218,7 +206,7 @@ def ratio_sweep_plot(summary: Sequence[Mapping[str, Any]] | pd.DataFrame, path: 
         ax.axhline(0.0, color="0.4", lw=0.9)
         for k, arm in enumerate(arms):
             g = sorted(
-                (float(r["ratio"]), float(r["auc_diff_vs_real"]), _ci(r.get("auc_diff_ci")))
+                (float(r["ratio"]), float(r["auc_diff_vs_real"]), _pair(r.get("auc_diff_ci")))
                 for r in rows
                 if r["arm"] == arm and math.isclose(float(r["fraction"]), f)
             )
@@ -267,8 +255,6 @@ def study_figures(study: Mapping[str, Any], folder: Path) -> dict[str, Path]:
     learning curve with each arm over it, and the paired ratio sweep; figures with nothing to
     draw are left out. ``medgan run`` and ``medgan study`` both use it.
     """
-    from medgan.report import auc_plot  # lazy: medgan.report imports this module (an import cycle)
-
     figures: dict[str, Path] = {}
     summ = pd.DataFrame([r for r in study["summary"] if r.get("auc") is not None])
     for x, name in (("ratio", "auc_vs_ratio.png"), ("fraction", "auc_vs_fraction.png")):

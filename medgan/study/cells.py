@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from medgan import classifier
 from medgan.classifier.augment import classical_augmentation
 from medgan.classifier.metrics import bootstrap_metrics, diagnostic_metrics
-from medgan.classifier.train import val_metrics, youden_threshold
+from medgan.classifier.train import predict_labels, val_metrics, youden_threshold
 from medgan.config import RunConfig
 from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device, sampling_precision
@@ -298,7 +298,7 @@ def _row(
     scores.update({f"{k}_ci_hi": v[1] for k, v in ci.items()})
     for c, entry in (m.get("per_class") or {}).items():  # one-vs-rest AUC of each class (C > 2)
         scores[f"auc_{d.classes[int(c)]}"] = entry.get("auc")
-    pred = (p[:, 1] >= kw["threshold"]).astype(np.int64) if p.shape[1] == 2 else p.argmax(1)
+    pred = predict_labels(p, kw["threshold"])
     shortfall = int(sum(ds.shortfall.values())) if ds.shortfall else None
     added = ds.n_synthetic
     return StudyRow(
