@@ -372,16 +372,20 @@ def _train_epoch(
 ) -> float:
     """One epoch in a seeded order (flips, ``batch_transform`` per batch); returns the mean training loss.
 
-    ``draw``: per-sample probabilities of a class-balanced sampler (``len(xs)`` seeded draws with
-    replacement); None: a seeded permutation of every sample.
+    ``draw``: per-sample probabilities of a class-balanced sampler (seeded draws with
+    replacement); None: a seeded permutation of every sample. An epoch is ``len(xs)`` samples, or
+    ``cfg.epoch_samples`` where that is more: further passes, each in its own seeded order, the
+    last cut short.
     """
     model.train()
+    n = max(len(xs), cfg.epoch_samples)
     if draw is None:
-        perm = torch.randperm(len(xs), generator=gen)
+        passes = [torch.randperm(len(xs), generator=gen) for _ in range(-(-n // len(xs)))]
+        perm = torch.cat(passes)[:n]
     else:
-        perm = torch.multinomial(draw, len(xs), replacement=True, generator=gen)
+        perm = torch.multinomial(draw, n, replacement=True, generator=gen)
     total, seen = 0.0, 0
-    for lo, hi in _batch_starts(len(xs), cfg.batch_size):
+    for lo, hi in _batch_starts(n, cfg.batch_size):
         idx = perm[lo:hi]
         xb, yb = xs[idx], ys[idx]
         if cfg.augment:

@@ -118,6 +118,12 @@ class StudyConfig(StrictModel):
     step_scaling: Literal["sqrt", "none"] = "sqrt"
     #: The labels are ordered grades: add the quadratic weighted kappa to every cell and comparison.
     ordinal: bool = False
+    #: Every classifier of a fraction takes the same number of optimizer steps: an epoch is as many
+    #: samples as the largest training set of that fraction (``classifier.epoch_samples``), so an
+    #: arm that adds slices does not also train longer than ``real``. ``false``: one pass over each
+    #: cell's own training set per epoch (the behaviour before 2026-12-07), which credits an arm
+    #: with the effect of the extra steps as well as of its slices.
+    equal_steps: bool = True
     policy: Literal["add", "balance", "replace"] = "add"
     synthetic_weight: float = Field(1.0, ge=0.0)
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)

@@ -76,6 +76,12 @@ class ClassifierConfig(StrictModel):
 
     Binary classifiers predict at a decision threshold on P(class 1) chosen on the validation split
     (Youden's J; ``TrainedClassifier.threshold``), multi-class ones by argmax.
+
+    ``epoch_samples``: the samples an epoch trains on, at least one pass. A training set smaller
+    than that is passed over again, each pass in its own seeded order, up to exactly that many
+    (the last pass cut short), so classifiers of different training-set sizes take the same number
+    of optimizer steps per epoch (``patience`` and ``epochs`` count the same steps). 0 (default):
+    one pass per epoch, as before. The study sets it per fraction (``study.equal_steps``).
     """
 
     arch: Literal["resnet10", "resnet18", "densenet121"] = "resnet10"
@@ -85,6 +91,7 @@ class ClassifierConfig(StrictModel):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(8, ge=1)
+    epoch_samples: int = Field(0, ge=0)
     balance: Literal["none", "loss", "sampler"] = "loss"
     augment: bool = True
     seed: int = 0

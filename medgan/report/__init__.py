@@ -430,6 +430,19 @@ def _design_lines(st: dict[str, Any]) -> list[str]:
         how = {"sqrt": " (the full length x sqrt(fraction))", "none": " (the full length at every fraction)"}
         if parts:
             out.append("Synthesizer training steps: " + "; ".join(parts) + how.get(str(scaling), "") + ".")
+    epochs = design.get("classifier_epoch_samples")
+    if design.get("equal_steps") and isinstance(epochs, dict) and any(_finite(v) for v in epochs.values()):
+        at = sorted(epochs.items(), key=lambda kv: _as_float(kv[0]))
+        out.append(
+            "Every classifier of a fraction takes the same optimizer steps (an epoch of "
+            + ", ".join(f"{_count(n)} samples at fraction {_as_float(f):g}" for f, n in at if _finite(n))
+            + ", the largest arm's training set), so an arm that adds slices does not also train longer."
+        )
+    elif design.get("equal_steps") is False:
+        out.append(
+            "Each classifier passes once over its own training set per epoch (study.equal_steps: false): "
+            "an arm that adds slices also takes more optimizer steps, and its gain includes theirs."
+        )
     note = design.get("subset_note")
     if isinstance(note, str) and note.strip():
         note = note.strip()

@@ -191,13 +191,16 @@ def cell_job(
     idx: np.ndarray,
     ckpt: Path | None,
     after: Any = None,
+    epoch: int = 0,
 ) -> dict[str, Any]:
     """Train and score one cell's classifier (a study job); returns its row and test probabilities.
 
     ``real+`` draws its extra slices from the train slices the subset left out (as many as a
     synthetic arm at the same ratio adds, in the same class mix; fewer where too few are left:
     ``synthetic_shortfall``). ``after``: the real arm's result for a confidence-filtered arm (only
-    waited for: the real classifier is read from the study folder).
+    waited for: the real classifier is read from the study folder). ``epoch``: samples per
+    classifier epoch (``classifier.epoch_samples``; 0 keeps the config's), the same for every
+    cell of the fraction under ``study.equal_steps``.
     """
     d, cfg = ctx.d, ctx.cfg
     x, y = d.tr.images[idx], d.ty[idx]
@@ -217,13 +220,18 @@ def cell_job(
     )
     members = []
     for m in range(cfg.study.ensemble_for(f)):  # member 0 is seeded as a single classifier would be
-        clf_cfg = cfg.classifier.model_copy(update={"seed": s if m == 0 else derive_seed(s, m)})
+        update: dict[str, Any] = {"seed": s if m == 0 else derive_seed(s, m)}
+        if epoch:
+            update["epoch_samples"] = epoch
+        clf_cfg = cfg.classifier.model_copy(update=update)
         members.append(_train_member(ctx, sp, s, x, y, ds, clf_cfg))
         if m == 0 and sp.name == "real" and ctx.keep_real_clf:
             members[0].save(ctx.cells / f"real-f{f:g}-s{s}")
     clf = Ensemble.of(members, d.va.images, d.vy)
     p = clf.predict_proba(d.te.images)
-    return {"row": _row(cfg, d, sp, ratio, f, s, ds, clf, p).record(), "proba": p.tolist()}
+    row = _row(cfg, d, sp, ratio, f, s, ds, clf, p)
+    row.epoch_samples = max(epoch or cfg.classifier.epoch_samples, len(ds.labels))
+    return {"row": row.record(), "proba": p.tolist()}
 
 
 def _train_member(
@@ -353,6 +361,7 @@ class StudyRow(BaseModel):
     one_class: bool | None = None
     val_auc: float | None = None
     best_epoch: float | None = None
+    epoch_samples: int | None = None
     auc_diff_vs_real: float | None = None
     delong_p: float | None = None
     bootstrap_p: float | None = None
@@ -365,6 +374,7 @@ class StudyRow(BaseModel):
     #: Fields left out of a row when unset (``ratio`` stays: None means "no synthetic ratio").
     OPTIONAL: ClassVar[tuple[str, ...]] = (
         "lever",
+        "epoch_samples",
         "synthetic_shortfall",
         "threshold",
         "auc_diff_vs_real",

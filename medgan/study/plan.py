@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,11 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     keep["study"].pop("skip_failing_synthesizers", None)  # decides which cells run, not their results
     # which cells run, not what each computes: a cell is keyed by its arm, ratio, fraction and seed
     # (its subset depends on those alone), so more seeds, ratios or fractions reuse the finished ones
-    for k in ("arms", "ratios", "fractions", "seeds", "ensemble"):  # the ensemble size is in the cell key
+    # the ensemble size and the samples per classifier epoch (equal_steps) are in the cell key
+    for k in ("arms", "ratios", "fractions", "seeds", "ensemble", "equal_steps"):
         keep["study"].pop(k, None)
+    if not keep["classifier"].get("epoch_samples"):
+        keep["classifier"].pop("epoch_samples", None)  # one pass per epoch: as cells before the option
     for k in ("executor", "cpus_per_task", "gpus_per_task", "ray_address"):  # where cells run, not what
         keep["study"].pop(k, None)
     if not keep["study"].get("levers"):
@@ -192,10 +196,25 @@ def arm_specs(st: StudyConfig) -> list[ArmSpec]:
     return specs
 
 
-def cell_key(arm: str, ratio: float | None, f: float, s: int, ensemble: int = 1) -> str:
-    """The file name (without ``.json``) of one cell in the cell cache (``-e<k>``: k classifiers)."""
+def epoch_samples(st: StudyConfig, specs: list[ArmSpec], f: float, n: int) -> int:
+    """The samples per classifier epoch of every cell at fraction ``f`` whose real subset has ``n``
+    slices (``study.equal_steps``): the largest training set an arm there adds up to, ``n x (1 +
+    the largest ratio)``, so every cell of the fraction takes the same optimizer steps (within one
+    batch). 0 (one pass per cell) without ``equal_steps`` or when no arm adds slices there."""
+    if not st.equal_steps:
+        return 0
+    top = max((r for sp in specs if sp.adds for r in sp.ratios_at(st, f) if r is not None), default=0.0)
+    return math.ceil(n * (1.0 + top)) if top > 0 else 0
+
+
+def cell_key(arm: str, ratio: float | None, f: float, s: int, ensemble: int = 1, epoch: int = 0) -> str:
+    """The file name (without ``.json``) of one cell in the cell cache (``-e<k>``: k classifiers;
+    ``-m<n>``: n samples per classifier epoch, ``study.equal_steps``)."""
     e = f"-e{ensemble}" if ensemble > 1 else ""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', arm)}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}{e}"
+    m = f"-m{epoch}" if epoch else ""
+    return (
+        f"{re.sub(r'[^A-Za-z0-9_.-]', '-', arm)}-r{'na' if ratio is None else f'{ratio:g}'}-f{f:g}-s{s}{e}{m}"
+    )
 
 
 def synth_dir(out: Path, kind: str, f: float, s: int) -> Path:

@@ -32,6 +32,7 @@ from medgan.study.plan import (
     arm_kinds,
     arm_specs,
     cell_key,
+    epoch_samples,
     fingerprint,
     kind_is_sized,
     make_plan,
@@ -64,10 +65,10 @@ class Study:
         self.pairs: dict[tuple, dict[str, float]] = {}  # the DeLong tests computed so far
         self.skipped: list[dict[str, Any]] = []
 
-    def _keys(self, f: float, s: int) -> list[tuple[ArmSpec, float | None, str]]:
+    def _keys(self, f: float, s: int, n: int) -> list[tuple[ArmSpec, float | None, str]]:
         st = self.ctx.cfg.study
-        e = st.ensemble_for(f)
-        return [(sp, r, cell_key(sp.name, r, f, s, e)) for sp in self.specs for r in sp.ratios_at(st, f)]
+        e, m = st.ensemble_for(f), epoch_samples(st, self.specs, f, n)
+        return [(sp, r, cell_key(sp.name, r, f, s, e, m)) for sp in self.specs for r in sp.ratios_at(st, f)]
 
     def _done(self, key: str) -> bool:
         return (self.ctx.cells / f"{key}.json").is_file()
@@ -76,7 +77,7 @@ class Study:
         """Every subset's synthesizer of every arm kind (jobs), where a cell or a gate needs it."""
         jobs: dict[Path, Any] = {}  # one job per folder: the 100 % synthesizer serves every seed
         for f, s, idx in plan:
-            if all(self._done(k) for _, _, k in self._keys(f, s)) and not self.gates.active:
+            if all(self._done(k) for _, _, k in self._keys(f, s, len(idx))) and not self.gates.active:
                 continue
             for kind in self.kinds:
                 folder = synth_dir(self.ctx.out, kind, f, s)
@@ -120,7 +121,7 @@ class Study:
         pending: dict[Any, tuple[str, Path, tuple]] = {}
         for f, s, idx in plan:
             real = None
-            for sp, ratio, key in self._keys(f, s):
+            for sp, ratio, key in self._keys(f, s, len(idx)):
                 cell = self.ctx.cells / f"{key}.json"
                 if sp.synthetic and sp.pool in failing.get((f, s), {}):
                     reason = failing[(f, s)][sp.pool]
@@ -142,6 +143,7 @@ class Study:
                     idx,
                     ckpts.get((sp.pool, f, s)),
                     after,
+                    epoch_samples(self.ctx.cfg.study, self.specs, f, len(idx)),
                     resources=self.resources,
                     name=f"cell {key}",
                 )
@@ -177,8 +179,8 @@ class Study:
         """The finished cells' rows in plan order, with the paired comparisons."""
         rows = [
             dict(self.results[key]["row"])
-            for f, s, _ in plan
-            for _, _, key in self._keys(f, s)
+            for f, s, idx in plan
+            for _, _, key in self._keys(f, s, len(idx))
             if key in self.results
         ]
         compare_cells(rows, self.probas, self.ctx.d.sy, self.pairs, self.ctx.cfg.study.n_boot)

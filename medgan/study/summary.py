@@ -27,7 +27,7 @@ import pandas as pd
 from medgan.classifier.metrics import summarize_over_seeds
 from medgan.config.study import REAL_ARMS
 from medgan.study.curves import LearningCurve, worth_real_slices
-from medgan.study.plan import arm_config
+from medgan.study.plan import arm_config, arm_specs, epoch_samples
 from medgan.study.statistics import holm, paired_summary, verdict
 
 #: Test metrics summarized over seeds (those a study's rows hold).
@@ -228,6 +228,7 @@ def design(cfg: Any, plan: list[tuple[float, int, np.ndarray]], kinds: list[str]
     """What the study's cells were built from, for the report: repeats and real N per fraction, the
     length of each kind's synthesizers per fraction, and where every synthesizer's data came from."""
     st = cfg.study
+    specs = arm_specs(st)
     sizes: dict[str, list[int]] = {}
     for f, _, idx in plan:
         sizes.setdefault(f"{f:g}", []).append(len(idx))
@@ -240,6 +241,10 @@ def design(cfg: Any, plan: list[tuple[float, int, np.ndarray]], kinds: list[str]
             k: {f"{f:g}": arm_config(cfg, k, f).train.steps for f in st.fractions} for k in kinds
         },
         "step_scaling": st.step_scaling,
+        "equal_steps": st.equal_steps,
+        "classifier_epoch_samples": {
+            f: int(np.mean([epoch_samples(st, specs, float(f), n) for n in v])) for f, v in sizes.items()
+        },
         "subset_note": (
             "each repeat draws its own stratified subset of the train split; every synthesizer of "
             "that repeat is trained on that subset only and never sees the rest"

@@ -216,6 +216,37 @@ def test_balance_settings_differ() -> None:
             assert not all(torch.equal(states[i][k], states[j][k]) for k in states[i])
 
 
+# ------------------------------------------------------------------ samples per epoch
+
+
+def test_epoch_samples_repeats_a_small_training_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``epoch_samples``: a training set smaller than it is passed over again (each pass its own
+    order, the last cut short) so an epoch takes the same optimizer steps whatever the set's size;
+    at or below the set's size it is one pass, exactly as without it."""
+    import medgan.classifier.train as train_mod
+
+    seen: list[int] = []
+    original = train_mod._batch_starts
+    monkeypatch.setattr(train_mod, "_batch_starts", lambda n, b: (seen.append(n), original(n, b))[1])
+    tx, ty = random_set(20, seed=2)
+    vx, vy = random_set(12, seed=3)
+    plain = train_classifier(tx, ty, vx, vy, 2, tiny_cfg(epochs=2, patience=5))
+    below = train_classifier(tx, ty, vx, vy, 2, tiny_cfg(epochs=2, patience=5, epoch_samples=20))
+    assert seen == [20, 20, 20, 20]
+    sp, sb = plain.model.state_dict(), below.model.state_dict()
+    assert all(torch.equal(sp[k], sb[k]) for k in sp)  # one pass: the same draws, the same weights
+    seen.clear()
+    longer = train_classifier(tx, ty, vx, vy, 2, tiny_cfg(epochs=2, patience=5, epoch_samples=50))
+    assert seen == [50, 50]  # 2.5 passes per epoch: 7 batches of 8 instead of 3
+    sl = longer.model.state_dict()
+    assert not all(torch.equal(sp[k], sl[k]) for k in sp)
+    seen.clear()
+    train_classifier(tx, ty, vx, vy, 2, tiny_cfg(epochs=1, balance="sampler", epoch_samples=50))
+    assert seen == [50]  # the class-balanced sampler draws as many
+    with pytest.raises(ValidationError):
+        ClassifierConfig(epoch_samples=-1)
+
+
 # ------------------------------------------------------------------ weighted kappa
 
 

@@ -375,7 +375,7 @@ def test_more_repeats_reuse_the_finished_cells(
 ) -> None:
     import medgan.classifier as clf_pkg
 
-    cfg = _study_cfg(arms=["real", "real+"], fractions=[0.5], seeds=1, ratios=[1.0])
+    cfg = _study_cfg(arms=["real", "real+"], fractions=[0.5], seeds=1, ratios=[2.0])
     run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
     calls: list[int] = []
     original = clf_pkg.train_classifier
@@ -385,7 +385,40 @@ def test_more_repeats_reuse_the_finished_cells(
         tiny_data_dir,
         tmp_path,
     )
-    assert len(calls) == 1 + 2 + 1  # seed 1's real and real+ x 2 ratios, seed 0's real+ at ratio 2
+    assert len(calls) == 1 + 2 + 1  # seed 1's real and real+ x 2 ratios, seed 0's real+ at ratio 1
+    calls.clear()  # a larger top ratio lengthens every classifier epoch of the fraction: all retrain
+    run_study(
+        config_from_dict({**cfg, "study": {**cfg["study"], "seeds": 1, "ratios": [1.0, 4.0]}}),
+        tiny_data_dir,
+        tmp_path,
+    )
+    assert len(calls) == 3
+
+
+def test_every_cell_of_a_fraction_takes_the_same_steps(tiny_data_dir: Path, tmp_path: Path) -> None:
+    """``study.equal_steps`` (the default): every classifier of a fraction trains on epochs as long
+    as its largest training set, so an arm that adds slices does not also take more optimizer steps;
+    ``false`` is one pass over each cell's own set (the old behaviour, and the old cache)."""
+    cfg = _study_cfg(arms=["real", "classical", "real+"], fractions=[0.5, 1.0], seeds=1, ratios=[0.5, 1.0])
+    report = run_study(config_from_dict(cfg), tiny_data_dir, tmp_path / "eq")
+    res = pd.read_csv(tmp_path / "eq" / "results.csv")
+    half = res[res["fraction"] == 0.5]
+    top = half["n_real"].max()  # real+ at ratio 1: the largest training set at 50 %
+    assert (half["epoch_samples"] == top).all() and top == 2 * half.loc[half["arm"] == "real", "n_real"].iloc[
+        0
+    ]
+    full = res[res["fraction"] == 1.0]  # no arm adds slices at 100 % (real+ has none left): one pass
+    assert (full["epoch_samples"] == full["n_real"]).all()
+    assert report["design"]["equal_steps"] is True
+    assert report["design"]["classifier_epoch_samples"] == {"0.5": top, "1": 0}
+    old = {**cfg, "study": {**cfg["study"], "equal_steps": False}}
+    run_study(config_from_dict(old), tiny_data_dir, tmp_path / "old")
+    res_old = pd.read_csv(tmp_path / "old" / "results.csv")
+    assert (res_old["epoch_samples"] == res_old["n_real"]).all()
+    fp = {p.name for p in (tmp_path / "eq" / "cells").iterdir()} | {
+        p.name for p in (tmp_path / "old" / "cells").iterdir()
+    }
+    assert len(fp) == 1  # the option is in the cell keys, not the fingerprint: one cache serves both
 
 
 def test_a_three_class_ordinal_study_compares_every_arm(tmp_path: Path) -> None:
@@ -429,9 +462,10 @@ def test_an_ensemble_cell_averages_its_classifiers(
     )
     assert len(seeds) == 4 and seeds[0] == seeds[2] == 0 and seeds[1] == seeds[3] != 0  # 2 cells x 2 members
     cells = next((tmp_path / "cells").iterdir())
-    assert {p.name for p in cells.glob("*-e2.json")} == {
-        "real-rna-f0.5-s0-e2.json",
-        "real--r1-f0.5-s0-e2.json",
+    m = both["design"]["classifier_epoch_samples"]["0.5"]
+    assert {p.name for p in cells.glob("*-e2-m*.json")} == {
+        f"real-rna-f0.5-s0-e2-m{m}.json",
+        f"real--r1-f0.5-s0-e2-m{m}.json",
     }
     assert len(list(cells.glob("*.json"))) == 4  # the single-classifier cells are kept beside them
     assert both["design"]["ensemble"] == {"0.5": 2} and single["design"]["ensemble"] == {"0.5": 1}
