@@ -107,7 +107,7 @@ def test_study_resumes_finished_cells(
     res1 = pd.read_csv(tmp_path / "results.csv")
     # as if killed after the first seed: drop seed 1's cells, then run again
     cells = next((tmp_path / "cells").iterdir())
-    for p in cells.glob("*-s1.json"):
+    for p in cells.glob("*-s1*.json"):
         p.unlink()
     trained: list[int] = []
     original = clf_pkg.train_classifier
@@ -150,8 +150,8 @@ def test_a_study_killed_mid_way_keeps_every_cell_it_finished(
         run_study(config_from_dict(cfg), tiny_data_dir, tmp_path)
     cells = next((tmp_path / "cells").iterdir())
     assert (
-        sorted(p.name for p in cells.glob("*.json")) == sorted(p.name for p in cells.glob("*-s0.json"))
-        and len(list(cells.glob("*-s0.json"))) == 2
+        sorted(p.name for p in cells.glob("*.json")) == sorted(p.name for p in cells.glob("*-s0*.json"))
+        and len(list(cells.glob("*-s0*.json"))) == 2
     )  # seed 0's real and cgan cells are on disk
     calls.clear()
     monkeypatch.setattr(clf_pkg, "train_classifier", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
