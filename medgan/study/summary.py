@@ -10,7 +10,7 @@ Per (arm, ratio, fraction), over its seeds (docs/study.md, "Reading the study"):
   of the study (``p_holm``, ``verdict_holm``) and ``mde``, the smallest difference the study
   could detect with 80 % power given its repeats and the observed paired spread;
 * ``real_plus_share``: the share of the positive control's gain (``real+``, the same number of
-  extra real slices, same ratio and fraction) that the arm reached;
+  extra real slices, same ratio and fraction) that the arm reached, where that gain was detected;
 * ``worth_real``: the arm's gain in units of real slices, read off the learning curve of every
   real-only classifier of the study (``real`` at each fraction and ``real+``), with a bootstrap
   interval over repeats (:func:`medgan.study.curves.worth_real_slices`).
@@ -123,8 +123,13 @@ def _holm(summary: list[dict[str, Any]]) -> None:
 
 
 def _real_plus_share(summary: list[dict[str, Any]]) -> None:
-    """Each synthetic arm's mean gain as a share of ``real+``'s at the same ratio and fraction."""
-    control = {(r["ratio"], r["fraction"]): r.get("auc_diff_vs_real") for r in summary if r["arm"] == "real+"}
+    """Each synthetic arm's mean gain as a share of ``real+``'s at the same ratio and fraction,
+    where ``real+`` was detected as helping (a share of a gain the study could not see is noise)."""
+    control = {
+        (r["ratio"], r["fraction"]): r.get("auc_diff_vs_real")
+        for r in summary
+        if r["arm"] == "real+" and r.get("verdict") == "helped"
+    }
     for r in summary:
         if r["arm"] in REAL_ARMS or r.get("auc_diff_vs_real") is None:
             continue

@@ -72,3 +72,31 @@ def test_detectable_line() -> None:
     assert detectable_line(0.0312) == "this study could detect >= +0.031"
     assert "not computed" in detectable_line(float("nan")) and "not computed" in detectable_line(None)
     assert "did not vary over seeds" in detectable_line(0.0)  # zero spread: no claim of infinite power
+
+
+def test_real_plus_share_only_where_the_control_was_detected() -> None:
+    """The share of the ``real+`` gain an arm reached is given only where the study saw that gain:
+    a share of an undetected +0.008 would read -0.003 / 0.008 = -38 %, which means nothing."""
+    from medgan.study.summary import _real_plus_share
+
+    summary = [
+        {"arm": "real+", "ratio": 4.0, "fraction": 0.1, "auc_diff_vs_real": 0.10, "verdict": "helped"},
+        {
+            "arm": "real+",
+            "ratio": 8.0,
+            "fraction": 0.1,
+            "auc_diff_vs_real": 0.008,
+            "verdict": "no clear difference",
+        },
+        {"arm": "cgan", "ratio": 4.0, "fraction": 0.1, "auc_diff_vs_real": 0.05, "verdict": "helped"},
+        {
+            "arm": "cgan",
+            "ratio": 8.0,
+            "fraction": 0.1,
+            "auc_diff_vs_real": -0.003,
+            "verdict": "no clear difference",
+        },
+    ]
+    _real_plus_share(summary)
+    assert summary[2]["real_plus_share"] == pytest.approx(0.5)
+    assert "real_plus_share" not in summary[3]
