@@ -357,6 +357,11 @@ def _sampling_probs(train_y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[train_y])
 
 
+def epoch_length(n_train: int, cfg: ClassifierConfig) -> int:
+    """The samples one epoch trains on: one pass over ``n_train``, or ``cfg.epoch_samples`` where that is more."""
+    return max(n_train, cfg.epoch_samples)
+
+
 def _train_epoch(
     model: Classifier,
     opt: torch.optim.Optimizer,
@@ -378,7 +383,7 @@ def _train_epoch(
     last cut short.
     """
     model.train()
-    n = max(len(xs), cfg.epoch_samples)
+    n = epoch_length(len(xs), cfg)
     if draw is None:
         passes = [torch.randperm(len(xs), generator=gen) for _ in range(-(-n // len(xs)))]
         perm = torch.cat(passes)[:n]

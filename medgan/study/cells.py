@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from medgan import classifier
 from medgan.classifier.augment import classical_augmentation
 from medgan.classifier.metrics import bootstrap_metrics, diagnostic_metrics
-from medgan.classifier.train import predict_labels, val_metrics, youden_threshold
+from medgan.classifier.train import epoch_length, predict_labels, val_metrics, youden_threshold
 from medgan.config import RunConfig
 from medgan.data.sources import RunData, load_source
 from medgan.device import resolve_device, sampling_precision
@@ -230,7 +230,7 @@ def cell_job(
     clf = Ensemble.of(members, d.va.images, d.vy)
     p = clf.predict_proba(d.te.images)
     row = _row(cfg, d, sp, ratio, f, s, ds, clf, p)
-    row.epoch_samples = max(epoch or cfg.classifier.epoch_samples, len(ds.labels))
+    row.epoch_samples = epoch_length(len(ds.labels), clf_cfg)
     return {"row": row.record(), "proba": p.tolist()}
 
 

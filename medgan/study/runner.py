@@ -121,6 +121,7 @@ class Study:
         pending: dict[Any, tuple[str, Path, tuple]] = {}
         for f, s, idx in plan:
             real = None
+            epoch = epoch_samples(self.ctx.cfg.study, self.specs, f, len(idx))  # as in the cell keys
             for sp, ratio, key in self._keys(f, s, len(idx)):
                 cell = self.ctx.cells / f"{key}.json"
                 if sp.synthetic and sp.pool in failing.get((f, s), {}):
@@ -143,7 +144,7 @@ class Study:
                     idx,
                     ckpts.get((sp.pool, f, s)),
                     after,
-                    epoch_samples(self.ctx.cfg.study, self.specs, f, len(idx)),
+                    epoch,
                     resources=self.resources,
                     name=f"cell {key}",
                 )
