@@ -31,6 +31,7 @@ from medgan.classifier import TrainedClassifier
 from medgan.classifier.metrics import diagnostic_metrics
 from medgan.config import ClassifierConfig, DataConfig, GatesConfig, PipelineConfig
 from medgan.data.detect import source_from_spec
+from medgan.data.identity import shared_slices
 from medgan.data.slices import SliceSet
 from medgan.data.sources import load_source
 from medgan.device import resolve_device
@@ -480,6 +481,43 @@ def _check_eval_sets(real: SliceSet, split: str, syn: np.ndarray, real_name: str
         raise InputError(syn_name, "needs at least 2 synthetic slices")
 
 
+def _check_apart_by_content(
+    real: SliceSet,
+    syn: np.ndarray,
+    real_name: str,
+    syn_name: str,
+    cas_set: tuple[np.ndarray, np.ndarray] | None,
+) -> int:
+    """Refuse a synthetic set (or CAS training set) that holds the real evaluation slices, by pixels;
+    else the number of synthetic slices identical to a real one (the data's own duplicates).
+
+    The check on names (:func:`check_sides_apart`) misses the same split spelled another way (the
+    ``.npz`` path, a config file, a CSV); :func:`~medgan.data.identity.shared_slices` does not.
+    """
+    sides = [("--synthetic", syn_name, syn, "would be scored against itself")]
+    if cas_set is not None:
+        sides.append(
+            ("--cas-synthetic", "the CAS training set", cas_set[0], "would train CAS on its test slices")
+        )
+    counts = []
+    for key, name, images, why in sides:
+        mine = shared_slices(images, real.images)  # of these slices, how many are real-side slices
+        theirs = shared_slices(real.images, images)  # of the real side, how much these hold
+        if mine.same_data or theirs.same_data:
+            what = (
+                f"{mine.count} of the {mine.n} slices of {name} are"
+                if mine.same_data
+                else f"{name} holds {theirs.count} of the real side's {theirs.n} slices,"
+            )
+            raise InputError(
+                key,
+                f"{what} pixel-identical to slices of the real side ({real_name}): the same data under "
+                f"another name, which {why}; give a split or set that does not contain them",
+            )
+        counts.append(mine.count)
+    return counts[0]
+
+
 def _distribution_metrics(f_real: np.ndarray, f_syn: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     """FID and KID with bootstrap CIs; precision, recall, density, coverage (synthetic vs real features)."""
     out: dict[str, Any] = {}
@@ -625,6 +663,7 @@ def evaluate_sets(
     real = ss if split == "all" else ss.split(split)
     train = ss.split("train")
     _check_eval_sets(real, split, syn, real_name, syn_name)
+    n_identical = _check_apart_by_content(real, syn, real_name, syn_name, cas_set)
     syn_labels = np.asarray(syn_labels, np.int64)
 
     f_real = check_features(cached_features(extractor, real.images, f"{tag}:{split}", cache), "real features")
@@ -642,6 +681,7 @@ def evaluate_sets(
         "synthetic": syn_name,
         "n_real": len(real),
         "n_synthetic": len(syn),
+        "n_synthetic_identical_to_real": n_identical,  # the data's own cross-split duplicates
         "class_counts": {
             "real": {n: int((real_y == c).sum()) for c, n in enumerate(classes)},
             "synthetic": {n: int((syn_labels == c).sum()) for c, n in enumerate(classes)},

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from medgan.metrics.evaluate import (
     _floor_metrics,
     _label_score_metrics,
     evaluate,
+    load_synthetic,
     split_spec,
 )
 from medgan.metrics.features import InceptionExtractor, TorchScriptExtractor, get_extractor, inception_path
@@ -353,3 +355,64 @@ def test_synthetic_source_takes_a_split_and_may_not_overlap_the_real_side(
         evaluate(
             "medmnist:tinymnist:val", "medmnist:tinymnist", TorchScriptExtractor(pool_features), tiny_data_dir
         )
+
+
+def test_the_real_slices_spelled_another_way_are_refused_by_content(
+    tiny_data_dir: Path, pool_features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test split named as ``SOURCE:test`` on one side and as the ``.npz`` path, a config file or a
+    PNG copy on the other is the same data: refused from the pixels (for the synthetic side and for
+    CAS's training set), exit 2 with one line; disjoint data still evaluates."""
+    import yaml
+    from PIL import Image
+
+    npz = tiny_data_dir / "medmnist" / "tinymnist.npz"
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"source": {"kind": "medmnist", "name": "tinymnist"}}}))
+    # the test split copied to a PNG generation folder (8-bit files, as `medgan generate` writes)
+    test_imgs, test_y, _ = load_synthetic("medmnist:tinymnist:test", tiny_data_dir, (1, 16, 16))
+    gen = tmp_path / "gen-copy"
+    gen.mkdir()
+    rows = []
+    for i, (img, y) in enumerate(zip(test_imgs, test_y, strict=True)):
+        px = np.rint((img[0] + 1.0) * 127.5).astype(np.uint8)
+        Image.fromarray(px).save(gen / f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": int(y), "format": "png"})
+    pd.DataFrame(rows).to_csv(gen / "manifest.csv", index=False)
+    ex = TorchScriptExtractor(pool_features)
+    for syn in (f"{npz}:test", f"{cfg}:test", str(gen)):
+        with pytest.raises(InputError, match=r"^--synthetic: .*8 of the 8 slices .* pixel-identical"):
+            evaluate("medmnist:tinymnist:test", syn, ex, tiny_data_dir, n_boot=5)
+    with pytest.raises(InputError, match=r"^--cas-synthetic: .* would train CAS on its test slices"):
+        evaluate(
+            "medmnist:tinymnist:test",
+            "medmnist:tinymnist:train",
+            ex,
+            tiny_data_dir,
+            n_boot=5,
+            label_scores=True,
+            cas_synthetic=f"{npz}:test",
+        )
+    args = ["evaluate", "--real", "medmnist:tinymnist:test", "--synthetic", f"{npz}:test"]
+    code = main([*args, "--features", str(pool_features), "--data-dir", str(tiny_data_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pixel-identical" in err and "Traceback" not in err
+    m = evaluate("medmnist:tinymnist:test", f"{npz}:train", ex, tiny_data_dir, n_boot=5)
+    assert m["n_synthetic"] == 48
+
+
+def test_slice_digests_match_across_spellings_and_ignore_blank_slices() -> None:
+    """One image in float and 8-bit round trip shares a digest; a constant slice has none."""
+    from medgan.data.identity import shared_slices, slice_digests
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
+    roundtrip = np.rint((a + 1) * 127.5) / 127.5 - 1
+    assert slice_digests(a) == slice_digests(roundtrip)
+    blank = -np.ones((3, 1, 8, 8), np.float32)
+    assert slice_digests(blank) == [None, None, None]
+    assert shared_slices(blank, blank).count == 0
+    s = shared_slices(np.concatenate([a[:1], rng.uniform(-1, 1, (99, 1, 8, 8))]), a)
+    assert (s.count, s.n, s.same_data) == (1, 100, False)
+    assert shared_slices(a[:3], a).same_data and not shared_slices(a[:2], a[2:]).same_data
+    assert not shared_slices(rng.uniform(-1, 1, (4, 1, 8, 8)), a).same_data
