@@ -199,6 +199,9 @@ class SplitConfig(StrictModel):
     val: float = Field(0.15, ge=0.0, le=1.0)
     test: float = Field(0.15, ge=0.0, le=1.0)
     seed: int = 0
+    #: An explicit split (a ``split`` column) that puts one patient in two splits is refused; true
+    #: accepts it and flags it in inspect, prepare, run and the report (a leak between splits).
+    allow_patient_overlap: bool = False
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitConfig:

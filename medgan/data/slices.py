@@ -220,6 +220,30 @@ def image_sha1(img: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(img, dtype=np.float32).tobytes()).hexdigest()
 
 
+def _check_patients_apart(manifest: pd.DataFrame, info: dict, allow: bool, where: str) -> None:
+    """Refuse (or, with ``allow``, flag in ``info``) patients whose slices a given split puts in two splits."""
+    m = manifest[manifest["patient_id"].notna() & (manifest["patient_id"].astype(str).str.strip() != "")]
+    per_patient = m.groupby(m["patient_id"].astype(str))["split"].agg(lambda s: sorted(set(s)))
+    several = per_patient[per_patient.map(len) > 1]
+    if several.empty:
+        return
+    first, splits = str(several.index[0]), ", ".join(several.iloc[0])
+    more = f" (and {len(several) - 1} more patient(s))" if len(several) > 1 else ""
+    if not allow:
+        raise InputError(
+            where,
+            f"the given split puts patient {first!r} in {splits}{more}: a patient's slices must stay in one "
+            "split, or the test split scores images of patients the model trained on; fix the split "
+            "column, or set data.splits.allow_patient_overlap: true to accept it (flagged in every report)",
+        )
+    info["patients_in_several_splits"] = len(several)
+    info["warnings"] = [
+        *info.get("warnings", []),
+        f"{len(several)} patient(s) have slices in more than one split (data.splits.allow_patient_overlap): "
+        "test scores include patients seen in training",
+    ]
+
+
 def build_sliceset(
     images: Sequence[np.ndarray],
     rows: list[dict],
@@ -232,13 +256,16 @@ def build_sliceset(
     seed: int = 0,
     info: dict | None = None,
     where: str = "data",
+    allow_patient_overlap: bool = False,
 ) -> SliceSet:
     """Assemble normalised slices from any reader into a :class:`SliceSet`.
 
     ``images`` is a list of (n_i, C, H, W) arrays (one per file or volume) matching ``rows``.
     Slices are resized to ``size`` and converted to ``channels``. Rows that already carry a
     ``split`` (official splits) keep it; otherwise splits are assigned by
-    :func:`~medgan.data.splits.assign_splits`.
+    :func:`~medgan.data.splits.assign_splits`. A given split that puts one patient in two splits
+    is refused unless ``allow_patient_overlap`` (then it is a warning, and ``info`` counts the
+    patients under ``patients_in_several_splits``).
     """
     if not rows:
         raise InputError(where, "no slices found")
@@ -278,6 +305,8 @@ def build_sliceset(
             dtype="string",
         )
     info = dict(info or {})
+    if has_split.all():
+        _check_patients_apart(manifest, info, allow_patient_overlap, where)
     per_hash = manifest.groupby("sha1")["split"].nunique()
     info["cross_split_duplicates"] = int((per_hash > 1).sum())
     return SliceSet(out, manifest, list(classes), source_format, info)

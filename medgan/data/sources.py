@@ -96,6 +96,7 @@ def _from_volumes(
         channels=data.channels,
         fractions=(data.splits.train, data.splits.val, data.splits.test),
         seed=data.splits.seed,
+        allow_patient_overlap=data.splits.allow_patient_overlap,
         info=info,
         where=where,
     )
@@ -153,6 +154,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
         channels=data.channels,
         fractions=(data.splits.train, data.splits.val, data.splits.test),
         seed=data.splits.seed,
+        allow_patient_overlap=data.splits.allow_patient_overlap,
         info=info,
         where=images.where,
     )

@@ -199,12 +199,13 @@ def _gates_section(gates: dict[str, dict[str, Any]], study: dict[str, Any] | Non
 
 
 def _data_section(d: dict[str, Any]) -> list[str]:
-    """The data section: format, slice count and shape, split and label counts."""
+    """The data section: format, slice count and shape, split and label counts, the data's warnings."""
     return [
         "## Data",
         "",
         f"{d['format']}: {d['n_slices']} slices of shape {tuple(d['shape'])}; splits {d['per_split']}; labels {d['per_label']}.",
         "",
+        *[f"**Warning:** {w}\n" for w in d.get("warnings", [])],
     ]
 
 
@@ -576,7 +577,7 @@ def _study_section(st: dict[str, Any]) -> list[str]:
     design = _design_lines(st)
     if design:
         md += [" ".join(design), ""]
-    warn = _one_class_lines(summary)
+    warn = [f"**Warning (data):** {w}" for w in st.get("data_warnings", [])] + _one_class_lines(summary)
     for line in warn:
         md += [line, ""]
     md += _study_tables(summary)

@@ -263,6 +263,7 @@ def run_study(
         "n_train": len(d.tr),
         "n_val": len(d.va),
         "n_test": len(d.te),
+        "data_warnings": list(d.ss.info.get("warnings", [])),  # e.g. patients in two splits
         "study": cfg.study.model_dump(mode="json"),
         "design": design(cfg, plan, runner.kinds),
         "summary": summary,

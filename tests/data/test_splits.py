@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+import yaml
 
 from medgan.data.splits import assign_splits
 
@@ -71,3 +75,50 @@ def test_group_numbering_follows_union_find_roots() -> None:
     pids = ["P", "", "Q", "Q", "", "P"]
     hashes = ["a", "b", "c", "H", "d", "H"]
     assert _components(pids, hashes).tolist() == [1, 0, 1, 1, 2, 1]  # root 2 sorts after slice 1's group
+
+
+def test_an_explicit_split_that_puts_a_patient_in_two_splits_is_refused_or_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A labels CSV whose ``split`` column puts one patient's slices in train, val and test leaks that
+    patient into the test split: refused with one line naming the patient (exit 2 from the CLI);
+    with ``data.splits.allow_patient_overlap`` it loads and inspect, prepare and the reports say so."""
+    from PIL import Image
+
+    from medgan.cli import main
+    from medgan.config import config_from_dict
+    from medgan.data.sources import load_source
+    from medgan.errors import InputError
+    from medgan.report import _data_section
+
+    lines = ["path,label,patient_id,split"]
+    rng = np.random.default_rng(0)
+    for i, (pid, split) in enumerate(
+        [("P1", "train"), ("P1", "val"), ("P1", "test"), ("P2", "train"), ("P3", "val"), ("P4", "test")]
+    ):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png,{i % 2},{pid},{split}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    data = {"source": {"kind": "images", "labels_csv": "labels.csv"}, "size": 8}
+    with pytest.raises(
+        InputError, match=r"labels\.csv: the given split puts patient 'P1' in test, train, val"
+    ):
+        load_source(config_from_dict({"data": data}).data, tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": data}))
+    assert main(["data", "inspect", str(cfg), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "allow_patient_overlap" in err
+
+    allowed = {**data, "splits": {"allow_patient_overlap": True}}
+    ss = load_source(config_from_dict({"data": allowed}).data, tmp_path)
+    assert ss.info["patients_in_several_splits"] == 1
+    cfg.write_text(yaml.safe_dump({"data": allowed}))
+    assert main(["data", "inspect", str(cfg), "--data-dir", str(tmp_path)]) == 0
+    assert "1 patient(s) have slices in more than one split" in capsys.readouterr().out
+    out = tmp_path / "prepared"
+    assert main(["data", "prepare", str(cfg), "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    assert "more than one split" in capsys.readouterr().out
+    from medgan.data.inspect import summarize
+
+    assert any("more than one split" in line for line in _data_section(summarize(ss)))
