@@ -232,6 +232,13 @@ def generate_cmd(
             "(inception | domain | TorchScript path): FID etc. with the real-real floor, in metrics.json.",
         ),
     ] = None,
+    keep_source_ids: Annotated[
+        bool,
+        typer.Option(
+            "--keep-source-ids",
+            help="With --translate: also record each source slice's DICOM SOP Instance UID (an identifier).",
+        ),
+    ] = False,
     data_dir: DataDirOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="png | nifti | npz | dicom")] = "png",
     classes: Annotated[
@@ -288,12 +295,15 @@ def generate_cmd(
             min_target_prob=min_target_prob,
             overwrite=overwrite,
             features=features,
+            keep_source_ids=keep_source_ids,
         )
         if distributed.is_main():
             typer.echo(
                 f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
             )
         return
+    if keep_source_ids:
+        raise InputError("--keep-source-ids", "records source UIDs of translations; use it with --translate")
     if features is not None:
         raise InputError("--features", "scores translations; use it with --translate (see medgan evaluate)")
     if n_total is not None and counts_like is None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from medgan.config import RunConfig, dump_config
 from medgan.data.inspect import summarize
+from medgan.data.prepare import without_identifiers
 from medgan.data.sources import RunData
 from medgan.device import resolve_device, sampling_precision
 from medgan.generate import RECORD, generate
@@ -261,7 +262,7 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     write_provenance(out)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))
     data = RunData.load(cfg, data_dir)
-    summary = summarize(data.data)
+    summary = without_identifiers(summarize(data.data), data.data.manifest)  # no UID or patient ID in a run
     atomic_write_text(out / "data_summary.json", json.dumps(summary, indent=2, default=float))
     log(f"[1/5] data: {summary['n_slices']} slices {tuple(summary['shape'])}, splits {summary['per_split']}")
 

@@ -241,8 +241,10 @@ def _manifest_row(
     p_src: float,
     sha: str,
     fmt: str,
+    keep_source_ids: bool = False,
 ) -> dict[str, Any]:
-    """The manifest row of one translation, traced to its source slice."""
+    """The manifest row of one translation, traced to its source slice (by file and slice; its
+    SOP Instance UID only with ``keep_source_ids``)."""
     return {
         "path": rel,
         "row_in_shard": j if fmt == "npz" else None,
@@ -254,7 +256,7 @@ def _manifest_row(
         "source_slice_id": int(row["slice_id"]),
         "source_slice_index": row["slice_index"],
         "source_frame": row["frame"],
-        "source_sop_instance_uid": row["sop_instance_uid"],
+        "source_sop_instance_uid": row["sop_instance_uid"] if keep_source_ids else None,
         "source_label_name": row["label_name"],
         "source_split": row["split"],
         "checkpoint_sha256": sha,
@@ -272,8 +274,10 @@ def _write_one(
     names: tuple[str, str],
     sha: str,
     data_dir: Path,
+    keep_source_ids: bool = False,
 ) -> None:
-    """Write one translated slice with its source's geometry and intensity interval."""
+    """Write one translated slice with its source's geometry and intensity interval (and, with
+    ``keep_source_ids``, a DICOM reference to the source instance)."""
 
     def pair(a: str, b: str) -> tuple[float, float] | None:
         return (float(row[a]), float(row[b])) if pd.notna(row[a]) and pd.notna(row[b]) else None
@@ -293,7 +297,7 @@ def _write_one(
         spacing=pair("spacing_row", "spacing_col"),
         thickness=None if pd.isna(row["slice_thickness"]) else float(row["slice_thickness"]),
         intensity=pair("intensity_lo", "intensity_hi"),
-        source_images=_source_reference(row, data_dir),
+        source_images=_source_reference(row, data_dir) if keep_source_ids else (),
     )
 
 
@@ -306,6 +310,7 @@ def _write_translations(
     direction: str,
     names: tuple[str, str],
     data_dir: Path,
+    keep_source_ids: bool = False,
 ) -> pd.DataFrame:
     """Write the kept translations (files, or one NPZ shard) and return their manifest."""
     p_out, p_src = probs
@@ -329,9 +334,11 @@ def _write_translations(
             else f"images/{direction}-{slug(str(names[1]))}-{int(row['slice_id']):06d}{ext}"
         )
         if fmt != "npz" and not (writer.out / rel).is_file():
-            _write_one(writer, rel, row, translated[i], j, direction, names, sha, data_dir)
+            _write_one(writer, rel, row, translated[i], j, direction, names, sha, data_dir, keep_source_ids)
         rows.append(
-            _manifest_row(row, rel, j, direction, names[1], float(p_out[i]), float(p_src[i]), sha, fmt)
+            _manifest_row(
+                row, rel, j, direction, names[1], float(p_out[i]), float(p_src[i]), sha, fmt, keep_source_ids
+            )
         )
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
@@ -354,6 +361,7 @@ def translate(
     eval_split: str = "test",
     cache: Path | None = None,
     data: RunData | None = None,
+    keep_source_ids: bool = False,
 ) -> pd.DataFrame:
     """Translate the slices of ``source`` (``split``) with a CycleGAN checkpoint; returns the manifest.
 
@@ -363,7 +371,9 @@ def translate(
     --features``), it also holds :func:`translation_scores` under ``quality``: the translations
     against the real target-domain slices of the checkpoint config's ``eval_split``, with the floor.
     ``data``: the checkpoint config's own data already read (``medgan run``), for the classifier
-    and the scores; read here otherwise.
+    and the scores; read here otherwise. The outputs trace each translation to its source file and
+    slice; ``keep_source_ids`` adds the source's DICOM SOP Instance UID (manifest and
+    SourceImageSequence), an identifier, as ``medgan data prepare --keep-source-ids`` does.
     """
     _check_translate_options(direction, fmt, split, min_target_prob, eval_split)
     ckpt = resolve_checkpoint(checkpoint)
@@ -387,6 +397,7 @@ def translate(
         "bits": bits if fmt == "png" else None,
         "min_target_prob": min_target_prob,
         "batch_size": batch_size,
+        **({"keep_source_ids": True} if keep_source_ids else {}),
     }
     with folder:
         rec = folder.claim(params)
@@ -402,7 +413,7 @@ def translate(
         modality = tr.meta.data.modality
         writer = OutputWriter(out, fmt, bits, tr.sha256, rec["created_utc"], 0, modality)
         manifest = _write_translations(
-            writer, ss, translated, (p_out, p_src), kept, direction, names, data_dir
+            writer, ss, translated, (p_out, p_src), kept, direction, names, data_dir, keep_source_ids
         )
         atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
         metrics = {

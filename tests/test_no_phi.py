@@ -107,9 +107,9 @@ def _texts(path: Path) -> list[bytes]:
     return out
 
 
-def _scan(root: Path) -> list[tuple[str, str]]:
-    """(file, identifier) for every identifier found in any file under ``root``."""
-    needles = _needles()
+def _scan(root: Path, uids: list[bytes] = ()) -> list[tuple[str, str]]:  # type: ignore[assignment]
+    """(file, identifier) for every identifier (and every one of ``uids``) found in any file under ``root``."""
+    needles = [*_needles(), *uids]
     return [
         (p.relative_to(root).as_posix(), n.decode(errors="replace"))
         for p in sorted(root.rglob("*"))
@@ -145,7 +145,24 @@ def _write_patients(root: Path) -> Path:
                 refs.append(ds)
                 masks.append(m)
     write_seg(root / "seg.dcm", np.stack(masks), refs, [1] * len(refs), {1: "lesion"})
+    # a file of patient 0's series without pixel data, named by its SOP Instance UID as archives
+    # often name them: the reader's warning about it quotes the name
+    ds = pydicom.dcmread(root / "ct" / "p0" / "000.dcm")
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    del ds.PixelData
+    ds.save_as(root / "ct" / "p0" / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
     return root
+
+
+def _uids(root: Path) -> list[bytes]:
+    """The study, series, instance and frame-of-reference UIDs of every input DICOM file."""
+    out: set[str] = set()
+    for p in root.rglob("*.dcm"):
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+            if kw in ds:
+                out.add(str(ds.get(kw)))
+    return sorted(u.encode() for u in out)
 
 
 @pytest.mark.slow
@@ -211,7 +228,11 @@ def test_no_patient_identifier_in_any_output(tmp_path: Path) -> None:
     kinds = {p.suffix for p in files}
     assert {".dcm", ".gz", ".png", ".npz", ".csv", ".json", ".md", ".html", ".safetensors"} <= kinds
     assert (outputs / "prepared" / "manifest.csv").is_file()
-    found = _scan(outputs)
+    # the reader's warning reached the run's data summary, without the file's UID name
+    assert "[uid]" in (outputs / "run" / "data_summary.json").read_text(encoding="utf-8")
+    uids = _uids(data)
+    assert len(uids) > 3 * SLICES
+    found = _scan(outputs, uids)
     assert found == [], f"patient data in outputs: {found[:20]}"
     # asked to keep them, prepare writes the patient IDs into its manifest, and the scan sees them
     in_kept = {(f, n) for f, n in _scan(kept)}

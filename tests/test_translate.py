@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -113,7 +114,16 @@ def test_dicom_source_is_referenced(cycle_ckpt: Path, tiny_data_dir: Path, tmp_p
     folder.mkdir()
     shutil.copy(get_testdata_file("CT_small.dcm"), folder / "ct.dcm")
     src = pydicom.dcmread(folder / "ct.dcm")
-    m = translate(cycle_ckpt, tmp_path / "o", "A2B", str(folder), tiny_data_dir, fmt="dicom")
+    # by default no source UID leaves the reader: the translation traces to its file and slice only
+    m = translate(cycle_ckpt, tmp_path / "anon", "A2B", str(folder), tiny_data_dir, fmt="dicom")
+    assert len(m) == 1 and pd.isna(m["source_sop_instance_uid"][0]) and m["source"][0].endswith("ct.dcm")
+    anon = pydicom.dcmread(tmp_path / "anon" / m["path"][0])
+    assert "SourceImageSequence" not in anon
+    assert all(src.SOPInstanceUID.encode() not in p.read_bytes() for p in (tmp_path / "anon").rglob("*.*"))
+    # asked to keep them (as `prepare --keep-source-ids`), the DICOM references its source instance
+    m = translate(
+        cycle_ckpt, tmp_path / "o", "A2B", str(folder), tiny_data_dir, fmt="dicom", keep_source_ids=True
+    )
     assert len(m) == 1 and m["source_sop_instance_uid"][0] == src.SOPInstanceUID
     out = pydicom.dcmread(tmp_path / "o" / m["path"][0])
     ref = out.SourceImageSequence[0]

@@ -99,13 +99,14 @@ def pseudonymise(manifest: pd.DataFrame, salt: bytes) -> pd.DataFrame:
 _UID_RE = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){3,}(?!\w|\.[0-9])")
 
 
-def identifier_scrubber(manifest: pd.DataFrame, salt: bytes) -> Callable[[str], str]:
+def identifier_scrubber(manifest: pd.DataFrame, salt: bytes | None) -> Callable[[str], str]:
     """A function that rewrites text (reader warnings) without the manifest's identifiers: each
-    patient ID becomes its :func:`patient_key`, each DICOM UID ``[uid]``. Purely numeric IDs of
-    fewer than 4 digits are left alone (they cannot be told from counts and sizes)."""
+    patient ID becomes its :func:`patient_key` (``[patient]`` without a salt), each DICOM UID
+    ``[uid]``. Purely numeric IDs of fewer than 4 digits are left alone (they cannot be told from
+    counts and sizes)."""
     ids = [p for p in manifest["patient_id"].dropna().astype(str).unique() if p.strip()]
     ids = [p for p in ids if len(p) >= 4 or not p.isdigit()]
-    keys = {p: patient_key(salt, p) for p in ids}
+    keys = {p: patient_key(salt, p) if salt is not None else "[patient]" for p in ids}
     alternation = "|".join(re.escape(p) for p in sorted(keys, key=len, reverse=True))
     pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w|\.\w)") if keys else None
 
@@ -115,6 +116,15 @@ def identifier_scrubber(manifest: pd.DataFrame, salt: bytes) -> Callable[[str], 
         return _UID_RE.sub("[uid]", text)
 
     return scrub
+
+
+def without_identifiers(value: Any, manifest: pd.DataFrame) -> Any:
+    """``value`` (JSON-like) with the manifest's patient IDs as ``[patient]`` and DICOM UIDs as ``[uid]``.
+
+    What every output but ``prepare --keep-source-ids`` passes its data summaries and reader
+    warnings through (``medgan run``'s ``data_summary.json`` and report, the study's report).
+    """
+    return _scrubbed(value, identifier_scrubber(manifest, None))
 
 
 def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from medgan.config import RunConfig, dump_config
+from medgan.data.prepare import without_identifiers
 from medgan.data.sources import RunData
 from medgan.executor import Resources, make_executor
 from medgan.io.atomic import atomic_write_text
@@ -263,7 +264,8 @@ def run_study(
         "n_train": len(d.tr),
         "n_val": len(d.va),
         "n_test": len(d.te),
-        "data_warnings": list(d.ss.info.get("warnings", [])),  # e.g. patients in two splits
+        # e.g. patients in two splits; reader warnings may quote a UID or a patient ID
+        "data_warnings": without_identifiers(list(d.ss.info.get("warnings", [])), d.ss.manifest),
         "study": cfg.study.model_dump(mode="json"),
         "design": design(cfg, plan, runner.kinds),
         "summary": summary,
