@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from medgan.config import RunConfig, dump_config
 from medgan.data.inspect import summarize
 from medgan.data.prepare import without_identifiers
 from medgan.data.sources import RunData
 from medgan.device import resolve_device, sampling_precision
+from medgan.errors import InputError
 from medgan.generate import RECORD, generate
 from medgan.io.atomic import atomic_write_text
 from medgan.io.npz import read_npz
@@ -45,6 +47,7 @@ from medgan.training.checkpoint import (
     list_checkpoints,
     resolve_checkpoint,
 )
+from medgan.training.loop import config_changes
 from medgan.translate import translate
 
 Log = Callable[[str], Any]
@@ -255,9 +258,35 @@ def study_stage(
     log(f"[5/5] study: {len(study['summary'])} arm settings")
 
 
+def check_same_run(out: Path, cfg: RunConfig) -> None:
+    """Refuse an ``--out`` that holds a run of another config (other data, model, seed or training
+    settings; the rule ``medgan train --resume`` and ``generate`` follow). Stages that only read the
+    synthesizer (pipeline, study, classifier, augment) and the settings a resume may change
+    (``train.steps``, ...) may differ: their outputs are redone or resumed."""
+    path = out / "config.resolved.yaml"
+    if not path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(
+            path, f"not a readable run config ({exc.__class__.__name__}); give a new --out"
+        ) from None
+    if not isinstance(saved, dict):
+        raise InputError(path, "not a run config; give a new --out")
+    changed = config_changes(saved, cfg.model_dump(mode="json"))
+    if changed:
+        raise InputError(
+            out,
+            f"holds a run of another config: {changed}; give a new --out, or delete this folder to start "
+            "again (a run resumes only with the same data, model and training settings)",
+        )
+
+
 def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     """Every stage of ``cfg`` into ``out``; re-running resumes finished stages. Returns ``report.html``."""
     t0 = time.perf_counter()
+    check_same_run(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_provenance(out)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))

@@ -184,6 +184,38 @@ def test_rerun_resumes(tiny_run: Path, tiny_data_dir: Path, capsys: pytest.Captu
         assert len(prov["earlier"]) == 1 and prov["earlier"][0]["versions"] == prov["versions"]
 
 
+def test_another_configs_run_folder_is_refused(
+    tiny_run: Path, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``medgan run --out`` on a finished run of another config (other data, other model) is refused
+    with one line naming what differs, and leaves the folder as it was; a change to what only reads
+    the synthesizer (study, pipeline) or a longer training (``train.steps``) passes the check."""
+    import yaml
+
+    from medgan.config import config_from_dict
+    from medgan.run import check_same_run
+
+    base = yaml.safe_load((tiny_run.parent / "cfg.yaml").read_text())
+    before = _snapshot(tiny_run)
+    for change, shown in (
+        ({"data": {"source": {"kind": "medmnist", "name": "othermnist"}}}, "data.source.name"),
+        ({"model": {**base["model"], "z_dim": 7}}, "model.z_dim"),
+        ({"seed": 5}, "seed"),
+    ):
+        (tmp_path / "other.yaml").write_text(yaml.safe_dump({**base, **change}))
+        args = ["run", str(tmp_path / "other.yaml"), "--out", str(tiny_run), "--data-dir", str(tiny_data_dir)]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds a run of another config" in err[0] and shown in err[0], err
+    assert _snapshot(tiny_run) == before
+    for ok in (
+        {"study": {**base["study"], "seeds": 3}},
+        {"pipeline": {"eval_per_class": 3}},
+        {"train": {**base["train"], "steps": 8}},
+    ):
+        check_same_run(tiny_run, config_from_dict({**base, **ok}))
+
+
 def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:
     chromium = require_tool("chromium", "renders the HTML report")
     cmd = [

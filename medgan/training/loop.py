@@ -136,6 +136,17 @@ class TrainingInterrupted(MedganError):
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
     """Refuse to resume when a config value that shapes the run changed (other than :data:`RESUMABLE_KEYS`)."""
+    shown = config_changes(saved, current)
+    if shown:
+        raise ConfigError(
+            str(where),
+            f"cannot resume: the config changed: {shown}; only {', '.join(RESUMABLE_KEYS)} may change",
+        )
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """The config values that shape a synthesizer's run and differ between ``saved`` and ``current``
+    (up to 4, as ``key ('old' -> 'new')``); empty when a run of ``saved`` may go on as ``current``."""
     a, b = tracking.flat_params(upgrade_raw(saved, strict=False)), tracking.flat_params(current)
     kind = str(a.get("model.kind", DEFAULT_KIND))
     for k, v in legacy_keys(kind).items():
@@ -147,12 +158,8 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path)
         for k in set(a) | set(b)
         if a.get(k) != b.get(k) and k not in free and not k.startswith(IGNORED_SECTIONS)
     )
-    if changed:
-        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:4])
-        raise ConfigError(
-            str(where),
-            f"cannot resume: the config changed: {shown}; only {', '.join(RESUMABLE_KEYS)} may change",
-        )
+    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    return ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:4]) + (more if changed else "")
 
 
 def scalars(stats: dict[str, Any]) -> dict[str, float]:
