@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from medgan.config.base import BOOL_FOR_NUMBER
 from medgan.config.kinds import MODEL_CONFIGS
 from medgan.config.run import RunConfig, upgrade_raw
 from medgan.errors import ConfigError
@@ -40,6 +41,9 @@ def validation_error_message(err: ValidationError, where: str) -> ConfigError:
         elif e["type"] == "missing":
             msg = "required key is missing"
         loc = _format_loc(tuple(e["loc"]))
+        if e["type"] == BOOL_FOR_NUMBER:  # raised by the section: the key is in the context
+            loc = ".".join(x for x in (loc if loc != "(top level)" else "", e["ctx"]["key"]) if x)
+            msg = f"expected {e['ctx']['what']}, got a boolean ({e['ctx']['value']})"
         if loc in seen:
             continue
         seen.add(loc)

@@ -244,6 +244,32 @@ def _check_patients_apart(manifest: pd.DataFrame, info: dict, allow: bool, where
     ]
 
 
+def _channels_of(images: Sequence[np.ndarray], rows: list[dict], where: str) -> int:
+    """1 or 3: the channels the images share. Among 1-channel files, a 3-channel file whose channels
+    are equal is grey (1); colour files among grey ones are refused with the first one named
+    (``data.channels`` decides)."""
+    cs = {int(a.shape[1]) for a in images if len(a)}
+    if len(cs) < 2:
+        return 3 if 3 in cs else 1
+    firsts = np.cumsum([0, *[len(a) for a in images]])[:-1]
+    colour = [
+        i
+        for i, a in enumerate(images)
+        if len(a)
+        and a.shape[1] == 3
+        and not (np.array_equal(a[:, 0], a[:, 1]) and np.array_equal(a[:, 0], a[:, 2]))
+    ]
+    grey = [i for i, a in enumerate(images) if len(a) and i not in set(colour)]
+    if colour and grey:
+        name = rows[int(firsts[colour[0]])].get("source") or f"image {colour[0]}"
+        raise InputError(
+            where,
+            f"{len(colour)} of {len(colour) + len(grey)} images are colour (e.g. {name}) and the rest grey; "
+            "set data.channels: 3 to keep colour (grey images repeated) or 1 to read every image as luminance",
+        )
+    return 3 if colour else 1
+
+
 def build_sliceset(
     images: Sequence[np.ndarray],
     rows: list[dict],
@@ -269,10 +295,7 @@ def build_sliceset(
     """
     if not rows:
         raise InputError(where, "no slices found")
-    chans = channels
-    if chans is None:
-        cs = {int(a.shape[1]) for a in images if len(a)}
-        chans = 3 if 3 in cs else 1
+    chans = channels if channels is not None else _channels_of(images, rows, where)
     shapes = {tuple(a.shape[2:]) for a in images if len(a)}
     if size is None and len(shapes) > 1:
         raise InputError(

@@ -34,6 +34,8 @@ from medgan.progress import progress
 CSV_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
+#: The image formats medgan reads (a multi-page TIFF: its first page, as documented).
+READ_FORMATS = ("png", "jpeg", "tiff", "bmp")
 _FORMAT_NAMES = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "BMP": "bmp", "DIB": "bmp"}
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -280,6 +282,16 @@ def _open_image(path: Path, sniffed: str | None) -> tuple[np.ndarray, str, bool]
     try:
         with Image.open(path) as im:
             fmt = _FORMAT_NAMES.get(im.format or "", (im.format or sniffed or "image").lower())
+            if (
+                fmt not in READ_FORMATS
+            ):  # Pillow opens more (GIF, WebP, ...): an animation would pass as one frame
+                frames = int(getattr(im, "n_frames", 1) or 1)
+                what = (
+                    f"an animated {fmt.upper()} ({frames} frames)" if frames > 1 else f"a {fmt.upper()} image"
+                )
+                raise InputError(
+                    path, f"{what}; medgan reads PNG, JPEG, TIFF or BMP images (convert it to PNG)"
+                )
             bits = _bits(im, fmt, path)
             check_claim(path, (im.size[1], im.size[0], len(im.getbands())), what="the image header")
             im.load()

@@ -335,8 +335,15 @@ def test_load_mixed_channels(tmp_path: Path) -> None:
     save(tmp_path / "g.png", g)
     rgb = np.stack([g, 255 - g, g // 2], -1)
     save(tmp_path / "c.png", rgb)
+    save(tmp_path / "grey-rgb.png", np.stack([g, g, g], -1))
     csv = write_csv(tmp_path / "labels.csv", ["path,label", "g.png,a", "c.png,a"])
-    ss = load(tmp_path, csv, size=8)
+    # one colour file among grey ones: which channels is meant? refused, the file named
+    with pytest.raises(InputError, match=r"1 of 2 images are colour \(e\.g\. .*c\.png\).*data\.channels"):
+        load(tmp_path, csv, size=8)
+    # an RGB file whose channels are equal is grey: the set stays 1-channel
+    grey_csv = write_csv(tmp_path / "grey.csv", ["path,label", "g.png,a", "grey-rgb.png,a"])
+    assert load(tmp_path, grey_csv, size=8).shape == (1, 8, 8)
+    ss = load(tmp_path, csv, size=8, channels=3)
     assert ss.shape == (3, 8, 8)
     np.testing.assert_allclose(ss.images[0, 0], ss.images[0, 2])  # grey repeated
     ss1 = load(tmp_path, csv, size=8, channels=1)
@@ -605,3 +612,15 @@ def test_pillow_warnings_are_named_not_printed(
     notes: list[str] = []
     read_image(tmp_path / "e1.png", notes)
     assert notes == ["Tag data larger than file. Skipping tag 270"]
+
+
+def test_formats_beyond_png_jpeg_tiff_bmp_are_refused_not_read_as_one_frame(tmp_path: Path) -> None:
+    """An animated GIF would pass as its first frame: GIF (and any format outside the four the
+    docs name) is a one-line error naming the file and the format."""
+    frames = [Image.fromarray(grey(8, 8, seed=i)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match=r"anim\.gif: an animated GIF \(3 frames\); medgan reads PNG, JPEG"):
+        read_image(tmp_path / "anim.gif")
+    frames[0].save(tmp_path / "still.gif")
+    with pytest.raises(InputError, match=r"still\.gif: a GIF image; medgan reads PNG, JPEG, TIFF or BMP"):
+        read_image(tmp_path / "still.gif")
