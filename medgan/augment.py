@@ -58,8 +58,16 @@ def _checkpoints(cfg: RunConfig, classes: list[str], shape: tuple[int, ...]) -> 
             f"name at least one sampler checkpoint: a {registry.kinds_that('samples')}",
         )
     out = []
+    seen: dict[str, str] = {}
     for ck in cfg.augment.checkpoints:
         synth = registry.load_sampler(ck, "cpu")
+        if synth.sha256 in seen:  # the same weights under two spellings: the same images twice
+            raise InputError(
+                ck,
+                f"is the checkpoint {seen[synth.sha256]} again (sha256 {synth.sha256[:12]}); "
+                "its images would be added twice; list each checkpoint once in augment.checkpoints",
+            )
+        seen[synth.sha256] = ck
         if list(synth.classes) != list(classes):
             raise InputError(ck, f"was trained on classes {synth.classes}, the data has {classes}")
         if tuple(synth.shape) != tuple(shape):

@@ -133,6 +133,19 @@ def test_augment_cli_bad_input_is_one_line_exit_2(
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
+def test_the_same_checkpoint_listed_twice_is_refused(
+    tiny_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """The run folder and its checkpoint file are one synthesizer: listed as both, its images would
+    enter the dataset twice; refused (by the weights' SHA-256) before anything is written."""
+    run_dir = tiny_checkpoint.parents[1]
+    cfg = _cfg(tiny_checkpoint)
+    cfg.augment.checkpoints = [str(run_dir), str(tiny_checkpoint)]
+    with pytest.raises(InputError, match=r"is the checkpoint .* again \(sha256 [0-9a-f]{12}\); its images"):
+        augment(cfg, tmp_path / "o", tiny_data_dir)
+    assert not (tmp_path / "o").exists()
+
+
 def test_monai_script_trains_on_an_augmented_datalist_and_with_synthetic_lines(
     tiny_checkpoint: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,34 @@ def test_wrong_type_and_missing_key_are_named() -> None:
         config_from_dict({"seed": 1})
     with pytest.raises(ConfigError, match=r"data\.source\.intensity\.window: unknown window preset"):
         config_from_dict({"data": {"source": {"kind": "dicom", "path": "x", "intensity": {"window": "abd"}}}})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("train: {steps: true}", "train.steps"),
+        ("train: {batch_size: no}", "train.batch_size"),
+        ("seed: yes", "seed"),
+        ("study: {ratios: [0.5, true]}", "study.ratios"),
+        ("study: {fractions: [0.1], seeds: {0.1: true}}", "study.seeds"),
+        ("classifier: {epochs: true}", "classifier.epochs"),
+    ],
+)
+def test_a_boolean_where_a_number_is_expected_is_refused(tmp_path: Path, text: str, key: str) -> None:
+    """YAML's true / yes / no are not counts: ``train.steps: true`` would run 1 step."""
+    p = _write(tmp_path, f"data:\n  source: {{kind: medmnist, name: x}}\n{text}\n")
+    with pytest.raises(ConfigError, match=re.escape(key) + r": expected .*got a boolean"):
+        load_config(p)
+
+
+def test_gate_thresholds_no_result_can_meet_are_refused() -> None:
+    """Within-class MS-SSIM is in (0, 1]: a maximum of 0 or below fails every synthesizer."""
+    base = {"data": {"source": {"kind": "medmnist", "name": "x"}}}
+    for v in (-0.2, 0.0):
+        with pytest.raises(ConfigError, match=r"gates\.ms_ssim_max"):
+            config_from_dict({**base, "gates": {"ms_ssim_max": v}})
+    with pytest.raises(ConfigError, match=r"gates\.recall_min"):
+        config_from_dict({**base, "gates": {"recall_min": float("nan")}})
 
 
 def test_split_fractions_must_sum_to_one() -> None:

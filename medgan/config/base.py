@@ -38,6 +38,16 @@ def _numbers_in(tp: Any) -> Any:
     return None
 
 
+def _holds(tp: Any, value: Any) -> bool:
+    """Whether annotation ``tp`` is a container of ``value``'s kind (a list for a list, a dict for a dict)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _holds(typing.get_args(tp)[0], value)
+    if isinstance(value, dict):
+        return origin is dict
+    return isinstance(value, list | tuple) and origin in (list, tuple, set, frozenset)
+
+
 def _bool_where_not_admitted(tp: Any, value: Any) -> bool:
     """True when ``value`` (or an element of it) is a boolean where ``tp`` does not admit one."""
     if isinstance(value, bool):
@@ -45,9 +55,8 @@ def _bool_where_not_admitted(tp: Any, value: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         return _bool_where_not_admitted(typing.get_args(tp)[0], value)
-    if origin is typing.Union or origin is types.UnionType:
-        options = typing.get_args(tp)
-        return all(_bool_where_not_admitted(o, value) for o in options if o is not type(None))
+    if origin is typing.Union or origin is types.UnionType:  # a container value: the options that hold one
+        return any(_bool_where_not_admitted(o, value) for o in typing.get_args(tp) if _holds(o, value))
     inner = _numbers_in(tp)
     if inner is None:
         return False

@@ -287,7 +287,7 @@ class GatesConfig(StrictModel):
     fid_ratio_max: float | None = Field(2.0, gt=0.0)
     recall_min: float | None = Field(0.30, ge=0.0, le=1.0)
     precision_min: float | None = Field(0.50, ge=0.0, le=1.0)
-    ms_ssim_max: float | None = Field(0.50, le=1.0)
+    ms_ssim_max: float | None = Field(0.50, gt=0.0, le=1.0)  # within-class MS-SSIM of images is in (0, 1]
     label_agreement_margin: float | None = Field(0.05, ge=0.0, le=1.0)
     cas_auc_min: float | None = Field(0.80, ge=0.0, le=1.0)
     memorized_max: int | None = Field(0, ge=0)
