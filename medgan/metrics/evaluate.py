@@ -105,14 +105,43 @@ def cached_features(
     return feats
 
 
-def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, str]:
+def _check_classes(
+    where: str | Path, labels: np.ndarray, names: list[str] | None, classes: list[str]
+) -> None:
+    """Every label is a class of the real side, under the same name when the synthetic side names it."""
+    labels = np.asarray(labels)
+    bad = sorted({int(v) for v in labels if not (0 <= int(v) < len(classes))})
+    if bad:
+        raise InputError(
+            where, f"labels {bad[:5]} are not classes of the real side {classes} (0-{len(classes) - 1})"
+        )
+    if names is not None:
+        pairs = sorted({(int(v), str(n)) for v, n in zip(labels, names, strict=True)})
+        wrong = [(v, n) for v, n in pairs if classes[v] != n]
+        if wrong:
+            v, n = wrong[0]
+            raise InputError(
+                where,
+                f"label {v} is {n!r} here but {classes[v]!r} on the real side ({classes}): another dataset's "
+                "classes; evaluate against the data the synthesizer was trained on",
+            )
+
+
+def load_synthetic(
+    spec: str, data_dir: Path, shape: tuple[int, ...], classes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Synthetic slices (N, C, H, W) in [-1, 1] and labels from a generation folder (PNG or NPZ) or
-    any source, ``SOURCE[:split]`` (without a split: every split of the source)."""
+    any source, ``SOURCE[:split]`` (without a split: every split of the source). With ``classes``
+    (the real side's), labels that are not those classes (by index, and by name where the
+    synthetic side names them) are a one-line error."""
     p = Path(spec)
     if p.is_dir() and (p / "manifest.csv").is_file():
-        m = pd.read_csv(p / "manifest.csv", dtype={"path": str}, keep_default_na=False)
+        m = pd.read_csv(p / "manifest.csv", dtype={"path": str, "label_name": str}, keep_default_na=False)
         fmt = str(m["format"].iloc[0]) if len(m) and "format" in m else "png"
         labels = m["label"].to_numpy() if "label" in m else np.zeros(len(m), np.int64)
+        if classes is not None:
+            names = m["label_name"].astype(str).tolist() if "label_name" in m else None
+            _check_classes(p / "manifest.csv", labels, names, classes)
         if fmt == "npz":
             parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in dict.fromkeys(m["path"])]
             imgs = np.concatenate(parts)
@@ -127,6 +156,10 @@ def load_synthetic(spec: str, data_dir: Path, shape: tuple[int, ...]) -> tuple[n
     src, split = split_spec(spec, default="all")
     data = source_from_spec(src, data_dir).model_copy(update={"size": tuple(shape[1:]), "channels": shape[0]})
     ss = load_source(data, data_dir)
+    if classes is not None and list(ss.classes) != list(classes):
+        raise InputError(
+            spec, f"its classes {list(ss.classes)} are not the real side's {list(classes)}: another dataset's"
+        )
     if split != "all":
         ss = ss.split(split)
     return ss.images, ss.manifest["label"].to_numpy().astype(np.int64), spec
@@ -438,10 +471,10 @@ def evaluate(
     if len(real) < 2:
         raise InputError(real_spec, f"needs at least 2 real slices in split {split!r}, found {len(real)}")
     check_sides_apart(real_spec, synthetic_spec)
-    syn, syn_labels, syn_name = load_synthetic(synthetic_spec, data_dir, real.shape)
+    syn, syn_labels, syn_name = load_synthetic(synthetic_spec, data_dir, real.shape, list(ss.classes))
     cas_set = None
     if cas_synthetic is not None and label_scores:
-        cx, cy, _ = load_synthetic(cas_synthetic, data_dir, real.shape)
+        cx, cy, _ = load_synthetic(cas_synthetic, data_dir, real.shape, list(ss.classes))
         if cx.shape[1:] != real.images.shape[1:]:
             raise InputError(
                 cas_synthetic, f"synthetic slices {cx.shape[1:]} differ from real {real.images.shape[1:]}"

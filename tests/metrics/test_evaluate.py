@@ -416,3 +416,54 @@ def test_slice_digests_match_across_spellings_and_ignore_blank_slices() -> None:
     assert (s.count, s.n, s.same_data) == (1, 100, False)
     assert shared_slices(a[:3], a).same_data and not shared_slices(a[:2], a[2:]).same_data
     assert not shared_slices(rng.uniform(-1, 1, (4, 1, 8, 8)), a).same_data
+
+
+def test_synthetic_labels_that_are_not_the_real_sides_classes_are_refused(
+    tiny_data_dir: Path, pool_features: Path, tmp_path: Path
+) -> None:
+    """A generation whose labels are not classes of the real side (out of range, or the same index
+    under another class name), or a source with another dataset's classes, is a one-line error:
+    per-class scores and CAS would silently compare different things."""
+    from PIL import Image
+
+    from medgan.config import config_from_dict
+    from medgan.data.sources import load_source
+    from tests.conftest import write_fake_medmnist
+
+    classes = list(
+        load_source(
+            config_from_dict({"data": {"source": {"kind": "medmnist", "name": "tinymnist"}}}).data,
+            tiny_data_dir,
+        ).classes
+    )
+    rng = np.random.default_rng(1)
+    ex = TorchScriptExtractor(pool_features)
+
+    def generation(name: str, labels: list[int], names: list[str]) -> str:
+        gen = tmp_path / name
+        gen.mkdir()
+        for i in range(len(labels)):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(gen / f"{i}.png")
+        pd.DataFrame(
+            {
+                "path": [f"{i}.png" for i in range(len(labels))],
+                "label": labels,
+                "label_name": names,
+                "format": "png",
+            }
+        ).to_csv(gen / "manifest.csv", index=False)
+        return str(gen)
+
+    ok = generation("ok", [0, 1, 0, 1], [classes[0], classes[1], classes[0], classes[1]])
+    assert evaluate("medmnist:tinymnist:test", ok, ex, tiny_data_dir, n_boot=5)["n_synthetic"] == 4
+    out_of_range = generation("range", [0, 1, 2, 1], [classes[0], classes[1], "x", classes[1]])
+    with pytest.raises(InputError, match=r"manifest\.csv: labels \[2\] are not classes of the real side"):
+        evaluate("medmnist:tinymnist:test", out_of_range, ex, tiny_data_dir, n_boot=5)
+    renamed = generation("renamed", [0, 1, 0, 1], ["benign", "malignant", "benign", "malignant"])
+    with pytest.raises(InputError, match=r"label 0 is 'benign' here but .* another dataset's classes"):
+        evaluate("medmnist:tinymnist:test", renamed, ex, tiny_data_dir, n_boot=5)
+    write_fake_medmnist(tiny_data_dir / "medmnist" / "threemnist.npz", n_classes=3)
+    with pytest.raises(
+        InputError, match=r"medmnist:threemnist:train: its classes .* are not the real side's"
+    ):
+        evaluate("medmnist:tinymnist:test", "medmnist:threemnist:train", ex, tiny_data_dir, n_boot=5)
