@@ -462,8 +462,10 @@ def test_synthetic_labels_that_are_not_the_real_sides_classes_are_refused(
     renamed = generation("renamed", [0, 1, 0, 1], ["benign", "malignant", "benign", "malignant"])
     with pytest.raises(InputError, match=r"label 0 is 'benign' here but .* another dataset's classes"):
         evaluate("medmnist:tinymnist:test", renamed, ex, tiny_data_dir, n_boot=5)
-    write_fake_medmnist(tiny_data_dir / "medmnist" / "threemnist.npz", n_classes=3)
+    other = tmp_path / "data"  # the session's data folder stays as it is
+    write_fake_medmnist(other / "medmnist" / "tinymnist.npz")
+    write_fake_medmnist(other / "medmnist" / "threemnist.npz", n_classes=3)
     with pytest.raises(
         InputError, match=r"medmnist:threemnist:train: its classes .* are not the real side's"
     ):
-        evaluate("medmnist:tinymnist:test", "medmnist:threemnist:train", ex, tiny_data_dir, n_boot=5)
+        evaluate("medmnist:tinymnist:test", "medmnist:threemnist:train", ex, other, n_boot=5)
