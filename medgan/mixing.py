@@ -14,6 +14,7 @@ samples, 1 for real), so a training loop can down-weight synthetic data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -91,7 +92,14 @@ def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
     any transform), or any sequence of dicts (each item is loaded once).
     """
     if isinstance(source, tuple):
-        return np.asarray(source[1]).astype(np.int64).reshape(-1)
+        y = np.asarray(source[1]).reshape(-1)
+        if (
+            y.dtype == bool
+            or y.dtype.kind not in "iuf"
+            or (y.dtype.kind == "f" and not (np.isfinite(y) & (y == np.round(y))).all())
+        ):
+            raise InputError(name, f"labels must be whole class indices (got dtype {y.dtype})")
+        return y.astype(np.int64)
     if hasattr(source, "labels") and not callable(source.labels):
         return np.asarray(source.labels).astype(np.int64).reshape(-1)
     rows = getattr(source, "data", None)
@@ -105,9 +113,29 @@ def labels_of(source: Any, name: str, label_key: str = "label") -> np.ndarray:
     for i, r in enumerate(rows):
         if label_key not in r:
             raise InputError(name, f"item {i} has no {label_key!r} key")
-        t = torch.as_tensor(np.asarray(r[label_key]))
-        out.append(int(t.argmax()) if t.numel() > 1 else int(t.reshape(())))
+        out.append(class_index(r[label_key], f"{name} item {i}"))
     return np.asarray(out, dtype=np.int64)
+
+
+def class_index(value: Any, where: str, n_classes: int | None = None) -> int:
+    """The class index a sample's label means: an int (or 0-d / one-element integer array or
+    tensor) or a one-hot vector (``n_classes`` long when given). A boolean, a fractional or
+    non-finite number, or a one-hot vector of another length is a one-line error naming ``where``."""
+    if isinstance(value, str):
+        raise InputError(where, f"label {value!r} is a name; give the class index")
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf" or arr.size == 0:
+        raise InputError(where, f"label {value!r} is not a class index (an int or a one-hot vector)")
+    flat = arr.reshape(-1).astype(np.float64)
+    if not np.isfinite(flat).all():
+        raise InputError(where, f"label {value!r} is not finite")
+    if flat.size > 1:  # one-hot
+        if n_classes is not None and flat.size != n_classes:
+            raise InputError(where, f"a one-hot label of length {flat.size} for {n_classes} classes")
+        return int(flat.argmax())
+    if flat[0] != round(flat[0]):
+        raise InputError(where, f"label {flat[0]:g} is not a whole class index")
+    return int(flat[0])
 
 
 def label_like(template: Any, label: int) -> Any:
@@ -120,6 +148,10 @@ def label_like(template: Any, label: int) -> Any:
         n = int(np.prod(template.shape)) if template.shape else 1
         values = np.zeros(n, dtype=np.float64)
         if n > 1:
+            if not 0 <= label < n:
+                raise InputError(
+                    "label", f"class {label} does not fit the real samples' one-hot labels of length {n}"
+                )
             values[label] = 1.0  # one-hot
         else:
             values[0] = label
@@ -147,6 +179,13 @@ def _check_mix_args(ratio: float, policy: str, synthetic_weight: float) -> None:
     """A known policy, a positive ratio (at most 1 for ``replace``), a non-negative synthetic weight."""
     if policy not in POLICIES:
         raise ConfigError("policy", f"must be one of {', '.join(POLICIES)} (got {policy!r})")
+    for name, v in (("ratio", ratio), ("synthetic_weight", synthetic_weight)):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float | np.integer | np.floating)
+            or not math.isfinite(v)
+        ):
+            raise ConfigError(name, f"must be a finite number (got {v!r})")
     if ratio <= 0:
         raise ConfigError("ratio", f"must be > 0 (got {ratio})")
     if policy == "replace" and ratio > 1:
@@ -170,28 +209,51 @@ def _real_labels(real: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return ry, rx
 
 
+def _class_pools(synthetic: Any) -> dict[int, tuple[int, int]] | np.ndarray:
+    """Each class's synthetic items: ``{class: (first index, count)}`` for a lazy pool whose
+    classes are contiguous (a :class:`~medgan.monai.SyntheticDataset` of per-class counts, read
+    without listing its items), else every item's label."""
+    ranges = getattr(synthetic, "class_ranges", None)
+    if callable(ranges):
+        found = ranges()
+        if found is not None:
+            return found
+    return labels_of(synthetic, "synthetic")
+
+
 def _pick_synthetic(
-    sy: np.ndarray, syn_take: dict[int, int], rng: np.random.Generator, cap: bool
-) -> tuple[np.ndarray, dict[int, int]]:
-    """Draw ``syn_take[c]`` synthetic samples of each class ``c``: (sorted indices into ``sy``, shortfall).
+    pools: dict[int, tuple[int, int]] | np.ndarray,
+    syn_take: dict[int, int],
+    rng: np.random.Generator,
+    cap: bool,
+) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Draw ``syn_take[c]`` synthetic samples of each class ``c`` from ``pools`` (:func:`_class_pools`):
+    (sorted indices, their labels, shortfall).
 
     With ``cap`` a class whose pool is too small gives all it has and ``shortfall`` records how
-    many were missing; without it, that raises.
+    many were missing; without it, that raises. A contiguous pool draws the same items as the
+    same pool listed label by label.
     """
     shortfall: dict[int, int] = {}
-    picks = []
+    picks, labs = [], []
     for c, k in syn_take.items():
-        pool = np.flatnonzero(sy == c)
-        if k > len(pool) and cap:
-            shortfall[c] = k - len(pool)
-            k = len(pool)
-        if k > len(pool):
-            raise InputError(
-                "synthetic",
-                f"class {c} needs {k} synthetic slices but only {len(pool)} were generated",
-            )
-        picks.append(rng.choice(pool, k, replace=False))
-    return np.sort(np.concatenate(picks)), shortfall
+        if isinstance(pools, dict):
+            start, n = pools.get(c, (0, 0))
+        else:
+            pool = np.flatnonzero(pools == c)
+            start, n = 0, len(pool)
+        if k > n and cap:
+            shortfall[c] = k - n
+            k = n
+        if k > n:
+            raise InputError("synthetic", f"class {c} needs {k} synthetic slices but only {n} were generated")
+        chosen = rng.choice(n, k, replace=False)
+        picks.append(start + chosen if isinstance(pools, dict) else pool[chosen])
+        labs.append(np.full(k, c, np.int64))
+    idx = np.concatenate(picks).astype(np.int64) if picks else np.zeros(0, np.int64)
+    lab = np.concatenate(labs) if labs else np.zeros(0, np.int64)
+    order = np.argsort(idx, kind="stable")
+    return idx[order], lab[order], shortfall
 
 
 class MixedDataset(Dataset):
@@ -230,22 +292,20 @@ class MixedDataset(Dataset):
         syn_take: dict[int, int] = {}
         if synthetic is not None:
             real_idx, syn_take = plan_mix(ry, ratio, policy, rng)
-        sx = sy = None
-        syn_idx = np.zeros(0, np.int64)
+        sx = None
+        syn_idx, syn_y = np.zeros(0, np.int64), np.zeros(0, np.int64)
         if synthetic is not None and sum(syn_take.values()) > 0:
-            sy = labels_of(synthetic, "synthetic")
+            pools = _class_pools(synthetic)
             if arrays:
                 sx = np.asarray(synthetic[0])
                 if sx.shape[1:] != rx.shape[1:]:
                     raise InputError("synthetic", f"slices {sx.shape[1:]} differ from real {rx.shape[1:]}")
-            syn_idx, self.shortfall = _pick_synthetic(sy, syn_take, rng, cap)
+            syn_idx, syn_y, self.shortfall = _pick_synthetic(pools, syn_take, rng, cap)
         if arrays:
             self.images = np.concatenate(
                 [rx[real_idx]] + ([sx[syn_idx]] if sx is not None and len(syn_idx) else [])
             )
-        self.labels = np.concatenate(
-            [ry[real_idx]] + ([sy[syn_idx]] if sy is not None and len(syn_idx) else [])
-        )
+        self.labels = np.concatenate([ry[real_idx], syn_y])
         self.source_index = np.concatenate([real_idx, syn_idx]).astype(np.int64)
         if synthetic is not None and hasattr(synthetic, "subset") and len(syn_idx):
             # a lazy synthetic dataset: generate only the selected slices, in batches of their own

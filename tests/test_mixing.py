@@ -102,9 +102,13 @@ def test_mix_args_and_real_labels_checked() -> None:
 
 def test_pick_synthetic_counts_and_cap() -> None:
     sy = np.array([0, 0, 0, 1, 1])
-    idx, short = _pick_synthetic(sy, {0: 2, 1: 1}, np.random.default_rng(0), cap=False)
+    idx, lab, short = _pick_synthetic(sy, {0: 2, 1: 1}, np.random.default_rng(0), cap=False)
     assert short == {} and list(idx) == sorted(idx) and np.bincount(sy[idx]).tolist() == [2, 1]
-    idx, short = _pick_synthetic(sy, {0: 1, 1: 4}, np.random.default_rng(0), cap=True)
+    assert lab.tolist() == sy[idx].tolist()
+    # the same pool given as contiguous class ranges (a lazy SyntheticDataset) draws the same items
+    ranged = _pick_synthetic({0: (0, 3), 1: (3, 2)}, {0: 2, 1: 1}, np.random.default_rng(0), cap=False)
+    assert ranged[0].tolist() == idx.tolist() and ranged[1].tolist() == lab.tolist()
+    idx, lab, short = _pick_synthetic(sy, {0: 1, 1: 4}, np.random.default_rng(0), cap=True)
     assert short == {1: 2} and np.bincount(sy[idx]).tolist() == [1, 2]  # class 1 gives all it has
     with pytest.raises(InputError, match="class 1 needs 4 synthetic slices but only 2 were generated"):
         _pick_synthetic(sy, {0: 1, 1: 4}, np.random.default_rng(0), cap=False)

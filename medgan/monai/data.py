@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,13 +35,36 @@ def to_range(images: torch.Tensor, value_range: tuple[float, float]) -> torch.Te
 
 
 def check_intensity(intensity: str, value_range: Sequence[float]) -> tuple[float, float]:
-    """Refuse an unknown intensity mode or a range that is not ``(lo, hi)`` with lo < hi."""
+    """Refuse an unknown intensity mode or a range that is not two finite numbers ``(lo, hi)`` with lo < hi."""
     if intensity not in INTENSITY_MODES:
         raise InputError("intensity", f"must be one of {', '.join(INTENSITY_MODES)} (got {intensity!r})")
-    lo, hi = (float(v) for v in value_range)
-    if not lo < hi:
-        raise InputError("value_range", f"must be (lo, hi) with lo < hi (got {tuple(value_range)})")
+    try:
+        values = list(value_range)
+        ok = len(values) == 2 and not any(isinstance(v, bool) for v in values)
+        lo, hi = (float(v) for v in values) if ok else (math.nan, math.nan)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(
+            "value_range", f"must be two finite numbers (lo, hi) with lo < hi (got {value_range!r})"
+        )
     return lo, hi
+
+
+def check_count(name: str, value: Any) -> int:
+    """A count of images: a whole number >= 0 (not a boolean, not 2.5), as an int."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(name, f"must be a whole number of images (got {value!r})")
+    if value < 0:
+        raise InputError(name, f"counts must be >= 0 (got {value})")
+    return int(value)
+
+
+def check_class(name: str, value: Any) -> str | int:
+    """A class given by name (str) or index (a whole number, not a boolean or a float)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
+        raise InputError(name, f"{value!r} is not a class name or index")
+    return value if isinstance(value, str) else int(value)
 
 
 def to_monai(images: torch.Tensor, intensity: str, value_range: tuple[float, float]) -> torch.Tensor:
@@ -115,39 +139,75 @@ class SyntheticDataset(Dataset):
     ) -> None:
         if (n_per_class is None) == (labels is None):
             raise InputError("SyntheticDataset", "give exactly one of n_per_class and labels")
-        if batch_size < 1:
+        if check_count("batch_size", batch_size) < 1:
             raise InputError("batch_size", "must be at least 1")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise InputError("seed", f"must be a whole number (got {seed!r})")
         self.value_range = check_intensity(intensity, value_range)
         self.intensity = intensity
         self.synth = load_synthesizer(checkpoint, device)
         self.classes: list[str] = list(self.synth.classes)
         self.seed, self.batch_size = int(seed), batch_size
         self.transform = transform
+        # the plan: explicit (label, k) arrays, or per-class counts read lazily (a pool of any size)
+        self._lab: np.ndarray | None = None
+        self._k: np.ndarray | None = None
         if labels is not None:
-            lab = [self.synth.label_index(v) for v in labels]
+            lab = [self.synth.label_index(check_class(f"labels[{i}]", v)) for i, v in enumerate(labels)]
             counters: dict[int, int] = {}
             ks = []
             for c in lab:
                 ks.append(counters.get(c, 0))
                 counters[c] = ks[-1] + 1
+            self._lab, self._k = np.asarray(lab, np.int64), np.asarray(ks, np.int64)
+            want: dict[int, int] = {}
+        elif isinstance(n_per_class, Mapping):
+            want = {
+                self.synth.label_index(check_class("n_per_class", c)): check_count(f"n_per_class[{c!r}]", n)
+                for c, n in n_per_class.items()
+            }
         else:
-            if isinstance(n_per_class, Mapping):
-                want = {self.synth.label_index(c): int(n) for c, n in n_per_class.items()}
-            else:
-                want = dict.fromkeys(range(len(self.classes)), int(n_per_class))  # type: ignore[arg-type]
-            if any(n < 0 for n in want.values()):
-                raise InputError("n_per_class", "counts must be >= 0")
-            lab = [c for c in sorted(want) for _ in range(want[c])]
-            ks = [k for c in sorted(want) for k in range(want[c])]
-        self.labels = np.asarray(lab, dtype=np.int64)
-        self.seeds = np.asarray(
-            [derive_seed(self.seed, c, k) for c, k in zip(lab, ks, strict=True)], np.int64
-        )
+            want = dict.fromkeys(range(len(self.classes)), check_count("n_per_class", n_per_class))
+        self._plan_classes = np.asarray(sorted(want), np.int64)
+        self._ends = np.cumsum([want[c] for c in sorted(want)], dtype=np.int64)
         self.max_cached_batches = max_cached_batches
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self._lab) if self._lab is not None else int(self._ends[-1]) if len(self._ends) else 0
+
+    def _label_k(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, index within the class) of plan positions ``idx``."""
+        if self._lab is not None and self._k is not None:
+            return self._lab[idx], self._k[idx]
+        pos = np.searchsorted(self._ends, idx, side="right")
+        starts = np.concatenate([[0], self._ends[:-1]])
+        return self._plan_classes[pos], idx - starts[pos]
+
+    def _seeds_of(self, labels: np.ndarray, ks: np.ndarray) -> list[int]:
+        return [derive_seed(self.seed, int(c), int(k)) for c, k in zip(labels, ks, strict=True)]
+
+    def class_ranges(self) -> dict[int, tuple[int, int]] | None:
+        """``{class: (first index, count)}`` of a pool made from per-class counts (None for a list
+        of labels): :class:`~medgan.mixing.MixedDataset` draws from it without listing the items."""
+        if self._lab is not None:
+            return None
+        starts = np.concatenate([[0], self._ends[:-1]])
+        return {
+            int(c): (int(a), int(e - a))
+            for c, a, e in zip(self._plan_classes, starts, self._ends, strict=True)
+        }
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every item's class index (computed on first use from the per-class counts)."""
+        return self._label_k(np.arange(len(self), dtype=np.int64))[0]
+
+    @property
+    def seeds(self) -> np.ndarray:
+        """Every item's generation seed ``derive_seed(S, c, k)`` (computed when asked)."""
+        lab, ks = self._label_k(np.arange(len(self), dtype=np.int64))
+        return np.asarray(self._seeds_of(lab, ks), np.int64)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> SyntheticDataset:
         """The items at ``indices`` as a dataset of their own (same synthesizer, batches re-formed).
@@ -158,7 +218,7 @@ class SyntheticDataset(Dataset):
         """
         idx = np.asarray(indices, dtype=np.int64)
         sub = copy.copy(self)
-        sub.labels, sub.seeds = self.labels[idx], self.seeds[idx]
+        sub._lab, sub._k = self._label_k(idx)
         sub._cache = OrderedDict()
         return sub
 
@@ -166,8 +226,9 @@ class SyntheticDataset(Dataset):
         if b in self._cache:
             self._cache.move_to_end(b)
             return self._cache[b]
-        s = slice(b * self.batch_size, (b + 1) * self.batch_size)
-        imgs = self.synth.generate(self.labels[s].tolist(), self.seeds[s].tolist(), self.batch_size)
+        idx = np.arange(b * self.batch_size, min(len(self), (b + 1) * self.batch_size), dtype=np.int64)
+        lab, ks = self._label_k(idx)
+        imgs = self.synth.generate(lab.tolist(), self._seeds_of(lab, ks), self.batch_size)
         self._cache[b] = to_monai(imgs, self.intensity, self.value_range)
         while len(self._cache) > max(1, self.max_cached_batches):
             self._cache.popitem(last=False)
@@ -179,15 +240,17 @@ class SyntheticDataset(Dataset):
         i = i % len(self)
         b, r = divmod(i, self.batch_size)
         img = self._batch(b)[r].clone()
+        lab, ks = self._label_k(np.asarray([i], np.int64))
+        label, seed = int(lab[0]), self._seeds_of(lab, ks)[0]
         meta = {
-            "filename_or_obj": f"synthetic:{self.synth.sha256[:12]}:{int(self.labels[i])}:{int(self.seeds[i])}",
+            "filename_or_obj": f"synthetic:{self.synth.sha256[:12]}:{label}:{seed}",
             "synthetic": True,
             "checkpoint_sha256": self.synth.sha256,
         }
         item = {
             "image": MetaTensor(img, meta=meta),
-            "label": int(self.labels[i]),
+            "label": label,
             "synthetic": True,
-            "seed": int(self.seeds[i]),
+            "seed": seed,
         }
         return self.transform(item) if self.transform is not None else item

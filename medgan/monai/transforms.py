@@ -12,6 +12,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends
 
 from medgan.errors import InputError, MedganError
+from medgan.mixing import class_index
 from medgan.monai.data import check_intensity, load_synthesizer, to_monai
 
 
@@ -51,7 +52,7 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
         allow_missing_keys: bool = False,
         intensity: str = "minmax",
     ) -> None:
-        if not 0.0 <= prob <= 1.0:
+        if isinstance(prob, bool) or not isinstance(prob, int | float) or not 0.0 <= prob <= 1.0:
             raise InputError("prob", f"must be in [0, 1] (got {prob})")
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -71,10 +72,9 @@ class RandSyntheticReplaced(RandomizableTransform, MapTransform):
         v = d.get(self.label_key)
         if v is None:
             return None
-        t = torch.as_tensor(v)
-        if t.numel() > 1:  # one-hot
-            return int(t.argmax())
-        c = int(t.reshape(()))
+        c = class_index(
+            v, self.label_key, len(self.synth.classes) if torch.as_tensor(v).numel() > 1 else None
+        )
         return c if 0 <= c < len(self.synth.classes) else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

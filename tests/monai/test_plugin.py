@@ -201,3 +201,78 @@ def test_a_diffusion_checkpoint_plugs_in_the_same_way(
     swap.set_random_state(0)
     item = swap(REAL_TF(png_files[0]))
     assert item["synthetic"] is True and item["image"].shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_per_class": 2.5}, r"n_per_class: must be a whole number of images \(got 2\.5\)"),
+        ({"n_per_class": True}, r"n_per_class: must be a whole number"),
+        ({"n_per_class": {0: 1.5}}, r"n_per_class\[0\]: must be a whole number"),
+        ({"n_per_class": {True: 2}}, r"n_per_class: True is not a class name or index"),
+        ({"labels": [0, True]}, r"labels\[1\]: True is not a class name or index"),
+        ({"labels": [0, 1.0]}, r"labels\[1\]: 1\.0 is not a class name or index"),
+        ({"n_per_class": 1, "value_range": (0.0, float("inf"))}, r"value_range: must be two finite numbers"),
+        ({"n_per_class": 1, "value_range": (0.0, float("nan"))}, r"value_range: must be two finite numbers"),
+        ({"n_per_class": 1, "seed": 1.5}, r"seed: must be a whole number"),
+    ],
+)
+def test_synthetic_dataset_refuses_values_that_cannot_mean_what_they_say(
+    tiny_checkpoint: Path, kwargs: dict, match: str
+) -> None:
+    """Fractional or boolean counts, boolean or float labels and infinite ranges (NaN images) are refused."""
+    with pytest.raises(InputError, match=match):
+        SyntheticDataset(tiny_checkpoint, device="cpu", **kwargs)
+
+
+def test_a_huge_synthetic_pool_is_lazy(tiny_checkpoint: Path) -> None:
+    """A pool of 10**12 images per class costs nothing until an item is read; item i is the same
+    image as in a small pool (the plan is class-major, so the first items agree)."""
+    import time
+
+    t0 = time.perf_counter()
+    huge = SyntheticDataset(tiny_checkpoint, n_per_class=10**12, batch_size=4, device="cpu")
+    assert time.perf_counter() - t0 < 5.0  # not a benchmark: a billion-item list would take minutes
+    assert len(huge) == 2 * 10**12
+    small = SyntheticDataset(tiny_checkpoint, n_per_class=3, batch_size=4, device="cpu")
+    assert torch.equal(huge[1]["image"].as_tensor(), small[1]["image"].as_tensor())
+    last = huge[len(huge) - 1]
+    assert last["label"] == 1 and last["seed"] == derive_seed(0, 1, 10**12 - 1)
+    mixed = MixedDataset((np.zeros((4, 1, 16, 16), np.float32), np.array([0, 1, 0, 1])), huge, ratio=1.0)
+    assert mixed.n_synthetic == 4 and mixed.class_counts()["synthetic"] == {0: 2, 1: 2}
+    sub = huge.subset([0, 10**12])
+    assert sub.labels.tolist() == [0, 1] and sub.seeds.tolist() == [
+        derive_seed(0, 0, 0),
+        derive_seed(0, 1, 0),
+    ]
+
+
+def test_mixing_and_replacement_refuse_labels_and_weights_that_cannot_mean_what_they_say(
+    tiny_checkpoint: Path,
+) -> None:
+    """NaN ratios and weights, fractional or boolean labels, and one-hot labels of the wrong length
+    are one-line errors (not a traceback, not a silently truncated class)."""
+    from medgan.errors import ConfigError
+
+    x = np.zeros((4, 1, 16, 16), np.float32)
+    y = np.array([0, 1, 0, 1])
+    syn = (x.copy(), y.copy())
+    for kw, match in (
+        ({"ratio": float("nan")}, r"ratio: must be a finite number"),
+        ({"synthetic_weight": float("nan")}, r"synthetic_weight: must be a finite number"),
+        ({"ratio": True}, r"ratio: must be a finite number"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            MixedDataset((x, y), syn, **kw)
+    with pytest.raises(InputError, match=r"real: labels must be whole class indices"):
+        MixedDataset((x, np.array([0.0, 0.5, 1.0, 1.0])), syn)
+    with pytest.raises(InputError, match=r"real item 1: label True is not a class index"):
+        MixedDataset([{"image": x[0], "label": 0}, {"image": x[1], "label": True}], None)
+    t = RandSyntheticReplaced("image", tiny_checkpoint, prob=1.0)
+    sample = {"image": torch.zeros(1, 16, 16), "label": torch.tensor([0.0, 1.0, 0.0])}
+    with pytest.raises(InputError, match=r"label: a one-hot label of length 3 for 2 classes"):
+        t(sample)
+    with pytest.raises(InputError, match=r"label: label 0\.5 is not a whole class index"):
+        t({"image": torch.zeros(1, 16, 16), "label": 0.5})
+    with pytest.raises(InputError, match=r"prob: must be in \[0, 1\]"):
+        RandSyntheticReplaced("image", tiny_checkpoint, prob=float("nan"))
