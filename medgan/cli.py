@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from medgan import __version__
+from medgan.config.base import MAX_SEED
 from medgan.errors import ConfigError, InputError, MedganError, with_library_warnings
 from medgan.paths import resolve_data_dir
 from medgan.provenance import set_command
@@ -245,7 +246,13 @@ def generate_cmd(
         list[str] | None, typer.Option("--classes", help="Class names or indices (repeatable; default all).")
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Run seed; image k of class c uses a seed derived from (S, c, k).")
+        int,
+        typer.Option(
+            "--seed",
+            min=0,
+            max=MAX_SEED - 1,
+            help="Run seed; image k of class c uses a seed derived from (S, c, k).",
+        ),
     ] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per generator call.")] = 256,
     bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 8 or 16.")] = 8,
@@ -359,7 +366,9 @@ def export_bundle_cmd(
     n_per_class: Annotated[
         int, typer.Option("--n-per-class", help="Default images per class when the bundle runs.")
     ] = 16,
-    seed: Annotated[int, typer.Option("--seed", help="Default run seed when the bundle runs.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=MAX_SEED - 1, help="Default run seed when the bundle runs.")
+    ] = 0,
     output_ext: Annotated[
         str, typer.Option("--output-ext", help="Default bundle output: .png (8-bit) or .nii.gz (float).")
     ] = ".png",
@@ -499,8 +508,10 @@ def evaluate_cmd(
         Path | None, typer.Option("--out", help="Folder for metrics.json and closest_pairs.png.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CIs.")] = 200,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", min=2, help="Bootstrap resamples for the CIs (at least 2).")
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED - 1)] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
     precision: Annotated[
         str,

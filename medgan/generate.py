@@ -36,7 +36,7 @@ from medgan.io.dicom import SyntheticDicomMeta, write_dicom
 from medgan.io.images import write_png
 from medgan.io.nifti import write_nifti
 from medgan.io.npz import write_npz
-from medgan.io.output import OutputFolder
+from medgan.io.output import OutputFolder, check_room
 from medgan.metrics.evaluate import split_spec
 from medgan.metrics.selection import proportional_counts
 from medgan.paths import slug
@@ -268,6 +268,8 @@ def generate(
     _check_options(n_per_class, classes, fmt, bits, batch_size, precision)
     synth = registry.load_sampler(checkpoint, distributed.local_device(resolve_device(device)))
     counts, labels, recorded = _request(synth, n_per_class, classes)
+    n_total = sum(counts.values()) if isinstance(counts, dict) else counts * len(labels)
+    check_room(out, *output_size(n_total, tuple(synth.shape), fmt, bits), f"{n_total:,} {fmt} images")
     folder = OutputFolder(
         out,
         record=RECORD,
@@ -300,6 +302,21 @@ def generate(
         distributed.barrier()  # every rank's files and shard manifest are written
         distributed.on_main(_merge_shard_manifests, out, items, manifest)
         return manifest
+
+
+def output_size(n: int, shape: tuple[int, ...], fmt: str, bits: int = 8) -> tuple[int, int]:
+    """(files, bytes) that ``n`` images of ``shape`` (C, H, W) take at least in ``fmt``: a lower
+    bound (a compressed format is counted at 1/8 of its raw size, plus its header), so a request
+    refused for it cannot fit."""
+    raw = int(np.prod(shape))
+    per_image = {
+        "png": raw * bits // 8 // 8 + 70,
+        "nifti": raw * 4 // 8 + 352,
+        "dicom": raw * 2 + 600,
+        "npz": raw * 4,
+    }[fmt]
+    files = -(-n // NPZ_SHARD) if fmt == "npz" else n
+    return files + 2, n * (per_image + 40) + 1024  # + the manifest's row per image and the record
 
 
 _SHARD_MANIFEST = ".manifest-rank{rank:05d}-of-{world:05d}.csv"

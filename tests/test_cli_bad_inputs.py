@@ -40,6 +40,20 @@ def world(tmp_path: Path, tiny_checkpoint: Path) -> dict[str, Path]:
     os.mkfifo(w / "fifo.yaml")
     os.mkfifo(w / "fifo.safetensors")
     (w / "nan_ckpt").mkdir()
+    # image folders a user might bring: one patient in train and test; an animated GIF
+    import numpy as np
+    from PIL import Image
+
+    pics = w / "pics"
+    pics.mkdir()
+    frames = [Image.fromarray(np.full((8, 8), 40 * i, np.uint8)) for i in range(4)]
+    for i, f in enumerate(frames):
+        f.save(pics / f"{i}.png")
+    frames[0].save(pics / "anim.gif", save_all=True, append_images=frames[1:])
+    (pics / "leak.csv").write_text(
+        "path,label,patient_id,split\n0.png,a,P1,train\n1.png,b,P1,test\n2.png,a,P2,val\n"
+    )
+    (pics / "gif.csv").write_text("path,label\n0.png,a\nanim.gif,b\n")
     return {"w": w, "ckpt": tiny_checkpoint}
 
 
@@ -85,6 +99,12 @@ def _cases(w: Path, ckpt: Path) -> list[list[str]]:
         ["evaluate", "--real", str(w / "missing.npz"), "--synthetic", str(w / "g")],
         ["evaluate", "--real", "medmnist:tinymnist:test", "--synthetic", str(w / "a_file")],
         ["evaluate", "--real", "medmnist:tinymnist:nosplit", "--synthetic", str(w / "nan_ckpt")],
+        # issue 27: values that cannot mean what they say, outputs that cannot fit
+        ["generate", "--checkpoint", str(ckpt), "--out", str(w / "g"), "--n-per-class", "1000000000000"],
+        ["train", good, "--out", str(w / "o"), "--set", "train.steps=true"],
+        ["train", good, "--out", str(w / "o"), "--set", "seed=100000000000000000000"],
+        ["data", "inspect", str(w / "pics" / "leak.csv")],
+        ["data", "inspect", str(w / "pics" / "gif.csv")],
     ]
     return cases
 

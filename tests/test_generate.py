@@ -363,3 +363,30 @@ def test_non_finite_generator_weights_are_refused_before_any_output(
     with pytest.raises(InputError, match=r"generator's weights are not finite \(NaN or infinity in g_ema\."):
         generate(bad, tmp_path / "out", 2)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_generation_that_cannot_fit_is_refused_before_the_first_image(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--n-per-class 1000000000000`` would run until killed: the bytes and files it needs are
+    known up front, so it is one line, exit 2, and no folder is made. A request that fits the
+    free space goes ahead; one beyond a (patched) small disk is refused the same way."""
+    import shutil
+    import time
+
+    out = tmp_path / "huge"
+    t0 = time.perf_counter()
+    args = ["generate", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--n-per-class", "1000000000000"]) == 2
+    assert time.perf_counter() - t0 < 30  # not a benchmark: the refusal comes before any image
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2,000,000,000,000 png images needs at least" in err
+    assert not out.exists()
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
+    with pytest.raises(InputError, match=r"800 npz images needs at least .* has 100\.0 kB free"):
+        generate(tiny_checkpoint, tmp_path / "small", 400, fmt="npz", device="cpu")
+    assert not (tmp_path / "small").exists()
+    m = generate(tiny_checkpoint, tmp_path / "fits", 2, fmt="npz", device="cpu")
+    assert len(m) == 4

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+#: Every seed medgan takes (configs, the CLI's ``--seed``, the plug-in): 0 <= seed < 2**63, what
+#: NumPy's and torch's generators accept whole (a larger one would wrap or overflow).
+MAX_SEED = 2**63
+Seed = Annotated[int, Field(ge=0, lt=MAX_SEED)]
 
 #: The error type of a boolean given where a number is expected (the loader names the key).
 BOOL_FOR_NUMBER = "bool_for_number"

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from medgan.config.base import StrictModel
+from medgan.config.base import Seed, StrictModel
 from medgan.errors import ConfigError
 from medgan.intensity import WINDOW_PRESETS
 from medgan.io.limits import MAX_VOXELS_ENV, max_voxels
@@ -198,7 +198,7 @@ class SplitConfig(StrictModel):
     train: float = Field(0.7, ge=0.0, le=1.0)
     val: float = Field(0.15, ge=0.0, le=1.0)
     test: float = Field(0.15, ge=0.0, le=1.0)
-    seed: int = 0
+    seed: Seed = 0
     #: An explicit split (a ``split`` column) that puts one patient in two splits is refused; true
     #: accepts it and flags it in inspect, prepare, run and the report (a leak between splits).
     allow_patient_overlap: bool = False

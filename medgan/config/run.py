@@ -6,7 +6,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from medgan.config.base import StrictModel
+from medgan.config.base import Seed, StrictModel
 from medgan.config.data import DataConfig
 from medgan.config.kinds import DEFAULT_KIND, MODEL_CONFIGS, model_kind, synthetic_arms
 from medgan.config.study import AugmentConfig, GatesConfig, PipelineConfig, StudyConfig
@@ -28,7 +28,7 @@ class RunConfig(StrictModel):
     """The whole run: one YAML file."""
 
     name: str = "medgan"
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig
     data_b: DataConfig | None = None
     model: ModelConfig = Field(default_factory=lambda: MODEL_CONFIGS[DEFAULT_KIND]())  # type: ignore[valid-type]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from medgan.config.base import StrictModel
+from medgan.config.base import Seed, StrictModel
 from medgan.config.kinds import MODEL_CONFIGS, KindConfig, synthetic_arms
 
 
@@ -313,7 +313,7 @@ class AugmentConfig(StrictModel):
     n_per_class: dict[str, int] | None = None
     format: Literal["png", "nifti"] = "png"
     bits: Literal[8, 16] = 8
-    seed: int = 0
+    seed: Seed = 0
     batch_size: int = Field(256, ge=1)
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from medgan.config.base import StrictModel
+from medgan.config.base import Seed, StrictModel
 
 
 class SelectConfig(StrictModel):
@@ -17,7 +17,7 @@ class SelectConfig(StrictModel):
     metric: Literal["fid", "kid"] = "fid"
     n: int = Field(200, ge=10)
     features: str = "inception"
-    seed: int = 777
+    seed: Seed = 777
 
 
 class TrainConfig(StrictModel):
@@ -94,7 +94,7 @@ class ClassifierConfig(StrictModel):
     epoch_samples: int = Field(0, ge=0)
     balance: Literal["none", "loss", "sampler"] = "loss"
     augment: bool = True
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
 
     @model_validator(mode="before")

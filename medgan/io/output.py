@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,43 @@ from typing import Any
 from medgan import __version__
 from medgan.errors import InputError
 from medgan.io.atomic import FolderLock, atomic_write_text
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a new folder's bytes would go)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as a short size (``1.4 GB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"
+
+
+def check_room(path: str | Path, n_files: int, n_bytes: int, what: str) -> None:
+    """Refuse, before any work, an output that cannot fit: ``n_bytes`` (a lower bound of what it
+    will take) beyond the free space, or ``n_files`` beyond the free file slots (inodes), of the
+    file system ``path`` is on."""
+    where = _existing(Path(path))
+    try:
+        free = shutil.disk_usage(where).free
+        st = os.statvfs(where)
+        slots = st.f_favail if st.f_files else None  # some file systems report no inode limit
+    except (OSError, AttributeError):
+        return  # nothing to measure: the writes themselves will tell
+    if n_bytes > free or (slots is not None and n_files > slots):
+        room = f"{human_bytes(free)} free" + (f", {slots:,} more files" if slots is not None else "")
+        raise InputError(
+            path,
+            f"{what} needs at least {human_bytes(n_bytes)} in {n_files:,} files; the disk holding "
+            f"{where} has {room}; ask for fewer images or write elsewhere",
+        )
 
 
 class OutputFolder:

@@ -105,6 +105,16 @@ def cached_features(
     return feats
 
 
+def _same_shapes(folder: Path, files: list[str], shapes: list[tuple[int, ...]]) -> None:
+    """Every image of a generation has the first one's shape (else the first odd file is named)."""
+    for f, shape in zip(files, shapes, strict=True):
+        if tuple(shape) != tuple(shapes[0]):
+            raise InputError(
+                folder / f,
+                f"is {tuple(shape)}, the generation's first image {tuple(shapes[0])}: one generation, one size",
+            )
+
+
 def _check_classes(
     where: str | Path, labels: np.ndarray, names: list[str] | None, classes: list[str]
 ) -> None:
@@ -137,16 +147,21 @@ def load_synthetic(
     p = Path(spec)
     if p.is_dir() and (p / "manifest.csv").is_file():
         m = pd.read_csv(p / "manifest.csv", dtype={"path": str, "label_name": str}, keep_default_na=False)
-        fmt = str(m["format"].iloc[0]) if len(m) and "format" in m else "png"
+        if len(m) == 0:
+            raise InputError(p / "manifest.csv", "lists no images (a header and no rows)")
+        fmt = str(m["format"].iloc[0]) if "format" in m else "png"
         labels = m["label"].to_numpy() if "label" in m else np.zeros(len(m), np.int64)
         if classes is not None:
             names = m["label_name"].astype(str).tolist() if "label_name" in m else None
             _check_classes(p / "manifest.csv", labels, names, classes)
         if fmt == "npz":
-            parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in dict.fromkeys(m["path"])]
+            files = list(dict.fromkeys(m["path"]))
+            parts = [read_npz(inside(p, f, p / "manifest.csv"))["images"] for f in files]
+            _same_shapes(p, files, [a.shape[1:] for a in parts])
             imgs = np.concatenate(parts)
         elif fmt == "png":
             arrs = [read_image(inside(p, f, p / "manifest.csv")) for f in m["path"]]
+            _same_shapes(p, list(m["path"]), [a.shape for a in arrs])
             imgs = np.stack([normalize(a, dtype_range(a.dtype)) for a in arrs])
         else:
             raise InputError(

@@ -469,3 +469,23 @@ def test_synthetic_labels_that_are_not_the_real_sides_classes_are_refused(
         InputError, match=r"medmnist:threemnist:train: its classes .* are not the real side's"
     ):
         evaluate("medmnist:tinymnist:test", "medmnist:threemnist:train", ex, other, n_boot=5)
+
+
+def test_a_generation_of_two_sizes_or_no_rows_is_a_one_line_error(tmp_path: Path) -> None:
+    """A manifest listing images of two sizes, or a header with no rows, names the file (no traceback)."""
+    from PIL import Image
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8) + 9).save(gen / "a.png")
+    Image.fromarray(np.zeros((20, 16), np.uint8) + 9).save(gen / "b.png")
+    pd.DataFrame({"path": ["a.png", "b.png"], "label": [0, 1], "format": "png"}).to_csv(
+        gen / "manifest.csv", index=False
+    )
+    with pytest.raises(
+        InputError, match=r"b\.png: is \(1, 20, 16\), the generation's first image \(1, 16, 16\)"
+    ):
+        load_synthetic(str(gen), tmp_path, (1, 16, 16))
+    (gen / "manifest.csv").write_text("path,label,format\n")
+    with pytest.raises(InputError, match=r"manifest\.csv: lists no images"):
+        load_synthetic(str(gen), tmp_path, (1, 16, 16))
