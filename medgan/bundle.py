@@ -21,6 +21,7 @@ There is no ``models/model.pt``: medgan never writes pickled weights.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -30,8 +31,9 @@ import torch
 
 from medgan import __version__
 from medgan.errors import InputError
-from medgan.io.atomic import atomic_dir, atomic_write_text
-from medgan.io.tensors import write_safetensors
+from medgan.io.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
+from medgan.io.output import check_room
+from medgan.io.tensors import canonical_safetensors
 from medgan.paths import slug
 from medgan.synthesis import registry
 from medgan.synthesis.protocols import Export, Sampler
@@ -416,19 +418,29 @@ def export_bundle(
         "shape": json.dumps(list(synth.shape)),
         "model": json.dumps(synth.meta.model, sort_keys=True),
     }
+    meta_text = json.dumps(meta, indent=4) + "\n"
+    # TorchScript into memory first: torch's file writer aborts the process on a full disk, while
+    # a Python write raises (ENOSPC), which the atomic folder turns into a clean one-line error
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(module, buffer, _extra_files={"metadata.json": meta_text})
+    weights_bytes = canonical_safetensors(weights, st_meta)
+    check_room(
+        out,
+        8,
+        len(buffer.getvalue()) + len(weights_bytes) + 64_000,
+        "the bundle",
+        "free space or write it elsewhere",
+    )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for sub in ("configs", "models", "docs"):
             (tmp / sub).mkdir()
-        meta_text = json.dumps(meta, indent=4) + "\n"
         atomic_write_text(tmp / "configs" / "metadata.json", meta_text)
         atomic_write_text(tmp / "configs" / "inference.json", json.dumps(cfg, indent=4) + "\n")
         atomic_write_text(tmp / "configs" / "logging.conf", LOGGING_CONF)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(
-                module, str(tmp / "models" / "model.ts"), _extra_files={"metadata.json": meta_text}
-            )
-        write_safetensors(tmp / "models" / "model.safetensors", weights, metadata=st_meta)
+        atomic_write_bytes(tmp / "models" / "model.ts", buffer.getvalue())
+        atomic_write_bytes(tmp / "models" / "model.safetensors", weights_bytes)
         atomic_write_text(tmp / "docs" / "README.md", _readme(synth, exp, meta, cfg, name))
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ import typer
 from medgan import __version__
 from medgan.config.base import MAX_SEED
 from medgan.errors import ConfigError, InputError, MedganError, with_library_warnings
+from medgan.io.atomic import DISK_FULL, is_disk_full
 from medgan.paths import resolve_data_dir
 from medgan.provenance import set_command
 
@@ -651,12 +653,25 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     set_command(["medgan", *args])
     debug = "--debug" in args
-    with warnings.catch_warnings(record=True) as caught:
-        code = _run(args, debug, caught)
+    hook = threading.excepthook
+    if not debug:  # a full disk also stops background writers (TensorBoard's); the command itself says so
+        threading.excepthook = _quiet_disk_full
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            code = _run(args, debug, caught)
+    finally:
+        threading.excepthook = hook
     if code == 0 and "--verbose" in args:
         for line in _warning_lines(caught):
             print(f"medgan: note: {line}", file=sys.stderr)
     return code
+
+
+def _quiet_disk_full(args: threading.ExceptHookArgs) -> None:
+    """Swallow a background thread's disk-full error (the command reports it in one line); pass others on."""
+    if args.exc_value is not None and is_disk_full(args.exc_value):
+        return
+    threading.__excepthook__(args)
 
 
 def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -686,6 +701,11 @@ def _run(args: list[str], debug: bool, caught: list[warnings.WarningMessage]) ->
         return 130
     except OSError as err:
         # the file system refused: a folder that cannot be made, a full disk, no permission
+        if debug:
+            traceback.print_exc()
+        if err.errno in DISK_FULL:
+            print(f"medgan: error: {_disk_full_line(err, args)}", file=sys.stderr)
+            return MedganError.exit_code
         if debug or err.filename is None:
             return _internal_error(err, debug)
         print(f"medgan: error: {_os_error_line(err)}", file=sys.stderr)
@@ -699,6 +719,24 @@ def _run(args: list[str], debug: bool, caught: list[warnings.WarningMessage]) ->
         dist = sys.modules.get("medgan.distributed")  # loaded only by the commands that use it
         if dist is not None:
             dist.destroy()
+
+
+#: What a rerun does after a full disk, by command: the atomic writers removed every unfinished file.
+_AFTER_DISK_FULL = {
+    "train": "every checkpoint on disk is whole: free space and rerun (with --resume once one was written)",
+    "run": "finished stages and the last checkpoint are kept: free space and rerun the same command",
+    "generate": "finished images are kept: free space and rerun the same command to finish",
+    "augment": "finished files are kept: free space and rerun the same command to finish",
+    "study": "finished cells are kept: free space and rerun the same command",
+}
+
+
+def _disk_full_line(err: OSError, args: list[str]) -> str:
+    """One line for a full disk: where, and what a rerun does (nothing half-written is left)."""
+    command = next((a for a in args if not a.startswith("-")), "")
+    where = os.fsdecode(err.filename) if err.filename is not None else "the output"
+    after = _AFTER_DISK_FULL.get(command, "nothing was written: free space and rerun the same command")
+    return f"{where}: no space left on the disk ({err.strerror or 'disk full'}); {after}"
 
 
 def _os_error_line(err: OSError) -> str:

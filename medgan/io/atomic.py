@@ -15,6 +15,26 @@ from typing import Any
 
 from medgan.errors import InputError
 
+#: ``errno`` values that mean the disk (or the user's quota) is full.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: an ``OSError`` with ENOSPC / EDQUOT, or a library's
+    own error carrying the same (safetensors' "StorageFull", torch's writer)."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    text = str(exc)
+    return "No space left on device" in text or "StorageFull" in text or "Disk quota exceeded" in text
+
+
+def _disk_full_at(exc: BaseException, path: Path) -> None:
+    """Re-raise a disk-full error as an ``OSError(ENOSPC)`` naming ``path`` (the file meant to be
+    written, not its temporary name, which is gone); any other error passes through unchanged."""
+    if is_disk_full(exc):
+        code = exc.errno if isinstance(exc, OSError) and exc.errno in DISK_FULL else errno.ENOSPC
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
 
 def _umask_mode() -> int:
     mask = os.umask(0)
@@ -29,7 +49,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _disk_full_at(exc, path)
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -37,9 +61,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode() if mode is None else mode)  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _disk_full_at(exc, path)
         raise
     return path
 
@@ -65,9 +90,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _disk_full_at(exc, path)
         raise
 
 
@@ -84,7 +110,9 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise InputError(path, "output folder exists and is not empty (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    remove_abandoned(path)
+    # the creator's pid in the name: a later run removes the folder once that process is gone
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, _umask_mode() | 0o111)  # mkdtemp creates 0700
@@ -95,9 +123,37 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _disk_full_at(exc, path)
         raise
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(path: str | Path) -> list[Path]:
+    """Remove the temporary folders (``.<name>.<pid>.XXXXXXXX.partial``) that killed writers of
+    ``path`` left beside it: those whose process is gone (the pid is in the name). Returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[A-Za-z0-9_]{{8}}\.partial$")
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for p in path.parent.iterdir():
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 #: Temporary names left behind by the writers above when a process is killed mid-write.

@@ -39,7 +39,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def check_room(path: str | Path, n_files: int, n_bytes: int, what: str) -> None:
+def check_room(
+    path: str | Path,
+    n_files: int,
+    n_bytes: int,
+    what: str,
+    advice: str = "ask for fewer images or write elsewhere",
+) -> None:
     """Refuse, before any work, an output that cannot fit: ``n_bytes`` (a lower bound of what it
     will take) beyond the free space, or ``n_files`` beyond the free file slots (inodes), of the
     file system ``path`` is on."""
@@ -55,7 +61,7 @@ def check_room(path: str | Path, n_files: int, n_bytes: int, what: str) -> None:
         raise InputError(
             path,
             f"{what} needs at least {human_bytes(n_bytes)} in {n_files:,} files; the disk holding "
-            f"{where} has {room}; ask for fewer images or write elsewhere",
+            f"{where} has {room}; {advice}",
         )
 
 
