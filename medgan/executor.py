@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class RayExecutor:
         self._started = False
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
+            check_ray_address(address)
             kwargs: dict[str, Any] = {
                 "address": address,
                 "include_dashboard": False,
@@ -138,11 +140,19 @@ class RayExecutor:
                 kwargs["num_cpus"] = os.cpu_count() or 1
             try:
                 ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError, grpc's own, ...
                 where = address or "a local Ray"
-                raise ConfigError("study.ray_address", f"cannot start or join {where} ({exc})") from None
+                why = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+                raise ConfigError("study.ray_address", f"cannot start or join {where} ({why})") from None
             self._started = True
         self._remote = ray.remote(_run)
+
+    def check_placement(self, resources: Resources) -> None:
+        """Refuse tasks no node of the cluster can run (Ray would wait for them forever, silently)."""
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        cpus = max((float(r.get("CPU", 0)) for r in nodes), default=0.0)
+        gpus = max((float(r.get("GPU", 0)) for r in nodes), default=0.0)
+        _check_fits(resources, cpus, gpus, "node of the Ray cluster")
 
     def put(self, value: Any) -> Any:
         """Put a large value (the study's slices) in Ray's object store once; jobs get it zero-copy."""
@@ -187,6 +197,64 @@ class RayExecutor:
         if self._started and self.ray.is_initialized():
             self.ray.shutdown()
         self._started = False
+
+
+#: Seconds to wait for a Ray cluster's address before a study refuses to start.
+PROBE_TIMEOUT = 5.0
+
+
+def check_ray_address(address: str | None) -> None:
+    """Refuse a Ray address that cannot be joined before anything is written (``ray.init`` would
+    retry a refused connection for ever): ``auto`` / ``local`` / unset pass; ``host:port`` and
+    ``ray://host:port`` must accept a TCP connection within :data:`PROBE_TIMEOUT` seconds."""
+    if address is None or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            "study.ray_address", f"{address!r} is not a Ray address (auto, host:port or ray://host:port)"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or exc.__class__.__name__
+        raise ConfigError("study.ray_address", f"cannot reach the Ray cluster at {address} ({why})") from None
+
+
+def _check_fits(resources: Resources, cpus: float, gpus: float, where: str) -> None:
+    if resources.cpus and resources.cpus > cpus:
+        raise ConfigError(
+            "study.cpus_per_task", f"asks {resources.cpus} CPUs per task; the largest {where} has {cpus:g}"
+        )
+    if resources.gpus and resources.gpus > gpus:
+        raise ConfigError(
+            "study.gpus_per_task",
+            f"asks {resources.gpus:g} GPU(s) per task; the largest {where} has {gpus:g}"
+            + (" (no GPU)" if not gpus else ""),
+        )
+
+
+def check_local_placement(resources: Resources) -> None:
+    """Refuse tasks this machine cannot run (a local Ray is started with its CPUs and GPUs)."""
+    gpus = 0
+    if resources.gpus:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    _check_fits(resources, float(os.cpu_count() or 1), float(gpus), "machine (a local Ray)")
+
+
+def preflight(name: str, address: str | None, resources: Resources) -> None:
+    """What can be checked of an executor before a command writes anything: the Ray address and,
+    for a local Ray, whether this machine can place the tasks (a cluster's placement is checked
+    when it is joined, :meth:`RayExecutor.check_placement`)."""
+    if name != "ray":
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    check_ray_address(address)
+    if address is None:
+        check_local_placement(resources)
 
 
 def make_executor(name: str, address: str | None = None) -> LocalExecutor | RayExecutor:

@@ -28,6 +28,7 @@ from medgan.data.prepare import without_identifiers
 from medgan.data.sources import RunData
 from medgan.device import resolve_device, sampling_precision
 from medgan.errors import InputError
+from medgan.executor import Resources, preflight
 from medgan.generate import RECORD, generate
 from medgan.io.atomic import atomic_write_text
 from medgan.io.npz import read_npz
@@ -41,6 +42,7 @@ from medgan.report.study_figures import study_figures
 from medgan.study import run_study
 from medgan.synthesis import registry
 from medgan.train import train_slices, training_slices, val_split
+from medgan.training import tracking
 from medgan.training.checkpoint import (
     checkpoint_meta,
     checkpoint_step,
@@ -287,6 +289,14 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     """Every stage of ``cfg`` into ``out``; re-running resumes finished stages. Returns ``report.html``."""
     t0 = time.perf_counter()
     check_same_run(out, cfg)
+    # the tracker and the study's cluster before anything is written
+    tracking.resolve(cfg.train.tracking)
+    if cfg.pipeline.study:
+        preflight(
+            cfg.study.executor,
+            cfg.study.ray_address,
+            Resources(cfg.study.cpus_per_task, cfg.study.gpus_per_task),
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_provenance(out)
     atomic_write_text(out / "config.resolved.yaml", dump_config(cfg))

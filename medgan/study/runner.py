@@ -13,7 +13,7 @@ import pandas as pd
 from medgan.config import RunConfig, dump_config
 from medgan.data.prepare import without_identifiers
 from medgan.data.sources import RunData
-from medgan.executor import Resources, make_executor
+from medgan.executor import RayExecutor, Resources, make_executor
 from medgan.io.atomic import atomic_write_text
 from medgan.provenance import write_provenance
 from medgan.report import build_report
@@ -219,6 +219,15 @@ def run_study(
     """
     d = load_splits(cfg, data_dir, data)
     plan = make_plan(cfg, d.ty, d.classes, arm_specs(cfg.study))  # every error before any training
+    trackers = tracking.resolve(cfg.train.tracking)  # the tracker and the cluster before any file
+    resources = Resources(cfg.study.cpus_per_task, cfg.study.gpus_per_task)
+    executor = make_executor(cfg.study.executor, cfg.study.ray_address)
+    if isinstance(executor, RayExecutor):
+        try:
+            executor.check_placement(resources)
+        except BaseException:
+            executor.close()
+            raise
     out.mkdir(parents=True, exist_ok=True)
     write_provenance(out)
     reuse = {cfg.model.kind: synthesizer_checkpoint} if synthesizer_checkpoint is not None else {}
@@ -237,10 +246,8 @@ def run_study(
         keep_real_clf=any(sp.synthetic and sp.min_confidence is not None for sp in specs),
         factor=FILTER_POOL if filtering else 1,
     )
-    trackers = tracking.resolve(cfg.train.tracking)
     params = tracking.flat_params(cfg.study.model_dump(mode="json"))
     make_tracker = (lambda: Tracker(trackers, out, f"{cfg.name} study", params)) if trackers else None
-    executor = make_executor(cfg.study.executor, cfg.study.ray_address)
     status = "FAILED"
     runner = Study(ctx, gates, reuse, executor, make_tracker)
     try:

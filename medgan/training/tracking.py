@@ -27,15 +27,20 @@ import json
 import logging
 import os
 import re
+import socket
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
-from medgan.errors import ConfigError
+from medgan.errors import ConfigError, InputError
 from medgan.io.atomic import atomic_write_text
 
 #: The trackers medgan can write to, and the module each needs.
@@ -52,7 +57,8 @@ def installed(name: str) -> bool:
 def resolve(requested: Sequence[str] | None, key: str = "train.tracking") -> list[str]:
     """The trackers to use: ``requested``, or TensorBoard when installed if None.
 
-    A requested tracker that is not installed is a one-line :class:`ConfigError` naming ``key``.
+    A requested tracker that is not installed, or an MLflow store that cannot be used
+    (:func:`check_mlflow_store`), is a one-line :class:`ConfigError`, before anything is written.
     """
     if requested is None:
         return ["tensorboard"] if installed("tensorboard") else []
@@ -61,7 +67,81 @@ def resolve(requested: Sequence[str] | None, key: str = "train.tracking") -> lis
         raise ConfigError(
             key, f"{', '.join(missing)} is not installed; pip install '{EXTRA}' (or set {key}: [])"
         )
-    return list(dict.fromkeys(requested))
+    names = list(dict.fromkeys(requested))
+    if "mlflow" in names:
+        check_mlflow_store(key)
+    return names
+
+
+#: Seconds to wait for an MLflow server before a run refuses to start.
+PROBE_TIMEOUT = 5.0
+#: Schemes of MLflow stores medgan cannot probe cheaply (database servers): passed to MLflow as they are.
+_DB_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+
+
+def check_mlflow_store(key: str = "train.tracking") -> None:
+    """Refuse an ``$MLFLOW_TRACKING_URI`` that cannot be used, before anything is written: not a
+    URI MLflow takes, an HTTP server that does not answer within :data:`PROBE_TIMEOUT` s (MLflow
+    itself would retry for minutes in silence), or a local store whose folder cannot be written.
+    Unset, the store is the run folder's own (checked with the folder). MLflow's own HTTP retries
+    are capped (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2, timeout 20 s, unless set), so a server lost
+    mid-run costs seconds, and :class:`Tracker` then goes on without it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not uri:
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    hint = f"unset MLFLOW_TRACKING_URI to track into the run folder, or set {key} without mlflow"
+    scheme = urlparse(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(uri, hint)
+    elif scheme in ("file", "sqlite", ""):
+        _check_local_store(uri, hint)
+    elif scheme not in _DB_SCHEMES:
+        raise ConfigError(
+            "MLFLOW_TRACKING_URI",
+            f"{uri!r}: unknown store scheme {scheme!r} (http, https, file, sqlite, ...); {hint}",
+        )
+
+
+def _check_server(uri: str, hint: str) -> None:
+    """An MLflow server that accepts a connection and answers its REST API within the timeout."""
+    env, parsed = "MLFLOW_TRACKING_URI", urlparse(uri)
+    if not parsed.hostname:
+        raise ConfigError(env, f"{uri!r} is not a server URL (http://host:port); {hint}")
+    try:
+        port = parsed.port or (443 if parsed.scheme.lower() == "https" else 80)
+        socket.create_connection((parsed.hostname, port), timeout=PROBE_TIMEOUT).close()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+        raise ConfigError(env, f"cannot reach the MLflow server at {uri} ({why}); {hint}") from None
+    probe = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(probe, timeout=PROBE_TIMEOUT) as r:
+            r.read(1)
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(
+            env, f"{uri} answers but is not an MLflow server (HTTP {exc.code}); {hint}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(env, f"no answer from the MLflow server at {uri} ({exc}); {hint}") from None
+
+
+def _check_local_store(uri: str, hint: str) -> None:
+    """A ``file:`` / ``sqlite:///`` / plain-path store whose folder exists (or can be made) and is writable."""
+    env, parsed = "MLFLOW_TRACKING_URI", urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or not uri[len("sqlite:///") :].strip():
+            raise ConfigError(env, f"{uri!r} is not a store MLflow takes (sqlite:///path/mlflow.db); {hint}")
+        folder = Path(uri[len("sqlite:///") :]).parent
+    else:
+        folder = Path(parsed.path if scheme == "file" else uri)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(env, f"{uri}: the store's folder {probe} cannot be written; {hint}")
 
 
 @contextmanager
@@ -134,8 +214,15 @@ class Tracker:
         with _quiet():
             self.mlflow = MlflowClient(tracking_uri=uri)
             if record.is_file():
-                self.run_id = json.loads(record.read_text(encoding="utf-8"))["run_id"]
-                self.mlflow.update_run(self.run_id, status="RUNNING")
+                self.run_id = _recorded_run(record)
+                try:
+                    self.mlflow.update_run(self.run_id, status="RUNNING")
+                except Exception as exc:  # MlflowException: the store does not hold the run
+                    raise InputError(
+                        record,
+                        f"names MLflow run {self.run_id}, which the store {uri} does not hold "
+                        f"({' '.join(str(exc).split())[:120]}); delete {record.name} to start a new MLflow run",
+                    ) from None
                 return
             exp = self.mlflow.get_experiment_by_name("medgan")
             exp_id = (
@@ -156,6 +243,22 @@ class Tracker:
                 self.mlflow.log_param(self.run_id, k, str(v)[:6000])
         atomic_write_text(record, json.dumps({"run_id": self.run_id, "tracking_uri": uri}) + "\n")
 
+    def _mlflow_call(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Call MLflow; if the store stops answering, say so once and go on without it (the run is
+        worth more than its records; TensorBoard and the run folder keep theirs)."""
+        if self.mlflow is None:
+            return
+        try:
+            with _quiet():
+                fn(*args, **kwargs)
+        except Exception as exc:
+            print(
+                f"medgan: warning: MLflow stopped accepting records ({exc.__class__.__name__}: "
+                f"{' '.join(str(exc).split())[:160]}); the run goes on without it",
+                file=sys.stderr,
+            )
+            self.mlflow = None
+
     def scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
         """Log numbers (non-finite and non-numeric ones are skipped) under ``prefix/``."""
         clean = {
@@ -171,10 +274,9 @@ class Tracker:
         if self.mlflow is not None and clean:
             from mlflow.entities import Metric
 
-            with _quiet():
-                ts = int(time.time() * 1000)
-                metrics = [Metric(_key(k), v, ts, step) for k, v in clean.items()]
-                self.mlflow.log_batch(self.run_id, metrics=metrics)
+            ts = int(time.time() * 1000)
+            metrics = [Metric(_key(k), v, ts, step) for k, v in clean.items()]
+            self._mlflow_call(self.mlflow.log_batch, self.run_id, metrics=metrics)
 
     def grid(self, tag: str, grid: np.ndarray, step: int, row_names: Sequence[str] = ()) -> None:
         """A sample sheet (C, H, W) in [-1, 1], whole and one image per named row."""
@@ -189,8 +291,7 @@ class Tracker:
             if self.tb is not None:
                 self.tb.add_image(name, rgb, step, dataformats="HWC")
             if self.mlflow is not None:
-                with _quiet():
-                    self.mlflow.log_image(self.run_id, rgb, key=_key(name), step=step)
+                self._mlflow_call(self.mlflow.log_image, self.run_id, rgb, key=_key(name), step=step)
 
     def flush(self) -> None:
         """Write buffered TensorBoard events to disk."""
@@ -203,9 +304,22 @@ class Tracker:
             self.tb.close()
             self.tb = None
         if self.mlflow is not None and self.run_id is not None:
-            with _quiet():
-                self.mlflow.set_terminated(self.run_id, status=status)
+            self._mlflow_call(self.mlflow.set_terminated, self.run_id, status=status)
             self.mlflow = None
+
+
+def _recorded_run(record: Path) -> str:
+    """The MLflow run id in ``mlflow_run.json``; a record that cannot be read is a one-line error."""
+    try:
+        rec = json.loads(record.read_text(encoding="utf-8"))
+        run_id = rec["run_id"] if isinstance(rec, dict) else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError):
+        run_id = None
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise InputError(
+            record, f"not a readable MLflow run record; delete {record.name} to start a new MLflow run"
+        )
+    return run_id
 
 
 def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

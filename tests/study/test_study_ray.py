@@ -94,3 +94,68 @@ def test_medgan_errors_survive_pickling() -> None:
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err)
     assert pickle.loads(pickle.dumps(InputError("a.dcm", "bad"))).path == "a.dcm"
+
+
+def test_a_cluster_that_cannot_be_joined_or_cannot_place_the_tasks_is_refused_up_front(
+    local_ray: object, tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An address that refuses connections (Ray would retry for ever), one that is not an address,
+    a task asking more CPUs than any node has or a GPU where there is none (Ray would wait for
+    ever, silently): one line naming the setting, exit 2, and no study folder."""
+    import socket
+
+    import yaml
+
+    from medgan.cli import main
+    from medgan.errors import ConfigError
+    from medgan.executor import check_local_placement, check_ray_address
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        ConfigError, match=r"study\.ray_address: cannot reach the Ray cluster at 127\.0\.0\.1:\d+"
+    ):
+        check_ray_address(f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=r"is not a Ray address"):
+        check_ray_address("ray://nowhere")
+    with pytest.raises(ConfigError, match=r"study\.cpus_per_task: asks 4096 CPUs per task"):
+        check_local_placement(Resources(cpus=4096))
+    ex = make_executor("ray")  # joins the module's local Ray (2 CPUs, no GPU)
+    with pytest.raises(
+        ConfigError, match=r"study\.cpus_per_task: asks 3 CPUs per task; the largest node .* has 2"
+    ):
+        ex.check_placement(Resources(cpus=3))
+    with pytest.raises(
+        ConfigError, match=r"study\.gpus_per_task: asks 1 GPU\(s\) per task; .* has 0 \(no GPU\)"
+    ):
+        ex.check_placement(Resources(cpus=1, gpus=1.0))
+    ex.check_placement(Resources(cpus=2))
+    for study, key in (
+        ({"executor": "ray", "cpus_per_task": 3}, "study.cpus_per_task"),
+        ({"executor": "ray", "gpus_per_task": 1.0}, "study.gpus_per_task"),
+    ):
+        cfg = _study_cfg(arms=["real"], fractions=[1.0], seeds=1, **study)
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        out = tmp_path / "study"
+        assert (
+            main(["study", str(tmp_path / "c.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)])
+            == 2
+        )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and key in err[0] and not out.exists(), err
+    ray.shutdown()  # a driver that has not joined yet: the address is probed before ray.init
+    try:
+        cfg = _study_cfg(
+            arms=["real"], fractions=[1.0], seeds=1, executor="ray", ray_address=f"127.0.0.1:{port}"
+        )
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        out = tmp_path / "study"
+        assert (
+            main(["study", str(tmp_path / "c.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)])
+            == 2
+        )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot reach the Ray cluster" in err[0] and not out.exists(), err
+    finally:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

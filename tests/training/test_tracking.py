@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,96 @@ def test_cyclegan_run_names_its_grid_rows(tiny_data_dir: Path, tmp_path: Path) -
         "samples/B2A2B",
     } <= set(images)
     assert "train/loss_g" in scalars
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("uri", "match"),
+    [
+        ("http://127.0.0.1:{port}", r"cannot reach the MLflow server at http://127\.0\.0\.1:\d+"),
+        ("http://", r"is not a server URL"),
+        ("ftp://example/x", r"unknown store scheme 'ftp'"),
+        ("sqlite:///{ro}/mlflow.db", r"the store's folder .* cannot be written"),
+        ("sqlite:/relative.db", r"is not a store MLflow takes"),
+    ],
+)
+def test_an_unusable_mlflow_store_is_refused_before_anything_is_written(
+    tiny_data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    uri: str,
+    match: str,
+) -> None:
+    """An unreachable server (MLflow would retry for minutes in silence), a malformed URI or an
+    unwritable store: one line naming MLFLOW_TRACKING_URI, exit 2, no run folder."""
+    import os
+
+    import yaml
+
+    from medgan.cli import main
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    if os.access(ro, os.W_OK):  # root writes anywhere: a file in the way instead
+        ro = tmp_path / "a_file"
+        ro.write_text("x")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(port=_closed_port(), ro=ro))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(steps=2, tracking=["mlflow"])))
+    for cmd in ("train", "run"):
+        out = tmp_path / cmd
+        code = main([cmd, str(cfg), "--out", str(out), "--data-dir", str(tiny_data_dir)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "MLFLOW_TRACKING_URI" in err[0], err
+        assert re.search(match, err[0]), err[0]
+        assert not out.exists()
+
+
+def test_a_corrupt_or_foreign_mlflow_record_on_resume_is_one_line(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    """Resuming with ``mlflow_run.json`` damaged, or naming a run the store does not hold: a one-line
+    error naming the record and how to start a new MLflow run, not an internal error."""
+    from medgan.errors import InputError
+
+    run = tmp_path / "run"
+    train(config_from_dict(tiny_config(steps=2, tracking=["mlflow"])), run, tiny_data_dir)
+    record = run / "mlflow_run.json"
+    good = record.read_text()
+    more = config_from_dict(tiny_config(steps=4, tracking=["mlflow"]))
+    record.write_text("{not json")
+    with pytest.raises(InputError, match=r"mlflow_run\.json: not a readable MLflow run record"):
+        train(more, run, tiny_data_dir, resume=True)
+    record.write_text(good.replace(json.loads(good)["run_id"], "0" * 32))
+    with pytest.raises(InputError, match=r"mlflow_run\.json: names MLflow run 0{32}, which the store"):
+        train(more, run, tiny_data_dir, resume=True)
+
+
+def test_a_store_lost_mid_run_warns_once_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow failing after the run started is one warning; the tracker goes on without it."""
+
+    class _Gone:
+        def log_batch(self, *a: object, **k: object) -> None:
+            raise ConnectionError("server went away")
+
+        log_image = set_terminated = log_batch
+
+    t = tracking.Tracker([], tmp_path, "x")
+    t.mlflow, t.run_id = _Gone(), "r"
+    t.scalars({"loss": 1.0}, 1)
+    t.scalars({"loss": 2.0}, 2)
+    t.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLflow stopped accepting records" in err[0] and t.mlflow is None
