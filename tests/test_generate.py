@@ -306,10 +306,43 @@ def _legacy_digests(out: Path, fmt: str) -> dict[str, str]:
     }
 
 
+def decoded_pixels(out: Path, fmt: str) -> dict[str, np.ndarray]:
+    """``{"out-<fmt>/<file>": pixels}`` of a generation: NPZ images, PNG values, NIfTI data, DICOM
+    stored values, as the file's own reader gives them (the values a build may change)."""
+    got: dict[str, np.ndarray] = {}
+    for p in sorted(out.rglob("*")):
+        rel = f"out-{fmt}/{p.relative_to(out).as_posix()}"
+        if p.suffix == ".npz":
+            with np.load(p) as z:
+                got[rel] = np.asarray(z["images"])
+        elif p.suffix == ".png":
+            got[rel] = np.asarray(Image.open(p))
+        elif p.name.endswith(".nii.gz"):
+            got[rel] = np.asarray(nib.load(p).get_fdata(dtype=np.float32))
+        elif p.suffix == ".dcm":
+            got[rel] = pydicom.dcmread(p).pixel_array
+    return got
+
+
+def _close_within_a_step(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal up to the last bits of a float sum: one quantization level for integer pixels, 1e-4 of
+    the range (and 1e-5 absolute) for float ones."""
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return False
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    if np.issubdtype(want.dtype, np.integer):
+        return bool(diff.max(initial=0) <= 1)
+    span = float(np.ptp(want)) if want.size else 0.0
+    return bool(diff.max(initial=0) <= max(1e-4 * span, 1e-5))
+
+
 @pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
 def test_checkpoint_from_before_the_registry_generates_the_same_bytes(fmt: str, tmp_path: Path) -> None:
     """A checkpoint written at commit 9069526 (cGAN keys under ``train:``) loads, and generation
-    from it gives the files that commit wrote, byte for byte (tests/fixtures/legacy_cgan/README.md).
+    from it gives the files that commit wrote (tests/fixtures/legacy_cgan/README.md): byte for
+    byte under the torch build the digests were written with (``expected_build.txt``); under any
+    other build (PyPI's default torch, a CUDA wheel) the pixels within one quantization step, and
+    every file without float values (manifests, DICOM UIDs) byte for byte.
 
     The expected files were written with 2 intra-op threads (CPU float sums follow the thread
     split); DICOM files carry their generation time, so for them the pixel data and UIDs count.
@@ -328,6 +361,25 @@ def test_checkpoint_from_before_the_registry_generates_the_same_bytes(fmt: str, 
     lines = (LEGACY / "expected_sha256.txt").read_text().splitlines()
     expected = {rel: digest for digest, rel in (ln.split() for ln in lines) if rel.startswith(f"out-{fmt}/")}
     got = _legacy_digests(out, fmt)
+    if torch.__version__ != (LEGACY / "expected_build.txt").read_text().split()[1]:
+        with np.load(LEGACY / "expected_values.npz") as z:
+            want = {k: z[k] for k in z.files if k.startswith(f"out-{fmt}/")}
+        pixels = decoded_pixels(out, fmt)
+        assert sorted(pixels) == sorted(want)
+        far = [k for k in want if not _close_within_a_step(pixels[k], want[k])]
+        assert far == [], far
+        if fmt == "dicom":  # the UIDs come from seeds and the checkpoint's digest, not from float sums
+            ref = json.loads((LEGACY / "expected_dicom.json").read_text())
+            for rel, r in ref.items():
+                ds = pydicom.dcmread(out / rel.removeprefix("out-dicom/"))
+                assert all(
+                    str(ds[u].value) == r[u]
+                    for u in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+                )
+        assert {k: v for k, v in got.items() if k.endswith(".csv")} == {
+            k: v for k, v in expected.items() if k.endswith(".csv")
+        }
+        return
     if fmt == "dicom":
         import hashlib
 
