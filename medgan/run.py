@@ -304,6 +304,8 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     summary = without_identifiers(summarize(data.data), data.data.manifest)  # no UID or patient ID in a run
     atomic_write_text(out / "data_summary.json", json.dumps(summary, indent=2, default=float))
     log(f"[1/5] data: {summary['n_slices']} slices {tuple(summary['shape'])}, splits {summary['per_split']}")
+    for w in summary.get("warnings", []):  # e.g. patients in two splits (data.splits.allow_patient_overlap)
+        log(f"      warning: {w}")
 
     entry = registry.get(cfg.model.kind)
     ckpt = train_stage(cfg, data, out, data_dir)
