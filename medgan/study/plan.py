@@ -110,6 +110,9 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     if not keep["study"].get("levers"):
         keep["study"].pop("levers", None)  # studies without levers keep their cells
     keep["classifier"].pop("device", None)
+    for sec in ("data", "data_b"):  # a split that keeps patients apart: as cells before the option
+        if isinstance(keep.get(sec), dict) and not keep[sec].get("splits", {}).get("allow_patient_overlap"):
+            keep[sec].get("splits", {}).pop("allow_patient_overlap", None)
     if reused is not None:
         keep["reused_checkpoint"] = checkpoint_meta(reused).sha256
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

@@ -147,11 +147,18 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path)
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """The config values that shape a synthesizer's run and differ between ``saved`` and ``current``
     (up to 4, as ``key ('old' -> 'new')``); empty when a run of ``saved`` may go on as ``current``."""
-    a, b = tracking.flat_params(upgrade_raw(saved, strict=False)), tracking.flat_params(current)
+    raw = upgrade_raw(saved, strict=False)
+    a, b = tracking.flat_params(raw), tracking.flat_params(current)
     kind = str(a.get("model.kind", DEFAULT_KIND))
     for k, v in legacy_keys(kind).items():
         if k not in a and k in b:  # a run from before the key existed behaved as its legacy value
             a[k] = v
+    if any(k not in a for k in b):  # a key added since the run was written: its default then
+        try:
+            filled = tracking.flat_params(RunConfig.model_validate(raw).model_dump(mode="json"))
+        except ValidationError:
+            filled = {}
+        a.update({k: filled[k] for k in b if k not in a and k in filled})
     free = set(RESUMABLE_KEYS) | resumable_model_keys(kind)  # e.g. a diffusion model's sampler settings
     changed = sorted(
         k
