@@ -214,6 +214,16 @@ def test_another_configs_run_folder_is_refused(
         {"train": {**base["train"], "steps": 8}},
     ):
         check_same_run(tiny_run, config_from_dict({**base, **ok}))
+    # a run written before a key existed (here data.splits.allow_patient_overlap) reads it as its default
+    saved = tiny_run / "config.resolved.yaml"
+    text = saved.read_text()
+    try:
+        old = yaml.safe_load(text)
+        old["data"]["splits"].pop("allow_patient_overlap")
+        saved.write_text(yaml.safe_dump(old))
+        check_same_run(tiny_run, config_from_dict(base))
+    finally:
+        saved.write_text(text)
 
 
 def test_report_renders_in_headless_chromium(tiny_run: Path, tmp_path: Path) -> None:
