@@ -702,16 +702,24 @@ def evaluate_sets(
     classifier_dir: Path | None = None,
     cas_set: tuple[np.ndarray, np.ndarray] | None = None,
     gates: GatesConfig | None = None,
+    check_apart: bool = True,
 ) -> dict[str, Any]:
     """:func:`evaluate` on arrays: synthetic slices and labels against the real ``split`` of ``ss``.
 
     ``tag`` names the real source in the feature cache (with the split appended). The floor
-    subset of the train split is drawn in the real evaluation set's class proportions.
+    subset of the train split is drawn in the real evaluation set's class proportions. A
+    synthetic set (or CAS set) that is the real slices under another name is refused
+    (:func:`_check_apart_by_content`); ``check_apart=False`` is for checks of the metrics
+    themselves (a copy of the real set must score perfectly).
     """
     real = ss if split == "all" else ss.split(split)
     train = ss.split("train")
     _check_eval_sets(real, split, syn, real_name, syn_name)
-    n_identical = _check_apart_by_content(real, syn, real_name, syn_name, cas_set)
+    n_identical = (
+        _check_apart_by_content(real, syn, real_name, syn_name, cas_set)
+        if check_apart
+        else shared_slices(syn, real.images).count
+    )
     syn_labels = np.asarray(syn_labels, np.int64)
 
     f_real = check_features(cached_features(extractor, real.images, f"{tag}:{split}", cache), "real features")

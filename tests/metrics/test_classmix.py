@@ -69,6 +69,7 @@ def test_class_stratified_indices() -> None:
 def _ev(
     ss: object, syn: np.ndarray, y: np.ndarray, ext: TorchScriptExtractor, tmp: Path, **kw: object
 ) -> dict:
+    kw.setdefault("check_apart", False)  # these check the metrics on copies of real slices (val = test here)
     return evaluate_sets(
         ss, "test", syn, y, ext, tag="skew", real_name="skew:test", syn_name="syn", n_boot=5, cache=tmp, **kw
     )
@@ -93,7 +94,9 @@ def test_a_copy_of_the_real_set_scores_perfectly_overall_and_per_class(
     _, ss = skewed
     te = ss.split("test")
     y = te.manifest["label"].to_numpy()
-    m = _ev(ss, te.images, y, pool, tmp_path)
+    with pytest.raises(InputError, match="pixel-identical"):  # what a user asking for it gets
+        _ev(ss, te.images, y, pool, tmp_path, check_apart=True)
+    m = _ev(ss, te.images, y, pool, tmp_path)  # the metrics' own sanity check
     assert m["fid"] == pytest.approx(0.0, abs=1e-6) and m["coverage"] == 1.0 and m["precision"] == 1.0
     assert set(m["per_class"]) == {"0", "1"}
     for name, pc in m["per_class"].items():
