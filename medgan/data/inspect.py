@@ -36,6 +36,13 @@ def summarize(ss: SliceSet) -> dict[str, Any]:
         "cross_split_duplicates": ss.info.get("cross_split_duplicates", 0),
         "warnings": list(ss.info.get("warnings", [])),
     }
+    if ss.masks is not None:  # lesion masks kept with their slices (image folders' mask column, volumes)
+        px = ss.masks.reshape(len(ss), -1).sum(1)
+        out["masks"] = {
+            "n_slices": len(ss),
+            "with_lesion": int((px > 0).sum()),
+            "mean_lesion_px": float(px.mean()),
+        }
     for key in ("file", "task", "n_volumes", "n_dropped_empty", "n_files"):
         if key in ss.info:
             out[key] = ss.info[key]
@@ -85,6 +92,12 @@ def render_text(summary: dict[str, Any], source: str) -> str:
         at = f" (index {_ranges(where)})" if where is not None else ""
         lines.append(
             f"lesion       {summary['lesion_slices']} slices{at}, healthy {summary['healthy_slices']}"
+        )
+    if summary.get("masks"):
+        mk = summary["masks"]
+        lines.append(
+            f"masks        every slice has one: {mk['with_lesion']} with lesion pixels, "
+            f"{mk['n_slices'] - mk['with_lesion']} empty (mean {mk['mean_lesion_px']:.0f} lesion px)"
         )
     if summary.get("n_dropped_empty"):
         lines.append(f"dropped      {summary['n_dropped_empty']} empty slices (below the body threshold)")

@@ -167,8 +167,12 @@ def write_prepared(
         for k, start in enumerate(range(0, max(len(ss), 1), SHARD_SIZE)):
             name = f"slices-{k:05d}.npz"
             chunk = ss.images[start : start + SHARD_SIZE]
+            extra = {} if ss.masks is None else {"masks": ss.masks[start : start + SHARD_SIZE]}
             np.savez(
-                tmp / name, images=chunk, slice_id=manifest["slice_id"].to_numpy()[start : start + SHARD_SIZE]
+                tmp / name,
+                images=chunk,
+                slice_id=manifest["slice_id"].to_numpy()[start : start + SHARD_SIZE],
+                **extra,
             )
             shards.append({"file": name, "n": len(chunk)})
         manifest["shard"] = [f"slices-{i // SHARD_SIZE:05d}.npz" for i in range(len(ss))]
@@ -241,7 +245,7 @@ def load_prepared(path: str | Path) -> SliceSet:
     meta = _read_meta(path)
     meta_path = path / META
     manifest = read_manifest(path / MANIFEST)
-    parts = []
+    parts, mask_parts = [], []
     for shard in meta["shards"]:
         f = inside(path, shard["file"], meta_path, "shard file")
         arrays = read_npz(f)
@@ -253,8 +257,20 @@ def load_prepared(path: str | Path) -> SliceSet:
                 f, f"shard images have shape {shown}; {META} says (N, {', '.join(map(str, meta['shape']))})"
             )
         parts.append(arrays["images"])
+        if "masks" in arrays:
+            m = arrays["masks"]
+            if m.shape != (len(arrays["images"]), 1, *meta["shape"][1:]):
+                raise InputError(
+                    f, f"shard masks have shape {tuple(m.shape)}; its images {tuple(arrays['images'].shape)}"
+                )
+            mask_parts.append(m.astype(np.uint8))
+    if mask_parts and len(mask_parts) != len(parts):
+        raise InputError(path, "some shards have masks and others do not")
     images = np.concatenate(parts) if parts else np.zeros((0, *meta["shape"]), np.float32)
+    masks = np.concatenate(mask_parts) if mask_parts else None
     if len(images) != len(manifest):
         raise InputError(path, f"{len(images)} slices in shards but {len(manifest)} manifest rows")
     manifest = manifest.drop(columns=[c for c in ("shard", "shard_row") if c in manifest.columns])
-    return SliceSet(images, pd.DataFrame(manifest), meta["classes"], meta["format"], meta.get("info", {}))
+    return SliceSet(
+        images, pd.DataFrame(manifest), meta["classes"], meta["format"], meta.get("info", {}), masks
+    )

@@ -46,6 +46,8 @@ class SliceSet:
     classes: list[str]
     source_format: str
     info: dict = field(default_factory=dict)
+    #: (N, 1, H, W) uint8 lesion masks (1 = lesion) aligned with ``images``, when every slice has one.
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -64,6 +66,7 @@ class SliceSet:
             self.classes,
             self.source_format,
             self.info,
+            None if self.masks is None else self.masks[keep],
         )
 
 
@@ -118,14 +121,16 @@ def volume_to_slices(
     window: object | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
     unlabelled_class: str | None = None,
-) -> tuple[np.ndarray, list[dict], int]:
+    return_kept: bool = False,
+) -> tuple[np.ndarray, list[dict], int] | tuple[np.ndarray, list[dict], int, np.ndarray]:
     """Normalise and label the slices of one volume.
 
     Returns ``(images (n, C, H, W) float32 in [-1, 1], manifest rows, n_dropped_empty)``.
     A slice is ``classes[1]`` (lesion) when its mask has at least ``min_lesion_px`` pixels,
     else ``classes[0]``; without a mask every slice is ``unlabelled_class`` (or ``unlabelled``).
     With ``empty_threshold`` set, slices whose share of pixels above it is below
-    ``min_body_fraction`` are dropped and counted.
+    ``min_body_fraction`` are dropped and counted. With ``return_kept``, a fourth item: the
+    indices of the kept slices in the volume (to take their masks along).
     """
     data = vol.data
     check_finite(data, vol.sources[0])
@@ -190,6 +195,8 @@ def volume_to_slices(
                 "mask_px": None if vol.mask is None else int(mask_px[i]),
             }
         )
+    if return_kept:
+        return images[keep], rows, int(z - keep.sum()), np.flatnonzero(keep)
     return images[keep], rows, int(z - keep.sum())
 
 
@@ -213,6 +220,16 @@ def resize_batch(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
     out = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=True)
     return out.clamp_(-1.0, 1.0).numpy()
+
+
+def resize_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize (N, H, W) label masks to ``hw`` by nearest neighbour on pixel centres (the geometry
+    of :func:`resize_batch`'s bilinear, so a mask stays on its image's pixels); uint8 out."""
+    if tuple(masks.shape[1:]) == tuple(hw):
+        return masks.astype(np.uint8, copy=False)
+    t = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[:, None]
+    out = F.interpolate(t, size=hw, mode="nearest-exact")[:, 0]
+    return out.round().to(torch.uint8).numpy()
 
 
 def image_sha1(img: np.ndarray) -> str:
@@ -270,6 +287,31 @@ def _channels_of(images: Sequence[np.ndarray], rows: list[dict], where: str) -> 
     return 3 if colour else 1
 
 
+def _masks_of(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None, hw: tuple[int, int], info: dict
+) -> np.ndarray | None:
+    """(N, 1, H, W) uint8 masks at ``hw`` when every non-empty entry of ``images`` has one; else None
+    (a partial set is named in ``info["warnings"]``: a slice without its mask is not "no lesion")."""
+    if masks is None:
+        return None
+    entries = [(a, m) for a, m in zip(images, masks, strict=True) if len(a)]
+    have = sum(m is not None for _, m in entries)
+    if have == 0:
+        return None
+    if have < len(entries):
+        info["warnings"] = [
+            *info.get("warnings", []),
+            f"{len(entries) - have} of {len(entries)} volumes or files have no mask: masks are not kept",
+        ]
+        return None
+    for a, m in entries:
+        assert m is not None
+        if m.shape[0] != len(a):
+            raise AssertionError(f"{m.shape[0]} masks for {len(a)} slices")
+    out = np.concatenate([resize_masks(m, hw) for _, m in entries if m is not None])
+    return out[:, None]
+
+
 def build_sliceset(
     images: Sequence[np.ndarray],
     rows: list[dict],
@@ -283,6 +325,7 @@ def build_sliceset(
     info: dict | None = None,
     where: str = "data",
     allow_patient_overlap: bool = False,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> SliceSet:
     """Assemble normalised slices from any reader into a :class:`SliceSet`.
 
@@ -291,7 +334,9 @@ def build_sliceset(
     ``split`` (official splits) keep it; otherwise splits are assigned by
     :func:`~medgan.data.splits.assign_splits`. A given split that puts one patient in two splits
     is refused unless ``allow_patient_overlap`` (then it is a warning, and ``info`` counts the
-    patients under ``patients_in_several_splits``).
+    patients under ``patients_in_several_splits``). ``masks``, one (n_i, H_i, W_i) lesion mask
+    array (or None) per entry of ``images``, are resized by nearest neighbour with their slices
+    and kept as ``SliceSet.masks`` when every entry has one (else none are kept, with a warning).
     """
     if not rows:
         raise InputError(where, "no slices found")
@@ -313,6 +358,8 @@ def build_sliceset(
         k += len(b)
     if k != len(rows):
         raise AssertionError(f"{k} images for {len(rows)} manifest rows")
+    info = dict(info or {})
+    kept_masks = _masks_of(images, masks, target, info)
     for i, r in enumerate(rows):
         r["slice_id"] = i
         r["sha1"] = image_sha1(out[i])
@@ -327,9 +374,8 @@ def build_sliceset(
             assign_splits(manifest["label"].tolist(), pids, manifest["sha1"].tolist(), fractions, seed),
             dtype="string",
         )
-    info = dict(info or {})
     if has_split.all():
         _check_patients_apart(manifest, info, allow_patient_overlap, where)
     per_hash = manifest.groupby("sha1")["split"].nunique()
     info["cross_split_duplicates"] = int((per_hash > 1).sum())
-    return SliceSet(out, manifest, list(classes), source_format, info)
+    return SliceSet(out, manifest, list(classes), source_format, info, kept_masks)

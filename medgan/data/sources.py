@@ -30,6 +30,7 @@ from medgan.data.slices import (
     SliceSet,
     build_sliceset,
     resize_batch,
+    resize_masks,
     resolve_intensity,
     to_channels,
     volume_to_slices,
@@ -64,6 +65,7 @@ def _from_volumes(
     volumes: list[Volume], src: VolumeOptions, data: DataConfig, data_dir: Path, fmt: str, where: str
 ) -> SliceSet:
     images: list[np.ndarray] = []
+    masks: list[np.ndarray | None] = []
     rows: list[dict] = []
     dropped = 0
     raw_lo, raw_hi = np.inf, -np.inf
@@ -73,8 +75,9 @@ def _from_volumes(
         vol.sources = [display_path(s, data_dir) for s in vol.sources]
         if vol.mask_source:
             vol.mask_source = display_path(vol.mask_source, data_dir)
-        imgs, r, d = volume_to_slices(vol, **_volume_kwargs(src))
+        imgs, r, d, kept = volume_to_slices(vol, **_volume_kwargs(src), return_kept=True)
         images.append(imgs)
+        masks.append(None if vol.mask is None else (vol.mask[kept] > 0).astype(np.uint8))
         rows.extend(r)
         dropped += d
         raw_lo, raw_hi = min(raw_lo, float(vol.data.min())), max(raw_hi, float(vol.data.max()))
@@ -99,6 +102,7 @@ def _from_volumes(
         allow_patient_overlap=data.splits.allow_patient_overlap,
         info=info,
         where=where,
+        masks=masks,
     )
 
 
@@ -114,6 +118,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
     the target size, not the files') and convert channels; paths are shown relative to ``data_dir``."""
     size = data.hw()
     arrays: list[np.ndarray] = []
+    masks: list[np.ndarray | None] = []
     rows: list[dict] = []
     shown: dict[str, str] = {}
     raw_lo, raw_hi = math.inf, -math.inf
@@ -133,6 +138,9 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
             check_claim(batch.source, (len(img), img.shape[1], *size), what=f"data.size {size[0]}x{size[1]}")
             img = resize_batch(img, size)
         arrays.append(img)
+        masks.append(
+            None if batch.masks is None else resize_masks(batch.masks, size or batch.masks.shape[1:])
+        )
         raw_lo, raw_hi = min(raw_lo, float(raw.min())), max(raw_hi, float(raw.max()))
         for row in batch.rows:
             src = row["source"]
@@ -157,6 +165,7 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
         allow_patient_overlap=data.splits.allow_patient_overlap,
         info=info,
         where=images.where,
+        masks=masks,
     )
 
 

@@ -68,6 +68,8 @@ class ImageBatch:
     pixels: np.ndarray
     rows: list[dict]
     source: str
+    #: (n, H, W) uint8 lesion masks (1 = lesion) aligned with ``pixels``, when the source has them.
+    masks: np.ndarray | None = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Ordinary image files (PNG, JPEG, TIFF, BMP) listed in a labels CSV.
 
 :func:`read_image` returns a file's raw values as (C, H, W) with C = 1 or 3 in the file's own
-dtype (16-bit PNG stays uint16); :func:`read_labels_csv` checks a ``path,label[,patient_id][,split]``
+dtype (16-bit PNG stays uint16); :func:`read_labels_csv` checks a ``path,label[,patient_id][,split][,mask]``
 CSV; :func:`read_image_folder` returns both as the 2-D reader contract
 (:class:`~medgan.io.contract.Images2D`), reading one file at a time.
 """
@@ -31,7 +31,7 @@ from medgan.paths import inside, require_regular_file
 from medgan.progress import progress
 
 #: Columns a labels CSV may have; ``path`` and ``label`` are required.
-CSV_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split")
+CSV_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "split", "mask")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 #: The image formats medgan reads (a multi-page TIFF: its first page, as documented).
@@ -390,7 +390,7 @@ def _csv_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
         raise InputError(csv_path, f"not a readable CSV file ({exc})") from None
     rows = [r for r in rows if any(r)]
     if not rows:
-        raise InputError(csv_path, "empty file; expected a header line 'path,label[,patient_id][,split]'")
+        raise InputError(csv_path, "empty file; expected a header line 'path,label[,patient_id][,split][,mask]'")
     return [c.lower() for c in rows[0]], rows[1:]
 
 
@@ -413,7 +413,7 @@ def _check_header(csv_path: Path, header: list[str], rows: list[list[str]]) -> N
         raise InputError(
             csv_path,
             f"missing column(s) {missing_cols}; the first line must be the header "
-            "'path,label[,patient_id][,split]'",
+            "'path,label[,patient_id][,split][,mask]'",
         )
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
@@ -481,7 +481,7 @@ def _assign_labels(csv_path: Path, records: list[dict], classes: list[str] | Non
 
 
 def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    """Read and check a labels CSV with columns ``path,label[,patient_id][,split]``.
+    """Read and check a labels CSV with columns ``path,label[,patient_id][,split][,mask]``.
 
     Paths are relative to ``root`` and must name regular files inside it (the rule of
     :func:`medgan.paths.inside`): neither ``..``, an absolute path nor a symbolic link may lead
@@ -491,7 +491,8 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
     ``split`` column (train / val / test) that is entirely empty counts as absent.
 
     Returns ``(frame, classes)``: the frame has ``row`` (1-based data row), ``path`` (absolute),
-    ``label`` (index into ``classes``), ``label_name`` and, when present, ``patient_id`` and ``split``.
+    ``label`` (index into ``classes``), ``label_name`` and, when present, ``patient_id``, ``split``
+    and ``mask`` (the mask image's absolute path, under the same rules as ``path``).
     """
     csv_path = Path(csv)
     header, rows = _csv_rows(csv_path)
@@ -516,6 +517,8 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
         else:
             require_regular_file(full, csv_path, f"row {n}: {_clip(rel, quote=False)}", "an image file")
         out = {"row": n, "path": key, "label_name": rec["label"]}
+        if "mask" in rec:
+            out["mask"] = _mask_path(csv_path, n, rec["mask"], root_abs)
         if "patient_id" in rec:
             out["patient_id"] = rec["patient_id"]
         if "split" in rec:
@@ -530,11 +533,40 @@ def read_labels_csv(csv: Path, root: Path, classes: list[str] | None) -> tuple[p
         _check_splits(csv_path, records)
     class_list = _assign_labels(csv_path, records, classes)
 
-    columns = ["row", "path", "label", "label_name"] + [c for c in ("patient_id", "split") if c in records[0]]
+    extra = [c for c in ("patient_id", "split", "mask") if c in records[0]]
+    columns = ["row", "path", "label", "label_name", *extra]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["row"] = frame["row"].astype("int64")
     frame["label"] = frame["label"].astype("int64")
     return frame, class_list
+
+
+def _mask_path(csv_path: Path, n: int, rel: str, root: Path) -> str:
+    """Row ``n``'s mask file (absolute, inside ``root``, a regular file); every row names one."""
+    if not rel:
+        raise InputError(
+            csv_path,
+            f"row {n}: the mask column is empty; give every image its mask (an all-0 image for none)",
+        )
+    full = inside(root, rel, csv_path, f"row {n}: mask")
+    if not _exists(csv_path, n, rel, full):
+        raise InputError(csv_path, f"row {n}: mask file not found: {_clip(rel, quote=False)}")
+    require_regular_file(full, csv_path, f"row {n}: {_clip(rel, quote=False)}", "a mask image")
+    return str(full)
+
+
+def read_mask(path: Path, shape: tuple[int, int], image: Path | str) -> np.ndarray:
+    """A lesion mask image as (H, W) uint8, 1 where any channel is nonzero, else 0; it must have
+    the image's ``shape`` (a mask of another size would label the wrong pixels)."""
+    raw, _ = _read(Path(path))
+    if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
+        raise InputError(path, "mask has NaN or infinite values")
+    if tuple(raw.shape[1:]) != tuple(shape):
+        raise InputError(
+            path,
+            f"mask is {raw.shape[1]}x{raw.shape[2]}, its image {Path(image).name} is {shape[0]}x{shape[1]}",
+        )
+    return (raw != 0).any(axis=0).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- the whole folder
@@ -598,7 +630,12 @@ def _image_batches(frame: pd.DataFrame, csv_path: Path, warnings_out: list[str])
             row["split"] = rec["split"]
         if rec.get("patient_id"):
             row["patient_id"] = rec["patient_id"]
-        yield ImageBatch(raw[None], [row], str(file))
+        masks = None
+        if "mask" in rec:
+            m = read_mask(Path(rec["mask"]), (int(raw.shape[1]), int(raw.shape[2])), file)
+            masks = m[None]
+            row.update(mask_source=str(rec["mask"]), mask_px=int(np.count_nonzero(m)))
+        yield ImageBatch(raw[None], [row], str(file), masks)
     warnings_out.extend(_summarise_notes(per_note))
 
 
