@@ -144,34 +144,61 @@ class NiftiCase(StrictModel):
 
 
 class NiftiSource(VolumeOptions):
-    """NIfTI (or NRRD / MHA) volumes with optional lesion masks, sliced along ``axis``."""
+    """NIfTI (or NRRD / MHA) volumes with optional lesion masks, sliced along ``axis``.
+
+    The volumes are one ``image`` (with its ``mask``), a ``cases`` list, a ``cases_csv`` (columns
+    ``image[,mask][,patient_id]``, paths relative to the CSV's folder), or a ``cases_glob`` (image
+    files under the data directory, e.g. ``imagesTr/*.nii.gz``) with ``mask_pattern`` naming each
+    image's mask (``labelsTr/{name}``: ``{name}`` is the image's file name, ``{stem}`` the name
+    without its extension); the patient ID of a globbed case is its stem.
+    """
 
     kind: Literal["nifti"]
     image: Path | None = None
     mask: Path | None = None
     cases: list[NiftiCase] | None = None
+    cases_csv: Path | None = None
+    cases_glob: str | None = None
+    mask_pattern: str | None = None
     axis: Literal["axial", "coronal", "sagittal"] = "axial"
     volume_index: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _image_or_cases(self) -> NiftiSource:
-        if (self.image is None) == (self.cases is None):
-            raise ValueError("give either 'image' (with optional 'mask') or 'cases', not both")
-        if self.cases is not None and self.mask is not None:
-            raise ValueError("'mask' goes inside each entry of 'cases'")
+        given = [k for k in ("image", "cases", "cases_csv", "cases_glob") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'image' (with optional 'mask'), 'cases', 'cases_csv' or 'cases_glob'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.image is None and self.mask is not None:
+            raise ValueError("'mask' goes with 'image' (each case names its own)")
+        if self.mask_pattern is not None and self.cases_glob is None:
+            raise ValueError("'mask_pattern' goes with 'cases_glob'")
         if self.cases is not None and not self.cases:
             raise ValueError("'cases' is empty")
         return self
 
     def case_list(self) -> list[NiftiCase]:
-        """The volumes to read, as a list of cases."""
+        """The volumes to read, as a list of cases (after :meth:`resolved` for a CSV or a glob)."""
         if self.cases is not None:
             return list(self.cases)
-        assert self.image is not None
+        assert self.image is not None, "resolve a cases_csv / cases_glob source first"
         return [NiftiCase(image=self.image, mask=self.mask, patient_id=self.patient_id)]
 
     def resolved(self, data_dir: Path, key: str = "data.source") -> NiftiSource:
-        """Absolute, existing paths (single image/mask is turned into one case)."""
+        """Absolute, existing paths (single image/mask is turned into one case; a CSV or a glob
+        into its cases)."""
+        if self.cases_csv is not None:
+            listed = cases_from_csv(
+                _check_exists(resolve_under(self.cases_csv, data_dir), f"{key}.cases_csv")
+            )
+            return self.model_copy(update={"cases": listed, "cases_csv": None}).resolved(data_dir, key)
+        if self.cases_glob is not None:
+            listed = cases_from_glob(self.cases_glob, self.mask_pattern, data_dir, key)
+            return self.model_copy(
+                update={"cases": listed, "cases_glob": None, "mask_pattern": None}
+            ).resolved(data_dir, key)
         cases = []
         for i, c in enumerate(self.case_list()):
             k = f"{key}.cases.{i}" if self.cases is not None else key
@@ -185,6 +212,73 @@ class NiftiSource(VolumeOptions):
                 )
             )
         return self.model_copy(update={"cases": cases, "image": None, "mask": None})
+
+
+#: Columns of a ``cases_csv``.
+CASE_COLUMNS = ("image", "mask", "patient_id")
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def cases_from_csv(path: Path) -> list[NiftiCase]:
+    """The cases a CSV lists (``image[,mask][,patient_id]``, paths relative to the CSV's folder and
+    inside it); a missing column, an unknown one, an empty image cell or a path that leaves the
+    folder is a one-line error naming the CSV and the row."""
+    import csv as _csv
+
+    from medgan.errors import InputError
+    from medgan.paths import inside, require_regular_file
+
+    require_regular_file(path, expected="a cases CSV file")
+    try:
+        rows = [
+            r
+            for r in _csv.reader(path.read_text(encoding="utf-8-sig").splitlines())
+            if any(c.strip() for c in r)
+        ]
+    except (UnicodeDecodeError, _csv.Error) as exc:
+        raise InputError(path, f"not a readable UTF-8 CSV file ({exc.__class__.__name__})") from None
+    if not rows:
+        raise InputError(path, "empty file; expected a header line 'image[,mask][,patient_id]'")
+    header = [c.strip().lower() for c in rows[0]]
+    unknown = [c for c in header if c not in CASE_COLUMNS]
+    if unknown or "image" not in header or len(set(header)) != len(header):
+        raise InputError(path, f"header {header}: expected the columns 'image[,mask][,patient_id]' once each")
+    if len(rows) == 1:
+        raise InputError(path, "no rows: the CSV has a header but lists no cases")
+    cases = []
+    for n, cells in enumerate(rows[1:], start=1):
+        rec = dict(zip(header, [c.strip() for c in cells] + [""] * (len(header) - len(cells)), strict=False))
+        if len(cells) > len(header) or not rec["image"]:
+            raise InputError(path, f"row {n}: {'too many cells' if len(cells) > len(header) else 'no image'}")
+        image = inside(path.parent, rec["image"], path, f"row {n}: image")
+        mask = inside(path.parent, rec["mask"], path, f"row {n}: mask") if rec.get("mask") else None
+        cases.append(NiftiCase(image=image, mask=mask, patient_id=rec.get("patient_id") or None))
+    return cases
+
+
+def _stem(name: str) -> str:
+    return next((name[: -len(s)] for s in _VOLUME_SUFFIXES if name.lower().endswith(s)), Path(name).stem)
+
+
+def cases_from_glob(pattern: str, mask_pattern: str | None, data_dir: Path, key: str) -> list[NiftiCase]:
+    """The image files ``pattern`` matches under ``data_dir`` (sorted), each with the mask
+    ``mask_pattern`` names and its stem as patient ID; no match is a one-line error."""
+    found = sorted(p for p in Path(data_dir).glob(pattern) if p.is_file())
+    if not found:
+        raise ConfigError(f"{key}.cases_glob", f"{pattern!r} matches no file under {data_dir}")
+    cases = []
+    for p in found:
+        mask = None
+        if mask_pattern is not None:
+            try:
+                rel = mask_pattern.format(name=p.name, stem=_stem(p.name))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(
+                    f"{key}.mask_pattern", f"{mask_pattern!r}: use {{name}} or {{stem}} ({exc})"
+                ) from None
+            mask = resolve_under(Path(rel), data_dir)
+        cases.append(NiftiCase(image=p, mask=mask, patient_id=_stem(p.name)))
+    return cases
 
 
 Source = Annotated[

@@ -182,3 +182,40 @@ def test_monai_synthetic_volume_lesion_slices_match_its_segmentation(tmp_path: P
     got = sorted(ss.manifest.loc[ss.manifest.label == 1, "slice_index"].astype(int))
     assert got == expected and 0 < len(got) < 30
     assert ss.shape == (1, 36, 40)
+
+
+def test_cases_from_a_csv_or_a_glob_instead_of_a_yaml_list(tmp_path: Path) -> None:
+    """110 patients should not need 110 YAML lines: a CSV (image, mask, patient_id) or a glob with a
+    mask pattern gives the same slices as the same cases listed in the config."""
+    for k in range(3):
+        img, mask = _pair(tmp_path)
+        (tmp_path / "imagesTr").mkdir(exist_ok=True)
+        (tmp_path / "labelsTr").mkdir(exist_ok=True)
+        img.rename(tmp_path / "imagesTr" / f"case{k}.nii.gz")
+        mask.rename(tmp_path / "labelsTr" / f"case{k}.nii.gz")
+    listed = [
+        {"image": f"imagesTr/case{k}.nii.gz", "mask": f"labelsTr/case{k}.nii.gz", "patient_id": f"case{k}"}
+        for k in range(3)
+    ]
+    want = load_source(_cfg(cases=listed), tmp_path)
+    (tmp_path / "cases.csv").write_text(
+        "image,mask,patient_id\n" + "".join(f"{c['image']},{c['mask']},{c['patient_id']}\n" for c in listed)
+    )
+    by_csv = load_source(_cfg(cases_csv="cases.csv"), tmp_path)
+    by_glob = load_source(_cfg(cases_glob="imagesTr/*.nii.gz", mask_pattern="labelsTr/{name}"), tmp_path)
+    for got in (by_csv, by_glob):
+        assert np.array_equal(got.images, want.images) and np.array_equal(got.masks, want.masks)
+        assert got.manifest["patient_id"].tolist() == want.manifest["patient_id"].tolist()
+        assert got.manifest["label"].tolist() == want.manifest["label"].tolist()
+    with pytest.raises(Exception, match=r"cases_glob: 'nothing/\*\.nii\.gz' matches no file"):
+        load_source(_cfg(cases_glob="nothing/*.nii.gz"), tmp_path)
+    (tmp_path / "bad.csv").write_text("image,maks\nimagesTr/case0.nii.gz,x\n")
+    with pytest.raises(
+        InputError, match=r"bad\.csv: header .* expected the columns 'image\[,mask\]\[,patient_id\]'"
+    ):
+        load_source(_cfg(cases_csv="bad.csv"), tmp_path)
+    (tmp_path / "out.csv").write_text("image\n../../etc/passwd\n")
+    with pytest.raises(InputError, match=r"out\.csv"):
+        load_source(_cfg(cases_csv="out.csv"), tmp_path)
+    with pytest.raises(Exception, match="exactly one of 'image'"):
+        _cfg(image="x.nii.gz", cases_csv="cases.csv")
