@@ -424,13 +424,10 @@ def test_a_generation_that_cannot_fit_is_refused_before_the_first_image(
     known up front, so it is one line, exit 2, and no folder is made. A request that fits the
     free space goes ahead; one beyond a (patched) small disk is refused the same way."""
     import shutil
-    import time
 
     out = tmp_path / "huge"
-    t0 = time.perf_counter()
     args = ["generate", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--device", "cpu"]
-    assert main([*args, "--n-per-class", "1000000000000"]) == 2
-    assert time.perf_counter() - t0 < 30  # not a benchmark: the refusal comes before any image
+    assert main([*args, "--n-per-class", "1000000000000"]) == 2  # (before the fix: ran until killed)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "2,000,000,000,000 png images needs at least" in err
     assert not out.exists()

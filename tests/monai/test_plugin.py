@@ -228,11 +228,8 @@ def test_synthetic_dataset_refuses_values_that_cannot_mean_what_they_say(
 def test_a_huge_synthetic_pool_is_lazy(tiny_checkpoint: Path) -> None:
     """A pool of 10**12 images per class costs nothing until an item is read; item i is the same
     image as in a small pool (the plan is class-major, so the first items agree)."""
-    import time
-
-    t0 = time.perf_counter()
+    # an eager plan of 2 * 10**12 items would never finish (or fit): constructing it is the test
     huge = SyntheticDataset(tiny_checkpoint, n_per_class=10**12, batch_size=4, device="cpu")
-    assert time.perf_counter() - t0 < 5.0  # not a benchmark: a billion-item list would take minutes
     assert len(huge) == 2 * 10**12
     small = SyntheticDataset(tiny_checkpoint, n_per_class=3, batch_size=4, device="cpu")
     assert torch.equal(huge[1]["image"].as_tensor(), small[1]["image"].as_tensor())
