@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -9,10 +10,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medgan.config.base import Seed, StrictModel
-from medgan.errors import ConfigError
+from medgan.errors import ConfigError, InputError
 from medgan.intensity import WINDOW_PRESETS
 from medgan.io.limits import MAX_VOXELS_ENV, max_voxels
-from medgan.paths import resolve_under
+from medgan.paths import inside, require_regular_file, resolve_under
 
 
 class Window(StrictModel):
@@ -223,19 +224,14 @@ def cases_from_csv(path: Path) -> list[NiftiCase]:
     """The cases a CSV lists (``image[,mask][,patient_id]``, paths relative to the CSV's folder and
     inside it); a missing column, an unknown one, an empty image cell or a path that leaves the
     folder is a one-line error naming the CSV and the row."""
-    import csv as _csv
-
-    from medgan.errors import InputError
-    from medgan.paths import inside, require_regular_file
-
     require_regular_file(path, expected="a cases CSV file")
     try:
         rows = [
             r
-            for r in _csv.reader(path.read_text(encoding="utf-8-sig").splitlines())
+            for r in csv.reader(path.read_text(encoding="utf-8-sig").splitlines())
             if any(c.strip() for c in r)
         ]
-    except (UnicodeDecodeError, _csv.Error) as exc:
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"not a readable UTF-8 CSV file ({exc.__class__.__name__})") from None
     if not rows:
         raise InputError(path, "empty file; expected a header line 'image[,mask][,patient_id]'")

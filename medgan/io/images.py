@@ -390,7 +390,9 @@ def _csv_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
         raise InputError(csv_path, f"not a readable CSV file ({exc})") from None
     rows = [r for r in rows if any(r)]
     if not rows:
-        raise InputError(csv_path, "empty file; expected a header line 'path,label[,patient_id][,split][,mask]'")
+        raise InputError(
+            csv_path, "empty file; expected a header line 'path,label[,patient_id][,split][,mask]'"
+        )
     return [c.lower() for c in rows[0]], rows[1:]
 
 
