@@ -56,8 +56,9 @@ class Shared:
         return self.count > 0 and self.share >= SHARED_LIMIT
 
 
-def shared_slices(images: np.ndarray, other: np.ndarray) -> Shared:
-    """How many slices of ``images`` are pixel-identical (8-bit grid) to a non-constant slice of ``other``."""
-    theirs = {d for d in slice_digests(other) if d is not None}
-    mine = slice_digests(images)
+def shared_slices(images: np.ndarray | list[str | None], other: np.ndarray | list[str | None]) -> Shared:
+    """How many slices of ``images`` are pixel-identical (8-bit grid) to a non-constant slice of
+    ``other``; either side may be given as its :func:`slice_digests` (to hash a set once)."""
+    mine = images if isinstance(images, list) else slice_digests(images)
+    theirs = {d for d in (other if isinstance(other, list) else slice_digests(other)) if d is not None}
     return Shared(sum(d is not None and d in theirs for d in mine), len(mine))

@@ -31,7 +31,7 @@ from medgan.classifier import TrainedClassifier
 from medgan.classifier.metrics import diagnostic_metrics
 from medgan.config import ClassifierConfig, DataConfig, GatesConfig, PipelineConfig
 from medgan.data.detect import source_from_spec
-from medgan.data.identity import shared_slices
+from medgan.data.identity import shared_slices, slice_digests
 from medgan.data.slices import SliceSet
 from medgan.data.sources import load_source
 from medgan.device import resolve_device
@@ -548,9 +548,11 @@ def _check_apart_by_content(
             ("--cas-synthetic", "the CAS training set", cas_set[0], "would train CAS on its test slices")
         )
     counts = []
+    real_digests = slice_digests(real.images)  # each set hashed once
     for key, name, images, why in sides:
-        mine = shared_slices(images, real.images)  # of these slices, how many are real-side slices
-        theirs = shared_slices(real.images, images)  # of the real side, how much these hold
+        digests = slice_digests(images)
+        mine = shared_slices(digests, real_digests)  # of these slices, how many are real-side slices
+        theirs = shared_slices(real_digests, digests)  # of the real side, how much these hold
         if mine.same_data or theirs.same_data:
             what = (
                 f"{mine.count} of the {mine.n} slices of {name} are"

@@ -131,31 +131,21 @@ def test_a_cluster_that_cannot_be_joined_or_cannot_place_the_tasks_is_refused_up
     ):
         ex.check_placement(Resources(cpus=1, gpus=1.0))
     ex.check_placement(Resources(cpus=2))
-    for study, key in (
-        ({"executor": "ray", "cpus_per_task": 3}, "study.cpus_per_task"),
-        ({"executor": "ray", "gpus_per_task": 1.0}, "study.gpus_per_task"),
-    ):
-        cfg = _study_cfg(arms=["real"], fractions=[1.0], seeds=1, **study)
+
+    def refused(study: dict, says: str) -> None:
+        """``medgan study`` with these study settings: exit 2, one line saying ``says``, no folder."""
+        cfg = _study_cfg(arms=["real"], fractions=[1.0], seeds=1, executor="ray", **study)
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
         out = tmp_path / "study"
-        assert (
-            main(["study", str(tmp_path / "c.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)])
-            == 2
-        )
+        args = ["study", str(tmp_path / "c.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)]
+        assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and key in err[0] and not out.exists(), err
+        assert len(err) == 1 and says in err[0] and not out.exists(), err
+
+    refused({"cpus_per_task": 3}, "study.cpus_per_task")
+    refused({"gpus_per_task": 1.0}, "study.gpus_per_task")
     ray.shutdown()  # a driver that has not joined yet: the address is probed before ray.init
     try:
-        cfg = _study_cfg(
-            arms=["real"], fractions=[1.0], seeds=1, executor="ray", ray_address=f"127.0.0.1:{port}"
-        )
-        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-        out = tmp_path / "study"
-        assert (
-            main(["study", str(tmp_path / "c.yaml"), "--out", str(out), "--data-dir", str(tiny_data_dir)])
-            == 2
-        )
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "cannot reach the Ray cluster" in err[0] and not out.exists(), err
+        refused({"ray_address": f"127.0.0.1:{port}"}, "cannot reach the Ray cluster")
     finally:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
