@@ -14,6 +14,12 @@ sampler checkpoint(s) (a conditional GAN, a diffusion model), the mixing policy 
       datalist.json   MONAI Decathlon-style datalist: "training" (real + synthetic),
                       "validation" and "test" (real only), loadable with
                       ``monai.data.load_decathlon_datalist``
+
+With masks (the real slices have lesion masks and every checkpoint draws from masks,
+``model.kind: spade``) it is a segmentation dataset: each image's mask is written beside it
+(``.../masks/<same name>``: PNG 0 / 255, or a uint8 NIfTI label map), the manifest gains a
+``mask`` column, and each datalist entry is ``{"image": ..., "label": <mask path>, "class":
+<class index>}``, MONAI's segmentation convention.
       augment.json    the parameters, for resuming and for refusing a different dataset
 
 Every file is written atomically and skipped when it already exists, so an interrupted run
@@ -35,8 +41,8 @@ from medgan.data.sources import load_source
 from medgan.errors import ConfigError, InputError
 from medgan.generate import generate
 from medgan.io.atomic import atomic_write_text
-from medgan.io.images import write_png
-from medgan.io.nifti import write_nifti
+from medgan.io.images import write_mask_png, write_png
+from medgan.io.nifti import write_nifti, write_nifti_mask
 from medgan.io.output import OutputFolder
 from medgan.mixing import plan_mix
 from medgan.paths import slug
@@ -109,8 +115,11 @@ def _real_row(rel: str, split: str, lab: int, classes: list[str], m: pd.Series) 
     }
 
 
-def _write_real(ss: Any, keep: np.ndarray, out: Path, cfg: RunConfig) -> list[dict[str, Any]]:
-    """The real slices (the kept train slices, all of val and test) as files; their manifest rows."""
+def _write_real(
+    ss: Any, keep: np.ndarray, out: Path, cfg: RunConfig, pairs: bool = False
+) -> list[dict[str, Any]]:
+    """The real slices (the kept train slices, all of val and test) as files (with their masks when
+    ``pairs``); their manifest rows."""
     ac, classes = cfg.augment, list(ss.classes)
     inten = data_meta(ss.split("train"))["intensity"]
     intensity = (inten["lo"], inten["hi"]) if inten["lo"] is not None and inten["hi"] is not None else None
@@ -123,23 +132,36 @@ def _write_real(ss: Any, keep: np.ndarray, out: Path, cfg: RunConfig) -> list[di
     for split, i, part in progress(jobs, "real slices"):
         m = part.manifest.iloc[i]
         lab = int(m["label"])
-        rel = f"real/{split}/{lab:02d}-{slug(classes[lab])}/{int(m['slice_id']):06d}{_EXT[ac.format]}"
+        folder = f"real/{split}/{lab:02d}-{slug(classes[lab])}"
+        rel = f"{folder}/{int(m['slice_id']):06d}{_EXT[ac.format]}"
         path = out / rel
+        sr, sc = m["spacing_row"], m["spacing_col"]
+        spacing = (float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None
+        thickness = float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None
+        row = _real_row(rel, split, lab, classes, m)
+        if pairs:  # the mask first: an image on disk means its pair is whole
+            row["mask"] = f"{folder}/masks/{int(m['slice_id']):06d}{_EXT[ac.format]}"
+            mpath = out / row["mask"]
+            if not mpath.is_file() or not path.is_file():
+                mpath.parent.mkdir(parents=True, exist_ok=True)
+                if ac.format == "png":
+                    write_mask_png(mpath, part.masks[i])
+                else:
+                    write_nifti_mask(mpath, part.masks[i], spacing=spacing, thickness=thickness)
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             if ac.format == "png":
                 write_png(path, part.images[i], bits=ac.bits)
             else:
-                sr, sc = m["spacing_row"], m["spacing_col"]
                 write_nifti(
                     path,
                     part.images[i],
-                    spacing=(float(sr), float(sc)) if pd.notna(sr) and pd.notna(sc) else None,
-                    thickness=float(m["slice_thickness"]) if pd.notna(m["slice_thickness"]) else None,
+                    spacing=spacing,
+                    thickness=thickness,
                     intensity=intensity,
                     description="real slice (medgan augment)",
                 )
-        rows.append(_real_row(rel, split, lab, classes, m))
+        rows.append(row)
     return rows
 
 
@@ -177,6 +199,7 @@ def _write_synthetic(
                     "seed": int(r.seed),
                     "origin": "",
                     "origin_slice_index": pd.NA,
+                    **({"mask": f"{folder}/{r.mask}"} if "mask" in gm.columns else {}),
                 }
                 for r in gm.itertuples(index=False)
             ]
@@ -190,6 +213,7 @@ def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool 
     synths = _checkpoints(cfg, classes, tuple(ss.shape))
     labels = ss.split("train").manifest["label"].to_numpy().astype(np.int64)
     keep, take = synthetic_counts(cfg, labels, classes)
+    pairs = ss.masks is not None and all(registry.get(s.meta.kind).pairs for s in synths)
     params = {
         "config_name": cfg.name,
         "data": cfg.data.model_dump(mode="json"),
@@ -207,7 +231,7 @@ def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool 
     with folder:
         folder.claim(params)
         out = folder.path
-        rows = _write_real(ss, keep, out, cfg) + _write_synthetic(cfg, synths, take, out, classes)
+        rows = _write_real(ss, keep, out, cfg, pairs) + _write_synthetic(cfg, synths, take, out, classes)
         manifest = pd.DataFrame(rows)
         atomic_write_text(out / MANIFEST, manifest.to_csv(index=False))
         atomic_write_text(out / DATALIST, json.dumps(datalist(manifest, classes, cfg.name), indent=1) + "\n")
@@ -215,7 +239,11 @@ def augment(cfg: RunConfig, out: str | Path, data_dir: Path, *, overwrite: bool 
 
 
 def datalist(manifest: pd.DataFrame, classes: list[str], name: str) -> dict[str, Any]:
-    """The MONAI Decathlon-style datalist of a manifest (paths relative to the dataset folder)."""
+    """The MONAI Decathlon-style datalist of a manifest (paths relative to the dataset folder).
+
+    A manifest with a ``mask`` column is a segmentation set: ``"label"`` is the mask's path and
+    ``"class"`` the class index (MONAI's segmentation convention); otherwise ``"label"`` is the class.
+    """
     out: dict[str, Any] = {
         "name": name,
         "description": "real slices plus synthetic slices (training only), written by medgan augment",
@@ -225,8 +253,16 @@ def datalist(manifest: pd.DataFrame, classes: list[str], name: str) -> dict[str,
     }
     for split, key in SPLIT_KEYS.items():
         part = manifest[manifest["split"] == split]
-        out[key] = [
-            {"image": p, "label": int(lab), "synthetic": bool(s == "synthetic")}
-            for p, lab, s in zip(part["path"], part["label"], part["source"], strict=True)
-        ]
+        if "mask" in part.columns:
+            out[key] = [
+                {"image": p, "label": str(mk), "class": int(lab), "synthetic": bool(s == "synthetic")}
+                for p, mk, lab, s in zip(
+                    part["path"], part["mask"], part["label"], part["source"], strict=True
+                )
+            ]
+        else:
+            out[key] = [
+                {"image": p, "label": int(lab), "synthetic": bool(s == "synthetic")}
+                for p, lab, s in zip(part["path"], part["label"], part["source"], strict=True)
+            ]
     return out

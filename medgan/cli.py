@@ -269,8 +269,15 @@ def generate_cmd(
             help="fp32 (reproducible reference) or bf16 (faster where native: CUDA; a diffusion model also on an AVX512-BF16 / AMX CPU).",
         ),
     ] = "fp32",
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks",
+            help="A folder of mask images (PNG / JPEG / TIFF / BMP, nonzero = lesion) to draw lesions on, instead of the training masks (model.kind spade).",
+        ),
+    ] = None,
 ) -> None:
-    """Generate synthetic slices (conditional GAN, diffusion model) or translate real ones (CycleGAN), with a traceable manifest."""
+    """Generate synthetic slices (conditional GAN, diffusion model, SPADE with masks) or translate real ones (CycleGAN), with a traceable manifest."""
     from medgan import distributed  # lazy: keeps --help fast
     from medgan.generate import generate  # lazy: keeps --help fast
 
@@ -313,6 +320,8 @@ def generate_cmd(
         return
     if keep_source_ids:
         raise InputError("--keep-source-ids", "records source UIDs of translations; use it with --translate")
+    if masks is not None and translate is not None:
+        raise InputError("--masks", "draws lesions for a mask-conditioned sampler; it does not apply to --translate")
     if features is not None:
         raise InputError("--features", "scores translations; use it with --translate (see medgan evaluate)")
     if n_total is not None and counts_like is None:
@@ -344,9 +353,11 @@ def generate_cmd(
         device=device,
         overwrite=overwrite,
         precision=precision,
+        masks=masks,
     )
     if distributed.is_main():
-        typer.echo(f"wrote {len(m)} {fmt} images and manifest.csv to {out}")
+        paired = " with their masks" if "mask" in m.columns else ""
+        typer.echo(f"wrote {len(m)} {fmt} images{paired} and manifest.csv to {out}")
 
 
 @app.command("export-bundle")

@@ -33,8 +33,8 @@ from medgan.device import resolve_device
 from medgan.errors import InputError
 from medgan.io.atomic import atomic_write_text
 from medgan.io.dicom import SyntheticDicomMeta, write_dicom
-from medgan.io.images import write_png
-from medgan.io.nifti import write_nifti
+from medgan.io.images import write_mask_png, write_png
+from medgan.io.nifti import write_nifti, write_nifti_mask
 from medgan.io.npz import write_npz
 from medgan.io.output import OutputFolder, check_room
 from medgan.metrics.evaluate import split_spec
@@ -61,22 +61,35 @@ class Item:
     index: int
     seed: int
     path: str  # relative to the output folder
+    mask_path: str = ""  # its mask's file (a kind that draws from masks; PNG / NIfTI / DICOM output)
+
+
+#: The file a mask is written to beside an image of each format (DICOM images get PNG masks).
+_MASK_EXT = {"png": ".png", "nifti": ".nii.gz", "dicom": ".png"}
 
 
 def plan(
-    classes: list[str], labels: list[int], n_per_class: int | Mapping[int, int], seed: int, fmt: str
+    classes: list[str],
+    labels: list[int],
+    n_per_class: int | Mapping[int, int],
+    seed: int,
+    fmt: str,
+    masks: bool = False,
 ) -> list[Item]:
     """Every image to generate, class-major, with its per-image seed and relative path.
 
     ``n_per_class`` is one count for every class in ``labels`` or a count per label index; image
-    ``k`` of class ``c`` has the seed ``derive_seed(seed, c, k)`` either way.
+    ``k`` of class ``c`` has the seed ``derive_seed(seed, c, k)`` either way. With ``masks`` each
+    image file has a mask file of the same name under ``masks/`` (NPZ: a ``masks`` array in the shard).
     """
     items = []
     for lab in labels:
         n = n_per_class[lab] if isinstance(n_per_class, Mapping) else n_per_class
         for k in range(n):
-            rel = "" if fmt == "npz" else f"images/{lab:02d}-{slug(classes[lab])}-{k:06d}{_EXT[fmt]}"
-            items.append(Item(lab, classes[lab], k, derive_seed(seed, lab, k), rel))
+            stem = f"{lab:02d}-{slug(classes[lab])}-{k:06d}"
+            rel = "" if fmt == "npz" else f"images/{stem}{_EXT[fmt]}"
+            mask = f"masks/{stem}{_MASK_EXT[fmt]}" if masks and fmt != "npz" else ""
+            items.append(Item(lab, classes[lab], k, derive_seed(seed, lab, k), rel, mask))
     if fmt == "npz":
         items = [
             Item(it.label, it.label_name, it.index, it.seed, f"shards/synthetic-{i // NPZ_SHARD:05d}.npz")
@@ -161,9 +174,16 @@ def _request(
 
 
 def _write_shards(
-    writer: OutputWriter, out: Path, items: list[Item], synth: Any, batch_size: int, precision: str
+    writer: OutputWriter,
+    out: Path,
+    items: list[Item],
+    synth: Any,
+    batch_size: int,
+    precision: str,
+    pairs: bool = False,
 ) -> list[Item]:
-    """NPZ: this rank's shards that are not written yet; returns the items this rank owns."""
+    """NPZ: this rank's shards that are not written yet (with each image's mask when ``pairs``);
+    returns the items this rank owns."""
     shards: dict[str, list[Item]] = {}
     for it in items:
         shards.setdefault(it.path, []).append(it)
@@ -172,21 +192,35 @@ def _write_shards(
     todo = [s for s in mine if not (out / s).is_file()]
     for shard in progress(todo, "generating", minimum=0 if distributed.is_main() else sys.maxsize):
         its = shards[shard]
-        imgs = synth.generate([i.label for i in its], [i.seed for i in its], batch_size, precision)
+        labels, seeds = [i.label for i in its], [i.seed for i in its]
+        arrays: dict[str, np.ndarray] = {}
+        if pairs:
+            drawn = synth.generate_pairs(labels, seeds, batch_size, precision)
+            imgs, arrays["masks"] = drawn.images, drawn.masks.numpy().astype(np.uint8)
+        else:
+            imgs = synth.generate(labels, seeds, batch_size, precision)
         writer.write_shard(
             shard,
             images=imgs.numpy().astype(np.float32),
-            labels=np.array([i.label for i in its], dtype=np.int64),
-            seeds=np.array([i.seed for i in its], dtype=np.int64),
+            labels=np.array(labels, dtype=np.int64),
+            seeds=np.array(seeds, dtype=np.int64),
             index=np.array([i.index for i in its], dtype=np.int64),
+            **arrays,
         )
     return [it for s in mine for it in shards[s]]
 
 
 def _write_images(
-    writer: OutputWriter, out: Path, items: list[Item], synth: Any, batch_size: int, precision: str
+    writer: OutputWriter,
+    out: Path,
+    items: list[Item],
+    synth: Any,
+    batch_size: int,
+    precision: str,
+    pairs: bool = False,
 ) -> list[Item]:
-    """PNG / NIfTI / DICOM: this rank's batches with a missing file; returns the items this rank owns.
+    """PNG / NIfTI / DICOM: this rank's batches with a missing file (image, or its mask when
+    ``pairs``); returns the items this rank owns.
 
     Batches are fixed slices of the whole plan, so a resumed run computes every image in the same
     batch as an uninterrupted one (results are then bit-identical, not just close).
@@ -194,7 +228,15 @@ def _write_images(
     geometry = _checkpoint_geometry(synth.meta)
     what = registry.get(synth.meta.kind).noun  # e.g. "conditional GAN"
 
-    def write_one(it: Item, img: np.ndarray) -> None:
+    def write_one(it: Item, img: np.ndarray, mask: np.ndarray | None) -> None:
+        if mask is not None:  # the mask first: an image file on disk means its pair is whole
+            writer.write_mask(
+                it.mask_path,
+                mask,
+                spacing=geometry["spacing"],
+                thickness=geometry["thickness"],
+                description=f"medgan lesion mask; seed {it.seed}; class {it.label_name}",
+            )
         writer.write(
             it.path,
             img,
@@ -209,21 +251,34 @@ def _write_images(
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     batches = [batches[i] for i in distributed.shard(len(batches))]  # this rank's batches
     owned = [it for b in batches for it in b]
-    batches = [b for b in batches if not all((out / it.path).is_file() for it in b)]
+
+    def done(it: Item) -> bool:
+        return (out / it.path).is_file() and (not it.mask_path or (out / it.mask_path).is_file())
+
+    batches = [b for b in batches if not all(done(it) for it in b)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for batch in progress(batches, "generating", minimum=1 if distributed.is_main() else sys.maxsize):
-            imgs = synth.generate(
-                [i.label for i in batch], [i.seed for i in batch], batch_size, precision
-            ).numpy()
-            missing = [
-                (it, img) for it, img in zip(batch, imgs, strict=True) if not (out / it.path).is_file()
-            ]
-            list(pool.map(lambda pair: write_one(*pair), missing))
+            labels, seeds = [i.label for i in batch], [i.seed for i in batch]
+            if pairs:
+                drawn = synth.generate_pairs(labels, seeds, batch_size, precision)
+                imgs, masks = drawn.images.numpy(), list(drawn.masks.numpy())
+            else:
+                imgs, masks = (
+                    synth.generate(labels, seeds, batch_size, precision).numpy(),
+                    [None] * len(batch),
+                )
+            missing = [(it, img, m) for it, img, m in zip(batch, imgs, masks, strict=True) if not done(it)]
+            list(pool.map(lambda row: write_one(*row), missing))
     return owned
 
 
-def _manifest(items: list[Item], synth: Any, fmt: str) -> pd.DataFrame:
-    """One row per planned image: file, label, index, seed, checkpoint; NPZ rows name their shard row."""
+def _manifest(items: list[Item], synth: Any, fmt: str, pairs: bool = False) -> pd.DataFrame:
+    """One row per planned image: file, label, index, seed, checkpoint; NPZ rows name their shard row.
+
+    With ``pairs`` also each image's mask file (NPZ: the shard's ``masks`` row), the mask it was
+    drawn from, how that mask was moved, and its lesion pixels: all recomputed from the seeds
+    (the masks are drawn without the network), so a resumed run's manifest is the same.
+    """
     manifest = pd.DataFrame(
         {
             "path": [it.path for it in items],
@@ -238,6 +293,20 @@ def _manifest(items: list[Item], synth: Any, fmt: str) -> pd.DataFrame:
     )
     if fmt == "npz":
         manifest["shard_row"] = [i % NPZ_SHARD for i in range(len(items))]
+    if pairs:
+        sources: list[str] = []
+        transforms: list[str] = []
+        lesion: list[int] = []
+        for s in range(0, len(items), 4096):
+            chunk = items[s : s + 4096]
+            masks, src, tr = synth.draw_masks([i.label for i in chunk], [i.seed for i in chunk])
+            sources += src
+            transforms += tr
+            lesion += masks.flatten(1).sum(1).tolist()
+        manifest["mask"] = [it.mask_path or it.path for it in items]
+        manifest["mask_source"] = sources
+        manifest["mask_transform"] = transforms
+        manifest["lesion_px"] = lesion
     return manifest
 
 
@@ -254,8 +323,14 @@ def generate(
     device: str = "auto",
     overwrite: bool = False,
     precision: str = "fp32",
+    masks: str | Path | None = None,
 ) -> pd.DataFrame:
     """Generate ``n_per_class`` images per class into ``out``; returns the manifest.
+
+    A checkpoint of a kind that draws slices where a mask says (``model.kind: spade``) writes
+    each image's mask beside it (``masks/<same name>``: PNG 0/255 for PNG and DICOM output, a
+    uint8 NIfTI label map for NIfTI, a ``masks`` array in NPZ shards), and its provenance in the
+    manifest. ``masks``: a folder of mask images to draw from instead of the training masks.
 
     ``n_per_class`` is one count for every class (or for ``classes``), or a mapping
     ``{class index or name: count}`` (e.g. from :func:`counts_like`: a real split's class mix);
@@ -266,10 +341,24 @@ def generate(
     recorded and a resume must use the same setting.
     """
     _check_options(n_per_class, classes, fmt, bits, batch_size, precision)
-    synth = registry.load_sampler(checkpoint, distributed.local_device(resolve_device(device)))
+    device_ = distributed.local_device(resolve_device(device))
+    pairs = registry.checkpoint_kind(checkpoint, makes="samples").pairs
+    synth = (
+        registry.load_pair_sampler(checkpoint, device_)
+        if pairs or masks
+        else registry.load_sampler(checkpoint, device_)
+    )
+    if masks is not None:
+        synth.use_masks(masks)  # type: ignore[attr-defined]
     counts, labels, recorded = _request(synth, n_per_class, classes)
     n_total = sum(counts.values()) if isinstance(counts, dict) else counts * len(labels)
-    check_room(out, *output_size(n_total, tuple(synth.shape), fmt, bits), f"{n_total:,} {fmt} images")
+    files, size = output_size(n_total, tuple(synth.shape), fmt, bits)
+    if pairs and fmt != "npz":
+        files, size = (
+            files + n_total,
+            size + n_total * 70,
+        )  # a mask file per image (compressed, at least its header)
+    check_room(out, files, size, f"{n_total:,} {fmt} images")
     folder = OutputFolder(
         out,
         record=RECORD,
@@ -287,17 +376,18 @@ def generate(
         "bits": bits if fmt == "png" else None,
         "batch_size": batch_size,
         **({"precision": precision} if precision != "fp32" else {}),
+        **({"masks_sha256": synth.masks_digest()} if masks is not None else {}),  # type: ignore[attr-defined]
     }
     rec = distributed.on_main(folder.claim, params)  # rank 0 locks and records; the others wait
     with folder:
         out = folder.path
-        items = plan(synth.classes, labels, counts, seed, fmt)
+        items = plan(synth.classes, labels, counts, seed, fmt, masks=pairs)
         writer = OutputWriter(
             out, fmt, bits, synth.sha256, rec["created_utc"], seed, synth.meta.data.modality
         )
         write = _write_shards if fmt == "npz" else _write_images
-        owned = write(writer, out, items, synth, batch_size, precision)
-        manifest = _manifest(items, synth, fmt)
+        owned = write(writer, out, items, synth, batch_size, precision, pairs)
+        manifest = _manifest(items, synth, fmt, pairs)
         _write_shard_manifest(out, owned)
         distributed.barrier()  # every rank's files and shard manifest are written
         distributed.on_main(_merge_shard_manifests, out, items, manifest)
@@ -412,6 +502,24 @@ class OutputWriter:
                 source_images=source_images,
             )
             write_dicom(path, img, meta)
+
+    def write_mask(
+        self,
+        rel: str,
+        mask: np.ndarray,
+        *,
+        spacing: tuple[float, float] | None = None,
+        thickness: float | None = None,
+        description: str = "",
+    ) -> None:
+        """Write one lesion mask (1, H, W) to ``out / rel`` (atomic): a uint8 NIfTI label map
+        (1 = lesion) beside NIfTI images, else an 8-bit PNG (255 = lesion)."""
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "nifti":
+            write_nifti_mask(path, mask, spacing=spacing, thickness=thickness, description=description[:79])
+        else:
+            write_mask_png(path, mask)
 
     def write_shard(self, rel: str, **arrays: np.ndarray) -> None:
         """Write one NPZ shard (deterministic bytes, atomic)."""

@@ -41,7 +41,7 @@ from medgan.report import build_report, real_vs_synthetic_figure
 from medgan.report.study_figures import study_figures
 from medgan.study import run_study
 from medgan.synthesis import registry
-from medgan.train import train_slices, training_slices, val_split
+from medgan.train import train_slices, training_masks, training_slices, val_split
 from medgan.training import tracking
 from medgan.training.checkpoint import (
     checkpoint_meta,
@@ -104,7 +104,8 @@ def train_stage(cfg: RunConfig, data: RunData, out: Path, data_dir: Path) -> Pat
         return resolve_checkpoint(folder)  # the validation-selected best when there is one
     images, labels, meta = training_slices(cfg, data_dir, data)
     val = val_split(cfg, data_dir, data.data)
-    return train_slices(cfg, images, labels, meta, folder, resume=bool(ckpts), val=val)
+    masks = training_masks(cfg, data_dir, data)
+    return train_slices(cfg, images, labels, meta, folder, resume=bool(ckpts), val=val, masks=masks)
 
 
 def sample_stages(

@@ -101,6 +101,29 @@ def training_slices(
     return images, labels, meta
 
 
+def mask_sources(ss: SliceSet) -> list[str]:
+    """Where each slice's mask came from: its mask file, with the slice's index in a volume."""
+    m = ss.manifest
+    out = []
+    for src, z, own in zip(m["mask_source"], m["slice_index"], m["source"], strict=True):
+        name = str(src) if isinstance(src, str) and src else str(own)
+        out.append(f"{name}#z={int(z)}" if not pd.isna(z) and name.endswith(_VOLUME_SUFFIXES) else name)
+    return out
+
+
+_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+
+
+def training_masks(cfg: RunConfig, data_dir: Path, data: RunData | None = None) -> registry.TrainMasks | None:
+    """The train split's lesion masks (None when the data has none), for a kind that draws from masks."""
+    if cfg.data_b is not None:
+        return None
+    ss = train_split(cfg, data_dir, data.data if data is not None else None)
+    if ss.masks is None:
+        return None
+    return registry.TrainMasks(ss.masks, mask_sources(ss))
+
+
 def train_slices(
     cfg: RunConfig,
     images: np.ndarray,
@@ -109,6 +132,7 @@ def train_slices(
     run_dir: Path,
     resume: bool = False,
     val: tuple[np.ndarray, np.ndarray] | None = None,
+    masks: registry.TrainMasks | None = None,
 ) -> Path:
     """Fit the config's synthesizer (any ``model.kind``) on given slices, e.g. a study's real subset.
 
@@ -116,7 +140,8 @@ def train_slices(
     checkpoint; the kind adds its own (a CycleGAN's domains: two classes, unless ``meta`` names
     two datasets). With ``train.select.every > 0`` the generator is scored against ``val``
     (validation slices and labels; never the test split) during training, and the best-scoring
-    checkpoint is returned; otherwise the last one.
+    checkpoint is returned; otherwise the last one. ``masks``: the slices' lesion masks, which a
+    kind that draws from masks (``pairs``) trains on and keeps to draw from.
     """
     entry = registry.get(cfg.model.kind)
     if cfg.train.select.every > 0 and not entry.selects:
@@ -130,7 +155,7 @@ def train_slices(
     seed_everything(cfg.seed)
     device = distributed.local_device(resolve_device(cfg.train.device))
     try:
-        task = entry.build_task(cfg, images, labels, meta, device)
+        task = entry.build_task(cfg, images, labels, meta, device, masks=masks if entry.pairs else None)
     except ValueError as exc:  # e.g. an image size the generator cannot reach by 2x upsampling
         raise ConfigError("data.size", str(exc)) from None
     selector = None
@@ -149,4 +174,6 @@ def train(cfg: RunConfig, run_dir: str | Path, data_dir: Path, resume: bool = Fa
     """Train the configured synthesizer on the train split; returns the checkpoint to use (best or last)."""
     data = RunData.load(cfg, data_dir)  # read once: train and validation slices
     images, labels, meta = training_slices(cfg, data_dir, data)
-    return train_slices(cfg, images, labels, meta, Path(run_dir), resume, val_split(cfg, data_dir, data.data))
+    val = val_split(cfg, data_dir, data.data)
+    masks = training_masks(cfg, data_dir, data)
+    return train_slices(cfg, images, labels, meta, Path(run_dir), resume, val, masks)

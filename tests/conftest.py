@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,6 +159,75 @@ def tiny_diffusion_checkpoint(tiny_data_dir: Path, tmp_path_factory: pytest.Temp
 
     run = tmp_path_factory.mktemp("tinydiffusion")
     return train(config_from_dict({**tiny_config(), "model": dict(TINY_DIFFUSION)}), run, tiny_data_dir)
+
+
+#: A tiny mask-conditioned SPADE model (16 px): two levels of 8 and 16 channels, one 2-layer discriminator.
+TINY_SPADE = {
+    "kind": "spade",
+    "z_dim": 8,
+    "channels": [8, 16],
+    "spade_hidden": 8,
+    "d_channels": 8,
+    "d_scales": 1,
+    "d_layers": 2,
+}
+
+
+def write_pairs_folder(root: Path, n: int = 24, size: int = 16) -> Path:
+    """An image folder with lesion masks: ``pairs/labels.csv`` (path, label, mask), ``n`` grey PNGs
+    of ``size`` px, class ``lesion`` holding a bright asymmetric L-shaped lesion where its mask
+    says (at a position that varies), class ``normal`` an empty mask. Returns the CSV."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    d = root / "pairs"
+    d.mkdir(parents=True, exist_ok=True)
+    rows = ["path,label,mask"]
+    for i in range(n):
+        lesion = i % 2 == 1
+        img = rng.integers(20, 90, (size, size)).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        if lesion:
+            r, c = rng.integers(1, size // 2, 2)
+            mask[r : r + 6, c : c + 2] = 255  # the L's stem
+            mask[r + 4 : r + 6, c : c + 5] = 255  # its foot, to the right
+            img[mask > 0] = 230
+        Image.fromarray(img).save(d / f"img{i:02d}.png")
+        Image.fromarray(mask).save(d / f"img{i:02d}_mask.png")
+        rows.append(f"img{i:02d}.png,{'lesion' if lesion else 'normal'},img{i:02d}_mask.png")
+    (d / "labels.csv").write_text("\n".join(rows) + "\n")
+    return d / "labels.csv"
+
+
+def tiny_spade_config(steps: int = 4, **train: object) -> dict:
+    """A config dict for a tiny SPADE model on the image folder of :func:`write_pairs_folder`."""
+    cfg = tiny_config(steps, **train)
+    cfg["data"] = {
+        "source": {"kind": "images", "labels_csv": "pairs/labels.csv", "classes": ["normal", "lesion"]},
+        "size": 16,
+        "channels": 1,
+        "splits": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    }
+    cfg["model"] = dict(TINY_SPADE)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding ``pairs/`` (:func:`write_pairs_folder`)."""
+    d = tmp_path_factory.mktemp("pairsdata")
+    write_pairs_folder(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_spade_checkpoint(tiny_pairs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained (4 steps) tiny SPADE checkpoint on ``pairs/``."""
+    from medgan.config import config_from_dict
+    from medgan.train import train
+
+    run = tmp_path_factory.mktemp("tinyspade")
+    return train(config_from_dict(tiny_spade_config()), run, tiny_pairs_dir)
 
 
 @pytest.fixture(scope="session")

@@ -344,7 +344,10 @@ def test_cli_cyclegan_checkpoint(
     fake.with_suffix(".json").write_text(json.dumps(meta))
     code, _, err = run_cli(capsys, "export-bundle", fake, "--out", tmp_path / "b")
     assert_one_line_error(
-        code, err, "model.kind: 'cyclegan' is a CycleGAN", "needs a cgan or diffusion checkpoint"
+        code,
+        err,
+        "model.kind: 'cyclegan' (CycleGAN",
+        "cannot be exported as a MONAI bundle; cgan or diffusion checkpoints can",
     )
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
 

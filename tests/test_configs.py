@@ -56,7 +56,8 @@ TINY_MODELS: dict[str, dict[str, object]] = {
         "head_channels": 8,
         "sampling_steps": 2,
         "select_sampling_steps": 2,
-    }
+    },
+    "spade": {"channels": [8, 16], "spade_hidden": 8, "d_channels": 8, "z_dim": 8},
 }
 
 

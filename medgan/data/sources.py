@@ -147,6 +147,8 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
             if src not in shown:
                 shown[src] = display_path(src, data_dir)
             row.update(source=shown[src], intensity_mode=rng.mode, intensity_lo=rng.lo, intensity_hi=rng.hi)
+            if row.get("mask_source"):
+                row["mask_source"] = display_path(row["mask_source"], data_dir)
             rows.append(row)
     info = dict(images.info)
     if "file" in info:

@@ -36,6 +36,8 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 #: The image formats medgan reads (a multi-page TIFF: its first page, as documented).
 READ_FORMATS = ("png", "jpeg", "tiff", "bmp")
+#: File suffixes of the formats read (for folders listed without a CSV, e.g. a folder of masks).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _FORMAT_NAMES = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "BMP": "bmp", "DIB": "bmp"}
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -557,16 +559,16 @@ def _mask_path(csv_path: Path, n: int, rel: str, root: Path) -> str:
     return str(full)
 
 
-def read_mask(path: Path, shape: tuple[int, int], image: Path | str) -> np.ndarray:
-    """A lesion mask image as (H, W) uint8, 1 where any channel is nonzero, else 0; it must have
-    the image's ``shape`` (a mask of another size would label the wrong pixels)."""
+def read_mask(path: Path, shape: tuple[int, int] | None, image: Path | str | None = None) -> np.ndarray:
+    """A lesion mask image as (H, W) uint8, 1 where any channel is nonzero, else 0; with ``shape``
+    it must have its image's shape (a mask of another size would label the wrong pixels)."""
     raw, _ = _read(Path(path))
     if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
         raise InputError(path, "mask has NaN or infinite values")
-    if tuple(raw.shape[1:]) != tuple(shape):
+    if shape is not None and tuple(raw.shape[1:]) != tuple(shape):
         raise InputError(
             path,
-            f"mask is {raw.shape[1]}x{raw.shape[2]}, its image {Path(image).name} is {shape[0]}x{shape[1]}",
+            f"mask is {raw.shape[1]}x{raw.shape[2]}, its image {Path(image or path).name} is {shape[0]}x{shape[1]}",
         )
     return (raw != 0).any(axis=0).astype(np.uint8)
 
@@ -642,6 +644,16 @@ def _image_batches(frame: pd.DataFrame, csv_path: Path, warnings_out: list[str])
 
 
 # --------------------------------------------------------------------------- writing PNG
+
+
+def write_mask_png(path: Path, mask: np.ndarray) -> Path:
+    """Write a lesion mask (1, H, W) or (H, W) as an 8-bit grey PNG: 255 = lesion, 0 = not (the
+    convention of BUSI and most 2-D segmentation sets; :func:`read_mask` reads any nonzero as lesion)."""
+    m = np.asarray(mask)
+    m = m[None] if m.ndim == 2 else m
+    if m.ndim != 3 or m.shape[0] != 1:
+        raise ValueError(f"a mask is (1, H, W) or (H, W); got {np.asarray(mask).shape}")
+    return write_png(path, np.where(m > 0, 1.0, -1.0).astype(np.float32), bits=8)
 
 
 def write_png(path: Path, image: np.ndarray, bits: int = 8) -> Path:

@@ -298,6 +298,40 @@ def write_nifti(
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             raise ValueError(f"intensity must be (lo, hi) with lo < hi, got {intensity}")
         values = denormalize(values, lo, hi)
+    return _write_slice(path, values.astype(np.float32), np.float32, spacing, thickness, description)
+
+
+def write_nifti_mask(
+    path: Path,
+    mask: np.ndarray,
+    *,
+    spacing: tuple[float, float] | None = None,
+    thickness: float | None = None,
+    description: str = "",
+) -> Path:
+    """Write a lesion mask (1, H, W) or (H, W) as a uint8 NIfTI-1 label map (1 = lesion, 0 = not),
+    with the same affine and voxel order as :func:`write_nifti` gives its image, so MONAI's
+    ``LoadImaged`` returns image and mask on the same grid. Atomic, deterministic bytes."""
+    path = Path(path)
+    if not path.name.lower().endswith((".nii.gz", ".nii")):
+        raise ValueError(f"{path}: a NIfTI file name must end in .nii.gz or .nii")
+    m = np.asarray(mask)
+    m = m[0] if m.ndim == 3 else m
+    if m.ndim != 2:
+        raise ValueError(f"a mask is (1, H, W) or (H, W); got {np.asarray(mask).shape}")
+    return _write_slice(path, (m > 0).astype(np.uint8), np.uint8, spacing, thickness, description)
+
+
+def _write_slice(
+    path: Path,
+    values: np.ndarray,
+    dtype: type,
+    spacing: tuple[float, float] | None,
+    thickness: float | None,
+    description: str,
+) -> Path:
+    """One (H, W) slice as a NIfTI-1 volume (W, H, 1) of ``dtype`` in medgan's display affine."""
+    lower = path.name.lower()
     row_sp, col_sp = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
     row_sp, col_sp = _positive(row_sp, "row spacing"), _positive(col_sp, "column spacing")
     dz = 1.0 if thickness is None else _positive(thickness, "thickness")
@@ -306,11 +340,11 @@ def write_nifti(
     # LoadImage gives the same (W, H) array as it does for the PNG of this slice. The affine
     # says where they point (columns right -> left, rows anterior -> posterior, as displayed),
     # so read_case and viewers show the slice as drawn.
-    vol = np.ascontiguousarray(values.T[:, :, None].astype(np.float32))
+    vol = np.ascontiguousarray(values.T[:, :, None].astype(dtype))
     affine = np.diag([-col_sp, -row_sp, dz, 1.0])  # x: towards the patient's left, y: posterior, z: S
     img = nib.Nifti1Image(vol, affine)
     hdr = img.header
-    hdr.set_data_dtype(np.float32)
+    hdr.set_data_dtype(dtype)
     hdr.set_xyzt_units("mm")
     img.set_qform(affine, code=2)
     img.set_sform(affine, code=2)

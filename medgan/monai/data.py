@@ -18,7 +18,7 @@ from medgan.device import resolve_device
 from medgan.errors import InputError
 from medgan.seeding import derive_seed
 from medgan.synthesis import registry
-from medgan.synthesis.protocols import Sampler
+from medgan.synthesis.protocols import PairSampler, Sampler
 
 #: How the plug-in maps generator output to intensities: ``minmax`` rescales each image to
 #: ``value_range`` (what ``ScaleIntensity(d)`` does to real slices), ``fixed`` maps [-1, 1]
@@ -84,12 +84,24 @@ def to_monai(images: torch.Tensor, intensity: str, value_range: tuple[float, flo
     return images.transpose(-1, -2).contiguous()
 
 
-def load_synthesizer(checkpoint: Any, device: str | torch.device | None = None) -> Sampler:
+def masks_to_monai(masks: torch.Tensor) -> torch.Tensor:
+    """Masks (N, 1, H, W) uint8 as MONAI's ``LoadImaged`` gives the uint8 NIfTI label maps medgan
+    writes: float32 0 / 1, spatial axes (W, H) like :func:`to_monai`'s images."""
+    return (masks > 0).to(torch.float32).transpose(-1, -2).contiguous()
+
+
+def load_synthesizer(
+    checkpoint: Any, device: str | torch.device | None = None, pairs: bool = False
+) -> Sampler:
     """A :class:`~medgan.synthesis.protocols.Sampler` from a checkpoint path (or pass a loaded one through);
-    a checkpoint of a kind that only translates is refused with one line naming ``model.kind``."""
+    a checkpoint of a kind that only translates is refused with one line naming ``model.kind``.
+    With ``pairs`` it must be a :class:`~medgan.synthesis.protocols.PairSampler` (slices with masks)."""
     if isinstance(checkpoint, Sampler):
+        if pairs and not isinstance(checkpoint, PairSampler):
+            raise InputError("pairs", f"{type(checkpoint).__name__} makes slices without masks")
         return checkpoint
-    return registry.load_sampler(checkpoint, resolve_device(str(device) if device is not None else "auto"))
+    dev = resolve_device(str(device) if device is not None else "auto")
+    return registry.load_pair_sampler(checkpoint, dev) if pairs else registry.load_sampler(checkpoint, dev)
 
 
 class SyntheticDataset(Dataset):
@@ -103,7 +115,15 @@ class SyntheticDataset(Dataset):
     (see :func:`to_monai`). The plan is the one
     ``medgan generate --seed S`` uses: class-major, image ``k`` of class ``c`` seeded with
     ``derive_seed(S, c, k)``, so ``SyntheticDataset(ckpt, n_per_class=n, seed=S)[i]`` is the
-    ``i``-th image that command writes. Images are computed a batch at a time (fixed slices of the
+    ``i``-th image that command writes.
+
+    With ``pairs=True`` (a mask-conditioned checkpoint, ``model.kind: spade``) an item is a
+    segmentation pair in MONAI's convention: ``{"image": MetaTensor (C, W, H), "label":
+    MetaTensor (1, W, H) float32 0 / 1 (the lesion mask, as ``LoadImaged`` gives the NIfTI mask
+    ``medgan generate --format nifti`` writes; its PNG mask is the same x 255), "class": int,
+    "synthetic": True, "seed": int, "mask_source": str}``.
+
+    Images are computed a batch at a time (fixed slices of the
     plan, so an item does not depend on access order); the last ``max_cached_batches`` batches
     are kept in memory.
 
@@ -122,6 +142,9 @@ class SyntheticDataset(Dataset):
             ``num_workers=0`` (CUDA cannot start in forked DataLoader workers) or write the set
             to disk once with ``medgan augment``.
         batch_size: images per generator call.
+        pairs: items are (image, mask) pairs with the mask under ``"label"`` and the class under
+            ``"class"`` (a checkpoint that draws from masks; others are refused).
+        masks: with ``pairs``, a folder of mask images to draw lesions on instead of the training masks.
     """
 
     def __init__(
@@ -136,6 +159,8 @@ class SyntheticDataset(Dataset):
         batch_size: int = 256,
         intensity: str = "minmax",
         max_cached_batches: int = 64,
+        pairs: bool = False,
+        masks: str | Any | None = None,
     ) -> None:
         if (n_per_class is None) == (labels is None):
             raise InputError("SyntheticDataset", "give exactly one of n_per_class and labels")
@@ -145,7 +170,12 @@ class SyntheticDataset(Dataset):
             raise InputError("seed", f"must be a whole number (got {seed!r})")
         self.value_range = check_intensity(intensity, value_range)
         self.intensity = intensity
-        self.synth = load_synthesizer(checkpoint, device)
+        if masks is not None and not pairs:
+            raise InputError("masks", "draws the lesions of (image, mask) pairs; give pairs=True")
+        self.pairs = bool(pairs)
+        self.synth = load_synthesizer(checkpoint, device, pairs=self.pairs)
+        if masks is not None:
+            self.synth.use_masks(masks)  # type: ignore[attr-defined]
         self.classes: list[str] = list(self.synth.classes)
         self.seed, self.batch_size = int(seed), batch_size
         self.transform = transform
@@ -171,7 +201,7 @@ class SyntheticDataset(Dataset):
         self._plan_classes = np.asarray(sorted(want), np.int64)
         self._ends = np.cumsum([want[c] for c in sorted(want)], dtype=np.int64)
         self.max_cached_batches = max_cached_batches
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[torch.Tensor, torch.Tensor | None, list[str]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._lab) if self._lab is not None else int(self._ends[-1]) if len(self._ends) else 0
@@ -222,14 +252,23 @@ class SyntheticDataset(Dataset):
         sub._cache = OrderedDict()
         return sub
 
-    def _batch(self, b: int) -> torch.Tensor:
+    def _batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
         if b in self._cache:
             self._cache.move_to_end(b)
             return self._cache[b]
         idx = np.arange(b * self.batch_size, min(len(self), (b + 1) * self.batch_size), dtype=np.int64)
         lab, ks = self._label_k(idx)
-        imgs = self.synth.generate(lab.tolist(), self._seeds_of(lab, ks), self.batch_size)
-        self._cache[b] = to_monai(imgs, self.intensity, self.value_range)
+        if self.pairs:
+            drawn = self.synth.generate_pairs(lab.tolist(), self._seeds_of(lab, ks), self.batch_size)  # type: ignore[attr-defined]
+            entry = (
+                to_monai(drawn.images, self.intensity, self.value_range),
+                masks_to_monai(drawn.masks),
+                list(drawn.mask_sources),
+            )
+        else:
+            imgs = self.synth.generate(lab.tolist(), self._seeds_of(lab, ks), self.batch_size)
+            entry = (to_monai(imgs, self.intensity, self.value_range), None, [])
+        self._cache[b] = entry
         while len(self._cache) > max(1, self.max_cached_batches):
             self._cache.popitem(last=False)
         return self._cache[b]
@@ -239,7 +278,8 @@ class SyntheticDataset(Dataset):
             raise IndexError(i)
         i = i % len(self)
         b, r = divmod(i, self.batch_size)
-        img = self._batch(b)[r].clone()
+        images, masks, sources = self._batch(b)
+        img = images[r].clone()
         lab, ks = self._label_k(np.asarray([i], np.int64))
         label, seed = int(lab[0]), self._seeds_of(lab, ks)[0]
         meta = {
@@ -247,10 +287,16 @@ class SyntheticDataset(Dataset):
             "synthetic": True,
             "checkpoint_sha256": self.synth.sha256,
         }
-        item = {
+        item: dict[str, Any] = {
             "image": MetaTensor(img, meta=meta),
             "label": label,
             "synthetic": True,
             "seed": seed,
         }
+        if masks is not None:
+            item["class"] = label
+            item["label"] = MetaTensor(
+                masks[r].clone(), meta={**meta, "filename_or_obj": meta["filename_or_obj"] + ":mask"}
+            )
+            item["mask_source"] = sources[r]
         return self.transform(item) if self.transform is not None else item

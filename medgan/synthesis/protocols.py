@@ -4,6 +4,8 @@ A checkpoint loads (:func:`medgan.synthesis.registry.load`) into an object of on
 
 - a :class:`Sampler` makes slices from a class and a seed (the conditional GAN, the diffusion
   model): ``generate(labels, seeds)``, ``sample_counts(counts, seed)``;
+- a :class:`PairSampler` is a sampler whose slices come with their lesion masks (mask-conditioned
+  synthesis): ``generate_pairs(labels, seeds)``;
 - a :class:`Translator` turns real slices into the other domain (the CycleGAN):
   ``translate(images, direction)``, ``translate_labelled(images, labels)``.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -76,6 +79,46 @@ class Translator(Synthesizer, Protocol):
 
     def translate_labelled(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every slice of either domain translated into the other, labelled with its target."""
+        ...
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Synthetic slices with the masks they were drawn from (a :class:`PairSampler`'s output)."""
+
+    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1], on the CPU
+    masks: torch.Tensor  # (N, 1, H, W) uint8, 1 = lesion
+    mask_sources: list[str]  # the mask each one was drawn from (a training mask or a file of a mask folder)
+    mask_transforms: list[str]  # how it was moved (flip, rotation, scale, shift, elastic), one line each
+
+
+@runtime_checkable
+class PairSampler(Sampler, Protocol):
+    """A sampler whose slices are drawn where a mask says: each image comes with its lesion mask."""
+
+    def generate_pairs(
+        self,
+        labels: Sequence[int],
+        seeds: Sequence[int],
+        batch_size: int | None = None,
+        precision: str = "fp32",
+    ) -> Pairs:
+        """Images and their masks; pair i is a pure function of (checkpoint, labels[i], seeds[i])."""
+        ...
+
+    def draw_masks(
+        self, labels: Sequence[int], seeds: Sequence[int]
+    ) -> tuple[torch.Tensor, list[str], list[str]]:
+        """The masks (N, 1, H, W) uint8 that pairs (labels[i], seeds[i]) are drawn on, with each
+        one's source and transform, without running the network."""
+        ...
+
+    def use_masks(self, folder: str | Path) -> None:
+        """Draw masks from a folder of mask images instead of the training masks."""
+        ...
+
+    def masks_digest(self) -> str:
+        """SHA-256 of the masks drawn from (the training masks or a folder's), for records."""
         ...
 
 

@@ -33,7 +33,8 @@ from medgan.errors import ConfigError, InputError
 from medgan.synthesis.cgan import CGANSynthesizer, ConditionalGAN
 from medgan.synthesis.cyclegan import CycleGAN, CycleGANTranslator
 from medgan.synthesis.diffusion import DiffusionSynthesizer, DiffusionTask
-from medgan.synthesis.protocols import Exportable, Sampler, Synthesizer, Translator
+from medgan.synthesis.protocols import Exportable, PairSampler, Sampler, Synthesizer, Translator
+from medgan.synthesis.spade import SPADEGAN, SPADESynthesizer
 from medgan.training.checkpoint import checkpoint_meta
 from medgan.training.loop import Task
 
@@ -47,9 +48,10 @@ class SynthesizerKind:
     kind: str
     description: str
     config: type[KindConfig]
-    #: ``(cfg, images, labels, meta, device) -> task``: the training task with its data attached
-    #: (a :class:`~medgan.training.loop.SelectableTask` when ``selects``)
-    build_task: Callable[[RunConfig, np.ndarray, np.ndarray, dict[str, Any], torch.device], Task]
+    #: ``(cfg, images, labels, meta, device, masks=None) -> task``: the training task with its data
+    #: attached (a :class:`~medgan.training.loop.SelectableTask` when ``selects``); ``masks``
+    #: (:class:`TrainMasks`) is given to a kind that ``pairs``
+    build_task: Callable[..., Task]
     #: ``(model_cfg, classes, key) -> dict``: what the kind adds to checkpoint metadata (e.g. its
     #: domains); a config that does not fit the data is a ConfigError under ``key`` (its section)
     describe: Callable[[Any, list[str], str], dict[str, Any]]
@@ -58,6 +60,7 @@ class SynthesizerKind:
     makes: Makes
     selects: bool  # supports checkpoint selection on the validation split (train.select)
     exports: bool = False  # the inference object is Exportable (TorchScript): medgan export-bundle
+    pairs: bool = False  # draws each slice where a mask says: trains on masks, makes (image, mask) pairs
 
     @property
     def noun(self) -> str:
@@ -87,6 +90,14 @@ class SynthesizerKind:
             return synth.sample_counts([n_per_class] * len(synth.classes), seed, precision)
         assert isinstance(synth, Translator)
         return synth.translate_labelled(images, labels)
+
+
+@dataclass(frozen=True)
+class TrainMasks:
+    """The training slices' lesion masks for a kind that ``pairs``: (N, 1, H, W) uint8 and each one's source."""
+
+    masks: np.ndarray
+    sources: list[str]
 
 
 def domain_index(value: str | int, classes: list[str], key: str) -> int:
@@ -121,7 +132,12 @@ def _sampling_task(task_class: Any) -> Callable[..., Task]:
     """A ``build_task`` for a kind that learns to sample every labelled train slice's class."""
 
     def build(
-        cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
+        cfg: RunConfig,
+        images: np.ndarray,
+        labels: np.ndarray,
+        meta: dict[str, Any],
+        device: torch.device,
+        masks: TrainMasks | None = None,
     ) -> Task:
         _check_share(len(images), "train")
         task = task_class(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)
@@ -131,8 +147,40 @@ def _sampling_task(task_class: Any) -> Callable[..., Task]:
     return build
 
 
+def _build_spade(
+    cfg: RunConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    meta: dict[str, Any],
+    device: torch.device,
+    masks: TrainMasks | None = None,
+) -> SPADEGAN:
+    """The mask-conditioned task on every labelled train slice and its mask."""
+    if masks is None:
+        raise InputError(
+            "data",
+            f"model.kind {cfg.model.kind!r} draws slices from lesion masks, and these slices have none"
+            " (give an image folder's labels CSV a mask column, or volumes with masks)",
+        )
+    _check_share(len(images), "train")
+    task = SPADEGAN(cfg.model, cfg.train, len(meta["classes"]), images.shape[1:], device, cfg.seed)  # type: ignore[arg-type]
+    task.attach_data(
+        torch.tensor(images),
+        torch.tensor(np.asarray(labels, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(masks.masks)),
+        masks.sources,
+        cfg.seed,
+    )
+    return task
+
+
 def _build_cyclegan(
-    cfg: RunConfig, images: np.ndarray, labels: np.ndarray, meta: dict[str, Any], device: torch.device
+    cfg: RunConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    meta: dict[str, Any],
+    device: torch.device,
+    masks: TrainMasks | None = None,
 ) -> CycleGAN:
     dom = meta["domains"]
     labels = np.asarray(labels)
@@ -178,6 +226,17 @@ KINDS: dict[str, SynthesizerKind] = {
         makes="samples",
         selects=True,
         exports=True,
+    ),
+    "spade": SynthesizerKind(
+        kind="spade",
+        description="mask-conditioned SPADE GAN (lesion mask + class + noise -> slice)",
+        config=MODEL_CONFIGS["spade"],
+        build_task=_build_spade,
+        describe=lambda mc, classes, key="model": {},
+        inference=SPADESynthesizer,
+        makes="samples",
+        selects=True,
+        pairs=True,
     ),
 }
 
@@ -229,12 +288,27 @@ def load_translator(checkpoint: str | Path, device: str | torch.device = "cpu") 
     return synth
 
 
+def load_pair_sampler(checkpoint: str | Path, device: str | torch.device = "cpu") -> PairSampler:
+    """A checkpoint's :class:`~medgan.synthesis.protocols.PairSampler` (slices with their masks); a kind
+    that does not draw from masks is refused with one line naming ``model.kind`` and the kinds that do."""
+    entry = checkpoint_kind(checkpoint, makes="samples")
+    if not entry.pairs:
+        able = " or ".join(sorted(k for k, e in KINDS.items() if e.pairs))
+        raise ConfigError(
+            f"{checkpoint}: model.kind",
+            f"{entry.kind!r} ({entry.description}) makes slices without masks; {able} checkpoints make image + mask pairs",
+        )
+    synth = entry.inference(checkpoint, device)
+    assert isinstance(synth, PairSampler), f"{type(synth).__name__} does not implement PairSampler"
+    return synth
+
+
 def load_exportable(checkpoint: str | Path) -> Sampler:
     """A checkpoint's sampler that can be written as TorchScript (``medgan export-bundle``), on the CPU.
 
     A kind that cannot be exported is refused with one line naming ``model.kind`` and the kinds that can.
     """
-    entry = checkpoint_kind(checkpoint, makes="samples")
+    entry = checkpoint_kind(checkpoint)
     if not entry.exports:
         able = " or ".join(sorted(k for k, e in KINDS.items() if e.exports))
         raise ConfigError(
