@@ -186,6 +186,14 @@ def train_cmd(
         typer.echo(f"trained {cfg.train.steps} steps; checkpoint ({which}) {ckpt}")
 
 
+def _check_sampler_flags(keep_source_ids: bool, features: str | None) -> None:
+    """Flags that only apply to ``--translate``, refused when sampling."""
+    if keep_source_ids:
+        raise InputError("--keep-source-ids", "records source UIDs of translations; use it with --translate")
+    if features is not None:
+        raise InputError("--features", "scores translations; use it with --translate (see medgan evaluate)")
+
+
 @app.command("generate")
 def generate_cmd(
     checkpoint: Annotated[
@@ -291,6 +299,10 @@ def generate_cmd(
             f"{entry.kind!r} ({entry.description}) translates real slices; give --translate A2B|B2A and --input",
         )
     if translate is not None:
+        if masks is not None:
+            raise InputError(
+                "--masks", "draws lesions for a mask-conditioned sampler; it does not apply to --translate"
+            )
         registry.get(entry.kind, makes="translations", where=f"{checkpoint}: model.kind")
         from medgan.translate import translate as run_translate  # lazy: keeps --help fast
 
@@ -318,12 +330,7 @@ def generate_cmd(
                 f"translated {len(m)} slices ({translate}) to {out}; label-preservation check in metrics.json"
             )
         return
-    if keep_source_ids:
-        raise InputError("--keep-source-ids", "records source UIDs of translations; use it with --translate")
-    if masks is not None and translate is not None:
-        raise InputError("--masks", "draws lesions for a mask-conditioned sampler; it does not apply to --translate")
-    if features is not None:
-        raise InputError("--features", "scores translations; use it with --translate (see medgan evaluate)")
+    _check_sampler_flags(keep_source_ids, features)
     if n_total is not None and counts_like is None:
         raise InputError("--n-total", "needs --counts-like (the split whose class proportions to keep)")
     if n_per_class is not None and counts_like is not None:
