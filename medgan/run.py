@@ -35,9 +35,11 @@ from medgan.io.npz import read_npz
 from medgan.metrics.evaluate import eval_counts, evaluate_sets, split_class_counts
 from medgan.metrics.features import get_extractor
 from medgan.metrics.gates import gates_verdict
+from medgan.metrics.pairs import describe as describe_pairs
+from medgan.metrics.pairs import pair_scores
 from medgan.metrics.records import EvaluationResult
 from medgan.provenance import write_provenance
-from medgan.report import build_report, real_vs_synthetic_figure
+from medgan.report import build_report, pairs_figure, real_vs_synthetic_figure
 from medgan.report.study_figures import study_figures
 from medgan.study import run_study
 from medgan.synthesis import registry
@@ -151,6 +153,8 @@ def sample_stages(
         gates=cfg.gates,
     )
     sections["metrics"] = metrics
+    if registry.get(cfg.model.kind).pairs and ss.masks is not None:
+        _pair_stage(cfg, ss, out, m, cas_set, sections, log)
     pairs = out / "evaluation" / "closest_pairs.png"
     if pairs.is_file():
         sections["figures"]["Memorization check: closest synthetic (top) / training (bottom) pairs"] = pairs
@@ -169,6 +173,49 @@ def sample_stages(
         sections["gates"][f"{cfg.model.kind} (this run's {what})"] = r.gates
         log(f"      gates: {gates_verdict(f'the {what}', r.gates['results'])}")
     return metrics
+
+
+def _read_masks(folder: Path, manifest: pd.DataFrame) -> np.ndarray:
+    """The masks of an NPZ generation of image + mask pairs, in manifest order."""
+    return np.concatenate([read_npz(folder / f)["masks"] for f in dict.fromkeys(manifest["path"])])
+
+
+def _pair_stage(
+    cfg: RunConfig,
+    ss: Any,
+    out: Path,
+    samples: pd.DataFrame,
+    cas_set: tuple[np.ndarray, np.ndarray] | None,
+    sections: dict[str, Any],
+    log: Log,
+) -> None:
+    """Mask fidelity and (with ``pipeline.label_scores``) the segmentation CAS of the run's pairs,
+    their overlay figure, into ``evaluation/pair_scores.json`` and the report."""
+    syn_x = _read_images(out / "samples", samples)
+    syn_m = _read_masks(out / "samples", samples)
+    syn_y = samples["label"].to_numpy().astype(np.int64)
+    tr, va, te = (ss.split(s) for s in ("train", "val", "test"))
+    cas = None
+    if cas_set is not None:
+        cm = pd.read_csv(out / "samples-cas" / "manifest.csv")
+        cas = (cas_set[0], _read_masks(out / "samples-cas", cm))
+    scores = pair_scores(
+        (tr.images, tr.masks),
+        (va.images, va.masks),
+        (te.images, te.masks),
+        (syn_x, syn_m),
+        cas,
+        cfg.segmenter,
+    )
+    atomic_write_text(
+        out / "evaluation" / "pair_scores.json", json.dumps(scores, indent=1, allow_nan=False) + "\n"
+    )
+    sections["pair_scores"] = scores
+    fig = out / "figures" / "pairs.png"
+    te_y = te.manifest["label"].to_numpy().astype(np.int64)
+    pairs_figure((te.images, te.masks, te_y), (syn_x, syn_m, syn_y), list(ss.classes), fig)
+    sections["figures"]["Real (test split) and synthetic slices with their lesion masks' contours"] = fig
+    log(f"      {describe_pairs(scores)}")
 
 
 def translation_stages(

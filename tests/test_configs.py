@@ -25,6 +25,7 @@ TINY = [
     "train.checkpoint_every=2",
     "classifier.epochs=1",
     "classifier.patience=1",
+    "segmenter.epochs=1",
     "study.seeds=1",
     "study.fractions=[1.0]",
     "study.n_boot=20",

@@ -64,7 +64,7 @@ from medgan.config.study import (
     StudyConfig,
     StudyModels,
 )
-from medgan.config.train import ClassifierConfig, SelectConfig, TrainConfig
+from medgan.config.train import ClassifierConfig, SegmenterConfig, SelectConfig, TrainConfig
 
 __all__ = [
     "CGAN_LEGACY",
@@ -91,6 +91,7 @@ __all__ = [
     "NiftiSource",
     "PipelineConfig",
     "RunConfig",
+    "SegmenterConfig",
     "SelectConfig",
     "Source",
     "SpectralNormConfig",

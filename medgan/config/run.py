@@ -10,7 +10,7 @@ from medgan.config.base import Seed, StrictModel
 from medgan.config.data import DataConfig
 from medgan.config.kinds import DEFAULT_KIND, MODEL_CONFIGS, model_kind, synthetic_arms
 from medgan.config.study import AugmentConfig, GatesConfig, PipelineConfig, StudyConfig
-from medgan.config.train import ClassifierConfig, TrainConfig
+from medgan.config.train import ClassifierConfig, SegmenterConfig, TrainConfig
 from medgan.errors import ConfigError
 
 
@@ -34,6 +34,7 @@ class RunConfig(StrictModel):
     model: ModelConfig = Field(default_factory=lambda: MODEL_CONFIGS[DEFAULT_KIND]())  # type: ignore[valid-type]
     train: TrainConfig = Field(default_factory=TrainConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     gates: GatesConfig | None = Field(default_factory=GatesConfig)

@@ -129,3 +129,34 @@ class ClassifierConfig(StrictModel):
             self.balance = "loss"
         elif self.balance == "loss":
             self.balance = "none"
+
+
+class SegmenterConfig(StrictModel):
+    """A MONAI segmentation network trained on (image, mask) pairs: mask fidelity and the
+    segmentation CAS of a mask-conditioned synthesizer (docs/metrics.md).
+
+    ``arch``: MONAI ``UNet`` (``channels`` per level, stride 2, ``res_units`` residual units) or
+    ``BasicUNet``. Loss: MONAI ``DiceCELoss`` on two classes (background, lesion); the weights
+    with the best validation Dice (MONAI ``DiceMetric`` on the lesion, images with a lesion) are
+    kept, training stops after ``patience`` epochs without a better one. ``augment``: classical
+    augmentation applied to image and mask together (MONAI ``RandFlipd`` and ``RandAffined``,
+    bilinear for the image, nearest for the mask). ``epoch_samples``: as the classifier's (0: one pass).
+    """
+
+    arch: Literal["unet", "basicunet"] = "unet"
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    res_units: int = Field(2, ge=0, le=4)
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    patience: int = Field(8, ge=1)
+    epoch_samples: int = Field(0, ge=0)
+    augment: bool = True
+    seed: Seed = 0
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _levels(self) -> SegmenterConfig:
+        if len(self.channels) < 2 or any(c < 4 for c in self.channels):
+            raise ValueError("channels needs at least two levels of >= 4 channels")
+        return self

@@ -113,6 +113,88 @@ def real_vs_synthetic_figure(
     return _savefig(fig, path)
 
 
+def pairs_figure(
+    real: tuple[np.ndarray, np.ndarray, np.ndarray],
+    syn: tuple[np.ndarray, np.ndarray, np.ndarray],
+    classes: list[str],
+    path: Path,
+    k: int = 8,
+) -> Path:
+    """Per class: real slices above synthetic ones, each with its lesion mask's contour drawn over it.
+
+    ``real`` and ``syn`` are (images (N, C, H, W) in [-1, 1], masks (N, 1, H, W), labels (N,)).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for c, name in enumerate(classes):
+        for kind, (x, m, y) in (("real", real), ("synthetic", syn)):
+            sel = np.flatnonzero(np.asarray(y) == c)[:k]
+            rows.append((f"{name}\n{kind}", x[sel], m[sel]))
+    fig, axes = plt.subplots(len(rows), k, figsize=(k * 1.1, len(rows) * 1.2), squeeze=False)
+    for r, (title, xs, ms) in enumerate(rows):
+        for j in range(k):
+            ax = axes[r][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(xs):
+                img = xs[j]
+                ax.imshow(
+                    img[0] if img.shape[0] == 1 else np.moveaxis((img + 1) / 2, 0, -1),
+                    cmap="gray",
+                    vmin=-1,
+                    vmax=1,
+                )
+                if ms[j].any():
+                    ax.contour(ms[j][0] > 0, levels=[0.5], colors="#ff3b30", linewidths=0.8)
+            if j == 0:
+                ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center", labelpad=6)
+    return _savefig(fig, path)
+
+
+def _pair_scores_section(p: dict[str, Any]) -> list[str]:
+    """Mask fidelity and segmentation CAS, each beside its real reference and target."""
+    f = p["mask_fidelity"]
+    rows = [
+        {
+            "score": "mask fidelity (real-trained segmenter on synthetic images)",
+            "Dice": _num(f["synthetic"]["dice"]),
+            "HD95 px": _num(f["synthetic"]["hd95"], 2),
+            "reference (real test Dice)": _num(f["real_test_dice"]),
+            "ratio": _num(f["ratio"], 2),
+            "target": f"x{f['target']}",
+            "met": "yes" if f["met"] else "no",
+        }
+    ]
+    c = p.get("seg_cas")
+    if c is not None:
+        rows.append(
+            {
+                "score": f"segmentation CAS (segmenter trained on {c['n_train']} synthetic pairs only)",
+                "Dice": _num(c["test"]["dice"]),
+                "HD95 px": _num(c["test"]["hd95"], 2),
+                "reference (real test Dice)": _num(c["real_only_test_dice"]),
+                "ratio": _num(c["ratio"], 2),
+                "target": f"x{c['target']}",
+                "met": "yes" if c["met"] else "no",
+            }
+        )
+    cols = ["score", "Dice", "HD95 px", "reference (real test Dice)", "ratio", "target", "met"]
+    return [
+        "## Image + mask pairs",
+        "",
+        "Dice of the lesion over images that hold one (MONAI UNet, DiceCELoss; weights chosen on the real validation pairs).",
+        "",
+        _table(rows, cols),
+        "",
+    ]
+
+
 def auc_plot(summary: pd.DataFrame, x: str, path: Path) -> Path | None:
     """Test AUC (mean and 95 % CI over seeds) against ``x`` (``ratio`` or ``fraction``), one line per arm."""
     import matplotlib
@@ -776,7 +858,7 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
 
     ``sections`` may hold: ``data`` (inspect summary), ``gates`` (synthesizer name -> its gate
     report: ``passed``, ``results``; shown before any metric or accuracy row), ``metrics``
-    (metrics.json dict), ``translations`` (direction -> a translation's metrics.json), ``study``
+    (metrics.json dict), ``pair_scores`` (mask fidelity and segmentation CAS), ``translations`` (direction -> a translation's metrics.json), ``study``
     (study.json dict), ``figures`` (caption -> PNG path),
     ``config`` (YAML text).
     """
@@ -787,6 +869,8 @@ def build_report(run_dir: Path, title: str, sections: dict[str, Any]) -> tuple[P
         md += _gates_section(sections["gates"], sections.get("study"))
     if "metrics" in sections:
         md += _metrics_section(sections["metrics"])
+    if "pair_scores" in sections:
+        md += _pair_scores_section(sections["pair_scores"])
     if "translations" in sections:
         md += _translations_section(sections["translations"])
     if "study" in sections:

@@ -1,0 +1,1 @@
+"""Segmentation networks on (image, mask) pairs: MONAI UNet training and lesion Dice / HD95 scores."""
