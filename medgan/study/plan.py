@@ -113,6 +113,12 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     for sec in ("data", "data_b"):  # a split that keeps patients apart: as cells before the option
         if isinstance(keep.get(sec), dict) and not keep[sec].get("splits", {}).get("allow_patient_overlap"):
             keep[sec].get("splits", {}).pop("allow_patient_overlap", None)
+    # a kind added after the first cell caches enters the fingerprint only when one of the study's
+    # arms draws from it (its study.models section cannot change the other arms' cells)
+    used = {arm_kind(a) for a in cfg.study.arms}
+    models = keep["study"].get("models") or {}
+    for kind in [k for k in models if not MODEL_CONFIGS[k].ALWAYS_FINGERPRINTED and k not in used]:
+        models.pop(kind)
     if reused is not None:
         keep["reused_checkpoint"] = checkpoint_meta(reused).sha256
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

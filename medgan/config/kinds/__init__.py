@@ -37,7 +37,10 @@ class KindConfig(StrictModel):
       ``--resume`` of such a run may name that value;
     - ``TWO_DATASETS``: whether the kind can learn between two datasets (``data`` and ``data_b``);
     - ``RESUMABLE``: model keys that only say how the weights are *sampled* (not how they are trained),
-      so a ``--resume`` may change them.
+      so a ``--resume`` may change them;
+    - ``ALWAYS_FINGERPRINTED``: the kind's ``study.models`` section is in every study cell's
+      fingerprint (the kinds of the first cell caches); a later kind's is only where an arm uses
+      it, so adding a kind keeps every finished cell valid.
     """
 
     kind: str
@@ -46,6 +49,7 @@ class KindConfig(StrictModel):
     RESUME_LEGACY: ClassVar[dict[str, Any]] = {}
     TWO_DATASETS: ClassVar[bool] = False
     RESUMABLE: ClassVar[frozenset[str]] = frozenset()
+    ALWAYS_FINGERPRINTED: ClassVar[bool] = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

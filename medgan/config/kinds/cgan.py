@@ -21,6 +21,7 @@ class CGANConfig(KindConfig):
     """Class-conditional GAN: noise + class -> slice (see docs/synthesis.md for every option)."""
 
     kind: Literal["cgan"] = "cgan"
+    ALWAYS_FINGERPRINTED: ClassVar[bool] = True  # in every study fingerprint (the first cell caches)
     z_dim: int = Field(128, ge=1)
     embed_dim: int = Field(64, ge=1)
     g_channels: int = Field(128, ge=8)

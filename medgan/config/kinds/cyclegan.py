@@ -13,6 +13,7 @@ class CycleGANConfig(KindConfig):
     """Unpaired translation between two domains (healthy <-> lesion); see docs/synthesis.md."""
 
     kind: Literal["cyclegan"]
+    ALWAYS_FINGERPRINTED: ClassVar[bool] = True  # in every study fingerprint (the first cell caches)
     domain_a: str | int = 0
     domain_b: str | int = 1
     generator: Literal["resnet", "unet"] = "resnet"

@@ -30,6 +30,7 @@ class DiffusionConfig(KindConfig):
     """
 
     kind: Literal["diffusion"]
+    ALWAYS_FINGERPRINTED: ClassVar[bool] = True  # in every study fingerprint (the first cell caches)
     channels: list[int] | None = None
     attention_levels: list[bool] | None = None
     num_res_blocks: int | None = Field(None, ge=1, le=4)
