@@ -292,6 +292,11 @@ class SplitConfig(StrictModel):
     #: An explicit split (a ``split`` column) that puts one patient in two splits is refused; true
     #: accepts it and flags it in inspect, prepare, run and the report (a leak between splits).
     allow_patient_overlap: bool = False
+    #: Near-duplicate images (frames of one scan, re-crops: :data:`medgan.data.identity.NEAR_DUPLICATE_COSINE`)
+    #: kept in one split when splits are assigned, and counted: ``auto`` for image folders (2-D
+    #: images without patient ids, e.g. BUSI), ``on`` for every source (volumes too; with given
+    #: splits it counts the groups that span them), ``off`` for identical images only.
+    near_duplicates: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitConfig:

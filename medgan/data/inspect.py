@@ -36,6 +36,15 @@ def summarize(ss: SliceSet) -> dict[str, Any]:
         "cross_split_duplicates": ss.info.get("cross_split_duplicates", 0),
         "warnings": list(ss.info.get("warnings", [])),
     }
+    if (
+        "near_duplicate_images" in ss.info
+    ):  # near-duplicate images found (and, in assigned splits, kept together)
+        out["near_duplicates"] = {
+            "images": ss.info["near_duplicate_images"],
+            "groups": ss.info["near_duplicate_groups"],
+            "identical_pairs": int(m["sha1"].duplicated().sum()),
+            "cross_split_groups": ss.info.get("cross_split_near_duplicates", 0),
+        }
     if ss.masks is not None:  # lesion masks kept with their slices (image folders' mask column, volumes)
         px = ss.masks.reshape(len(ss), -1).sum(1)
         out["masks"] = {
@@ -61,6 +70,21 @@ def summarize(ss: SliceSet) -> dict[str, Any]:
                 idx = m.loc[m["label"] == 1, "slice_index"].dropna().astype(int).tolist()
                 out["lesion_slice_index"] = sorted(idx)
     return out
+
+
+def _duplicate_lines(nd: dict[str, Any] | None) -> list[str]:
+    """The near-duplicate count, and whether each group stayed in one split."""
+    if not nd:
+        return []
+    if nd["cross_split_groups"]:
+        return [
+            f"duplicates   {nd['images']} images in {nd['groups']} near-duplicate groups;"
+            f" {nd['cross_split_groups']} groups span the given splits"
+        ]
+    return [
+        f"duplicates   {nd['images']} images in {nd['groups']} near-duplicate groups"
+        f" ({nd['identical_pairs']} identical), each group in one split"
+    ]
 
 
 def render_text(summary: dict[str, Any], source: str) -> str:
@@ -108,6 +132,7 @@ def render_text(summary: dict[str, Any], source: str) -> str:
     lines.append(f"intensity    {mode if isinstance(mode, str) else ', '.join(mode)} -> [-1, 1]")
     lo, hi = summary["intensity_range"] or (0, 0)
     lines.append(f"slice range  [{lo:.3f}, {hi:.3f}]")
+    lines += _duplicate_lines(summary.get("near_duplicates"))
     if summary.get("cross_split_duplicates"):
         lines.append(
             f"warning      {summary['cross_split_duplicates']} identical image(s) appear in more than one "

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from medgan.data.identity import NEAR_DUPLICATE_MAX_SLICES, near_duplicate_groups
 from medgan.data.manifest import make_manifest
 from medgan.data.splits import assign_splits
 from medgan.errors import InputError
@@ -312,6 +313,20 @@ def _masks_of(
     return out[:, None]
 
 
+def _near_duplicates(images: np.ndarray, info: dict) -> list[str] | None:
+    """Near-duplicate group keys of the slices (None, with a warning, for a set too large to search)."""
+    if len(images) > NEAR_DUPLICATE_MAX_SLICES:
+        info.setdefault("warnings", []).append(
+            f"near-duplicate search skipped: {len(images):,} slices (more than {NEAR_DUPLICATE_MAX_SLICES:,});"
+            " only identical images are kept in one split"
+        )
+        return None
+    near = near_duplicate_groups(images)
+    info["near_duplicate_images"] = sum(1 for k in near if k)
+    info["near_duplicate_groups"] = len({k for k in near if k})
+    return near
+
+
 def build_sliceset(
     images: Sequence[np.ndarray],
     rows: list[dict],
@@ -326,6 +341,7 @@ def build_sliceset(
     where: str = "data",
     allow_patient_overlap: bool = False,
     masks: Sequence[np.ndarray | None] | None = None,
+    near_duplicates: bool = False,
 ) -> SliceSet:
     """Assemble normalised slices from any reader into a :class:`SliceSet`.
 
@@ -337,6 +353,10 @@ def build_sliceset(
     patients under ``patients_in_several_splits``). ``masks``, one (n_i, H_i, W_i) lesion mask
     array (or None) per entry of ``images``, are resized by nearest neighbour with their slices
     and kept as ``SliceSet.masks`` when every entry has one (else none are kept, with a warning).
+    ``near_duplicates``: near-duplicate images (:func:`~medgan.data.identity.near_duplicate_groups`)
+    are found and, when splits are assigned here, kept in one split; ``info`` counts them
+    (``near_duplicate_images``, ``near_duplicate_groups``; with given splits also
+    ``cross_split_near_duplicates``, the groups that span splits).
     """
     if not rows:
         raise InputError(where, "no slices found")
@@ -365,15 +385,20 @@ def build_sliceset(
         r["sha1"] = image_sha1(out[i])
     manifest = make_manifest(rows)
     has_split = manifest["split"].notna()
+    near = _near_duplicates(out, info) if near_duplicates else None
     if not has_split.all():
         if has_split.any():
             raise InputError(where, "some rows have a split and others do not; give a split for all or none")
         pids = manifest["patient_id"].fillna("").astype(str).tolist()
         pids = [p if p else f"__slice{i}" for i, p in enumerate(pids)]
         manifest["split"] = pd.array(
-            assign_splits(manifest["label"].tolist(), pids, manifest["sha1"].tolist(), fractions, seed),
+            assign_splits(manifest["label"].tolist(), pids, manifest["sha1"].tolist(), fractions, seed, near),
             dtype="string",
         )
+    elif near is not None:
+        keyed = pd.DataFrame({"near": near, "split": manifest["split"]})
+        keyed = keyed[keyed["near"] != ""]
+        info["cross_split_near_duplicates"] = int((keyed.groupby("near")["split"].nunique() > 1).sum())
     if has_split.all():
         _check_patients_apart(manifest, info, allow_patient_overlap, where)
     per_hash = manifest.groupby("sha1")["split"].nunique()

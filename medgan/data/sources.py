@@ -103,6 +103,7 @@ def _from_volumes(
         info=info,
         where=where,
         masks=masks,
+        near_duplicates=data.splits.near_duplicates == "on",
     )
 
 
@@ -168,6 +169,8 @@ def _from_images(images: Images2D, intensity: IntensityConfig, data: DataConfig,
         info=info,
         where=images.where,
         masks=masks,
+        near_duplicates=data.splits.near_duplicates == "on"
+        or (data.splits.near_duplicates == "auto" and images.source_format == "images"),
     )
 
 

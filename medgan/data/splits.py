@@ -9,8 +9,9 @@ import numpy as np
 SPLITS = ("train", "val", "test")
 
 
-def _components(patient_ids: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
-    """Group index per slice: slices sharing a patient or an identical image share a group (union-find).
+def _components(patient_ids: Sequence[str], hashes: Sequence[str], *more: Sequence[str]) -> np.ndarray:
+    """Group index per slice: slices sharing a patient, an identical image or a key of ``more``
+    (near-duplicate groups) share a group (union-find).
 
     Groups are numbered in the order of their union-find roots, and that numbering feeds the seeded
     group order of :func:`assign_splits`. Kept hand-written: ``scipy.sparse.csgraph.connected_components``
@@ -26,7 +27,7 @@ def _components(patient_ids: Sequence[str], hashes: Sequence[str]) -> np.ndarray
             i = parent[i]
         return i
 
-    for keys in (patient_ids, hashes):
+    for keys in (patient_ids, hashes, *more):
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             if k is None or k == "":
@@ -48,11 +49,13 @@ def assign_splits(
     hashes: Sequence[str],
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    near: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Assign each slice to train / val / test.
 
     Whole groups (a patient, together with every slice whose image is byte-identical to one of
-    theirs) go to one split. Groups are visited in a seeded random order, largest first, and each
+    theirs, or in one ``near``-duplicate group with one: :func:`medgan.data.identity.near_duplicate_groups`)
+    go to one split. Groups are visited in a seeded random order, largest first, and each
     goes to the split that is furthest below its target share, measured per label so that the
     label mix of every split follows the whole set. Deterministic for a given seed.
     """
@@ -61,7 +64,7 @@ def assign_splits(
     if n == 0:
         return out
     labels_arr = np.asarray(labels)
-    group = _components(list(patient_ids), list(hashes))
+    group = _components(list(patient_ids), list(hashes), *([list(near)] if near is not None else []))
     n_groups = int(group.max()) + 1
     classes, lab_idx = np.unique(labels_arr, return_inverse=True)
     counts = np.zeros((n_groups, len(classes)))

@@ -113,6 +113,8 @@ def fingerprint(cfg: RunConfig, reused: Path | None) -> str:
     for sec in ("data", "data_b"):  # a split that keeps patients apart: as cells before the option
         if isinstance(keep.get(sec), dict) and not keep[sec].get("splits", {}).get("allow_patient_overlap"):
             keep[sec].get("splits", {}).pop("allow_patient_overlap", None)
+        if isinstance(keep.get(sec), dict) and keep[sec].get("splits", {}).get("near_duplicates") == "auto":
+            keep[sec]["splits"].pop("near_duplicates", None)  # the default: as cells before the option
     # a kind added after the first cell caches enters the fingerprint only when one of the study's
     # arms draws from it (its study.models section cannot change the other arms' cells)
     used = {arm_kind(a) for a in cfg.study.arms}

@@ -293,14 +293,15 @@ class SPADEGAN:
 
     def _fake(
         self, x: torch.Tensor, seg: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """A generated batch for real ``x`` under ``seg``: decoded from the encoder's code (``vae``) or from noise."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """A generated batch for real ``x`` under ``seg`` and its style code: the encoder's code
+        (``vae``, with its mean and log-variance) or noise."""
         if self.model_cfg.vae:
             mu, logvar = self.g.encoder(x)
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=self.gen, device=mu.device)
-            return self.g.decoder(seg, z), mu, logvar
+            return self.g.decoder(seg, z), z, mu, logvar
         z = torch.randn((len(x), self.model_cfg.z_dim), generator=self.gen, device=x.device)
-        return self.g.decoder(seg, z), None, None
+        return self.g.decoder(seg, z), z, None, None
 
     def train_step(self, step: int) -> dict[str, float | torch.Tensor]:
         """One discriminator update and one generator update (adversarial + feature matching + KL)."""
@@ -313,7 +314,7 @@ class SPADEGAN:
         x, seg = packed[:, :c], conditioning_map(packed[:, c:], y, self.n_classes)
         with autocast(self.device, self.amp):
             with torch.no_grad():
-                fake, _, _ = self._fake(x, seg)
+                fake, _, _, _ = self._fake(x, seg)
             s_real, _ = self.d(torch.cat([x, seg], 1))
             s_fake, _ = self.d(torch.cat([fake.float(), seg], 1))
             loss_d = sum(
@@ -328,7 +329,7 @@ class SPADEGAN:
         out["d_acc_fake"] = torch.stack([a[1] for a in acc]).mean()
 
         with autocast(self.device, self.amp):
-            fake, mu, logvar = self._fake(x, seg)
+            fake, z, mu, logvar = self._fake(x, seg)
             s_gen, f_gen = self.d(torch.cat([fake, seg], 1))
             with torch.no_grad():
                 _, f_real = self.d(torch.cat([x, seg], 1))
@@ -346,6 +347,13 @@ class SPADEGAN:
                 rec = F.l1_loss(fake.float(), x)
                 lg = lg + mc.rec_weight * rec
                 out["rec"] = rec.detach()
+            if mc.ms_weight > 0:  # mode seeking: a second, random style code for the same masks
+                z2 = torch.randn((len(x), mc.z_dim), generator=self.gen, device=x.device)
+                f2 = self.g.decoder(seg, z2)
+                ratio = (fake - f2).abs().mean() / (z.detach() - z2).abs().mean()
+                ms = 1.0 / (ratio.float() + 1e-5)
+                lg = lg + mc.ms_weight * ms
+                out["ms"] = ms.detach()
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()

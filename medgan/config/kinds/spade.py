@@ -24,7 +24,8 @@ class SPADEConfig(KindConfig):
     ``z_dim`` (the style code: noise at sampling time, the encoder's code while training with
     ``vae``). Objective (Park et al. 2019, less the VGG term, which would need downloaded
     weights): ``loss`` (hinge or non-saturating), ``fm_weight`` (discriminator feature matching),
-    ``kld_weight`` (the VAE's KL term), ``rec_weight`` (L1 of the VAE reconstruction, 0 = off).
+    ``kld_weight`` (the VAE's KL term), ``rec_weight`` (L1 of the VAE reconstruction, 0 = off), ``ms_weight`` (mode seeking,
+    Mao et al. 2019: two style codes for one mask must give two different images, 0 = off).
     Sampling: each synthetic image's mask is a training mask of its class (or one of a folder
     given to ``medgan generate --masks``), flipped (``mask_flip``), rotated up to
     ``mask_rotate`` degrees, scaled within ``mask_scale``, shifted up to ``mask_shift`` of the
@@ -44,6 +45,7 @@ class SPADEConfig(KindConfig):
     fm_weight: float = Field(10.0, ge=0.0)
     kld_weight: float = Field(0.05, ge=0.0)
     rec_weight: float = Field(0.0, ge=0.0)
+    ms_weight: float = Field(1.0, ge=0.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(0, ge=0)
     ema_kimg: float | None = Field(10.0, gt=0.0)
