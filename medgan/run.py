@@ -42,6 +42,7 @@ from medgan.provenance import write_provenance
 from medgan.report import build_report, pairs_figure, real_vs_synthetic_figure
 from medgan.report.study_figures import study_figures
 from medgan.study import run_study
+from medgan.study.segmentation import run_seg_study
 from medgan.synthesis import registry
 from medgan.train import train_slices, training_masks, training_slices, val_split
 from medgan.training import tracking
@@ -363,6 +364,10 @@ def run(cfg: RunConfig, out: Path, data_dir: Path, log: Log = print) -> Path:
     metrics = STAGES[entry.makes](cfg, ckpt, data, out, data_dir, sections, log)
     if cfg.pipeline.study:
         study_stage(cfg, ckpt, metrics, data, out, data_dir, sections, log)
+    if cfg.seg_study.run:
+        seg = run_seg_study(cfg, data_dir, out / "seg_study", ckpt, data)
+        sections["seg_study"] = seg
+        log(f"[5/5] segmentation study: {len(seg['summary'])} arm settings (seg_study/seg_study.json)")
     _, html = build_report(out, f"medgan run: {cfg.name}", sections)
     log(f"report: {html} ({time.perf_counter() - t0:.0f} s)")
     return html

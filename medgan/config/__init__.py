@@ -61,6 +61,7 @@ from medgan.config.study import (
     GatesConfig,
     LeverConfig,
     PipelineConfig,
+    SegStudyConfig,
     StudyConfig,
     StudyModels,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "NiftiSource",
     "PipelineConfig",
     "RunConfig",
+    "SegStudyConfig",
     "SegmenterConfig",
     "SelectConfig",
     "Source",

@@ -9,7 +9,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from medgan.config.base import Seed, StrictModel
 from medgan.config.data import DataConfig
 from medgan.config.kinds import DEFAULT_KIND, MODEL_CONFIGS, model_kind, synthetic_arms
-from medgan.config.study import AugmentConfig, GatesConfig, PipelineConfig, StudyConfig
+from medgan.config.study import AugmentConfig, GatesConfig, PipelineConfig, SegStudyConfig, StudyConfig
 from medgan.config.train import ClassifierConfig, SegmenterConfig, TrainConfig
 from medgan.errors import ConfigError
 
@@ -35,6 +35,7 @@ class RunConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    seg_study: SegStudyConfig = Field(default_factory=SegStudyConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     gates: GatesConfig | None = Field(default_factory=GatesConfig)

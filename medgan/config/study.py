@@ -274,6 +274,43 @@ class PipelineConfig(StrictModel):
         return self
 
 
+SEG_ARMS = ("real", "classical", "pairs", "pairs+classical")
+
+
+class SegStudyConfig(StrictModel):
+    """The segmentation study (``medgan run`` with a mask-conditioned model and ``run: true``):
+    a MONAI UNet (``segmenter:``) trained on real pairs alone (``real``), with classical
+    augmentation of image and mask (``classical``), with the run's synthetic pairs added
+    (``pairs``: ``ratio`` x the real pairs, in their class mix) and with both
+    (``pairs+classical``), on ``fractions`` of the train split, ``seeds`` repeats (each its own
+    subset, segmenter seed and synthetic draw); Dice and HD95 on the real test pairs, each arm's
+    per-repeat Dice difference against ``real`` (and ``pairs+classical`` against ``classical``)
+    summarised with a t-interval over repeats and Holm-adjusted p-values (docs/study.md).
+    A fraction below 1 trains the mask-conditioned model on each repeat's own subset (as the
+    classification study does); fraction 1 reuses the run's model.
+    """
+
+    run: bool = False
+    arms: list[str] = Field(default_factory=lambda: list(SEG_ARMS))
+    ratios: list[float] = Field(default_factory=lambda: [1.0])
+    fractions: list[float] = Field(default_factory=lambda: [1.0])
+    seeds: int = Field(5, ge=1)
+    level: float = Field(0.95, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SegStudyConfig:
+        bad = [a for a in self.arms if a not in SEG_ARMS]
+        if bad:
+            raise ValueError(f"unknown arm(s) {bad}; choose from {list(SEG_ARMS)}")
+        if "real" not in self.arms:
+            raise ValueError("arms must include real (every arm is compared with it)")
+        if any(not 0.0 < f <= 1.0 for f in self.fractions) or not self.fractions:
+            raise ValueError("fractions must lie in (0, 1]")
+        if any(not r > 0.0 for r in self.ratios) or not self.ratios:
+            raise ValueError("ratios must be > 0")
+        return self
+
+
 class GatesConfig(StrictModel):
     """Quality gates a synthesizer must pass (docs/metrics.md); ``null`` switches one gate off.
 

@@ -43,16 +43,20 @@ def synthesizer_checkpoint(
     reuse: Path | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     fraction: float = 1.0,
+    masks: registry.TrainMasks | None = None,
 ) -> Path:
     """The ``kind`` synthesizer of one real subset (``fraction`` of the train split, which scales its
-    length): trained in ``folder`` (or resumed), or ``reuse``."""
+    length): trained in ``folder`` (or resumed), or ``reuse``; ``masks``: the subset's lesion masks
+    (a kind that draws from masks)."""
     c = arm_config(cfg, kind, fraction)
     ckpts = list_checkpoints(folder / "checkpoints")
     if ckpts and checkpoint_step(ckpts[-1]) >= c.train.steps:
         return resolve_checkpoint(folder)
     if reuse is not None:
         return reuse
-    return train_slices(c, x, y, meta, folder, resume=bool(ckpts), val=val if c.train.select.every else None)
+    return train_slices(
+        c, x, y, meta, folder, resume=bool(ckpts), val=val if c.train.select.every else None, masks=masks
+    )
 
 
 def _first_per_class(pool: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,7 @@ RESUMABLE_KEYS = (
 
 #: Config sections that never shape a synthesizer's training run (what is done with it afterwards:
 #: the study, its classifier, the pipeline stages, ``medgan augment``), ignored on resume.
-IGNORED_SECTIONS = ("augment.", "study.", "classifier.", "segmenter.", "pipeline.")
+IGNORED_SECTIONS = ("augment.", "study.", "classifier.", "segmenter.", "seg_study.", "pipeline.")
 
 #: State keys that differ between ranks under ``torchrun`` (random streams, sampler positions,
 #: image pools); networks and optimizers are identical on every rank.

@@ -122,3 +122,72 @@ def test_an_explicit_split_that_puts_a_patient_in_two_splits_is_refused_or_flagg
     from medgan.data.inspect import summarize
 
     assert any("more than one split" in line for line in _data_section(summarize(ss)))
+
+
+def _scan(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """A smooth random 'scan' (1, H, W) in [-1, 1]."""
+    coarse = rng.uniform(-1, 1, (1, 1, 6, 6)).astype(np.float32)
+    import torch
+    import torch.nn.functional as F
+
+    return F.interpolate(torch.from_numpy(coarse), size=(size, size), mode="bicubic")[0].clamp(-1, 1).numpy()
+
+
+def test_near_duplicates_are_found_and_kept_in_one_split() -> None:
+    """Frames of one scan (shifted a pixel, brighter, noisier) are one group; other scans are not."""
+    from medgan.data.identity import near_duplicate_groups
+
+    rng = np.random.default_rng(0)
+    scans = [_scan(rng) for _ in range(30)]
+    frames = [
+        np.concatenate([scans[0][..., :1], scans[0][..., :-1]], axis=-1),  # shifted a pixel
+        np.clip(scans[0] * 0.8 + 0.1, -1, 1),  # other gain and offset
+        np.clip(scans[1] + rng.normal(0, 0.03, scans[1].shape), -1, 1).astype(np.float32),  # noisier
+    ]
+    images = np.stack([*scans, *frames, np.zeros_like(scans[0]), np.zeros_like(scans[0])])
+    keys = near_duplicate_groups(images)
+    assert keys[0] and keys[0] == keys[30] == keys[31]  # scan 0 and its two frames
+    assert keys[1] and keys[1] == keys[32] and keys[1] != keys[0]
+    assert all(k == "" for k in keys[2:30])  # unrelated scans stay alone
+    assert keys[33] == keys[34] == ""  # blank slices carry no identity
+    labels = [i % 2 for i in range(len(images))]
+    for seed in range(5):  # each group lands in one split, whatever the seed
+        split = assign_splits(
+            labels, [f"p{i}" for i in range(len(images))], [""] * len(images), seed=seed, near=keys
+        )
+        assert split[0] == split[30] == split[31] and split[1] == split[32]
+
+
+def test_inspect_counts_near_duplicates_in_an_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from medgan.config import DataConfig
+    from medgan.data.inspect import render_text, summarize
+    from medgan.data.sources import load_source
+
+    rng = np.random.default_rng(1)
+    rows = ["path,label"]
+    for i in range(12):
+        img = ((_scan(rng)[0] + 1) * 127.5).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / f"s{i}.png")
+        rows.append(f"s{i}.png,{'a' if i % 2 else 'b'}")
+        if i < 3:  # a re-saved, slightly brighter frame of each of the first three
+            Image.fromarray(np.clip(img.astype(int) + 6, 0, 255).astype(np.uint8)).save(
+                tmp_path / f"s{i}_again.png"
+            )
+            rows.append(f"s{i}_again.png,{'a' if i % 2 else 'b'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = DataConfig.model_validate({"source": {"kind": "images", "labels_csv": "labels.csv"}})
+    ss = load_source(data, tmp_path)
+    s = summarize(ss)
+    assert s["near_duplicates"]["images"] == 6 and s["near_duplicates"]["groups"] == 3
+    assert s["near_duplicates"]["cross_split_groups"] == 0
+    m = ss.manifest
+    for i in range(3):
+        both = m[m["source"].str.contains(f"s{i}(?:_again)?\\.png$")]["split"]
+        assert both.nunique() == 1
+    assert "6 images in 3 near-duplicate groups" in render_text(s, "labels.csv")
+    off = DataConfig.model_validate(
+        {"source": {"kind": "images", "labels_csv": "labels.csv"}, "splits": {"near_duplicates": "off"}}
+    )
+    assert "near_duplicates" not in summarize(load_source(off, tmp_path))
