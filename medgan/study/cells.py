@@ -23,7 +23,7 @@ from medgan.mixing import MixedDataset, filter_by_confidence
 from medgan.seeding import derive_seed
 from medgan.study.plan import ArmSpec, arm_config, kind_is_sized, synth_dir
 from medgan.synthesis import registry
-from medgan.train import data_meta, train_slices
+from medgan.train import data_meta, mask_sources, train_slices
 from medgan.training.checkpoint import (
     checkpoint_step,
     list_checkpoints,
@@ -130,8 +130,24 @@ def synth_job(ctx: Context, kind: str, f: float, s: int, idx: np.ndarray, reuse:
     d = ctx.d
     meta = _subset_meta(ctx, f, s, len(idx))
     folder = synth_dir(ctx.out, kind, f, s)
+    masks = None
+    if registry.get(kind).pairs:  # a kind that draws from masks trains on the subset's masks
+        if d.tr.masks is None:
+            raise InputError(
+                "data", f"study arm {kind!r} draws slices from lesion masks, and these slices have none"
+            )
+        masks = registry.TrainMasks(d.tr.masks[idx], [mask_sources(d.tr)[i] for i in idx])
     return synthesizer_checkpoint(
-        ctx.cfg, kind, d.tr.images[idx], d.ty[idx], meta, folder, reuse, val=(d.va.images, d.vy), fraction=f
+        ctx.cfg,
+        kind,
+        d.tr.images[idx],
+        d.ty[idx],
+        meta,
+        folder,
+        reuse,
+        val=(d.va.images, d.vy),
+        fraction=f,
+        masks=masks,
     )
 
 

@@ -66,3 +66,28 @@ def test_a_kind_without_masks_cannot_run_it(
     cfg = config_from_dict({**tiny_config(), "seg_study": {"run": True}})
     with pytest.raises(ConfigError, match=r"seg_study.run: model.kind 'cgan' makes no masks"):
         run_seg_study(cfg, tiny_data_dir, tmp_path / "s", tiny_checkpoint)
+
+
+def test_the_classification_study_takes_a_spade_arm_trained_on_each_subsets_masks(
+    tiny_pairs_dir: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from medgan.study import run_study
+    from tests.conftest import TINY_SPADE
+
+    d = tiny_spade_config(steps=2)
+    d["classifier"] = {"epochs": 2, "width": 4, "patience": 2, "batch_size": 16}
+    d["study"] = {
+        "arms": ["real", "spade"],
+        "ratios": [0.5],
+        "fractions": [1.0, 0.6],
+        "seeds": 1,
+        "n_boot": 20,
+        "steps": {"spade": 2},
+        "models": {"spade": {k: v for k, v in TINY_SPADE.items() if k != "kind"}},
+    }
+    d["gates"] = None
+    run_study(config_from_dict(d), tiny_pairs_dir, tmp_path)
+    res = pd.read_csv(tmp_path / "results.csv")
+    assert set(res["arm"]) == {"real", "spade"} and len(res) == 4
