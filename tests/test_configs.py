@@ -115,18 +115,25 @@ def test_config_runs_end_to_end(
     args = ["run", str(config), "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]
     assert main(args + [a for s in sets for a in ("--set", s)]) == 0
     out = tmp_path / "out"
-    study = json.loads((out / "study" / "study.json").read_text())
-    arms = {r["arm"] for r in study["summary"] if r.get("seeds")}
-    want = (
-        set(cfg.study.arms) | {f"{a}[{cfg.study.levers[0].name}]" for a in cfg.study.levers[0].arms}
-        if (cfg.study.levers)
-        else set(cfg.study.arms)
-    )
-    assert arms == want  # every configured arm ran (none skipped, none crashed)
     md = (out / "report.md").read_text()
-    assert "## Does synthetic data help the classifier?" in md
-    for arm in want:
-        assert f"| {arm} |" in md or f"`{arm}`" in md, arm
+    if cfg.pipeline.study:
+        study = json.loads((out / "study" / "study.json").read_text())
+        arms = {r["arm"] for r in study["summary"] if r.get("seeds")}
+        want = (
+            set(cfg.study.arms) | {f"{a}[{cfg.study.levers[0].name}]" for a in cfg.study.levers[0].arms}
+            if (cfg.study.levers)
+            else set(cfg.study.arms)
+        )
+        assert arms == want  # every configured arm ran (none skipped, none crashed)
+        assert "## Does synthetic data help the classifier?" in md
+        for arm in want:
+            assert f"| {arm} |" in md or f"`{arm}`" in md, arm
+    if cfg.seg_study.run:  # image + mask pairs: scored, drawn, and the segmentation study's every arm
+        seg = json.loads((out / "seg_study" / "seg_study.json").read_text())
+        assert {r["arm"] for r in seg["summary"]} == set(cfg.seg_study.arms)
+        assert "## Segmentation study" in md and "## Image + mask pairs" in md
+        assert (out / "figures" / "pairs.png").is_file() and (out / "evaluation" / "pair_scores.json").is_file()
+    assert cfg.pipeline.study or cfg.seg_study.run  # every shipped config runs a study
     if cfg.model.kind == "cyclegan":
         for direction in ("A2B", "B2A"):
             metrics = json.loads((out / "translations" / direction / "metrics.json").read_text())
