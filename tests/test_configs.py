@@ -132,7 +132,9 @@ def test_config_runs_end_to_end(
         seg = json.loads((out / "seg_study" / "seg_study.json").read_text())
         assert {r["arm"] for r in seg["summary"]} == set(cfg.seg_study.arms)
         assert "## Segmentation study" in md and "## Image + mask pairs" in md
-        assert (out / "figures" / "pairs.png").is_file() and (out / "evaluation" / "pair_scores.json").is_file()
+        assert (out / "figures" / "pairs.png").is_file() and (
+            out / "evaluation" / "pair_scores.json"
+        ).is_file()
     assert cfg.pipeline.study or cfg.seg_study.run  # every shipped config runs a study
     if cfg.model.kind == "cyclegan":
         for direction in ("A2B", "B2A"):
