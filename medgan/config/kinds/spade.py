@@ -45,7 +45,7 @@ class SPADEConfig(KindConfig):
     fm_weight: float = Field(10.0, ge=0.0)
     kld_weight: float = Field(0.05, ge=0.0)
     rec_weight: float = Field(0.0, ge=0.0)
-    ms_weight: float = Field(1.0, ge=0.0)
+    ms_weight: float = Field(0.0, ge=0.0)
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(0, ge=0)
     ema_kimg: float | None = Field(10.0, gt=0.0)
