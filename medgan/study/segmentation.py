@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medgan.config import RunConfig
+from medgan.config.study import SEG_ARMS
 from medgan.data.sources import RunData, load_source
 from medgan.errors import ConfigError, InputError
 from medgan.io.atomic import atomic_write_text
@@ -161,8 +162,9 @@ def summarize(rows: list[dict[str, Any]], level: float = 0.95) -> list[dict[str,
     """Per (arm, ratio, fraction): mean Dice and HD95 over repeats, and each paired difference against
     its references (t-interval over repeats, p, detectable difference, verdict, Holm over all)."""
     by = {(r["arm"], r["ratio"], r["fraction"], r["seed"]): r for r in rows}
+    order = {a: i for i, a in enumerate(SEG_ARMS)}  # real first, then as the design lists them
     groups = sorted(
-        {(r["arm"], r["ratio"], r["fraction"]) for r in rows}, key=lambda g: (g[2], g[0], g[1] or 0)
+        {(r["arm"], r["ratio"], r["fraction"]) for r in rows}, key=lambda g: (g[2], order[g[0]], g[1] or 0)
     )
     out = []
     for arm, ratio, f in groups:
