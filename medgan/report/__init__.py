@@ -68,29 +68,15 @@ def _savefig(fig: Any, path: Path) -> Path:
     return path
 
 
-def real_vs_synthetic_figure(
-    real: np.ndarray,
-    real_labels: np.ndarray,
-    syn: np.ndarray,
-    syn_labels: np.ndarray,
-    classes: list[str],
-    path: Path,
-    k: int = 8,
-    kinds: tuple[str, str] = ("real", "synthetic"),
-) -> Path:
-    """Per class: a row of real slices above a row of synthetic ones (``kinds`` names the two rows)."""
+def _slice_grid(rows: list[tuple[str, np.ndarray, np.ndarray | None]], k: int, path: Path) -> Path:
+    """One row of up to ``k`` slices per (title, images, masks or None); a mask's contour is drawn over its slice."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = []
-    for c, name in enumerate(classes):
-        for kind, imgs, labs in ((kinds[0], real, real_labels), (kinds[1], syn, syn_labels)):
-            sel = imgs[labs == c][:k]
-            rows.append((f"{name}\n{kind}", sel))
     fig, axes = plt.subplots(len(rows), k, figsize=(k * 1.1, len(rows) * 1.2), squeeze=False)
-    for r, (title, sel) in enumerate(rows):
+    for r, (title, sel, masks) in enumerate(rows):
         for j in range(k):
             ax = axes[r][j]
             if j > 0 and j >= len(sel):
@@ -108,9 +94,30 @@ def real_vs_synthetic_figure(
                     vmin=-1,
                     vmax=1,
                 )
+                if masks is not None and masks[j].any():
+                    ax.contour(masks[j][0] > 0, levels=[0.5], colors="#ff3b30", linewidths=0.8)
             if j == 0:  # the row's label left of its first image, never over the grid
                 ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center", labelpad=6)
     return _savefig(fig, path)
+
+
+def real_vs_synthetic_figure(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    syn: np.ndarray,
+    syn_labels: np.ndarray,
+    classes: list[str],
+    path: Path,
+    k: int = 8,
+    kinds: tuple[str, str] = ("real", "synthetic"),
+) -> Path:
+    """Per class: a row of real slices above a row of synthetic ones (``kinds`` names the two rows)."""
+    rows: list[Any] = []
+    for c, name in enumerate(classes):
+        for kind, imgs, labs in ((kinds[0], real, real_labels), (kinds[1], syn, syn_labels)):
+            sel = imgs[labs == c][:k]
+            rows.append((f"{name}\n{kind}", sel))
+    return _slice_grid([(title, sel, None) for title, sel in rows], k, path)
 
 
 def pairs_figure(
@@ -124,37 +131,12 @@ def pairs_figure(
 
     ``real`` and ``syn`` are (images (N, C, H, W) in [-1, 1], masks (N, 1, H, W), labels (N,)).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = []
+    rows: list[Any] = []
     for c, name in enumerate(classes):
         for kind, (x, m, y) in (("real", real), ("synthetic", syn)):
             sel = np.flatnonzero(np.asarray(y) == c)[:k]
             rows.append((f"{name}\n{kind}", x[sel], m[sel]))
-    fig, axes = plt.subplots(len(rows), k, figsize=(k * 1.1, len(rows) * 1.2), squeeze=False)
-    for r, (title, xs, ms) in enumerate(rows):
-        for j in range(k):
-            ax = axes[r][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(xs):
-                img = xs[j]
-                ax.imshow(
-                    img[0] if img.shape[0] == 1 else np.moveaxis((img + 1) / 2, 0, -1),
-                    cmap="gray",
-                    vmin=-1,
-                    vmax=1,
-                )
-                if ms[j].any():
-                    ax.contour(ms[j][0] > 0, levels=[0.5], colors="#ff3b30", linewidths=0.8)
-            if j == 0:
-                ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center", labelpad=6)
-    return _savefig(fig, path)
+    return _slice_grid(rows, k, path)
 
 
 def _pair_scores_section(p: dict[str, Any]) -> list[str]:
