@@ -114,6 +114,16 @@ def mask_sources(ss: SliceSet) -> list[str]:
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
 
 
+def subset_masks(ss: SliceSet, idx: np.ndarray | None = None) -> registry.TrainMasks:
+    """The lesion masks of slices ``idx`` of ``ss`` (all when None) with their sources, for a kind
+    that draws from masks (the train split, or a study's subset of it)."""
+    assert ss.masks is not None, "the slices have no masks"
+    sources = mask_sources(ss)
+    if idx is None:
+        return registry.TrainMasks(ss.masks, sources)
+    return registry.TrainMasks(ss.masks[idx], [sources[i] for i in idx])
+
+
 def training_masks(cfg: RunConfig, data_dir: Path, data: RunData | None = None) -> registry.TrainMasks | None:
     """The train split's lesion masks (None when the data has none), for a kind that draws from masks."""
     if cfg.data_b is not None:
@@ -121,7 +131,7 @@ def training_masks(cfg: RunConfig, data_dir: Path, data: RunData | None = None) 
     ss = train_split(cfg, data_dir, data.data if data is not None else None)
     if ss.masks is None:
         return None
-    return registry.TrainMasks(ss.masks, mask_sources(ss))
+    return subset_masks(ss)
 
 
 def train_slices(

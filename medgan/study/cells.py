@@ -23,7 +23,7 @@ from medgan.mixing import MixedDataset, filter_by_confidence
 from medgan.seeding import derive_seed
 from medgan.study.plan import ArmSpec, arm_config, kind_is_sized, synth_dir
 from medgan.synthesis import registry
-from medgan.train import data_meta, mask_sources, train_slices
+from medgan.train import data_meta, subset_masks, train_slices
 from medgan.training.checkpoint import (
     checkpoint_step,
     list_checkpoints,
@@ -115,12 +115,12 @@ class Context:
     factor: int  # a confidence-filtered arm chooses from this many times the samples it needs
 
 
-def _subset_meta(ctx: Context, f: float, s: int, n: int) -> dict[str, Any]:
-    d = ctx.d
+def subset_meta(ss: Any, tr: Any, f: float, s: int, n: int) -> dict[str, Any]:
+    """Checkpoint metadata of the synthesizer of a repeat's subset (``n`` slices of the train split ``tr``)."""
     return {
-        "classes": d.classes,
-        "shape": list(d.ss.shape),
-        "data": {**data_meta(d.tr), "n_train": n},
+        "classes": list(ss.classes),
+        "shape": list(ss.shape),
+        "data": {**data_meta(tr), "n_train": n},
         "real_subset": {"fraction": f, "seed": s},
     }
 
@@ -128,7 +128,7 @@ def _subset_meta(ctx: Context, f: float, s: int, n: int) -> dict[str, Any]:
 def synth_job(ctx: Context, kind: str, f: float, s: int, idx: np.ndarray, reuse: Path | None) -> Path:
     """Train (or resume, or reuse) the ``kind`` synthesizer of the subset ``idx`` (a study job)."""
     d = ctx.d
-    meta = _subset_meta(ctx, f, s, len(idx))
+    meta = subset_meta(d.ss, d.tr, f, s, len(idx))
     folder = synth_dir(ctx.out, kind, f, s)
     masks = None
     if registry.get(kind).pairs:  # a kind that draws from masks trains on the subset's masks
@@ -136,7 +136,7 @@ def synth_job(ctx: Context, kind: str, f: float, s: int, idx: np.ndarray, reuse:
             raise InputError(
                 "data", f"study arm {kind!r} draws slices from lesion masks, and these slices have none"
             )
-        masks = registry.TrainMasks(d.tr.masks[idx], [mask_sources(d.tr)[i] for i in idx])
+        masks = subset_masks(d.tr, idx)
     return synthesizer_checkpoint(
         ctx.cfg,
         kind,

@@ -35,10 +35,10 @@ from medgan.mixing import stratified_subsample
 from medgan.progress import progress
 from medgan.seeding import derive_seed
 from medgan.segmenter.train import score_masks, segment, train_segmenter
-from medgan.study.cells import synthesizer_checkpoint
+from medgan.study.cells import subset_meta, synthesizer_checkpoint
 from medgan.study.statistics import holm, paired_summary, verdict
 from medgan.synthesis import registry
-from medgan.train import data_meta, mask_sources
+from medgan.train import subset_masks
 
 #: Which arms compare with which: every arm with ``real``; synthetic + classical also with ``classical``.
 REFERENCES = {"classical": ("real",), "pairs": ("real",), "pairs+classical": ("real", "classical")}
@@ -88,16 +88,15 @@ def run_seg_study(
     ty = tr.manifest["label"].to_numpy().astype(np.int64)
     n_classes = len(ss.classes)
     out.mkdir(parents=True, exist_ok=True)
-    base_sha = registry.load_pair_sampler(checkpoint).sha256
+    base = registry.load_pair_sampler(checkpoint)  # fraction 1's synthesizer, loaded once
     rows: list[dict[str, Any]] = []
     jobs = [(f, s) for f in st.fractions for s in range(st.seeds)]
     for f, s in progress(jobs, "segmentation study", minimum=1):
         idx = np.arange(len(ty)) if f == 1.0 else stratified_subsample(ty, f, s, 2)
-        cells = out / "cells" / _fingerprint(cfg, base_sha, f)
-        ckpt = checkpoint
+        cells = out / "cells" / _fingerprint(cfg, base.sha256, f)
+        synth = base
         if f < 1.0:  # the synthesizer of this repeat's own subset
-            meta = _subset_meta_for(ss, tr, f, s, len(idx))
-            masks = registry.TrainMasks(tr.masks[idx], [mask_sources(tr)[i] for i in idx])
+            meta = subset_meta(ss, tr, f, s, len(idx))
             ckpt = synthesizer_checkpoint(
                 cfg,
                 cfg.model.kind,
@@ -105,9 +104,9 @@ def run_seg_study(
                 ty[idx],
                 meta,
                 out / "synthesizers" / f"f{f:g}-s{s}",
-                masks=masks,
+                masks=subset_masks(tr, idx),
             )
-        synth = registry.load_pair_sampler(ckpt)
+            synth = registry.load_pair_sampler(ckpt)
         seg_cfg = cfg.segmenter.model_copy(update={"seed": derive_seed(cfg.segmenter.seed, s)})
         for arm in st.arms:
             for ratio in st.ratios if arm.startswith("pairs") else [None]:
@@ -146,16 +145,6 @@ def run_seg_study(
     }
     atomic_write_text(out / "seg_study.json", json.dumps(study, indent=1, allow_nan=True) + "\n")
     return study
-
-
-def _subset_meta_for(ss: Any, tr: Any, f: float, s: int, n: int) -> dict[str, Any]:
-    """Checkpoint metadata of a repeat's subset synthesizer (as the classification study's)."""
-    return {
-        "classes": list(ss.classes),
-        "shape": list(ss.shape),
-        "data": {**data_meta(tr), "n_train": n},
-        "real_subset": {"fraction": f, "seed": s},
-    }
 
 
 def summarize(rows: list[dict[str, Any]], level: float = 0.95) -> list[dict[str, Any]]:
