@@ -1,12 +1,14 @@
 """The mask-conditioned SPADE GAN and the segmenter on CPU (or GPU): training and generation rates.
 
     python -m benchmarks.spade_speed [--data-dir DIR] [--repeats 3] [--steps 5] [--n 256] [--device cpu]
+                                     [--kinds] [--train-only]
 
 BUSI at 64 px (``configs/spade_busi.yaml``), batch 32:
 
 - SPADE training images/s, median of ``--repeats`` timings of ``--steps`` steps after a warm-up,
   by default and with the mode-seeking term (``ms_weight: 1``); baseline in the same run:
-  the cGAN at the same size and batch (``model.kind: cgan``, its defaults);
+  the cGAN at the same size and batch (``model.kind: cgan``, its defaults); with ``--kinds``
+  also the study_busi cGAN arm, the diffusion model and the CycleGAN (the cost of their arms);
 - generation of ``--n`` image + mask pairs in memory (``generate_pairs``), images/s;
 - one epoch of the segmenter (MONAI UNet, the config's ``segmenter:``) on the 544 training pairs,
   with and without classical augmentation, seconds (median of ``--repeats``).
@@ -28,6 +30,17 @@ import torch
 from benchmarks._common import append_section, time_runs
 
 CONFIG = "configs/spade_busi.yaml"
+
+#: ``--kinds``: the other kinds a BUSI study could train, at the same size and batch (what an arm of
+#: configs/study_busi.yaml costs per image).
+KIND_ROWS = (
+    ("cgan (study_busi arm: g_channels 64)", ["model={kind: cgan, g_channels: 64}"]),
+    ("diffusion (its defaults)", ["model={kind: diffusion}"]),
+    (
+        "cyclegan (study arm defaults: 32 ch, 6 blocks; normal <-> malignant)",
+        ["model={kind: cyclegan, g_channels: 32, n_res_blocks: 6, domain_a: normal, domain_b: malignant}"],
+    ),
+)
 
 
 def _rate(overrides: list[str], data_dir: Path, repeats: int, steps: int, device: str) -> float:
@@ -62,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--kinds", action="store_true", help="also time the cGAN arm, diffusion and CycleGAN")
+    ap.add_argument("--train-only", action="store_true", help="only the training rates")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
 
@@ -70,16 +85,21 @@ def main(argv: list[str] | None = None) -> None:
         ("spade (default: ms_weight 0)", []),
         ("spade (ms_weight 1)", ["model.ms_weight=1"]),
         ("cgan (baseline, its defaults)", ["model={kind: cgan}", "train.lr_g=2e-4", "train.lr_d=2e-4"]),
+        *(KIND_ROWS if args.kinds else ()),
     ):
         r = _rate([*over, "train.select.every=0"], args.data_dir, args.repeats, args.steps, args.device)
         rows.append([name, f"{r:.1f}", f"{32 / r:.2f}"])
         print(rows[-1], flush=True)
     append_section(
         "SPADE GAN: training images/s at 64 px, batch 32 (BUSI)",
-        f"python -m benchmarks.spade_speed --repeats {args.repeats} --steps {args.steps} --device {args.device}",
+        f"python -m benchmarks.spade_speed --repeats {args.repeats} --steps {args.steps} --device {args.device}"
+        + (" --kinds" if args.kinds else "")
+        + (" --train-only" if args.train_only else ""),
         ["model", f"images/s (median of {args.repeats} x {args.steps} steps)", "s / step"],
         rows,
     )
+    if args.train_only:
+        return
 
     from medgan.config import load_config
     from medgan.data.sources import load_source

@@ -212,6 +212,7 @@ def test_another_configs_run_folder_is_refused(
         {"study": {**base["study"], "seeds": 3}},
         {"pipeline": {"eval_per_class": 3}},
         {"train": {**base["train"], "steps": 8}},
+        {"name": "renamed"},  # a second config with the same data, model and training reuses the model
     ):
         check_same_run(tiny_run, config_from_dict({**base, **ok}))
     # a run written before a key existed (here data.splits.allow_patient_overlap) reads it as its default

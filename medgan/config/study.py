@@ -287,7 +287,8 @@ class SegStudyConfig(StrictModel):
     per-repeat Dice difference against ``real`` (and ``pairs+classical`` against ``classical``)
     summarised with a t-interval over repeats and Holm-adjusted p-values (docs/study.md).
     A fraction below 1 trains the mask-conditioned model on each repeat's own subset (as the
-    classification study does); fraction 1 reuses the run's model.
+    classification study does: length scaled by ``study.step_scaling``, validation selection);
+    fraction 1 reuses the run's model.
     """
 
     run: bool = False

@@ -104,6 +104,8 @@ def run_seg_study(
                 ty[idx],
                 meta,
                 out / "synthesizers" / f"f{f:g}-s{s}",
+                val=(va.images, va.manifest["label"].to_numpy().astype(np.int64)),
+                fraction=f,  # its length scaled as the classification study's (study.step_scaling)
                 masks=subset_masks(tr, idx),
             )
             synth = registry.load_pair_sampler(ckpt)

@@ -63,6 +63,7 @@ from medgan.training.tracking import Tracker
 #: Config keys that may change between a run and its ``--resume`` without changing the result
 #: of the steps already taken (``train.steps`` extends or shortens the run).
 RESUMABLE_KEYS = (
+    "name",  # a label (report title, tracker run name): a renamed config goes on with the same model
     "train.steps",
     "train.sample_every",
     "train.checkpoint_every",

@@ -37,7 +37,12 @@ def test_every_arm_is_paired_with_real_and_cells_are_reused(
         assert c["n"] == 2 and "p_holm" in c and c["verdict"] in ("helped", "hurt", "no clear difference")
         assert c["mean"] == pytest.approx(s[(arm, 1.0)]["dice"] - s[("real", 1.0)]["dice"])
     assert "vs_classical" in s[("pairs+classical", 1.0)]
-    assert (tmp_path / "seg" / "synthesizers").is_dir()  # fraction 0.6: a synthesizer per repeat's subset
+    # fraction 0.6: a synthesizer per repeat's subset, as long as the classification study's (sqrt scaling)
+    from medgan.training.checkpoint import checkpoint_step, list_checkpoints
+
+    for s_ in (0, 1):
+        ckpts = list_checkpoints(tmp_path / "seg" / "synthesizers" / f"f0.6-s{s_}" / "checkpoints")
+        assert checkpoint_step(ckpts[-1]) == cfg.study.scaled_steps(cfg.train.steps, 0.6) < cfg.train.steps
     # a rerun trains nothing: every cell is read back
     monkeypatch.setattr(segmentation, "train_segmenter", lambda *a, **k: pytest.fail("retrained a cell"))
     again = run_seg_study(cfg, tiny_pairs_dir, tmp_path / "seg", tiny_spade_checkpoint)
