@@ -52,6 +52,7 @@ def _rate(overrides: list[str], data_dir: Path, repeats: int, steps: int, device
     images, labels, meta = training_slices(cfg, data_dir, None)
     entry = registry.get(cfg.model.kind)
     masks = training_masks(cfg, data_dir) if entry.pairs else None
+    meta = {**entry.describe(cfg.model, list(meta["classes"])), **meta}  # as train_slices (CycleGAN domains)
     task = entry.build_task(cfg, images, labels, meta, torch.device(device), masks=masks)
     counter = iter(range(10**9))
 
