@@ -34,11 +34,12 @@ from benchmarks._common import append_section, machine, time_runs
 def _task(cfg_path: str, data_dir: Path, amp: str, device: str = "cpu"):
     from medgan.config import load_config
     from medgan.synthesis import registry
-    from medgan.train import training_slices
+    from medgan.train import checkpoint_meta, training_slices
 
     cfg = load_config(cfg_path, [f"train.amp='{amp}'"])
     images, labels, meta = training_slices(cfg, data_dir, None)
     entry = registry.get(cfg.model.kind)
+    meta = checkpoint_meta(cfg, labels, meta)
     return entry.build_task(cfg, images, labels, meta, torch.device(device)), cfg
 
 

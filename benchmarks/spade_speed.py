@@ -46,13 +46,13 @@ KIND_ROWS = (
 def _rate(overrides: list[str], data_dir: Path, repeats: int, steps: int, device: str) -> float:
     from medgan.config import load_config
     from medgan.synthesis import registry
-    from medgan.train import training_masks, training_slices
+    from medgan.train import checkpoint_meta, training_masks, training_slices
 
     cfg = load_config(CONFIG, overrides)
     images, labels, meta = training_slices(cfg, data_dir, None)
     entry = registry.get(cfg.model.kind)
     masks = training_masks(cfg, data_dir) if entry.pairs else None
-    meta = {**entry.describe(cfg.model, list(meta["classes"])), **meta}  # as train_slices (CycleGAN domains)
+    meta = checkpoint_meta(cfg, labels, meta)  # as training does (a CycleGAN's domains)
     task = entry.build_task(cfg, images, labels, meta, torch.device(device), masks=masks)
     counter = iter(range(10**9))
 

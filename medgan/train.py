@@ -134,6 +134,16 @@ def training_masks(cfg: RunConfig, data_dir: Path, data: RunData | None = None) 
     return subset_masks(ss)
 
 
+def checkpoint_meta(cfg: RunConfig, labels: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` (classes, shape, data) with what the kind adds to every checkpoint (a CycleGAN's
+    domains, unless ``meta`` names two datasets, and their slice counts): what its task is built with."""
+    meta = {**registry.get(cfg.model.kind).describe(cfg.model, list(meta["classes"])), **meta}
+    if "domains" in meta:
+        dom, y = meta["domains"], np.asarray(labels)
+        meta = {**meta, "n_a": int((y == dom["label_a"]).sum()), "n_b": int((y == dom["label_b"]).sum())}
+    return meta
+
+
 def train_slices(
     cfg: RunConfig,
     images: np.ndarray,
@@ -158,10 +168,7 @@ def train_slices(
         raise ConfigError(
             "train.select.every", f"model.kind {cfg.model.kind!r} has no checkpoint selection; set it to 0"
         )
-    meta = {**entry.describe(cfg.model, list(meta["classes"])), **meta}
-    if "domains" in meta:
-        dom, y = meta["domains"], np.asarray(labels)
-        meta = {**meta, "n_a": int((y == dom["label_a"]).sum()), "n_b": int((y == dom["label_b"]).sum())}
+    meta = checkpoint_meta(cfg, labels, meta)
     seed_everything(cfg.seed)
     device = distributed.local_device(resolve_device(cfg.train.device))
     try:

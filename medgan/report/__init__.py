@@ -115,9 +115,8 @@ def real_vs_synthetic_figure(
     rows: list[Any] = []
     for c, name in enumerate(classes):
         for kind, imgs, labs in ((kinds[0], real, real_labels), (kinds[1], syn, syn_labels)):
-            sel = imgs[labs == c][:k]
-            rows.append((f"{name}\n{kind}", sel))
-    return _slice_grid([(title, sel, None) for title, sel in rows], k, path)
+            rows.append((f"{name}\n{kind}", imgs[labs == c][:k], None))
+    return _slice_grid(rows, k, path)
 
 
 def pairs_figure(

@@ -86,6 +86,7 @@ def run_seg_study(
         raise InputError("data", "the slices have no lesion masks; the segmentation study needs them")
     tr, va, te = ss.split("train"), ss.split("val"), ss.split("test")
     ty = tr.manifest["label"].to_numpy().astype(np.int64)
+    vy = va.manifest["label"].to_numpy().astype(np.int64)  # a subset synthesizer's selection
     n_classes = len(ss.classes)
     out.mkdir(parents=True, exist_ok=True)
     base = registry.load_pair_sampler(checkpoint)  # fraction 1's synthesizer, loaded once
@@ -104,7 +105,7 @@ def run_seg_study(
                 ty[idx],
                 meta,
                 out / "synthesizers" / f"f{f:g}-s{s}",
-                val=(va.images, va.manifest["label"].to_numpy().astype(np.int64)),
+                val=(va.images, vy),
                 fraction=f,  # its length scaled as the classification study's (study.step_scaling)
                 masks=subset_masks(tr, idx),
             )

@@ -11,6 +11,7 @@ from medgan.errors import ConfigError
 from medgan.report import _seg_study_section
 from medgan.study import segmentation
 from medgan.study.segmentation import run_seg_study, summarize
+from medgan.training.checkpoint import checkpoint_step, list_checkpoints
 from tests.conftest import tiny_config, tiny_spade_config
 
 TINY_SEG = {"channels": [8, 16], "res_units": 0, "epochs": 3, "batch_size": 8, "patience": 3}
@@ -38,8 +39,6 @@ def test_every_arm_is_paired_with_real_and_cells_are_reused(
         assert c["mean"] == pytest.approx(s[(arm, 1.0)]["dice"] - s[("real", 1.0)]["dice"])
     assert "vs_classical" in s[("pairs+classical", 1.0)]
     # fraction 0.6: a synthesizer per repeat's subset, as long as the classification study's (sqrt scaling)
-    from medgan.training.checkpoint import checkpoint_step, list_checkpoints
-
     for s_ in (0, 1):
         ckpts = list_checkpoints(tmp_path / "seg" / "synthesizers" / f"f0.6-s{s_}" / "checkpoints")
         assert checkpoint_step(ckpts[-1]) == cfg.study.scaled_steps(cfg.train.steps, 0.6) < cfg.train.steps
