@@ -26,6 +26,14 @@ def _at_fraction(value: int | dict[float, int] | None, fraction: float, small: i
 REAL_ARMS = ("real", "classical", "real+")
 
 
+def _counts(v: int | dict[float, int] | None) -> int | dict[float, int] | None:
+    """A count (repeats, classifiers): one number or a number per fraction, each at least 1."""
+    counts = [v] if isinstance(v, int) else list(v.values()) if isinstance(v, dict) else []
+    if any(isinstance(n, bool) or n < 1 for n in counts):
+        raise ValueError("counts must be at least 1")
+    return {float(f): n for f, n in v.items()} if isinstance(v, dict) else v
+
+
 def _positive_ratios(v: list[float]) -> list[float]:
     """Synthetic ratios: a non-empty list of values > 0."""
     if not v or any(r <= 0 for r in v):
@@ -187,10 +195,7 @@ class StudyConfig(StrictModel):
     @field_validator("seeds", "ensemble")
     @classmethod
     def _seeds(cls, v: int | dict[float, int] | None) -> int | dict[float, int] | None:
-        counts = [v] if isinstance(v, int) else list(v.values()) if isinstance(v, dict) else []
-        if any(isinstance(n, bool) or n < 1 for n in counts):
-            raise ValueError("counts must be at least 1")
-        return {float(f): n for f, n in v.items()} if isinstance(v, dict) else v
+        return _counts(v)
 
     @field_validator("fractions")
     @classmethod
@@ -295,8 +300,20 @@ class SegStudyConfig(StrictModel):
     arms: list[str] = Field(default_factory=lambda: list(SEG_ARMS))
     ratios: list[float] = Field(default_factory=lambda: [1.0])
     fractions: list[float] = Field(default_factory=lambda: [1.0])
-    seeds: int = Field(5, ge=1)
+    #: Repeats: one number for every fraction or a number per fraction (``{0.25: 10, 1.0: 3}``:
+    #: more where the subsets and the models trained on them vary most). Repeat ``s`` of a
+    #: fraction is the same whatever the count, so raising it reuses the repeats already run.
+    seeds: int | dict[float, int] = 5
     level: float = Field(0.95, gt=0.0, lt=1.0)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | dict[float, int]) -> int | dict[float, int]:
+        return _counts(v)  # type: ignore[return-value]
+
+    def seeds_for(self, fraction: float) -> int:
+        """The number of repeats at ``fraction``."""
+        return _at_fraction(self.seeds, fraction, small=5, large=5)
 
     @model_validator(mode="after")
     def _check(self) -> SegStudyConfig:
@@ -309,6 +326,10 @@ class SegStudyConfig(StrictModel):
             raise ValueError("fractions must lie in (0, 1]")
         if any(not r > 0.0 for r in self.ratios) or not self.ratios:
             raise ValueError("ratios must be > 0")
+        if isinstance(self.seeds, dict) and (missing := [f for f in self.fractions if f not in self.seeds]):
+            raise ValueError(
+                f"seeds per fraction must name every fraction {self.fractions}; missing {missing}"
+            )
         return self
 
 

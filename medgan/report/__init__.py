@@ -213,11 +213,14 @@ def _seg_study_section(st: dict[str, Any]) -> list[str]:
         "verdict (Holm)",
     ]
     d = st["design"]
+    seeds = f"{d['seeds']} repeats per fraction"
+    if isinstance(d["seeds"], dict):  # a number per fraction (JSON keys are strings)
+        seeds = "repeats: " + ", ".join(f"{n} at fraction {float(f):g}" for f, n in d["seeds"].items())
     return [
         "## Segmentation study",
         "",
         f"MONAI UNet on the real test pairs ({st['n_test']} slices, {st['n_test_lesion']} with a lesion; Dice of the lesion"
-        f" over those), {d['seeds']} repeats per fraction; differences are paired per repeat (same subset, segmenter seed"
+        f" over those), {seeds}; differences are paired per repeat (same subset, segmenter seed"
         f" and synthetic pairs), {int(d['level'] * 100)} % t-intervals over repeats, Holm over every comparison.",
         "",
         _table(rows, cols),

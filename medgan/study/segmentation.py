@@ -91,7 +91,7 @@ def run_seg_study(
     out.mkdir(parents=True, exist_ok=True)
     base = registry.load_pair_sampler(checkpoint)  # fraction 1's synthesizer, loaded once
     rows: list[dict[str, Any]] = []
-    jobs = [(f, s) for f in st.fractions for s in range(st.seeds)]
+    jobs = [(f, s) for f in st.fractions for s in range(st.seeds_for(f))]
     for f, s in progress(jobs, "segmentation study", minimum=1):
         idx = np.arange(len(ty)) if f == 1.0 else stratified_subsample(ty, f, s, 2)
         cells = out / "cells" / _fingerprint(cfg, base.sha256, f)

@@ -49,6 +49,23 @@ def test_a_segmenter_learns_the_lesion_and_is_seeded() -> None:
     assert np.array_equal(segment(net2, tx), segment(net, tx))  # same seed, same network
 
 
+def test_augmented_training_is_the_same_without_monai_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pair augmentation runs on plain tensors for speed; the weights equal those of MetaTensors."""
+    import contextlib
+
+    import torch
+
+    from medgan.segmenter import train as seg_train
+
+    x, m = lesion_pairs(16, 0)
+    cfg = TINY.model_copy(update={"epochs": 1, "augment": True})
+    fast, _ = train_segmenter(x, m, x, m, cfg)
+    monkeypatch.setattr(seg_train, "untracked", contextlib.nullcontext)
+    slow, _ = train_segmenter(x, m, x, m, cfg)
+    a, b = fast.state_dict(), slow.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bad_pairs_are_refused_in_one_line() -> None:
     x, m = lesion_pairs(4, 0)
     with pytest.raises(InputError, match="segmenter: train: images"):

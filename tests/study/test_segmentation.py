@@ -28,6 +28,7 @@ def test_every_arm_is_paired_with_real_and_cells_are_reused(
     tiny_spade_checkpoint: Path, tiny_pairs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = _cfg()
+    real = segmentation.train_segmenter
     study = run_seg_study(cfg, tiny_pairs_dir, tmp_path / "seg", tiny_spade_checkpoint)
     s = {(r["arm"], r["fraction"]): r for r in study["summary"]}
     assert set(s) == {(a, f) for a in ("real", "classical", "pairs", "pairs+classical") for f in (1.0, 0.6)}
@@ -47,7 +48,27 @@ def test_every_arm_is_paired_with_real_and_cells_are_reused(
     again = run_seg_study(cfg, tiny_pairs_dir, tmp_path / "seg", tiny_spade_checkpoint)
     assert again["summary"] == study["summary"]
     text = "\n".join(_seg_study_section(study))
-    assert "## Segmentation study" in text and "pairs+classical x1" in text
+    assert (
+        "## Segmentation study" in text and "pairs+classical x1" in text and "2 repeats per fraction" in text
+    )
+    # more repeats at one fraction: only the new repeat's cells are trained, the others read back
+    trained: list[str] = []
+    monkeypatch.setattr(
+        segmentation, "train_segmenter", lambda *a, **k: trained.append(a[-1]) or real(*a, **k)
+    )
+    more = run_seg_study(
+        _cfg(seeds={1.0: 3, 0.6: 2}), tiny_pairs_dir, tmp_path / "seg", tiny_spade_checkpoint
+    )
+    assert sorted(trained) == sorted(
+        f"{a}-f1-s2" for a in ("real-r0", "classical-r0", "pairs-r1", "pairs+classical-r1")
+    )
+    n = {(r["arm"], r["fraction"]): r["vs_real"]["n"] for r in more["summary"] if "vs_real" in r}
+    assert n[("pairs", 1.0)] == 3 and n[("pairs", 0.6)] == 2
+    assert "repeats: 3 at fraction 1, 2 at fraction 0.6" in "\n".join(_seg_study_section(more))
+    with pytest.raises(
+        ConfigError, match=r"seg_study: seeds per fraction must name every fraction .*missing \[0.6\]"
+    ):
+        _cfg(seeds={1.0: 3})
 
 
 def test_paired_differences_and_holm() -> None:
