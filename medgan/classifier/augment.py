@@ -11,7 +11,7 @@ import torch
 @contextlib.contextmanager
 def untracked() -> Iterator[None]:
     """MONAI transforms inside return plain tensors, without ``MetaTensor`` bookkeeping: the same
-    numbers, about 2x faster per slice (1.16 against 0.51 ms at 28 px on 2 CPU cores), which is
+    numbers, 2.2-2.4x faster per slice (``benchmarks.augment_speed``, docs/benchmarks.md), which is
     most of a classical arm's cost on a few thousand slices. The global setting is restored after."""
     from monai.data import get_track_meta, set_track_meta
 

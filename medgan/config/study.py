@@ -34,6 +34,14 @@ def _counts(v: int | dict[float, int] | None) -> int | dict[float, int] | None:
     return {float(f): n for f, n in v.items()} if isinstance(v, dict) else v
 
 
+def _check_per_fraction(key: str, per: object, fractions: list[float]) -> None:
+    """A per-fraction setting (a dict) names every fraction of the study (others may be named)."""
+    if isinstance(per, dict) and (missing := [f for f in fractions if f not in per]):
+        raise ValueError(
+            f"{key} per fraction must name every fraction of the study {fractions}; missing {missing}"
+        )
+
+
 def _positive_ratios(v: list[float]) -> list[float]:
     """Synthetic ratios: a non-empty list of values > 0."""
     if not v or any(r <= 0 for r in v):
@@ -207,13 +215,7 @@ class StudyConfig(StrictModel):
     @model_validator(mode="after")
     def _per_fraction(self) -> StudyConfig:
         for key, per in (("ratios", self.ratios), ("seeds", self.seeds), ("ensemble", self.ensemble)):
-            if isinstance(per, dict):
-                missing = [f for f in self.fractions if f not in per]
-                if missing:  # others may be named: `--set study.fractions=[0.1]` runs one of them
-                    raise ValueError(
-                        f"{key} per fraction must name every fraction of the study {self.fractions}; "
-                        f"missing {missing}"
-                    )
+            _check_per_fraction(key, per, self.fractions)  # `--set study.fractions=[0.1]` runs one
         return self
 
     def seeds_for(self, fraction: float) -> int:
@@ -326,10 +328,7 @@ class SegStudyConfig(StrictModel):
             raise ValueError("fractions must lie in (0, 1]")
         if any(not r > 0.0 for r in self.ratios) or not self.ratios:
             raise ValueError("ratios must be > 0")
-        if isinstance(self.seeds, dict) and (missing := [f for f in self.fractions if f not in self.seeds]):
-            raise ValueError(
-                f"seeds per fraction must name every fraction {self.fractions}; missing {missing}"
-            )
+        _check_per_fraction("seeds", self.seeds, self.fractions)
         return self
 
 
